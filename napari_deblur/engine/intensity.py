@@ -1,0 +1,101 @@
+"""Intensity scaling between the user's units and the [0, 1] the networks see. numpy only.
+
+Modes (``normalize=``):
+
+* ``"dtype"``: the dtype's range: uint8 /255, uint16 /65535, signed ints their
+  full range, floats are taken as already in [0, 1].
+* ``"percentile"`` or ``(lo, hi)``: the ``lo``-th percentile maps to 0 and the
+  ``hi``-th to 1 (default 0.1 and 99.9), per channel or jointly.
+* ``"auto"`` (default): ``"dtype"`` for uint8 and for floats within [0, 1],
+  ``"percentile"`` for everything else (uint16 microscopy that fills 12 bits,
+  floats in camera units, ...).
+
+Only the network's input is scaled; results are mapped back to input units.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+DEFAULT_PERCENTILES = (0.1, 99.9)
+_MAX_SAMPLES = 1 << 22  # percentiles from at most ~4M values per channel
+
+
+@dataclass(frozen=True)
+class Scaling:
+    """Per-channel affine map: unit = (value - offset) / scale."""
+
+    offset: np.ndarray  # (C,)
+    scale: np.ndarray  # (C,), > 0
+    mode: str
+
+    def to_unit(self, x: np.ndarray) -> np.ndarray:
+        """(B, C, H, W) in input units -> float32 around [0, 1]."""
+        off = self.offset.reshape(1, -1, 1, 1)
+        sc = self.scale.reshape(1, -1, 1, 1)
+        return ((x - off) / sc).astype(np.float32)
+
+    def residual_to_units(self, r: np.ndarray) -> np.ndarray:
+        """A difference in [0, 1] units back to input units (scale only)."""
+        return r * self.scale.reshape(1, -1, 1, 1).astype(r.dtype)
+
+
+def _subsample(values: np.ndarray) -> np.ndarray:
+    step = max(1, values.size // _MAX_SAMPLES)
+    return values.reshape(-1)[::step]
+
+
+def fit_scaling(x: np.ndarray, dtype: np.dtype, normalize="auto", per_channel: bool = True) -> Scaling:
+    """Choose the scaling for (B, C, H, W) data ``x`` whose original dtype was ``dtype``.
+
+    ``x`` may contain NaN (ignored). ``per_channel=False`` uses one range for all
+    channels, which keeps the colour balance of RGB photographs.
+    """
+    dtype = np.dtype(dtype)
+    c = x.shape[1]
+    mode = normalize
+    if isinstance(normalize, str):
+        if normalize not in ("auto", "dtype", "percentile"):
+            raise ValueError(f"normalize must be 'auto', 'dtype', 'percentile' or (lo, hi) percentiles, got {normalize!r}")
+        if normalize == "auto":
+            if dtype == np.uint8:
+                mode = "dtype"
+            elif dtype.kind == "f":
+                lo, hi = np.nanmin(x), np.nanmax(x)
+                mode = "dtype" if lo >= 0 and hi <= 1 else "percentile"
+            else:
+                mode = "percentile"
+    if mode == "dtype":
+        if dtype.kind in "ui":
+            info = np.iinfo(dtype)
+            offset, scale = float(info.min), float(info.max) - float(info.min)
+        else:
+            offset, scale = 0.0, 1.0
+        return Scaling(np.full(c, offset), np.full(c, scale), "dtype")
+
+    lo_p, hi_p = DEFAULT_PERCENTILES if mode == "percentile" else tuple(mode)
+    if not 0 <= lo_p < hi_p <= 100:
+        raise ValueError(f"percentiles must satisfy 0 <= lo < hi <= 100, got ({lo_p}, {hi_p})")
+    groups = [x[:, i] for i in range(c)] if per_channel else [x]
+    los, his = [], []
+    for g in groups:
+        v = _subsample(g)
+        v = v[np.isfinite(v)]
+        lo, hi = np.percentile(v, [lo_p, hi_p]) if v.size else (0.0, 1.0)
+        if not hi > lo:  # a flat channel: keep its units
+            hi = lo + (abs(lo) if lo else 1.0)
+        los.append(lo)
+        his.append(hi)
+    if not per_channel:
+        los, his = los * c, his * c
+    offset = np.asarray(los, dtype=np.float64)
+    return Scaling(offset, np.asarray(his, dtype=np.float64) - offset, f"percentile({lo_p},{hi_p})")
+
+
+def cast_like(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Float values back to ``dtype``: integers rounded and clipped to the dtype's range."""
+    dtype = np.dtype(dtype)
+    if dtype.kind in "ui":
+        info = np.iinfo(dtype)
+        return np.clip(np.rint(values), info.min, info.max).astype(dtype)
+    return values.astype(dtype, copy=False)

@@ -1,0 +1,289 @@
+"""The XYDeblur engine: any image or stack in, restored image and residuals out.
+
+``xydeblur_iter`` is a generator: it yields :class:`Progress` after every batch
+of tiles (so a progress bar can move and a napari worker can be cancelled
+between tiles) and *returns* the :class:`XYDeblurResult`. ``xydeblur`` runs it
+to the end. The caller's array is never written to.
+
+Channels: a model with as many channels as the image (RGB on RGB) sees them
+jointly; a 1-channel model restores every channel on its own; a 3-channel model
+on an image with another channel count sees each channel replicated to gray RGB
+and its outputs are averaged back to one channel. The alpha of RGBA passes
+through untouched.
+"""
+
+import time
+from collections.abc import Generator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ..models.loading import load_model
+from ..models.xydeblur import XYDeblur
+from .axes import from_bcyx, normalize_axes, to_bcyx
+from .device import describe, free_memory, is_out_of_memory, pick_device, pick_dtype, precision_name
+from .intensity import cast_like, fit_scaling
+from .tiling import ALIGN, round_tile, tile_apply_iter
+
+MIN_TILE = 64
+DEFAULT_OVERLAP = 64
+MAX_BATCH = 16
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One step of a running restoration: ``done`` of ``total`` units of work."""
+
+    done: int
+    total: int
+    message: str = ""
+
+    @property
+    def fraction(self) -> float:
+        return self.done / self.total if self.total else 1.0
+
+
+@dataclass
+class XYDeblurResult:
+    """``restored`` has the input's shape (and dtype unless ``out_dtype='float32'``);
+    ``r_hor`` and ``r_ver`` are float32 residuals in input units, same shape."""
+
+    restored: np.ndarray
+    r_hor: np.ndarray
+    r_ver: np.ndarray
+    axes: str
+    info: dict = field(default_factory=dict)
+
+
+def check_image(image) -> np.ndarray:
+    """The input as a numpy array, or a clear TypeError/ValueError."""
+    array = np.asarray(image)
+    kind = array.dtype.kind
+    if kind == "b":
+        raise TypeError("boolean images cannot be deblurred; convert the mask to uint8 or float first")
+    if kind == "c":
+        raise TypeError("complex images are not supported; pass the magnitude or the real part")
+    if kind not in "uif":
+        raise TypeError(f"unsupported image dtype {array.dtype}; use an integer or floating-point array")
+    if array.size == 0:
+        raise ValueError(f"the image is empty (shape {array.shape})")
+    if array.ndim < 2:
+        raise ValueError(f"an image needs at least 2 dimensions, got shape {array.shape}")
+    if kind == "f":
+        finite = np.isfinite(array)
+        if not finite.any():
+            raise ValueError("the image has no finite values (all NaN)")
+        if np.isinf(array).any():
+            raise ValueError("the image contains infinite values; replace them before deblurring")
+    return array
+
+
+def bytes_per_pixel(model: XYDeblur, dtype: torch.dtype) -> int:
+    """Peak working memory of one forward pass per input pixel (measured ~10x width floats, doubled)."""
+    return 16 * model.config["width"] * torch.tensor([], dtype=dtype).element_size() + 64
+
+
+def plan_memory(model, device, dtype, height, width, tile="auto", batch="auto"):
+    """Tile side and tiles per batch for this device's free memory."""
+    budget = free_memory(device) * (0.5 if device.type != "cpu" else 0.25)
+    if device.type == "cpu":
+        budget = min(budget, 4 << 30)
+    bpp = bytes_per_pixel(model, dtype)
+    if tile == "auto" or tile is None:
+        side = int((budget / bpp) ** 0.5)
+        cap = 1024 if device.type == "cpu" else 2048
+        tile = max(MIN_TILE * 2, min(cap, side) // 32 * 32)
+    else:
+        tile = int(tile)
+        if tile < MIN_TILE:
+            raise ValueError(f"tile must be 'auto' or at least {MIN_TILE} pixels, got {tile}")
+        tile = round_tile(tile)
+    th, tw = min(tile, height), min(tile, width)
+    if batch == "auto" or batch is None:
+        batch = int(max(1, min(MAX_BATCH, budget // (bpp * th * tw))))
+    return tile, int(batch)
+
+
+def _network_fn(model, device, dtype, replicate_to, swap):
+    """(n, c, h, w) float32 numpy -> (r_hor, r_ver) float32 numpy, on the device."""
+
+    def fn(batch: np.ndarray):
+        x = torch.from_numpy(batch).to(device=device, dtype=dtype)
+        if replicate_to:
+            x = x.expand(-1, replicate_to, -1, -1)
+        if device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            r1, r2 = model.residuals(x)
+        if replicate_to:
+            r1, r2 = r1.mean(1, keepdim=True), r2.mean(1, keepdim=True)
+        if swap:
+            r1, r2 = r2, r1
+        return r1.float().cpu().numpy(), r2.float().cpu().numpy()
+
+    return fn
+
+
+def _prepare_model(model, device, dtype):
+    """A private copy on the device (the caller's module is left as it is)."""
+    work = XYDeblur(**model.config)
+    work.load_state_dict(model.state_dict())
+    work.eval().requires_grad_(False)
+    work = work.to(device=device, dtype=dtype)
+    if device.type == "cuda":
+        work = work.to(memory_format=torch.channels_last)
+    return work
+
+
+def default_model_name(channels: int) -> str:
+    return "xydeblur-photo" if channels in (3, 4) else "xydeblur-microscopy"
+
+
+def xydeblur_iter(
+    image,
+    model=None,
+    *,
+    axes=None,
+    device="auto",
+    precision="auto",
+    tile="auto",
+    overlap=DEFAULT_OVERLAP,
+    batch="auto",
+    normalize="auto",
+    out_dtype="same",
+) -> Generator[Progress, None, XYDeblurResult]:
+    """Restore ``image`` with XYDeblur, yielding progress; returns an :class:`XYDeblurResult`.
+
+    Args:
+        image: array-like, uint8/uint16/int/float32/float64, 2D or a stack.
+        model: a bundled name, a weights path, or an :class:`XYDeblur`; ``None``
+            picks ``xydeblur-photo`` for RGB(A) and ``xydeblur-microscopy`` otherwise.
+        axes: e.g. ``"YX"``, ``"YXC"``, ``"CYX"``, ``"TZCYX"``; ``None`` guesses
+            (see :mod:`napari_deblur.engine.axes`).
+        device: ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"mps"``.
+        precision: ``"auto"`` (fp16 on GPU, fp32 on CPU), ``"fp32"``, ``"fp16"``, ``"bf16"``.
+        tile: tile side in pixels, or ``"auto"`` from free device memory.
+        overlap: pixels shared by neighbouring tiles (blended).
+        batch: tiles or planes per forward pass, or ``"auto"``.
+        normalize: ``"auto"``, ``"dtype"``, ``"percentile"`` or ``(lo, hi)``
+            percentiles (see :mod:`napari_deblur.engine.intensity`).
+        out_dtype: ``"same"`` (integers rounded and clipped to their range,
+            floats unclipped) or ``"float32"``.
+    """
+    started = time.perf_counter()
+    array = check_image(image)
+    axes = normalize_axes(axes, array.shape)
+    if out_dtype not in ("same", "float32"):
+        raise ValueError(f"out_dtype must be 'same' or 'float32', got {out_dtype!r}")
+    bcyx, layout = to_bcyx(array, axes)
+    n, c, h, w = bcyx.shape
+    if h < 4 or w < 4:
+        raise ValueError(f"the image is too small to deblur: {h}x{w} pixels in Y and X (at least 4x4)")
+
+    if model is None:
+        model = default_model_name(c)
+    net = load_model(model)
+    swap = getattr(net, "weights_info", {}).get("horizontal_branch", "first") == "second"
+    colour = c - 1 if layout.rgba else c
+    mc = net.channels
+    if mc == colour:
+        replicate_to = 0
+    elif mc == 1 or mc == 3:
+        replicate_to = 3 if mc == 3 else 0
+    else:
+        raise ValueError(f"a {mc}-channel model cannot restore an image with {colour} colour channels")
+
+    compute = np.float64 if array.dtype == np.float64 else np.float32
+    values = bcyx[:, :colour].astype(compute)  # a copy: the caller's array is never touched
+    nan = np.isnan(values) if array.dtype.kind == "f" else None
+    scaling = fit_scaling(values, array.dtype, normalize, per_channel=(mc != colour))
+    unit = scaling.to_unit(values)
+    if nan is not None and nan.any():
+        unit[nan] = np.nanmedian(unit)
+    # model-shaped items: (items, mc or 1, H, W), padded by reflection to multiples of 4
+    items = unit if mc == colour else unit.reshape(n * colour, 1, h, w)
+    ph, pw = -h % ALIGN, -w % ALIGN
+    if ph or pw:
+        items = np.pad(items, ((0, 0), (0, 0), (0, ph), (0, pw)), mode="reflect")
+
+    dev = pick_device(device)
+    dtype = pick_dtype(precision, dev)
+    tile_side, per_batch = plan_memory(net, dev, dtype, h + ph, w + pw, tile, batch)
+    work = _prepare_model(net, dev, dtype)
+    fn = _network_fn(work, dev, dtype, replicate_to, swap)
+    try:
+        while True:
+            try:
+                r_hor, r_ver = yield from _progress(tile_apply_iter(fn, items, tile_side, overlap, per_batch))
+                break
+            except Exception as err:
+                if not is_out_of_memory(err) or (per_batch == 1 and tile_side <= MIN_TILE * 2):
+                    raise
+                if dev.type == "cuda":
+                    torch.cuda.empty_cache()
+                if per_batch > 1:
+                    per_batch //= 2
+                else:
+                    tile_side = round_tile(tile_side // 2)
+                yield Progress(0, 1, f"out of memory: retrying with tile {tile_side}, batch {per_batch}")
+    finally:
+        del work, fn
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def to_units(r):
+        r = r[:, :, :h, :w].reshape(n, colour, h, w)
+        r = scaling.residual_to_units(r.astype(compute))
+        if nan is not None:
+            r[nan] = 0
+        if layout.rgba:
+            r = np.concatenate([r, np.zeros_like(r[:, :1])], axis=1)
+        return r
+
+    r_hor, r_ver = to_units(r_hor), to_units(r_ver)
+    full = bcyx.astype(compute)
+    restored = full + r_hor + r_ver
+    restored = cast_like(restored, array.dtype) if out_dtype == "same" else restored.astype(np.float32)
+    info = {
+        "model": net.weights_info["name"] if hasattr(net, "weights_info") else "XYDeblur",
+        "device": describe(dev),
+        "precision": precision_name(dtype),
+        "tile": tile_side,
+        "overlap": overlap,
+        "batch": per_batch,
+        "normalize": scaling.mode,
+        "channel_mode": "joint" if mc == colour else ("replicated" if replicate_to else "per-channel"),
+        "seconds": time.perf_counter() - started,
+    }
+    return XYDeblurResult(
+        restored=from_bcyx(restored, layout),
+        r_hor=from_bcyx(r_hor.astype(np.float32), layout),
+        r_ver=from_bcyx(r_ver.astype(np.float32), layout),
+        axes=axes,
+        info=info,
+    )
+
+
+def _progress(tiles):
+    """Turn tile_apply_iter's (done, total) into Progress and pass its return value on."""
+    while True:
+        try:
+            done, total = next(tiles)
+        except StopIteration as stop:
+            return stop.value
+        yield Progress(done, total, f"{done}/{total} tiles")
+
+
+def run_to_end(generator):
+    """Exhaust a progress generator and return its return value."""
+    while True:
+        try:
+            next(generator)
+        except StopIteration as stop:
+            return stop.value
+
+
+def xydeblur(image, model=None, **kwargs) -> XYDeblurResult:
+    """Restore ``image``; the arguments are those of :func:`xydeblur_iter`."""
+    return run_to_end(xydeblur_iter(image, model, **kwargs))
