@@ -71,11 +71,10 @@ def check_image(image) -> np.ndarray:
     if array.ndim < 2:
         raise ValueError(f"an image needs at least 2 dimensions, got shape {array.shape}")
     if kind == "f":
-        finite = np.isfinite(array)
-        if not finite.any():
-            raise ValueError("the image has no finite values (all NaN)")
         if np.isinf(array).any():
             raise ValueError("the image contains infinite values; replace them before deblurring")
+        if np.isnan(array).all():
+            raise ValueError("the image has no finite values (all NaN)")
     return array
 
 

@@ -1,0 +1,144 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from napari_deblur import WeightsError, load_model
+from napari_deblur.models.loading import available_models, save_safetensors, sha256_of
+from factories import tiny_model
+
+
+def _same_weights(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_safetensors_round_trip_keeps_architecture(tmp_path):
+    model = tiny_model(channels=3, width=8, blocks=2)
+    path = save_safetensors(model, tmp_path / "m.safetensors")
+    loaded = load_model(path)
+    assert loaded.config == {"width": 8, "blocks": 2, "channels": 3}
+    assert _same_weights(model, loaded)
+    assert not loaded.training
+    assert loaded.weights_info["path"] == str(path)
+
+
+def test_fp16_safetensors_load_as_fp32(tmp_path):
+    model = tiny_model()
+    loaded = load_model(save_safetensors(model, tmp_path / "h.safetensors", half=True))
+    assert next(loaded.parameters()).dtype == torch.float32
+    w, w16 = model.Decoder1_4.main[0].weight, loaded.Decoder1_4.main[0].weight
+    torch.testing.assert_close(w16, w.half().float())
+
+
+@pytest.mark.parametrize(
+    "wrap",
+    [
+        lambda sd: {"model": sd},  # official Best/Final
+        lambda sd: {"model": sd, "optimizer": {"state": {}, "param_groups": []}, "scheduler": {"last_epoch": 3}, "epoch": 3},
+        lambda sd: sd,  # plain state_dict
+        lambda sd: {f"module.{k}": v for k, v in sd.items()},  # saved from DataParallel
+    ],
+    ids=["official", "official-with-optimizer", "state-dict", "dataparallel"],
+)
+@pytest.mark.parametrize("suffix", [".pkl", ".pth"])
+def test_pickle_formats(tmp_path, wrap, suffix):
+    model = tiny_model(channels=3)
+    path = tmp_path / f"w{suffix}"
+    torch.save(wrap(model.state_dict()), path)
+    assert _same_weights(model, load_model(path))
+
+
+def test_arbitrary_pickles_are_refused(tmp_path):
+    path = tmp_path / "whole_module.pth"
+    torch.save(tiny_model(), path)  # a pickled nn.Module, not a state_dict
+    with pytest.raises(WeightsError, match="cannot be read safely"):
+        load_model(path)
+
+
+def test_missing_unexpected_and_shape_errors(tmp_path):
+    sd = tiny_model().state_dict()
+    missing = dict(sd)
+    missing.pop("Decoder1_3.layers.0.main.0.main.0.bias")
+    torch.save(missing, tmp_path / "missing.pt")
+    with pytest.raises(WeightsError, match=r"1 missing keys \(e.g. Decoder1_3.layers.0.main.0.main.0.bias\)"):
+        load_model(tmp_path / "missing.pt")
+
+    extra = dict(sd, **{"Decoder2_1.weight": torch.zeros(1)})
+    torch.save(extra, tmp_path / "extra.pt")
+    with pytest.raises(WeightsError, match="1 unexpected keys .*Decoder2_1.weight"):
+        load_model(tmp_path / "extra.pt")
+
+    wrong = dict(sd, **{"Convs1_1.main.0.weight": torch.zeros(8, 8, 3, 3)})
+    torch.save(wrong, tmp_path / "wrong.pt")
+    with pytest.raises(WeightsError, match=r"shape mismatch .*Convs1_1.main.0.weight is \(8, 8, 3, 3\)"):
+        load_model(tmp_path / "wrong.pt")
+
+    torch.save({"conv.weight": torch.zeros(3)}, tmp_path / "other.pt")
+    with pytest.raises(WeightsError, match="does not match XYDeblur: 160 missing keys"):
+        load_model(tmp_path / "other.pt")
+
+
+def test_unreadable_files(tmp_path):
+    with pytest.raises(WeightsError, match="not found"):
+        load_model(tmp_path / "nope.safetensors")
+    (tmp_path / "text.safetensors").write_text("hello")
+    with pytest.raises(WeightsError, match="not a readable safetensors"):
+        load_model(tmp_path / "text.safetensors")
+    (tmp_path / "text.pkl").write_text("hello")
+    with pytest.raises(WeightsError, match="text.pkl"):
+        load_model(tmp_path / "text.pkl")
+    (tmp_path / "w.h5").write_bytes(b"\x89HDF")
+    with pytest.raises(WeightsError, match="unknown weights format '.h5'"):
+        load_model(tmp_path / "w.h5")
+    torch.save([1, 2, 3], tmp_path / "list.pt")
+    with pytest.raises(WeightsError, match="holds no state_dict"):
+        load_model(tmp_path / "list.pt")
+
+
+@pytest.fixture
+def bundled(tmp_path, monkeypatch):
+    """A resources folder with one bundled model and its manifest."""
+    model = tiny_model(channels=1)
+    path = save_safetensors(model, tmp_path / "xydeblur-test.safetensors", half=True)
+    manifest = {
+        "name": "xydeblur-test",
+        "file": path.name,
+        "sha256": sha256_of(path),
+        "architecture": {"class": "XYDeblur", **model.config},
+        "horizontal_branch": "first",
+    }
+    (tmp_path / "xydeblur-test.json").write_text(json.dumps(manifest))
+    monkeypatch.setenv("NAPARI_DEBLUR_RESOURCES", str(tmp_path))
+    return model, path
+
+
+def test_bundled_name(bundled):
+    model, _ = bundled
+    assert available_models() == ["xydeblur-test"]
+    loaded = load_model("xydeblur-test")
+    assert loaded.weights_info["bundled"] and loaded.weights_info["name"] == "xydeblur-test"
+    assert loaded.config == model.config
+
+
+def test_bundled_checksum_mismatch(bundled):
+    _, path = bundled
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF  # flip bits in the last weight
+    path.write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match="checksum mismatch for bundled model 'xydeblur-test'"):
+        load_model("xydeblur-test")
+
+
+def test_unknown_name_lists_bundled_models(bundled):
+    with pytest.raises(WeightsError, match="bundled models: xydeblur-test"):
+        load_model("xydeblur-nonexistent")
+
+
+def test_loaded_model_runs_like_the_original(tmp_path):
+    model = tiny_model(channels=3)
+    loaded = load_model(save_safetensors(model, tmp_path / "m.safetensors"))
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        np.testing.assert_array_equal(model(x)[2].numpy(), loaded(x)[2].numpy())

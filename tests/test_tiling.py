@@ -1,0 +1,53 @@
+import numpy as np
+import pytest
+
+from napari_deblur.engine.tiling import ramp_window, tile_apply_iter, tile_starts
+
+
+@pytest.mark.parametrize("length, tile, overlap", [(100, 100, 16), (256, 128, 32), (260, 128, 32), (1000, 256, 64)])
+def test_tiles_cover_with_overlap_on_a_grid_of_four(length, tile, overlap):
+    starts = tile_starts(length, tile, overlap)
+    size = min(tile, length)
+    covered = np.zeros(length, bool)
+    for s in starts:
+        covered[s : s + size] = True
+        assert s % 4 == 0
+    assert covered.all()
+    assert all(b - a <= size - overlap for a, b in zip(starts, starts[1:]))
+
+
+def test_ramps_are_smooth_and_positive():
+    w = ramp_window(64, 128, 512, 32)
+    assert w.min() > 0 and w.max() == 1
+    assert np.all(np.diff(w[:32]) > 0) and np.all(np.diff(w[-32:]) < 0)
+    border = ramp_window(0, 128, 512, 32)
+    assert border[0] == 1  # no fade towards the image's own edge
+
+
+def test_identity_function_is_reproduced_exactly():
+    rng = np.random.default_rng(0)
+    x = rng.random((3, 2, 200, 136), dtype=np.float32)
+    gen = tile_apply_iter(lambda b: (b, 2 * b), x, tile=64, overlap=16, batch=5)
+    steps = []
+    while True:
+        try:
+            steps.append(next(gen))
+        except StopIteration as stop:
+            out_a, out_b = stop.value
+            break
+    np.testing.assert_allclose(out_a, x, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(out_b, 2 * x, rtol=1e-6, atol=1e-6)
+    total = steps[-1][1]
+    assert steps[-1][0] == total == 3 * len(tile_starts(200, 64, 16)) * len(tile_starts(136, 64, 16))
+    assert [d for d, _ in steps] == sorted(d for d, _ in steps)
+
+
+def test_batches_never_exceed_the_batch_size():
+    seen = []
+
+    def fn(b):
+        seen.append(b.shape)
+        return (b,)
+
+    list(tile_apply_iter(fn, np.zeros((4, 1, 64, 64), np.float32), tile=32, overlap=8, batch=3))
+    assert all(s[0] <= 3 and s[2:] == (32, 32) for s in seen)
