@@ -1,0 +1,240 @@
+"""The ``napari-deblur`` command line (also ``python -m napari_deblur``).
+
+Each subcommand is one function decorated with :func:`subcommand`: it adds its
+parser and sets ``handler`` to the function that runs it. Handlers raise
+:class:`CLIError` (or ValueError/TypeError/OSError, e.g. ``WeightsError``) for
+expected failures, which ``main`` reports as one line and exit status 2.
+torch and the engine are imported only inside handlers, so ``--help`` is quick.
+"""
+
+import argparse
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from . import __version__
+
+PROG = "napari-deblur"
+_SUBCOMMANDS = []
+
+
+class CLIError(Exception):
+    """An expected failure: reported as ``napari-deblur: error: <message>``, exit status 2."""
+
+
+def subcommand(add):
+    """Register ``add(subparsers)``, which adds one subcommand's parser."""
+    _SUBCOMMANDS.append(add)
+    return add
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Deblur microscopy images and photographs with XYDeblur (CVPR 2022)."
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in _SUBCOMMANDS:
+        add(subparsers)
+    return parser
+
+
+def main(argv=None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # --help, --version or a usage error (status 2)
+        return exit_.code if isinstance(exit_.code, int) else 2
+    try:
+        return args.handler(args) or 0
+    except KeyboardInterrupt:
+        print(f"\n{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except (CLIError, ValueError, TypeError, OSError) as err:
+        print(f"{PROG}: error: {one_line(err)}", file=sys.stderr)
+        return 2
+    except Exception as err:  # a bug: keep the traceback
+        import traceback
+
+        traceback.print_exc()
+        print(f"{PROG}: error: unexpected {type(err).__name__}: {one_line(err)}", file=sys.stderr)
+        return 1
+
+
+def one_line(err) -> str:
+    text = " ".join(str(err).split()) if str(err).strip() else type(err).__name__
+    if isinstance(err, OSError) and err.filename and str(err.filename) not in text:
+        text = f"{err.filename}: {text}"
+    return text
+
+
+# ---------------------------------------------------------------- shared pieces
+
+
+def add_engine_options(parser):
+    """--device, --precision, --tile, --overwrite, --quiet."""
+    parser.add_argument("--device", default="auto", metavar="auto|cpu|cuda|mps",
+                        help="where the network runs (default: auto = CUDA, then MPS, then CPU)")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
+                        help="network precision (default: auto = fp16 on GPU, fp32 on CPU)")
+    parser.add_argument("--tile", default="auto", type=tile_size, metavar="auto|N",
+                        help="tile side in pixels (default: auto, from free memory)")
+    parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    parser.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
+
+
+def tile_size(text):
+    if text == "auto":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a number of pixels, got {text!r}") from None
+
+
+def normalize_mode(text):
+    if text in ("auto", "dtype", "percentile"):
+        return text
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected auto, dtype, percentile or LO,HI percentiles, got {text!r}") from None
+    return (lo, hi)
+
+
+def stem_of(path: Path) -> str:
+    name = path.name
+    for suffix in (".ome.tiff", ".ome.tif"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return path.stem
+
+
+def plan_outputs(inputs, outdir: Path, suffixes, overwrite: bool) -> list[list[Path]]:
+    """``outdir/<stem><suffix>.tif`` for every input and suffix, checked before any work:
+    inputs exist, no output is an input or another input's output, none exists unless ``overwrite``."""
+    planned, seen = [], {}
+    sources = {p.resolve(): p for p in inputs}
+    for path in inputs:
+        if not path.is_file():
+            raise CLIError(f"cannot read {path}: {'it is a folder' if path.is_dir() else 'no such file'}")
+        outputs = [outdir / f"{stem_of(path)}{suffix}.tif" for suffix in suffixes]
+        for out in outputs:
+            key = out.resolve()
+            if key in sources:
+                raise CLIError(f"{out} would overwrite the input {sources[key]}; choose another output folder")
+            if key in seen:
+                raise CLIError(f"{seen[key]} and {path} would both be written to {out}; process them separately")
+            seen[key] = path
+            if out.exists() and not overwrite:
+                raise CLIError(f"{out} already exists (use --overwrite to replace it)")
+        planned.append(outputs)
+    return planned
+
+
+class ProgressBar:
+    """``\\r<name> [#####.....] 12/40 tiles  3.1 s`` on a terminal; nothing otherwise."""
+
+    def __init__(self, name: str, stream=None, enabled: bool = True, width: int = 24):
+        self.stream = stream or sys.stderr
+        self.enabled = enabled and hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.name, self.width, self.started, self.last, self.shown = name, width, time.perf_counter(), 0.0, 0
+
+    def update(self, progress):
+        now = time.perf_counter()
+        if not self.enabled or (now - self.last < 0.1 and progress.done < progress.total):
+            return
+        self.last = now
+        filled = int(self.width * min(1.0, progress.fraction))
+        text = progress.message or f"{progress.done}/{progress.total}"
+        line = f"{self.name} [{'#' * filled}{'.' * (self.width - filled)}] {text}  {now - self.started:.1f} s"
+        line = line[: shutil.get_terminal_size().columns - 1]
+        self.stream.write("\r" + line.ljust(self.shown))
+        self.stream.flush()
+        self.shown = len(line)
+
+    def close(self):
+        """Clear the bar, so the next line starts clean."""
+        if self.enabled and self.shown:
+            self.stream.write("\r" + " " * self.shown + "\r")
+            self.stream.flush()
+            self.shown = 0
+
+
+def drive(generator, bar: ProgressBar):
+    """Run an engine generator to its end, updating ``bar``; returns its result."""
+    try:
+        while True:
+            bar.update(next(generator))
+    except StopIteration as stop:
+        return stop.value
+    finally:
+        bar.close()
+
+
+# ---------------------------------------------------------------- napari-deblur xy
+
+
+@subcommand
+def add_xy(subparsers):
+    parser = subparsers.add_parser(
+        "xy", help="remove in-plane blur with XYDeblur",
+        description="Deblur images with XYDeblur and write OUTDIR/<name>_deblurred.tif with the "
+                    "input's shape, dtype, axes and pixel size.",
+    )
+    parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="TIFF, PNG, JPEG or BMP files")
+    parser.add_argument("-o", "--output", required=True, type=Path, metavar="OUTDIR", help="output folder")
+    parser.add_argument("--model", default=None, metavar="NAME|PATH",
+                        help="bundled model name or weights file (default: photo model for RGB, "
+                             "microscopy model otherwise)")
+    parser.add_argument("--axes", default=None, help="axes of the inputs, e.g. YX, ZYX, CYX, TZCYX "
+                        "(default: from the file)")
+    parser.add_argument("--residuals", action="store_true",
+                        help="also write <name>_r_hor.tif and <name>_r_ver.tif (float32)")
+    parser.add_argument("--normalize", default="auto", type=normalize_mode, metavar="auto|dtype|percentile|LO,HI",
+                        help="intensity scaling for the network (default: auto)")
+    parser.add_argument("--out-dtype", default="same", choices=["same", "float32"],
+                        help="dtype of the deblurred image (default: same as the input)")
+    add_engine_options(parser)
+    parser.set_defaults(handler=run_xy)
+
+
+def run_xy(args) -> int:
+    from .engine.restore import xydeblur_iter
+    from .io import read_image, write_image
+    from .models.loading import load_model
+
+    suffixes = ["_deblurred"] + (["_r_hor", "_r_ver"] if args.residuals else [])
+    planned = plan_outputs(args.inputs, args.output, suffixes, args.overwrite)
+    model = load_model(args.model) if args.model is not None else None  # once, and before any work
+    args.output.mkdir(parents=True, exist_ok=True)
+    for path, outputs in zip(args.inputs, planned):
+        image = read_image(path)
+        gen = xydeblur_iter(
+            image.array, model, axes=args.axes or image.axes, device=args.device, precision=args.precision,
+            tile=args.tile, normalize=args.normalize, out_dtype=args.out_dtype,
+        )
+        try:
+            result = drive(gen, ProgressBar(path.name, enabled=not args.quiet))
+        except (ValueError, TypeError) as err:
+            raise CLIError(f"{path}: {one_line(err)}") from None
+        # display settings (LUTs, ranges) describe the file's own axes; keep them only if those still hold
+        same_axes = result.axes == image.axes
+        metadata = image.metadata if same_axes else {k: image.metadata[k] for k in ("description",) if k in image.metadata}
+        write = dict(scale=image.scale, unit=image.unit, overwrite=args.overwrite)
+        write_image(outputs[0], result.restored, result.axes, metadata=metadata, **write)
+        if args.residuals:
+            plain = {"photometric": image.metadata["photometric"]} if "photometric" in image.metadata else {}
+            write_image(outputs[1], result.r_hor, result.axes, metadata=plain, **write)
+            write_image(outputs[2], result.r_ver, result.axes, metadata=plain, **write)
+        if not args.quiet:
+            info = result.info
+            print(f"{path} -> {outputs[0]}  ({info.get('model')}, {info.get('device')} {info.get('precision')}, "
+                  f"{info.get('seconds', 0):.1f} s)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

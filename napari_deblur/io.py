@@ -1,0 +1,265 @@
+"""Reading and writing images with their axes and pixel sizes. numpy, tifffile and Pillow only.
+
+:func:`read_image` gives an :class:`ImageFile`: the array, an axes string
+(``"TZCYX"``, ``"ZYX"``, ``"YXC"``, ``"YX"``; tifffile's samples axis ``S`` is
+called ``C``), the pixel size per axis and its unit, and other metadata worth
+carrying over (ImageJ display settings, the TIFF description, the photometric
+interpretation).
+
+:func:`write_image` writes a TIFF. When ImageJ can hold the array (uint8,
+uint16 or float32; axes in ImageJ order ``TZCYX``; RGB only as uint8 ``YXC``)
+it is an ImageJ hyperstack, which ImageJ/Fiji and napari open with their
+calibration. Otherwise it is a plain TIFF whose axes, scale and unit are kept
+in tifffile's JSON description. Either way :func:`read_image` gives back the
+same array, axes, scale and unit.
+
+``scale`` holds the pixel size in ``unit`` for ``X``, ``Y`` and ``Z``; ``T`` is
+the frame interval (ImageJ's ``finterval``, in its ``tunit``, seconds unless
+the metadata says otherwise).
+"""
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from xml.etree import ElementTree
+
+import numpy as np
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+PILLOW_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+READ_SUFFIXES = TIFF_SUFFIXES + PILLOW_SUFFIXES
+
+_IMAGEJ_DTYPES = (np.uint8, np.uint16, np.float32)
+_IMAGEJ_TAGS = {"Info", "Labels", "Ranges", "LUTs", "Plot", "ROI", "Overlays", "Properties"}
+# ImageJ keys that are rebuilt from the array, the scale and the unit, and our own keys
+_NOT_FORWARDED = {"ImageJ", "images", "channels", "slices", "frames", "hyperstack", "axes", "shape",
+                  "spacing", "unit", "finterval", "description", "photometric", "format", "dpi", "pil_mode"}
+_LENGTH_TO_CM = {"cm": 1.0, "centimeter": 1.0, "mm": 0.1, "millimeter": 0.1, "micron": 1e-4, "um": 1e-4,
+                 "µm": 1e-4, "micrometer": 1e-4, "nm": 1e-7, "nanometer": 1e-7}
+_BIG = 2**32 - 2**25  # beyond this a classic TIFF cannot hold the data
+
+
+@dataclass
+class ImageFile:
+    """An image and what is known about it. ``scale`` maps axis letters to pixel sizes."""
+
+    array: np.ndarray
+    axes: str
+    scale: dict = field(default_factory=dict)
+    unit: str | None = None
+    metadata: dict = field(default_factory=dict)
+    path: Path | None = None
+
+
+def read_image(path) -> ImageFile:
+    """Read a TIFF (ImageJ, OME, tifffile or plain), PNG, JPEG or BMP.
+
+    Raises ValueError, naming the file, when it is missing, of an unknown type
+    or cannot be decoded.
+    """
+    path = Path(path)
+    name = path.name.lower()
+    if not name.endswith(READ_SUFFIXES):
+        raise ValueError(
+            f"cannot read {path}: unsupported file type {path.suffix or '(no extension)'!r} "
+            f"(supported: {', '.join(READ_SUFFIXES)})"
+        )
+    if not path.is_file():
+        raise ValueError(f"cannot read {path}: {'it is a folder' if path.is_dir() else 'no such file'}")
+    try:
+        image = _read_tiff(path) if name.endswith(TIFF_SUFFIXES) else _read_pillow(path)
+    except (OSError, ValueError, SyntaxError, IndexError, KeyError, TypeError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"cannot read {path}: {reason}") from None
+    image.path = path
+    return image
+
+
+def _read_tiff(path: Path) -> ImageFile:
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        if not tif.series:
+            raise ValueError("the TIFF holds no image")
+        series = tif.series[0]
+        array, axes, page = series.asarray(), series.axes.upper(), series.keyframe
+        photometric = getattr(page.photometric, "name", str(page.photometric)).lower()
+        metadata = {"photometric": photometric}
+        scale, unit = _tag_scale(page)
+        explicit = False  # a scale we wrote ourselves is kept as it is
+        if tif.is_imagej:
+            ij = dict(tif.imagej_metadata or {})
+            metadata.update({k: v for k, v in ij.items() if k not in ("ImageJ", "images", "hyperstack")})
+            unit = _from_imagej_unit(ij.get("unit"))
+            if "spacing" in ij:
+                scale["Z"] = float(ij["spacing"])
+            if ij.get("finterval"):
+                scale["T"] = float(ij["finterval"])
+        elif tif.is_ome:
+            ome_scale, unit = _ome_scale(tif.ome_metadata)
+            scale.update(ome_scale)
+        elif tif.is_shaped and tif.shaped_metadata:
+            shaped = tif.shaped_metadata[0]
+            if isinstance(shaped.get("scale"), dict):
+                scale, explicit = {str(k).upper(): float(v) for k, v in shaped["scale"].items()}, True
+            unit = shaped.get("unit", unit)
+        description = page.description
+        if description and not description.lstrip().startswith(("{", "ImageJ=", "<")):
+            metadata["description"] = description
+    if unit is None and not explicit:  # an uncalibrated file: tifffile and ImageJ write 1 pixel per unit
+        scale = {k: v for k, v in scale.items() if v != 1.0}
+    if "S" in axes and "C" not in axes:
+        if photometric == "rgb" and not axes.endswith("S"):  # planar RGB: samples last, like napari
+            array, axes = np.moveaxis(array, axes.index("S"), -1), axes.replace("S", "") + "S"
+        axes = axes.replace("S", "C")
+    return ImageFile(array, axes, scale, unit, metadata)
+
+
+def _tag_scale(page) -> tuple[dict, str | None]:
+    """Pixel sizes from the X/YResolution tags (pixels per unit) and ResolutionUnit."""
+    scale = {}
+    for axis, tag in (("X", "XResolution"), ("Y", "YResolution")):
+        value = page.tags.get(tag)
+        if value is not None and value.value[0]:
+            num, den = value.value
+            scale[axis] = float(f"{den / num:.10g}")
+    unit = {2: "inch", 3: "cm", 4: "mm", 5: "micron"}.get(int(page.resolutionunit or 1))
+    if unit in ("cm", "mm"):  # microscopy in metric tags: micrometres are the usual unit
+        scale = {k: float(f"{v * _LENGTH_TO_CM[unit] / 1e-4:.10g}") for k, v in scale.items()}
+        unit = "micron"
+    return scale, unit
+
+
+def _ome_scale(xml: str) -> tuple[dict, str | None]:
+    pixels = next((e for e in ElementTree.fromstring(xml).iter() if e.tag.split("}")[-1] == "Pixels"), None)
+    scale, unit = {}, None
+    if pixels is not None:
+        for axis in "XYZ":
+            if pixels.get(f"PhysicalSize{axis}"):
+                scale[axis] = float(pixels.get(f"PhysicalSize{axis}"))
+                unit = unit or pixels.get(f"PhysicalSize{axis}Unit", "µm")
+        if pixels.get("TimeIncrement"):
+            scale["T"] = float(pixels.get("TimeIncrement"))
+    return scale, unit
+
+
+def _from_imagej_unit(unit) -> str | None:
+    if not unit or str(unit).lower() in ("pixel", "pixels"):
+        return None
+    return str(unit).replace("\\u00B5", "µ").replace("\\u00b5", "µ")
+
+
+def _read_pillow(path: Path) -> ImageFile:
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as opened:
+        opened.load()
+        metadata = {"format": opened.format, "pil_mode": opened.mode}
+        if "dpi" in opened.info:
+            metadata["dpi"] = tuple(float(v) for v in opened.info["dpi"])
+        im = ImageOps.exif_transpose(opened)
+    mode = im.mode
+    if mode in ("P", "PA"):
+        im = im.convert("RGBA" if mode == "PA" or "transparency" in im.info else "RGB")
+    elif mode in ("LA", "La", "RGBa"):
+        im = im.convert("RGBA")
+    elif mode == "1":
+        im = im.convert("L")
+    elif mode not in ("L", "RGB", "RGBA", "I", "F") and not mode.startswith("I;16"):
+        im = im.convert("RGB")  # CMYK, YCbCr, LAB, HSV, RGBX
+    array = np.asarray(im)
+    if mode.startswith("I;16"):
+        array = array.astype(np.uint16)
+    elif array.dtype == np.int32 and array.size and array.min() >= 0 and array.max() <= 65535:
+        array = array.astype(np.uint16)  # 16-bit grayscale PNG opened as 32-bit by Pillow
+    return ImageFile(np.ascontiguousarray(array), "YXC" if array.ndim == 3 else "YX", {}, None, metadata)
+
+
+def write_image(path, array, axes, *, scale=None, unit=None, metadata=None, source=None, overwrite=False) -> Path:
+    """Write ``array`` (dimensions named by ``axes``) as a TIFF; returns the path.
+
+    ``scale``, ``unit`` and ``metadata`` default to those of ``source`` (an
+    :class:`ImageFile`). An existing file is replaced only with ``overwrite=True``
+    (else FileExistsError); the file appears complete or not at all.
+    """
+    import tifffile
+
+    path, array = Path(path), np.asarray(array)
+    if not path.name.lower().endswith(TIFF_SUFFIXES):
+        raise ValueError(f"cannot write {path}: only TIFF output (.tif, .tiff) is supported")
+    axes = _check_axes(axes, array.shape)
+    if source is not None:
+        scale = source.scale if scale is None else scale
+        unit = source.unit if unit is None else unit
+        metadata = source.metadata if metadata is None else metadata
+    scale = {str(k).upper(): float(v) for k, v in (scale or {}).items()}
+    metadata = dict(metadata or {})
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} already exists (pass overwrite=True to replace it)")
+
+    rgb = axes.endswith("C") and array.shape[-1] in (3, 4) and metadata.get("photometric", "rgb") == "rgb"
+    tiff_axes = axes[:-1] + "S" if rgb else axes
+    kwargs = {"photometric": "rgb" if rgb else "minisblack"}
+    sx, sy = scale.get("X", scale.get("Y")), scale.get("Y", scale.get("X"))
+    if sx and sy:
+        kwargs["resolution"] = (1.0 / sx, 1.0 / sy)
+    if _imagej_ok(array, axes, tiff_axes, rgb):
+        ij = {k: v for k, v in metadata.items() if k not in _NOT_FORWARDED and _imagej_value(k, v)}
+        ij["axes"] = tiff_axes
+        if unit:
+            ij["unit"] = str(unit).replace("µ", "\\u00B5")
+        if "Z" in scale:
+            ij["spacing"] = scale["Z"]
+        if "T" in scale:
+            ij["finterval"] = scale["T"]
+        kwargs.update(imagej=True, metadata=ij)
+    else:
+        shaped = {"axes": axes}
+        if scale:
+            shaped["scale"] = scale
+        if unit:
+            shaped["unit"] = str(unit)
+        factor = _LENGTH_TO_CM.get(str(unit).lower()) if unit else None
+        if "resolution" in kwargs and (factor or str(unit).lower() == "inch"):
+            kwargs["resolutionunit"] = "centimeter" if factor else "inch"
+            kwargs["resolution"] = tuple(r / (factor or 1.0) for r in kwargs["resolution"])
+        description = metadata.get("description")
+        if isinstance(description, str) and description.isascii():
+            kwargs["description"] = description
+        kwargs.update(metadata=shaped, bigtiff=array.nbytes > _BIG)
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.part")
+    try:
+        tifffile.imwrite(partial, array, **kwargs)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return path
+
+
+def _check_axes(axes, shape) -> str:
+    if not isinstance(axes, str):
+        raise TypeError(f"axes must be a string such as 'YX' or 'TZCYX', got {type(axes).__name__}")
+    axes = axes.upper()
+    if len(axes) != len(shape) or not axes.isalpha() or len(set(axes)) != len(axes):
+        raise ValueError(f"axes {axes!r} must be {len(shape)} distinct letters for an array of shape {tuple(shape)}")
+    return axes
+
+
+def _imagej_ok(array, axes, tiff_axes, rgb) -> bool:
+    """ImageJ holds uint8/uint16/float32 in TZCYXS order, RGB as 3 uint8 samples, and no length-1
+    axes (it would drop them, so the round trip would change the shape)."""
+    it = iter("TZCYXS")
+    in_order = all(letter in it for letter in tiff_axes)
+    singleton = any(n == 1 for a, n in zip(axes, array.shape) if a not in "YX")
+    rgb_ok = not rgb or (array.dtype == np.uint8 and array.shape[-1] == 3)
+    return array.dtype in _IMAGEJ_DTYPES and in_order and rgb_ok and not singleton and array.nbytes < _BIG
+
+
+def _imagej_value(key, value) -> bool:
+    if key in _IMAGEJ_TAGS:
+        return True
+    if isinstance(value, str):
+        return str(key).isidentifier() and "\n" not in value and value.isascii()
+    return isinstance(value, (bool, int, float)) and str(key).isidentifier()
