@@ -12,6 +12,8 @@ and its outputs are averaged back to one channel. The alpha of RGBA passes
 through untouched.
 """
 
+import functools
+import os
 import time
 from collections.abc import Generator
 from dataclasses import dataclass, field
@@ -135,6 +137,20 @@ def _prepare_model(model, device, dtype):
     return work
 
 
+def _version(name_or_path) -> str:
+    """What identifies the weights behind a path or bundled name, for the cache."""
+    try:
+        return str(os.stat(name_or_path).st_mtime_ns)
+    except (OSError, TypeError, ValueError):
+        return os.environ.get("NAPARI_DEBLUR_RESOURCES", "")
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(name_or_path: str, version: str) -> XYDeblur:
+    """Weights read once per file version: a batch of files does not reload them."""
+    return load_model(name_or_path)
+
+
 def default_model_name(channels: int) -> str:
     return "xydeblur-photo" if channels in (3, 4) else "xydeblur-microscopy"
 
@@ -182,7 +198,7 @@ def xydeblur_iter(
 
     if model is None:
         model = default_model_name(c)
-    net = load_model(model)
+    net = model if isinstance(model, XYDeblur) else _load_cached(str(model), _version(model))
     swap = getattr(net, "weights_info", {}).get("horizontal_branch", "first") == "second"
     colour = c - 1 if layout.rgba else c
     mc = net.channels
@@ -246,7 +262,8 @@ def xydeblur_iter(
     restored = cast_like(restored, array.dtype) if out_dtype == "same" else restored.astype(np.float32)
     info = {
         "model": net.weights_info["name"] if hasattr(net, "weights_info") else "XYDeblur",
-        "device": describe(dev),
+        "device": str(dev),
+        "device_info": describe(dev),
         "precision": precision_name(dtype),
         "tile": tile_side,
         "overlap": overlap,
