@@ -236,5 +236,74 @@ def run_xy(args) -> int:
     return 0
 
 
+
+# ---------------------------------------------------------------- napari-deblur train / export
+
+
+@subcommand
+def add_train(subparsers):
+    parser = subparsers.add_parser(
+        "train", help="train (or continue training) a model on synthetic or paired data",
+        description="Train XYDeblur in OUT. Running the same command again on the same OUT resumes "
+                    "exactly where it stopped (checkpoints in shards under 16 MiB).",
+    )
+    parser.add_argument("architecture", choices=["xydeblur"], help="what to train")
+    parser.add_argument("--preset", choices=["photo", "microscopy"], default="photo")
+    parser.add_argument("--pairs", default=None, metavar="DIR", help="a folder with blur/ and sharp/ (or raw/ and target/)")
+    parser.add_argument("--init", default=None, metavar="NAME|PATH", help="start from these weights (e.g. a bundled model)")
+    parser.add_argument("--iters", type=int, default=10000)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--crop", type=int, default=192)
+    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--warmup", type=int, default=300)
+    parser.add_argument("--ema", type=float, default=0.999, help="EMA decay of the exported weights")
+    parser.add_argument("--fft-weight", type=float, default=0.05, help="weight of the Fourier-amplitude L1 (0 = off)")
+    parser.add_argument("--width", type=int, default=32, help="network width (32 = official)")
+    parser.add_argument("--blocks", type=int, default=6, help="residual blocks per stage (6 = official)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--val-every", type=int, default=500)
+    parser.add_argument("--ckpt-every", type=int, default=500)
+    parser.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                        help="stop (with a checkpoint) after this long; run again to resume")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--out", required=True, type=Path, metavar="DIR")
+    parser.set_defaults(handler=run_train)
+
+
+def run_train(args) -> int:
+    from .training.train import Trainer, TrainConfig
+
+    cfg = TrainConfig(
+        preset=args.preset, iters=args.iters, batch=args.batch, crop=args.crop, lr=args.lr, warmup=args.warmup,
+        fft_weight=args.fft_weight, ema=args.ema, seed=args.seed, width=args.width, blocks=args.blocks, init=args.init,
+        pairs=args.pairs, val_every=args.val_every, ckpt_every=args.ckpt_every,
+    )
+    summary = Trainer(cfg, args.out, device=args.device, log=lambda line: print(line, file=sys.stderr)).run(
+        time_limit=args.time_limit
+    )
+    print(summary)
+    return 0
+
+
+@subcommand
+def add_export(subparsers):
+    parser = subparsers.add_parser(
+        "export", help="write a training run's EMA weights as a bundled model (fp16 safetensors + manifest)",
+    )
+    parser.add_argument("run", type=Path, metavar="RUN_DIR")
+    parser.add_argument("--name", required=True, help="model name, e.g. xydeblur-photo")
+    parser.add_argument("--out", type=Path, default=Path("resources"), metavar="DIR")
+    parser.add_argument("--device", default="", help="where it was trained, for the manifest (e.g. 'NVIDIA H100')")
+    parser.add_argument("--note", default="", help="a remark for the manifest")
+    parser.set_defaults(handler=run_export)
+
+
+def run_export(args) -> int:
+    from .training.export import export_run
+
+    print(export_run(args.run, args.name, args.out, device=args.device, note=args.note))
+    return 0
+
+
 if __name__ == "__main__":
     sys.exit(main())

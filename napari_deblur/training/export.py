@@ -1,0 +1,65 @@
+"""Turn a training run into a bundled model: fp16 safetensors plus its manifest."""
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+from ..models.loading import save_safetensors, sha256_of
+from ..models.xydeblur import XYDeblur
+from .checkpoint import load_checkpoint
+
+DATA_DESCRIPTION = {
+    "photo": (
+        "scikit-image sample photographs (held-out list excluded) and procedural dead leaves; "
+        "camera-shake trajectories, linear motion, defocus and Gaussian blur in linear light, "
+        "spatially varying blur, saturated highlights, Gaussian and Poisson-Gaussian noise"
+    ),
+    "microscopy": (
+        "synthetic fluorescent blobs, filaments and membranes plus stardist's img2d nuclei; "
+        "scalar Born-Wolf widefield/confocal PSFs, in focus and defocused; Poisson-Gaussian noise"
+    ),
+}
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
+                             cwd=Path(__file__).resolve().parent)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def export_run(run_dir, name: str, out_dir, *, device: str = "", benchmark: dict | None = None,
+               horizontal_branch: str = "first", note: str = "") -> Path:
+    """Write ``out_dir/<name>.safetensors`` (the EMA weights, fp16) and ``<name>.json``."""
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    state = load_checkpoint(run_dir / "checkpoint")
+    config = json.loads((run_dir / "config.json").read_text())
+    model = XYDeblur(**state["config"])
+    model.load_state_dict({k: v.float() for k, v in state["ema"].items()})
+    weights = save_safetensors(model, out_dir / f"{name}.safetensors", half=True, metadata={"name": name})
+    log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines() if line.strip()]
+    validation = [r for r in log if "val_psnr" in r]
+    manifest = {
+        "name": name,
+        "file": weights.name,
+        "sha256": sha256_of(weights),
+        "architecture": {"class": "XYDeblur", **model.config},
+        "horizontal_branch": horizontal_branch,
+        "precision": "fp16",
+        "recipe": config,
+        "data": DATA_DESCRIPTION.get(config.get("preset"), config.get("pairs") or ""),
+        "iterations": int(state["iteration"]),
+        "train_seconds": round(float(state["seconds"]), 1),
+        "device": device,
+        "commit": git_commit(),
+        "exported": time.strftime("%Y-%m-%d"),
+        "validation": validation[-1] if validation else {},
+        "benchmark": benchmark or {},
+        "note": note,
+    }
+    path = out_dir / f"{name}.json"
+    path.write_text(json.dumps(manifest, indent=1) + "\n")
+    return path
