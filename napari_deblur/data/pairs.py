@@ -1,0 +1,183 @@
+"""Batches of (blurred, sharp) training pairs, made on the training device.
+
+:class:`PairSampler` keeps a pool of sharp tiles and a pool of kernels on the
+device. A batch picks tiles, random crops, flips/transposes (all 8 square
+symmetries), one kernel per sample (or 3 blended by smooth maps, a spatially
+varying blur) and degrades them (:mod:`.degrade`): only indexing, FFTs and
+noise, no host work. Every ``refresh_every`` batches a fixed eighth of each
+pool is regenerated. Slot ``i`` of generation ``g`` depends only on
+``(seed, i, g)`` and batch ``n`` only on ``(seed, n)`` and the pools, so the
+same seed gives the same batches on a device, and :meth:`state_dict` (just
+the batch counter) resumes a run exactly.
+
+Presets: ``"photo"`` (3 channels; scikit-image photographs and dead leaves;
+camera shake, motion, defocus and Gaussian kernels) and ``"microscopy"`` (1
+channel; fluorescence-like scenes and some grey dead leaves; Born & Wolf PSFs
+plus a few small Gaussian or shake kernels). :class:`FolderPairs` serves
+random aligned crops of a user's paired images instead (see :mod:`.folder`).
+"""
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import sharp as sources
+from .degrade import degrade_microscopy, degrade_photo, smooth_weights
+from .folder import FolderPairs, dihedral
+from .kernels import random_photo_kernel
+from .psf import random_microscopy_psf
+
+PRESETS = {"photo": 3, "microscopy": 1}
+ROUNDS = 8  # a pool is fully renewed after this many refreshes
+
+__all__ = ["PRESETS", "FolderPairs", "PairSampler", "make_sampler"]
+
+
+def _rng(*key) -> np.random.Generator:
+    return np.random.default_rng([int(k) for k in key])
+
+
+def _photo_tile(rng, photos: dict, tile: int) -> np.ndarray | None:
+    """A random crop of a random photograph, downscaled by 1-2.8x (less noise and JPEG trace), or None."""
+    names = [n for n, im in photos.items() if min(im.shape[1:]) >= tile]
+    if not names:
+        return None
+    im = photos[names[rng.integers(len(names))]]
+    h, w = im.shape[1:]
+    scale = rng.uniform(max(0.35, tile / min(h, w)), 1.0)
+    side = min(h, w, int(round(tile / scale)))
+    y, x = rng.integers(0, h - side + 1), rng.integers(0, w - side + 1)
+    crop = torch.from_numpy(np.ascontiguousarray(im[:, y : y + side, x : x + side]))[None]
+    if side != tile:
+        crop = F.interpolate(crop, size=(tile, tile), mode="bilinear", antialias=True, align_corners=False)
+    return crop[0].clamp(0, 1).numpy()
+
+
+class PairSampler:
+    """Synthetic (blurred, sharp) batches of shape (batch, C, crop, crop), float32, on ``device``."""
+
+    def __init__(self, preset="photo", crop=192, batch=16, device="cpu", seed=0, *, heldout=False,
+                 pool_size=48, kernel_pool=192, refresh_every=100, kernel_size=31, max_blur=None,
+                 spatial_prob=0.25, tile_slack=32, degrade_options=None):
+        if preset not in PRESETS:
+            raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
+        if kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd, got {kernel_size}")
+        self.preset, self.channels = preset, PRESETS[preset]
+        self.crop, self.batch, self.seed, self.heldout = int(crop), int(batch), int(seed), bool(heldout)
+        self.device = torch.device(device)
+        self.kernel_size, self.max_blur = int(kernel_size), int(max_blur or kernel_size)
+        self.margin = self.kernel_size // 2
+        self.patch = self.crop + 2 * self.margin
+        self.tile = self.patch + int(tile_slack)
+        self.refresh_every, self.spatial_prob = max(1, int(refresh_every)), float(spatial_prob)
+        self.degrade_options = dict(degrade_options or {})  # keyword arguments of degrade_photo/_microscopy
+        self.step = 0
+        self._photos = {}
+        if preset == "photo":
+            self._photos = sources.heldout_photos() if heldout else sources.training_photos()
+        self.pool = torch.zeros(pool_size, self.channels, self.tile, self.tile, device=self.device)
+        self.kernels = torch.zeros(kernel_pool, self.kernel_size, self.kernel_size, device=self.device)
+        self._sharp_versions = np.full(pool_size, -1)
+        self._kernel_versions = np.full(kernel_pool, -1)
+        self._sync_pools()
+
+    # pools -------------------------------------------------------------------------------------
+    def _sharp_item(self, i: int, version: int) -> np.ndarray:
+        rng = _rng(self.seed, 0, i, version, self.heldout)
+        if self.preset == "photo":
+            if self._photos and (self.heldout or rng.random() < 0.6):
+                tile = _photo_tile(rng, self._photos, self.tile)
+                if tile is not None:
+                    return tile
+            return sources.dead_leaves(rng, self.tile, 3)
+        if rng.random() < 0.85:
+            return sources.fluorescence(rng, self.tile)
+        return sources.dead_leaves(rng, self.tile, 1) * rng.uniform(0.3, 1.0)
+
+    def _kernel_item(self, i: int, version: int) -> np.ndarray:
+        rng = _rng(self.seed, 1, i, version, self.heldout)
+        if self.preset == "photo":
+            return random_photo_kernel(rng, self.max_blur, self.kernel_size)
+        pick = rng.random()
+        if pick < 0.8:
+            return random_microscopy_psf(rng, self.kernel_size)
+        family = "gaussian" if pick < 0.9 else "shake"
+        return random_photo_kernel(rng, min(self.max_blur, 11), self.kernel_size, family=family)
+
+    @staticmethod
+    def _version(i: int, generation: int) -> int:
+        """The last generation (0: the first build) at which slot ``i`` was regenerated."""
+        return max(0, generation - (generation - i) % ROUNDS)
+
+    def _sync_pools(self):
+        generation = self.step // self.refresh_every
+        for pool, versions, make in ((self.pool, self._sharp_versions, self._sharp_item),
+                                     (self.kernels, self._kernel_versions, self._kernel_item)):
+            for i in range(len(versions)):
+                v = self._version(i, generation)
+                if versions[i] != v:
+                    pool[i] = torch.from_numpy(make(i, v)).to(self.device)
+                    versions[i] = v
+
+    # batches -----------------------------------------------------------------------------------
+    def _generators(self):
+        seed = int(np.random.SeedSequence([self.seed, self.step, self.heldout, 7]).generate_state(1)[0])
+        cpu = torch.Generator().manual_seed(seed)
+        dev = torch.Generator(device=self.device).manual_seed(seed + 1)
+        return cpu, dev
+
+    @torch.no_grad()
+    def sample(self):
+        """The next (blurred, sharp) batch."""
+        self._sync_pools()
+        cpu, gen = self._generators()
+        b, m, dev = self.batch, 3, self.device
+        idx = torch.randint(len(self.pool), (b,), generator=cpu)
+        offset = torch.randint(self.tile - self.patch + 1, (2, b), generator=cpu)
+        kidx = torch.randint(len(self.kernels), (b, m), generator=cpu)
+        flips, kflips = torch.rand(b, 3, generator=cpu) < 0.5, torch.rand(b, m, 3, generator=cpu) < 0.5
+        varying = torch.rand(b, generator=cpu) < self.spatial_prob
+        span = torch.arange(self.patch)
+        rows, cols = (offset[0][:, None] + span).to(dev), (offset[1][:, None] + span).to(dev)
+        chan = torch.arange(self.channels, device=dev)
+        patch = self.pool[idx.to(dev)[:, None, None, None], chan[None, :, None, None],
+                          rows[:, None, :, None], cols[:, None, None, :]]
+        patch = dihedral(patch, flips.to(dev))
+        kernels = dihedral(self.kernels[kidx.to(dev)], kflips.to(dev))
+        weights = None
+        if varying.any():
+            weights = smooth_weights(b, m, self.patch, self.patch, gen, dev)
+            single = torch.zeros_like(weights)
+            single[:, 0] = 1
+            weights = torch.where(varying.to(dev)[:, None, None, None], weights, single)
+        else:
+            kernels = kernels[:, 0]
+        degrade = degrade_photo if self.preset == "photo" else degrade_microscopy
+        blurred, sharp = degrade(patch, kernels, weights, gen, **self.degrade_options)
+        self.step += 1
+        return blurred.contiguous(), sharp.contiguous()
+
+    def __iter__(self):
+        while True:
+            yield self.sample()
+
+    def state_dict(self) -> dict:
+        return {"step": self.step, "seed": self.seed, "preset": self.preset, "crop": self.crop}
+
+    def load_state_dict(self, state: dict):
+        self.step = int(state["step"])
+        self._sync_pools()
+
+
+def make_sampler(preset, crop, batch, device="cpu", seed=0, pairs=None, heldout=False, **options):
+    """The training data source: :class:`FolderPairs` when ``pairs`` names a folder, else :class:`PairSampler`.
+
+    Held-out samplers (``heldout=True``, for validation) use small pools.
+    """
+    if pairs:
+        return FolderPairs(pairs, crop, batch, device, seed, channels=PRESETS[preset], heldout=heldout)
+    if heldout:
+        options = {"pool_size": batch, "kernel_pool": 2 * batch, "tile_slack": 0, **options}
+    return PairSampler(preset, crop, batch, device, seed, heldout=heldout, **options)
+

@@ -1,0 +1,56 @@
+"""Training runs on the CPU, learns, resumes exactly, and exports a loadable bundled model."""
+
+import json
+
+import torch
+
+from napari_deblur.models.loading import load_model
+from napari_deblur.training.export import export_run
+from napari_deblur.training.train import Trainer, TrainConfig
+
+
+def _config(**kw):
+    base = dict(preset="photo", iters=6, batch=2, crop=32, width=4, blocks=1, lr=2e-3, warmup=1,
+                val_every=3, ckpt_every=3, val_crops=2, val_crop=32, seed=1)
+    return TrainConfig(**{**base, **kw})
+
+
+def test_loss_goes_down(tmp_path):
+    trainer = Trainer(_config(iters=40, fft_weight=0.0), tmp_path / "run", log=lambda s: None)
+    losses = [trainer.step() for _ in range(40)]
+    assert sum(losses[-8:]) / 8 < 0.7 * sum(losses[:8]) / 8, losses
+
+
+def test_resume_continues_identically(tmp_path):
+    straight = Trainer(_config(), tmp_path / "a", log=lambda s: None)
+    straight.run()
+    interrupted = Trainer(_config(), tmp_path / "b", log=lambda s: None)
+    for _ in range(3):
+        interrupted.step()
+    interrupted.save()
+    del interrupted
+    resumed = Trainer(_config(), tmp_path / "b", log=lambda s: None)
+    assert resumed.iteration == 3
+    resumed.run()
+    for key, value in straight.model.state_dict().items():
+        assert torch.equal(value, resumed.model.state_dict()[key]), key
+    for key, value in straight.ema.items():
+        assert torch.equal(value, resumed.ema[key]), key
+
+
+def test_time_limit_stops_with_a_checkpoint(tmp_path):
+    trainer = Trainer(_config(iters=1000), tmp_path / "run", log=lambda s: None)
+    summary = trainer.run(time_limit=0.0)
+    assert summary["iteration"] == 1
+    assert (tmp_path / "run" / "checkpoint" / "index.json").is_file()
+
+
+def test_export_writes_a_bundled_model(tmp_path, monkeypatch):
+    Trainer(_config(), tmp_path / "run", log=lambda s: None).run()
+    manifest_path = export_run(tmp_path / "run", "xydeblur-tiny", tmp_path / "res", device="cpu (test)")
+    manifest = json.loads(manifest_path.read_text())
+    assert manifest["iterations"] == 6 and manifest["architecture"]["width"] == 4
+    assert manifest["recipe"]["preset"] == "photo" and "val_psnr" in manifest["validation"]
+    monkeypatch.setenv("NAPARI_DEBLUR_RESOURCES", str(tmp_path / "res"))
+    model = load_model("xydeblur-tiny")
+    assert model.weights_info["bundled"] and model.config["channels"] == 3
