@@ -8,6 +8,7 @@ from pathlib import Path
 from ..models.loading import save_safetensors, sha256_of
 from ..models.xydeblur import XYDeblur
 from .checkpoint import load_checkpoint
+from .orientation import branch_energies, horizontal_branch
 
 DATA_DESCRIPTION = {
     "photo": (
@@ -32,13 +33,17 @@ def git_commit() -> str:
 
 
 def export_run(run_dir, name: str, out_dir, *, device: str = "", benchmark: dict | None = None,
-               horizontal_branch: str = "first", note: str = "") -> Path:
-    """Write ``out_dir/<name>.safetensors`` (the EMA weights, fp16) and ``<name>.json``."""
+               note: str = "") -> Path:
+    """Write ``out_dir/<name>.safetensors`` (the EMA weights, fp16) and ``<name>.json``.
+
+    Which branch handles horizontal blur is measured here (:mod:`.orientation`).
+    """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     state = load_checkpoint(run_dir / "checkpoint")
     config = json.loads((run_dir / "config.json").read_text())
     model = XYDeblur(**state["config"])
     model.load_state_dict({k: v.float() for k, v in state["ema"].items()})
+    energies = branch_energies(model)
     weights = save_safetensors(model, out_dir / f"{name}.safetensors", half=True, metadata={"name": name})
     log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines() if line.strip()]
     validation = [r for r in log if "val_psnr" in r]
@@ -47,7 +52,8 @@ def export_run(run_dir, name: str, out_dir, *, device: str = "", benchmark: dict
         "file": weights.name,
         "sha256": sha256_of(weights),
         "architecture": {"class": "XYDeblur", **model.config},
-        "horizontal_branch": horizontal_branch,
+        "horizontal_branch": horizontal_branch(energies),
+        "branch_energies": energies,
         "precision": "fp16",
         "recipe": config,
         "data": DATA_DESCRIPTION.get(config.get("preset"), config.get("pairs") or ""),
