@@ -111,3 +111,12 @@ def test_pad_kernel_keeps_centre():
     assert np.allclose(big[4:11, 4:11], k)
     with pytest.raises(ValueError):
         pad_kernel(k, 8)
+
+
+def test_default_sizes_are_odd_and_at_most_31():
+    for k in (linear_motion(5.0), linear_motion(80.0), defocus_disc(3.0), defocus_disc(40.0), gaussian_kernel(1.0)):
+        n = k.shape[0]
+        assert k.shape == (n, n) and n % 2 == 1 and n <= 31
+        assert abs(float(k.sum(dtype=np.float64)) - 1) < 1e-5
+    assert linear_motion(5.0).shape[0] < 31
+    assert linear_motion(50.0, size=61).shape == (61, 61)

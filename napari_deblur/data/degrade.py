@@ -110,7 +110,12 @@ def poisson_gaussian(x: torch.Tensor, photons, read_sigma=0.0, generator=None) -
     For intensity m the variance is m / photons + read_sigma^2.
     """
     photons = torch.as_tensor(photons, dtype=torch.float32, device=x.device)
-    counts = torch.poisson(x.clamp_min(0) * photons, generator=generator)
+    rate = x.clamp_min(0) * photons
+    if x.device.type in ("cpu", "cuda"):
+        counts = torch.poisson(rate, generator=generator)
+    else:  # no Poisson sampler on this backend (MPS): rounded normal approximation
+        counts = (rate + rate.sqrt() * torch.randn(rate.shape, generator=generator, device=x.device)).round()
+        counts = counts.clamp_min(0)
     return gaussian_noise(counts / photons, read_sigma, generator)
 
 

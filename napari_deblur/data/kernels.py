@@ -2,7 +2,8 @@
 
 Every kernel is a float32 (size, size) array, size odd, non-negative and summing
 to 1, with its centre of mass on the centre pixel (``size // 2``) up to
-rounding. Random generators take ``rng``: a ``numpy.random.Generator``, a
+rounding. Without ``size``, a kernel takes the smallest odd size that holds it,
+at most ``MAX_SIZE`` (31; pass ``size`` for larger ones). Random generators take ``rng``: a ``numpy.random.Generator``, a
 ``torch.Generator`` or an int seed; the same rng state gives the same kernel.
 
 Camera shake follows the trajectory model of Boracchi & Foi, *Modeling the
@@ -161,7 +162,7 @@ def camera_shake(rng, size: int = MAX_SIZE, length: float | None = None, exposur
 def linear_motion(length: float, angle: float = 0.0, size: int | None = None) -> np.ndarray:
     """Uniform motion over ``length`` px at ``angle`` degrees (0: along rows, counter-clockwise)."""
     length = max(0.0, float(length))
-    size = odd_size(length + 1, 10**6) if size is None else _check_size(size)
+    size = odd_size(length + 1) if size is None else _check_size(size)
     n = max(2, int(math.ceil(length * 8)))
     t = (np.arange(n) + 0.5) / n - 0.5
     a = math.radians(angle)
@@ -182,7 +183,7 @@ def _supersampled(fn, size: int, ss: int) -> np.ndarray:
 def defocus_disc(radius: float, size: int | None = None) -> np.ndarray:
     """A uniform disc (out-of-focus lens) with anti-aliased edge: pixel coverage from 8x8 sub-samples."""
     radius = max(0.0, float(radius))
-    size = odd_size(2 * radius + 1, 10**6) if size is None else _check_size(size)
+    size = odd_size(2 * radius + 1) if size is None else _check_size(size)
     k = _supersampled(lambda y, x: (y * y + x * x <= radius * radius).astype(np.float64), size, 8)
     return normalise(k)
 
@@ -192,7 +193,7 @@ def gaussian_kernel(sigma_y: float, sigma_x: float | None = None, angle: float =
     """An anisotropic Gaussian; ``sigma_x`` along the axis rotated by ``angle`` degrees."""
     sy = max(float(sigma_y), 1e-3)
     sx = sy if sigma_x is None else max(float(sigma_x), 1e-3)
-    size = odd_size(6 * max(sx, sy), 10**6) if size is None else _check_size(size)
+    size = odd_size(6 * max(sx, sy)) if size is None else _check_size(size)
     a = math.radians(angle)
     ca, sa = math.cos(a), math.sin(a)
 

@@ -5,7 +5,8 @@ device. A batch picks tiles, random crops, flips/transposes (all 8 square
 symmetries), one kernel per sample (or 3 blended by smooth maps, a spatially
 varying blur) and degrades them (:mod:`.degrade`): only indexing, FFTs and
 noise, no host work. Every ``refresh_every`` batches a fixed eighth of each
-pool is regenerated. Slot ``i`` of generation ``g`` depends only on
+pool is regenerated (made in a background thread during the previous half
+period). Slot ``i`` of generation ``g`` depends only on
 ``(seed, i, g)`` and batch ``n`` only on ``(seed, n)`` and the pools, so the
 same seed gives the same batches on a device, and :meth:`state_dict` (just
 the batch counter) resumes a run exactly.
@@ -16,6 +17,8 @@ channel; fluorescence-like scenes and some grey dead leaves; Born & Wolf PSFs
 plus a few small Gaussian or shake kernels). :class:`FolderPairs` serves
 random aligned crops of a user's paired images instead (see :mod:`.folder`).
 """
+
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -54,7 +57,16 @@ def _photo_tile(rng, photos: dict, tile: int) -> np.ndarray | None:
 
 
 class PairSampler:
-    """Synthetic (blurred, sharp) batches of shape (batch, C, crop, crop), float32, on ``device``."""
+    """Synthetic (blurred, sharp) batches of shape (batch, C, crop, crop), float32, on ``device``.
+
+    ``pool_size`` sharp tiles of side ``crop + kernel_size - 1 + tile_slack`` and
+    ``kernel_pool`` kernels live on the device; ``max_blur`` (default
+    ``kernel_size``) bounds the photographic kernels' extent (a curriculum knob);
+    ``spatial_prob`` is the share of samples with a spatially varying blur;
+    ``degrade_options`` go to :func:`.degrade.degrade_photo` or
+    :func:`.degrade.degrade_microscopy` (noise ranges and so on). ``heldout``
+    draws from the held-out photographs and a separate seed stream.
+    """
 
     def __init__(self, preset="photo", crop=192, batch=16, device="cpu", seed=0, *, heldout=False,
                  pool_size=48, kernel_pool=192, refresh_every=100, kernel_size=31, max_blur=None,
@@ -80,6 +92,7 @@ class PairSampler:
         self.kernels = torch.zeros(kernel_pool, self.kernel_size, self.kernel_size, device=self.device)
         self._sharp_versions = np.full(pool_size, -1)
         self._kernel_versions = np.full(kernel_pool, -1)
+        self._generation, self._ahead, self._worker = -1, None, None
         self._sync_pools()
 
     # pools -------------------------------------------------------------------------------------
@@ -110,15 +123,31 @@ class PairSampler:
         """The last generation (0: the first build) at which slot ``i`` was regenerated."""
         return max(0, generation - (generation - i) % ROUNDS)
 
+    def _jobs(self, generation: int) -> list[tuple[int, int, int]]:
+        """(pool 0 sharp / 1 kernels, slot, version) of the slots that differ at ``generation``."""
+        return [(p, i, self._version(i, generation))
+                for p, versions in enumerate((self._sharp_versions, self._kernel_versions))
+                for i in range(len(versions)) if versions[i] != self._version(i, generation)]
+
+    def _make(self, jobs) -> list[np.ndarray]:
+        return [(self._sharp_item if p == 0 else self._kernel_item)(i, v) for p, i, v in jobs]
+
     def _sync_pools(self):
+        """Bring the pools to the current generation; half-way through one, start making the next."""
         generation = self.step // self.refresh_every
-        for pool, versions, make in ((self.pool, self._sharp_versions, self._sharp_item),
-                                     (self.kernels, self._kernel_versions, self._kernel_item)):
-            for i in range(len(versions)):
-                v = self._version(i, generation)
-                if versions[i] != v:
-                    pool[i] = torch.from_numpy(make(i, v)).to(self.device)
-                    versions[i] = v
+        if generation != self._generation:
+            jobs = self._jobs(generation)
+            ahead = self._ahead if self._ahead and self._ahead[0] == jobs else None
+            items = ahead[1].result() if ahead else self._make(jobs)
+            for (p, i, v), item in zip(jobs, items):
+                (self.pool if p == 0 else self.kernels)[i] = torch.from_numpy(item).to(self.device)
+                (self._sharp_versions if p == 0 else self._kernel_versions)[i] = v
+            self._generation, self._ahead = generation, None
+        elif self._ahead is None and self.step % self.refresh_every >= self.refresh_every // 2:
+            if self._worker is None:  # host work in a thread, overlapping the device's
+                self._worker = ThreadPoolExecutor(1, thread_name_prefix="napari-deblur-pool")
+            jobs = self._jobs(generation + 1)
+            self._ahead = (jobs, self._worker.submit(self._make, jobs))
 
     # batches -----------------------------------------------------------------------------------
     def _generators(self):
