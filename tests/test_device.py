@@ -1,0 +1,50 @@
+import pytest
+import torch
+
+from napari_deblur.engine import device as dev
+from napari_deblur.engine.restore import plan_memory
+from factories import tiny_model
+
+
+def test_auto_prefers_cuda_then_mps_then_cpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert dev.pick_device("auto").type == "cuda"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(dev, "mps_available", lambda: True)
+    assert dev.pick_device("auto").type == "mps"
+    monkeypatch.setattr(dev, "mps_available", lambda: False)
+    assert dev.pick_device("auto").type == "cpu"
+
+
+def test_unavailable_devices_are_refused_clearly(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(dev, "mps_available", lambda: False)
+    with pytest.raises(ValueError, match="no CUDA GPU"):
+        dev.pick_device("cuda")
+    with pytest.raises(ValueError, match="Metal"):
+        dev.pick_device("mps")
+
+
+def test_auto_precision():
+    assert dev.pick_dtype("auto", torch.device("cpu")) == torch.float32
+    assert dev.pick_dtype("auto", torch.device("cuda")) == torch.float16
+    assert dev.pick_dtype("auto", torch.device("mps")) == torch.float16
+    assert dev.pick_dtype("bf16", torch.device("cpu")) == torch.bfloat16
+
+
+def test_out_of_memory_is_recognised():
+    assert dev.is_out_of_memory(torch.OutOfMemoryError("CUDA out of memory"))
+    assert dev.is_out_of_memory(RuntimeError("MPS backend out of memory (MPS allocated: 1 GB)"))
+    assert dev.is_out_of_memory(MemoryError())
+    assert not dev.is_out_of_memory(RuntimeError("shape mismatch"))
+
+
+def test_auto_tile_follows_free_memory(monkeypatch):
+    model = tiny_model(width=32, blocks=1)
+    cpu = torch.device("cpu")
+    monkeypatch.setattr("napari_deblur.engine.restore.free_memory", lambda d: 64 << 30)
+    big_tile, _ = plan_memory(model, cpu, torch.float32, 4000, 4000)
+    monkeypatch.setattr("napari_deblur.engine.restore.free_memory", lambda d: 256 << 20)
+    small_tile, batch = plan_memory(model, cpu, torch.float32, 4000, 4000)
+    assert big_tile == 1024 and 128 <= small_tile < big_tile and batch >= 1
+    assert small_tile % 32 == 0
