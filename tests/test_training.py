@@ -54,3 +54,18 @@ def test_export_writes_a_bundled_model(tmp_path, monkeypatch):
     monkeypatch.setenv("NAPARI_DEBLUR_RESOURCES", str(tmp_path / "res"))
     model = load_model("xydeblur-tiny")
     assert model.weights_info["bundled"] and model.config["channels"] == 3
+
+
+def test_train_and_export_commands(tmp_path, capsys):
+    from napari_deblur.cli import main
+
+    run = tmp_path / "run"
+    args = ["train", "xydeblur", "--preset", "microscopy", "--iters", "2", "--batch", "1", "--crop", "32",
+            "--width", "4", "--blocks", "1", "--val-every", "2", "--ckpt-every", "2", "--out", str(run)]
+    assert main(args) == 0
+    assert main(args[:5] + ["4"] + args[6:]) == 0  # same folder, more iterations: resumes at 2
+    assert "resumed" in capsys.readouterr().err
+    assert main(["export", str(run), "--name", "xydeblur-mic-test", "--out", str(tmp_path / "res")]) == 0
+    manifest = json.loads((tmp_path / "res" / "xydeblur-mic-test.json").read_text())
+    assert manifest["iterations"] == 4 and manifest["architecture"]["channels"] == 1
+    assert manifest["horizontal_branch"] in ("first", "second")
