@@ -16,7 +16,7 @@ def _config(**kw):
 
 
 def test_loss_goes_down(tmp_path):
-    trainer = Trainer(_config(iters=40, fft_weight=0.0), tmp_path / "run", log=lambda s: None)
+    trainer = Trainer(_config(iters=40, fft_weight=0.0, zero_init=False), tmp_path / "run", log=lambda s: None)
     losses = [trainer.step() for _ in range(40)]
     assert sum(losses[-8:]) / 8 < 0.7 * sum(losses[:8]) / 8, losses
 
@@ -69,3 +69,12 @@ def test_train_and_export_commands(tmp_path, capsys):
     manifest = json.loads((tmp_path / "res" / "xydeblur-mic-test.json").read_text())
     assert manifest["iterations"] == 4 and manifest["architecture"]["channels"] == 1
     assert manifest["horizontal_branch"] in ("first", "second")
+
+
+def test_a_new_model_starts_as_the_identity(tmp_path):
+    trainer = Trainer(_config(), tmp_path / "run", log=lambda s: None)
+    x = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(trainer.model(x)[2], x)
+    trainer.step()
+    assert trainer.model.Decoder1_4.main[0].weight.abs().sum() > 0  # and it does learn

@@ -51,6 +51,7 @@ class TrainConfig:
     ckpt_every: int = 500
     val_crops: int = 8
     val_crop: int = 256
+    zero_init: bool = True
 
 
 def learning_rate(cfg: TrainConfig, it: int) -> float:
@@ -90,6 +91,9 @@ class Trainer:
         else:
             torch.manual_seed(cfg.seed)
             self.model = XYDeblur(cfg.width, cfg.blocks, channels)
+            if cfg.zero_init:  # start as the identity: no iterations spent unlearning random residuals
+                torch.nn.init.zeros_(self.model.Decoder1_4.main[0].weight)
+                torch.nn.init.zeros_(self.model.Decoder1_4.main[0].bias)
         self.model.to(self.device).train()
         self.ema = {k: v.detach().clone().float() for k, v in self.model.state_dict().items()}
         self.opt = torch.optim.AdamW(
