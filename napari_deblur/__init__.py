@@ -21,6 +21,11 @@ _EXPORTS = {
     "Progress": "napari_deblur.engine.restore",
     "color_shift": "napari_deblur.color_shift",
     "ColorShift": "napari_deblur.color_shift",
+    "ResidualDenoiser": "napari_deblur.models.denoiser",
+    "refine": "napari_deblur.diffusion.refine",
+    "refine_iter": "napari_deblur.diffusion.refine",
+    "RefineStep": "napari_deblur.diffusion.refine",
+    "RefineResult": "napari_deblur.diffusion.refine",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -236,6 +236,101 @@ def run_xy(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- napari-deblur diffuse
+
+
+def positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+@subcommand
+def add_diffuse(subparsers):
+    parser = subparsers.add_parser(
+        "diffuse", help="refine with residual diffusion: mean and uncertainty over samples",
+        description="Deblur images by predict-and-refine diffusion (Whang et al., CVPR 2022): an XYDeblur "
+                    "predictor plus a residual diffusion denoiser, sampled --samples times. Writes "
+                    "OUTDIR/<name>_mean.tif and OUTDIR/<name>_std.tif (float32, the input's shape, axes and "
+                    "pixel size); --save-steps K adds <name>_x0_stepNNNN.tif, the first sample's x0 preview "
+                    "every K steps.",
+    )
+    parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="TIFF, PNG, JPEG or BMP files")
+    parser.add_argument("-o", "--output", required=True, type=Path, metavar="OUTDIR", help="output folder")
+    parser.add_argument("--model", default=None, metavar="NAME|PATH",
+                        help="denoiser: bundled name or weights file (default: dvsr-photo)")
+    parser.add_argument("--predictor", default=None, metavar="NAME|PATH",
+                        help="the XYDeblur it refines (default: the one the denoiser's manifest names)")
+    parser.add_argument("--steps", type=positive_int, default=100,
+                        help="diffusion steps, 1-1000 (many: sharper samples; few plus --samples: lower "
+                             "distortion; default 100)")
+    parser.add_argument("--samples", type=positive_int, default=1, help="samples averaged (default 1)")
+    parser.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
+    parser.add_argument("--sampler", default="ddpm", choices=["ddpm", "ddim"],
+                        help="ancestral DDPM (default) or deterministic DDIM")
+    parser.add_argument("--save-steps", type=positive_int, default=None, metavar="K",
+                        help="also write the x0 preview of the first sample every K steps")
+    parser.add_argument("--axes", default=None, help="axes of the inputs, e.g. YX, ZYX, CYX, TZCYX "
+                        "(default: from the file)")
+    parser.add_argument("--normalize", default="auto", type=normalize_mode, metavar="auto|dtype|percentile|LO,HI",
+                        help="intensity scaling for the networks (default: auto)")
+    add_engine_options(parser)
+    parser.set_defaults(handler=run_diffuse)
+
+
+def run_diffuse(args) -> int:
+    from .diffusion.refine import DEFAULT_MODEL, refine_iter, resolve_models
+    from .diffusion.schedule import make_schedule
+    from .engine.axes import normalize_axes
+    from .io import read_image, write_image
+
+    make_schedule(args.steps)  # a bad step count fails before any work
+    previews = list(range(args.save_steps, args.steps + 1, args.save_steps)) if args.save_steps else []
+    suffixes = ["_mean", "_std"] + [f"_x0_step{step:04d}" for step in previews]
+    planned = plan_outputs(args.inputs, args.output, suffixes, args.overwrite)
+    models = resolve_models(args.model or DEFAULT_MODEL, args.predictor)  # once, and before any work
+    args.output.mkdir(parents=True, exist_ok=True)
+    for path, outputs in zip(args.inputs, planned):
+        image = read_image(path)
+        plain = {"photometric": image.metadata["photometric"]} if "photometric" in image.metadata else {}
+        write = dict(scale=image.scale, unit=image.unit, metadata=plain, overwrite=args.overwrite)
+        wanted = dict(zip(previews, outputs[2:]))
+        try:
+            axes = normalize_axes(args.axes or image.axes, image.array.shape)
+            gen = refine_iter(
+                image.array, models, steps=args.steps, samples=args.samples, seed=args.seed, sampler=args.sampler,
+                axes=axes, device=args.device, precision=args.precision, tile=args.tile, normalize=args.normalize,
+            )
+            bar = ProgressBar(path.name, enabled=not args.quiet)
+            result = drive(_saving_previews(gen, wanted, axes, write, write_image), bar)
+        except (ValueError, TypeError) as err:
+            raise CLIError(f"{path}: {one_line(err)}") from None
+        write_image(outputs[0], result.mean, result.axes, **write)
+        write_image(outputs[1], result.std, result.axes, **write)
+        if not args.quiet:
+            info = result.info
+            print(f"{path} -> {outputs[0]}, {outputs[1].name}  ({info.get('model')} + {info.get('predictor')}, "
+                  f"{info['sampler']} {info['steps']} steps x {info['samples']} samples, seed {info['seed']}, "
+                  f"{info.get('device')} {info.get('precision')}, {info.get('seconds', 0):.1f} s)", file=sys.stderr)
+    return 0
+
+
+def _saving_previews(gen, wanted: dict, axes: str, write: dict, write_image):
+    """Pass a refine generator through, writing the first sample's x0 at the ``wanted`` steps."""
+    while True:
+        try:
+            step = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        if step.step in wanted and step.samples[0] == 0:
+            write_image(wanted[step.step], step.x0[0], axes, **write)
+        yield step
+
+
 
 # ---------------------------------------------------------------- napari-deblur train / export
 
@@ -244,22 +339,26 @@ def run_xy(args) -> int:
 def add_train(subparsers):
     parser = subparsers.add_parser(
         "train", help="train (or continue training) a model on synthetic or paired data",
-        description="Train XYDeblur in OUT. Running the same command again on the same OUT resumes "
+        description="Train XYDeblur (or, with dvsr, a diffusion denoiser for a frozen XYDeblur) in OUT. Running the same command again on the same OUT resumes "
                     "exactly where it stopped (checkpoints in shards under 16 MiB).",
     )
-    parser.add_argument("architecture", choices=["xydeblur"], help="what to train")
+    parser.add_argument("architecture", choices=["xydeblur", "dvsr"],
+                        help="what to train: xydeblur, or dvsr (the diffusion denoiser of a frozen XYDeblur)")
     parser.add_argument("--preset", choices=["photo", "microscopy"], default="photo")
     parser.add_argument("--pairs", default=None, metavar="DIR", help="a folder with blur/ and sharp/ (or raw/ and target/)")
     parser.add_argument("--init", default=None, metavar="NAME|PATH", help="start from these weights (e.g. a bundled model)")
+    parser.add_argument("--predictor", default=None, metavar="NAME|PATH",
+                        help="dvsr: the frozen XYDeblur g(y) (default: xydeblur-photo or xydeblur-microscopy)")
     parser.add_argument("--iters", type=int, default=10000)
     parser.add_argument("--batch", type=int, default=16)
-    parser.add_argument("--crop", type=int, default=192)
+    parser.add_argument("--crop", type=int, default=None, help="training crop side (default: xydeblur 192, dvsr 128)")
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--ema", type=float, default=0.999, help="EMA decay of the exported weights")
     parser.add_argument("--fft-weight", type=float, default=0.05, help="weight of the Fourier-amplitude L1 (0 = off)")
     parser.add_argument("--width", type=int, default=32, help="network width (32 = official)")
-    parser.add_argument("--blocks", type=int, default=6, help="residual blocks per stage (6 = official)")
+    parser.add_argument("--blocks", type=int, default=None,
+                        help="residual blocks per stage (default: xydeblur 6 = official, dvsr 2 per level)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--val-every", type=int, default=500)
     parser.add_argument("--ckpt-every", type=int, default=500)
@@ -271,11 +370,16 @@ def add_train(subparsers):
 
 
 def run_train(args) -> int:
+    if args.architecture == "dvsr":
+        from .training.train_dvsr import run_from_args
+
+        return run_from_args(args)
     from .training.train import Trainer, TrainConfig
 
+    crop, blocks = args.crop if args.crop is not None else 192, args.blocks if args.blocks is not None else 6
     cfg = TrainConfig(
-        preset=args.preset, iters=args.iters, batch=args.batch, crop=args.crop, lr=args.lr, warmup=args.warmup,
-        fft_weight=args.fft_weight, ema=args.ema, seed=args.seed, width=args.width, blocks=args.blocks, init=args.init,
+        preset=args.preset, iters=args.iters, batch=args.batch, crop=crop, lr=args.lr, warmup=args.warmup,
+        fft_weight=args.fft_weight, ema=args.ema, seed=args.seed, width=args.width, blocks=blocks, init=args.init,
         pairs=args.pairs, val_every=args.val_every, ckpt_every=args.ckpt_every,
     )
     summary = Trainer(cfg, args.out, device=args.device, log=lambda line: print(line, file=sys.stderr)).run(
@@ -299,9 +403,14 @@ def add_export(subparsers):
 
 
 def run_export(args) -> int:
-    from .training.export import export_run
+    import json
 
-    print(export_run(args.run, args.name, args.out, device=args.device, note=args.note))
+    from .training.export import export_run
+    from .training.export_dvsr import export_dvsr_run
+
+    config = json.loads((args.run / "config.json").read_text())
+    export = export_dvsr_run if "predictor" in config else export_run  # a dvsr run names its predictor
+    print(export(args.run, args.name, args.out, device=args.device, note=args.note))
     return 0
 
 

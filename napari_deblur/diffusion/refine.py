@@ -1,0 +1,554 @@
+"""The diffusion-refinement engine: any image or stack in, mean and uncertainty out.
+
+Predict and refine (Whang et al., CVPR 2022): a frozen predictor ``g`` (an XYDeblur) gives
+``x_init = g(y)``; a :class:`~napari_deblur.models.denoiser.ResidualDenoiser` samples the
+residual ``x0 - g(y)`` by reverse diffusion, conditioned on ``y`` and ``g(y)``; each sample
+is ``g(y) + z_0``. Over ``samples`` chains the engine keeps the per-pixel mean and standard
+deviation (Welford/Chan, two buffers): the mean is the low-distortion estimate (the paper's
+"SA" setting with few steps), the standard deviation an uncertainty map that grows with
+the blur.
+
+``refine_iter`` is a generator: it yields a :class:`RefineStep` after every diffusion step
+(its ``x0`` is the readable preview ``g(y) + x0_hat``, its ``z_t`` the raw state), so a
+progress bar can move and a napari worker can stop between steps; it *returns* the
+:class:`RefineResult`. ``refine`` runs it to the end.
+
+The rules for axes, dtypes, intensity scaling, channels (joint, per-channel or replicated
+to RGB), RGBA alpha and NaN pixels are those of :func:`napari_deblur.engine.restore.xydeblur_iter`,
+whose helpers this module uses.
+
+Large images are cut into overlapping tiles (raised-cosine blending, the grid of
+:mod:`napari_deblur.engine.tiling`), but, unlike a one-pass network, a diffusion chain
+must not draw its noise per tile: ``z_T`` and every step's noise are drawn once for the
+whole image, every step runs the denoiser over *all* tiles, and the blended noise estimate
+updates the whole state. Neighbouring tiles therefore see the same noise and no seam
+appears. The state stays on the GPU between steps when it fits there (else in host memory).
+
+Seeds: one base ``seed``; sample ``k`` uses its own generator seeded from ``(seed, k)``
+(recorded in the result), so a sample does not depend on how many others run with it,
+and the same seed on the same device gives the same output.
+"""
+
+import copy
+import functools
+import time
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+import numpy as np
+import torch
+
+from ..engine.axes import from_bcyx, normalize_axes, to_bcyx
+from ..engine.device import describe, free_memory, is_out_of_memory, pick_device, pick_dtype, precision_name
+from ..engine.intensity import cast_like, fit_scaling
+from ..engine.restore import (
+    DEFAULT_OVERLAP,
+    MIN_TILE,
+    _load_cached,
+    _network_fn,
+    _prepare_model,
+    _version,
+    check_image,
+    plan_memory,
+    run_to_end,
+)
+from ..engine.tiling import ramp_window, tile_apply_iter, tile_starts
+from ..models.denoiser import load_denoiser
+from ..models.loading import WeightsError
+from ..models.xydeblur import XYDeblur
+from .sampler import check_sampler, needs_noise
+from .sampler import step as sampler_step
+from .schedule import make_schedule
+from .stats import RunningStats
+
+DEFAULT_MODEL = "dvsr-photo"
+DEFAULT_STEPS = 100
+DEFAULT_CLIP = 1.0
+
+
+class RefineStep:
+    """One finished diffusion step of the samples in flight.
+
+    ``step`` of ``steps`` (1 after the first step, ``steps`` after the last); ``samples``
+    are the indices of the samples in flight. ``x0`` is the preview ``g(y) + x0_hat`` in
+    the input's layout and units, float32, with a leading axis over the samples in flight:
+    shape ``(len(samples), *image.shape)``; ``z_t`` is the raw diffusion state after the
+    step (the residual in the network's [0, 1] units), same shape. Both are computed when
+    first read, so a consumer that ignores them costs nothing. ``done``/``total``,
+    ``fraction`` and ``message`` count steps over all samples, like
+    :class:`~napari_deblur.engine.restore.Progress`.
+    """
+
+    def __init__(self, step, steps, z_t, x0, samples=(0,), done=None, total=None):
+        self.step, self.steps = int(step), int(steps)
+        self._z_t, self._x0 = z_t, x0  # arrays, or zero-argument callables evaluated on first access
+        self.samples = tuple(samples)
+        self.done = self.step if done is None else int(done)
+        self.total = self.steps if total is None else int(total)
+
+    @property
+    def z_t(self) -> np.ndarray:
+        if callable(self._z_t):
+            self._z_t = self._z_t()
+        return self._z_t
+
+    @property
+    def x0(self) -> np.ndarray:
+        if callable(self._x0):
+            self._x0 = self._x0()
+        return self._x0
+
+    @property
+    def fraction(self) -> float:
+        return self.done / self.total if self.total else 1.0
+
+    @property
+    def message(self) -> str:
+        first, last = self.samples[0], self.samples[-1]
+        which = f"sample {first + 1}" if first == last else f"samples {first + 1}-{last + 1}"
+        return f"step {self.step}/{self.steps}, {which}"
+
+    def __repr__(self):
+        return f"RefineStep(step={self.step}, steps={self.steps}, samples={self.samples})"
+
+
+@dataclass
+class RefineResult:
+    """``mean`` and ``std`` over the samples (float32, the input's shape; ``mean`` has the
+    input's dtype with ``out_dtype='same'``), ``x_init = g(y)`` (like ``mean``), ``samples``
+    (``(N, *shape)`` float32, only with ``keep_samples=True``, else None), the per-sample
+    ``seeds``, ``info`` (settings, device, timing) and the ``axes`` of all arrays."""
+
+    mean: np.ndarray
+    std: np.ndarray
+    x_init: np.ndarray
+    samples: np.ndarray | None
+    seeds: tuple
+    info: dict = field(default_factory=dict)
+    axes: str = ""
+
+
+# ---------------------------------------------------------------- models
+
+
+@functools.lru_cache(maxsize=4)
+def _load_denoiser_cached(name_or_path: str, version: str):
+    return load_denoiser(name_or_path)
+
+
+def _channels(module) -> int:
+    config = getattr(module, "config", None) or {}
+    if "channels" in config:
+        return int(config["channels"])
+    if hasattr(module, "channels"):
+        return int(module.channels)
+    raise TypeError(f"cannot tell how many channels {type(module).__name__} works on (no config['channels'])")
+
+
+def _multiple(module) -> int:
+    """The size multiple the denoiser needs, lifted to a multiple of the predictor's 4."""
+    m = int(getattr(module, "multiple", 8))
+    return int(np.lcm(m, 4))
+
+
+def resolve_models(model, predictor=None) -> tuple[XYDeblur, torch.nn.Module]:
+    """``(predictor, denoiser)`` from a denoiser name/path/module (plus ``predictor`` or the
+    one its manifest names) or a ``(predictor, denoiser)`` tuple."""
+    if isinstance(model, (tuple, list)):
+        if len(model) != 2:
+            raise TypeError(f"model as a tuple must be (predictor, denoiser), got {len(model)} items")
+        if predictor is not None:
+            raise ValueError("give the predictor either in the (predictor, denoiser) tuple or as predictor=, not both")
+        pred, den = model
+        if isinstance(den, (str, bytes)) or not isinstance(den, torch.nn.Module):
+            den = _load_denoiser_cached(str(den), _version(den))
+    else:
+        if model is None:
+            model = DEFAULT_MODEL
+        den = model if isinstance(model, torch.nn.Module) else _load_denoiser_cached(str(model), _version(model))
+        pred = predictor if predictor is not None else getattr(den, "weights_info", {}).get("predictor")
+        if pred is None:
+            name = getattr(den, "weights_info", {}).get("name", type(den).__name__)
+            raise WeightsError(
+                f"denoiser {name!r} does not name the predictor it was trained with; pass predictor= "
+                f"(an XYDeblur name, weights file or module)"
+            )
+    if not isinstance(pred, XYDeblur):
+        pred = _load_cached(str(pred), _version(pred))
+    if _channels(den) != pred.channels:
+        raise ValueError(
+            f"the predictor works on {pred.channels} channels but the denoiser on {_channels(den)}; "
+            f"they must be a pair trained together"
+        )
+    return pred, den
+
+
+def _prepare_denoiser(den, device, dtype):
+    """A private copy on the device (the caller's module is left as it is)."""
+    work = copy.deepcopy(den).eval().requires_grad_(False).to(device=device, dtype=dtype)
+    if device.type == "cuda":
+        work = work.to(memory_format=torch.channels_last)
+    return work
+
+
+# ---------------------------------------------------------------- tiles
+
+
+class _Grid:
+    """The overlapping tiles of the engine's grid (:mod:`..engine.tiling`) as torch windows."""
+
+    def __init__(self, height, width, tile, overlap, multiple, device):
+        tile = max(multiple, tile // multiple * multiple)
+        overlap = min(overlap // multiple * multiple, tile // 2)
+        self.tile, self.overlap = tile, overlap
+        self.th, self.tw = min(tile, height), min(tile, width)
+        self.ys = tile_starts(height, self.th, overlap)
+        self.xs = tile_starts(width, self.tw, overlap)
+        self.single = len(self.ys) == 1 and len(self.xs) == 1
+        wy = [torch.from_numpy(ramp_window(y, self.th, height, overlap)) for y in self.ys]
+        wx = [torch.from_numpy(ramp_window(x, self.tw, width, overlap)) for x in self.xs]
+        self.windows = [[(a[:, None] * b[None, :]).to(device) for b in wx] for a in wy]
+        self.weight = torch.zeros(height, width, device=device)
+        for i, y in enumerate(self.ys):
+            for j, x in enumerate(self.xs):
+                self.weight[y : y + self.th, x : x + self.tw] += self.windows[i][j]
+
+    def region(self, i, j):
+        return slice(self.ys[i], self.ys[i] + self.th), slice(self.xs[j], self.xs[j] + self.tw)
+
+
+def _denoiser_fn(work, device, dtype, channels, replicate_to):
+    """(z, cond, abar) on the state device -> eps float32 on the state device."""
+
+    def fn(z, cond, alpha_bar):
+        x = torch.cat([z, cond], dim=1).to(device=device, dtype=dtype)
+        if device.type == "cuda":
+            x = x.contiguous(memory_format=torch.channels_last)
+        zt, y, xi = x.split(channels, dim=1)
+        if replicate_to:
+            zt, y, xi = (t.expand(-1, replicate_to, -1, -1) for t in (zt, y, xi))
+        level = torch.full((x.shape[0],), alpha_bar, device=device, dtype=torch.float32)
+        with torch.no_grad():
+            eps = work(zt, y, xi, level)
+        if replicate_to:
+            eps = eps.mean(1, keepdim=True)
+        return eps.to(device=z.device, dtype=torch.float32)
+
+    return fn
+
+
+def _predict_eps(fn, z, cond, n_items, alpha_bar, grid: _Grid, per_batch: int) -> torch.Tensor:
+    """The noise estimate for the whole state ``z`` (chains x items), tile by tile, blended."""
+    m = z.shape[0]
+    if grid.single:
+        parts = []
+        for first in range(0, m, per_batch):
+            rows = torch.arange(first, min(m, first + per_batch), device=cond.device) % n_items
+            parts.append(fn(z[first : first + per_batch], cond[rows], alpha_bar))
+        return torch.cat(parts)
+    acc = torch.zeros_like(z)
+    patches = [(k, i, j) for k in range(m) for i in range(len(grid.ys)) for j in range(len(grid.xs))]
+    for first in range(0, len(patches), per_batch):
+        group = patches[first : first + per_batch]
+        zc = torch.stack([z[(k, slice(None), *grid.region(i, j))] for k, i, j in group])
+        cc = torch.stack([cond[(k % n_items, slice(None), *grid.region(i, j))] for k, i, j in group])
+        eps = fn(zc, cc, alpha_bar)
+        for q, (k, i, j) in enumerate(group):
+            acc[(k, slice(None), *grid.region(i, j))] += eps[q] * grid.windows[i][j]
+    return acc.div_(grid.weight)
+
+
+def _generator(device, seed):
+    return torch.Generator(device=device).manual_seed(int(seed))
+
+
+def sample_seeds(seed: int, count: int) -> tuple:
+    """The per-sample seeds derived from one base seed (sample k depends on (seed, k) only)."""
+    return tuple(int(np.random.SeedSequence([seed, k]).generate_state(1)[0]) for k in range(count))
+
+
+def _positive_int(value, name) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+# ---------------------------------------------------------------- the engine
+
+
+def refine_iter(
+    image,
+    model=DEFAULT_MODEL,
+    *,
+    predictor=None,
+    steps=DEFAULT_STEPS,
+    samples=1,
+    seed=0,
+    sampler="ddpm",
+    axes=None,
+    device="auto",
+    precision="auto",
+    tile="auto",
+    overlap=DEFAULT_OVERLAP,
+    batch="auto",
+    normalize="auto",
+    clip=DEFAULT_CLIP,
+    keep_samples=False,
+    in_flight="auto",
+    out_dtype="float32",
+) -> Generator[RefineStep, None, RefineResult]:
+    """Refine ``image`` by residual diffusion, yielding a :class:`RefineStep` per step;
+    returns a :class:`RefineResult`.
+
+    Args:
+        image: array-like, uint8/uint16/int/float32/float64, 2D or a stack.
+        model: a denoiser's bundled name or weights file (its manifest or header names
+            the predictor), a denoiser module (with ``predictor=``), or a
+            ``(predictor, denoiser)`` tuple.
+        predictor: the XYDeblur ``g`` (name, weights file or module); overrides the one
+            the denoiser names.
+        steps: diffusion steps T, 1..1000 (see :mod:`.schedule`): many steps give
+            sharper single samples, few steps plus several ``samples`` a lower-distortion mean.
+        samples: chains N; ``mean`` and ``std`` are over them.
+        seed: base seed (non-negative integer); per-sample seeds are derived from it.
+        sampler: ``"ddpm"`` (ancestral, as in the paper) or ``"ddim"`` (deterministic given
+            ``z_T``).
+        axes, device, precision, tile, overlap, batch, normalize: as for
+            :func:`napari_deblur.engine.restore.xydeblur_iter` (``tile`` is rounded to a
+            multiple of 8 for the denoiser).
+        clip: ``x0_hat`` is clipped to ``[-clip, clip]`` in [0, 1] units (None: no clipping).
+        keep_samples: also return every sample (N full images).
+        in_flight: chains run together (batched through the network), or ``"auto"``
+            (all of them if memory allows).
+        out_dtype: ``"float32"`` or ``"same"`` (``mean`` and ``x_init`` cast like the input,
+            integers rounded and clipped); ``std`` is always float32.
+    """
+    started = time.perf_counter()
+    array = check_image(image)
+    axes = normalize_axes(axes, array.shape)
+    check_sampler(sampler)
+    schedule = make_schedule(steps)
+    samples = _positive_int(samples, "samples")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    if out_dtype not in ("same", "float32"):
+        raise ValueError(f"out_dtype must be 'same' or 'float32', got {out_dtype!r}")
+    if in_flight != "auto":
+        in_flight = _positive_int(in_flight, "in_flight")
+    if clip is not None and not clip > 0:
+        raise ValueError(f"clip must be positive or None, got {clip!r}")
+    bcyx, layout = to_bcyx(array, axes)
+    n, c, h, w = bcyx.shape
+    if h < 4 or w < 4:
+        raise ValueError(f"the image is too small to deblur: {h}x{w} pixels in Y and X (at least 4x4)")
+
+    pred, den = resolve_models(model, predictor)
+    colour = c - 1 if layout.rgba else c
+    mc = pred.channels
+    if mc == colour:
+        replicate_to = 0
+    elif mc in (1, 3):
+        replicate_to = 3 if mc == 3 else 0
+    else:
+        raise ValueError(f"a {mc}-channel model cannot refine an image with {colour} colour channels")
+
+    compute = np.float64 if array.dtype == np.float64 else np.float32
+    values = bcyx[:, :colour].astype(compute)  # a copy: the caller's array is never touched
+    nan = np.isnan(values) if array.dtype.kind == "f" else None
+    scaling = fit_scaling(values, array.dtype, normalize, per_channel=(mc != colour))
+    unit = scaling.to_unit(values)
+    if nan is not None and nan.any():
+        unit[nan] = np.nanmedian(unit)
+    items = unit if mc == colour else unit.reshape(n * colour, 1, h, w)
+    n_items, c_item = items.shape[:2]
+    multiple = _multiple(den)
+    ph, pw = -h % multiple, -w % multiple
+    if ph or pw:
+        items = np.pad(items, ((0, 0), (0, 0), (0, ph), (0, pw)), mode="reflect")
+    H, W = h + ph, w + pw
+
+    dev = pick_device(device)
+    dtype = pick_dtype(precision, dev)
+
+    # 1. the predictor, once: x_init = g(y) in [0, 1] units
+    p_tile, p_batch = plan_memory(pred, dev, dtype, H, W, tile, batch)
+    pwork = _prepare_model(pred, dev, dtype)
+    pfn = _network_fn(pwork, dev, dtype, replicate_to, False)
+    try:
+        while True:
+            try:
+                r1, r2 = run_to_end(tile_apply_iter(pfn, items, p_tile, overlap, p_batch))
+                break
+            except Exception as err:
+                if not is_out_of_memory(err) or (p_batch == 1 and p_tile <= MIN_TILE):
+                    raise
+                _empty_cache(dev)
+                p_batch, p_tile = _smaller(p_batch, p_tile, 4)
+    finally:
+        del pwork, pfn
+        _empty_cache(dev)
+    base = (r1 + r2).astype(np.float32)  # g(y) - y in [0, 1] units, padded
+    x_init_items = items + base
+    del r1, r2
+
+    def residual_units(r):
+        """(n_items, c_item, H, W) [0, 1]-unit residual -> (n, colour, h, w) input units."""
+        r = np.asarray(r)[:, :, :h, :w].reshape(n, colour, h, w)
+        return scaling.residual_to_units(r.astype(compute))
+
+    def with_alpha(bc, alpha):
+        if layout.rgba:
+            bc = np.concatenate([bc, alpha.astype(bc.dtype)], axis=1)
+        return np.ascontiguousarray(from_bcyx(bc, layout))
+
+    alpha = bcyx[:, colour:] if layout.rgba else None
+    no_alpha = np.zeros((n, 1, h, w), compute) if layout.rgba else None
+
+    def image_of(r):
+        """An image in input units and layout (float) from a [0, 1]-unit residual of x_init."""
+        return with_alpha(values + residual_units(base + r), alpha)
+
+    # 2. the denoiser, step by step over all tiles
+    width = int((getattr(den, "config", None) or {}).get("width", 32))
+    d_tile, d_batch = plan_memory(SimpleNamespace(config={"width": width}), dev, dtype, H, W, tile, batch)
+    chain_bytes = n_items * c_item * H * W * 4
+    acc_dtype = torch.float64 if compute == np.float64 and dev.type != "mps" else torch.float32
+    fixed_bytes = chain_bytes * (2 + 2 * (2 if acc_dtype == torch.float64 else 1) + 1)
+    state_dev = torch.device("cpu")
+    if dev.type != "cpu" and fixed_bytes + 6 * chain_bytes < 0.3 * free_memory(dev):
+        state_dev = dev  # the state stays on the GPU between steps: no host round trip per step
+    if in_flight == "auto":
+        budget = free_memory(state_dev) * (0.3 if state_dev.type != "cpu" else 0.25)
+        if state_dev.type == "cpu":
+            budget = min(budget, 4 << 30)
+        in_flight = int(max(1, min(samples, (budget - fixed_bytes) // (6 * chain_bytes))))
+    in_flight = min(in_flight, samples)
+    seeds = sample_seeds(int(seed), samples)
+    grid = _Grid(H, W, d_tile, int(overlap), multiple, state_dev)
+
+    cond = torch.from_numpy(np.concatenate([items, x_init_items], axis=1)).to(state_dev)
+    stats = RunningStats((n_items, c_item, H, W), acc_dtype, state_dev)
+    kept = [] if keep_samples else None
+    work = _prepare_denoiser(den, dev, dtype)
+    fn = _denoiser_fn(work, dev, dtype, c_item, replicate_to)
+    total, done = schedule.steps * -(-samples // in_flight), 0
+    shape = (n_items, c_item, H, W)
+
+    def split(t):
+        """(k * n_items, ...) tensor -> list of k numpy chains."""
+        a = t.detach().float().cpu().numpy()
+        return [a[s * n_items : (s + 1) * n_items] for s in range(a.shape[0] // n_items)]
+
+    def preview_x0(x0):
+        return lambda: np.stack([image_of(r).astype(np.float32) for r in split(x0)])
+
+    def preview_z(z):
+        def render():
+            out = []
+            for r in split(z):
+                bc = np.asarray(r)[:, :, :h, :w].reshape(n, colour, h, w)
+                out.append(with_alpha(bc, no_alpha).astype(np.float32))
+            return np.stack(out)
+
+        return render
+
+    try:
+        for first in range(0, samples, in_flight):
+            group = tuple(range(first, min(samples, first + in_flight)))
+            gens = [_generator(state_dev, seeds[s]) for s in group]
+            z = torch.cat([torch.randn(shape, generator=g, device=state_dev) for g in gens])
+            for i in range(schedule.steps, 0, -1):
+                level = float(schedule.alpha_bars[i])
+                while True:
+                    try:
+                        eps = _predict_eps(fn, z, cond, n_items, level, grid, d_batch)
+                        break
+                    except Exception as err:
+                        if not is_out_of_memory(err) or (d_batch == 1 and grid.tile <= MIN_TILE):
+                            raise
+                        _empty_cache(dev)
+                        d_batch, d_tile = _smaller(d_batch, grid.tile, multiple)
+                        grid = _Grid(H, W, d_tile, int(overlap), multiple, state_dev)
+                noise = None
+                if needs_noise(sampler, i):
+                    noise = torch.cat([torch.randn(shape, generator=g, device=state_dev) for g in gens])
+                z, x0 = sampler_step(sampler, z, eps, schedule, i, noise, clip)
+                del eps, noise
+                done += 1
+                report = RefineStep(schedule.steps - i + 1, schedule.steps, preview_z(z), preview_x0(x0),
+                                    samples=group, done=done, total=total)
+                del x0
+                yield report
+                del report
+            for s in range(len(group)):
+                chain = z[s * n_items : (s + 1) * n_items]
+                stats.update(chain)
+                if kept is not None:
+                    kept.append(image_of(chain.float().cpu().numpy()).astype(np.float32))
+            del z
+    finally:
+        work = fn = cond = None
+        _empty_cache(dev)
+
+    mean_r = stats.mean.cpu().numpy()
+    std = residual_units(stats.std().cpu().numpy())
+    if nan is not None:
+        std[nan] = 0
+    mean = image_of(mean_r)
+    x_init = image_of(np.zeros((1, 1, 1, 1), np.float32))
+    if out_dtype == "same":
+        mean, x_init = cast_like(mean, array.dtype), cast_like(x_init, array.dtype)
+    else:
+        mean, x_init = mean.astype(np.float32), x_init.astype(np.float32)
+    den_info = getattr(den, "weights_info", {})
+    info = {
+        "model": den_info.get("name", type(den).__name__),
+        "predictor": pred.weights_info["name"] if hasattr(pred, "weights_info") else "XYDeblur",
+        "sampler": sampler,
+        "steps": schedule.steps,
+        "samples": samples,
+        "seed": int(seed),
+        "in_flight": in_flight,
+        "clip": clip,
+        "schedule": schedule.describe(),
+        "device": str(dev),
+        "state_device": str(state_dev),
+        "device_info": describe(dev),
+        "precision": precision_name(dtype),
+        "tile": grid.tile,
+        "overlap": grid.overlap,
+        "tiles": len(grid.ys) * len(grid.xs),
+        "batch": d_batch,
+        "normalize": scaling.mode,
+        "channel_mode": "joint" if mc == colour else ("replicated" if replicate_to else "per-channel"),
+        "seconds": time.perf_counter() - started,
+    }
+    return RefineResult(
+        mean=mean,
+        std=with_alpha(std, no_alpha).astype(np.float32),
+        x_init=x_init,
+        samples=np.stack(kept) if kept is not None else None,
+        seeds=seeds,
+        info=info,
+        axes=axes,
+    )
+
+
+def _smaller(batch, tile, multiple):
+    """After running out of memory: half the batch, or else half the tile."""
+    if batch > 1:
+        return batch // 2, tile
+    return 1, max(MIN_TILE, tile // 2 // multiple * multiple)
+
+
+def _empty_cache(device):
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    elif device.type == "mps":
+        torch.mps.empty_cache()
+
+
+def refine(image, model=DEFAULT_MODEL, **kwargs) -> RefineResult:
+    """Refine ``image``; the arguments are those of :func:`refine_iter`."""
+    return run_to_end(refine_iter(image, model, **kwargs))

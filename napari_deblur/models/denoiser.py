@@ -1,0 +1,280 @@
+"""The residual diffusion denoiser of "Deblurring via Stochastic Refinement" (Whang et al., CVPR 2022).
+
+The method pairs a deterministic predictor g (here a trained :class:`~.xydeblur.XYDeblur`)
+with a conditional diffusion model of the *residual* ``x0 - g(y)``. This module is that
+diffusion model: an SR3-style U-Net that predicts the noise ``eps`` in
+
+    z_t = sqrt(abar) * r0 + sqrt(1 - abar) * eps,     r0 = x0 - g(y)
+
+from ``concat(z_t, y, g(y))`` and the noise level ``abar``. As the paper prescribes, the
+SR3 U-Net is stripped of self-attention, of any spatial position input and of group
+normalisation, which leaves it fully convolutional: it runs on any image whose height and
+width are multiples of ``2 ** (len(mults) - 1)`` (8 for the default four levels), so it can
+be trained on small crops and used on tiles of any size.
+
+The noise level is a continuous input (WaveGrad/SR3): sinusoidal features of the log
+signal-to-noise ratio ``log(abar / (1 - abar))``, a two-layer MLP, then in every residual
+block a per-channel scale and shift (FiLM) of the first convolution's output. Without a
+normalisation layer, each residual block returns ``(branch + skip) / sqrt(2)`` to keep the
+activations' scale from growing with depth.
+
+:func:`load_denoiser` reads weights the same way :func:`~.loading.load_model` does
+(safetensors with the architecture in the header, ``weights_only`` pickles, bundled names
+with a checksum); a bundled denoiser's manifest names the predictor it was trained with.
+"""
+
+import json
+import math
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .loading import (
+    _ARCH_KEY,
+    _CONFIG_KEY,
+    WeightsError,
+    _check_keys,
+    _manifests,
+    _unknown_name_message,
+    read_state_dict,
+    sha256_of,
+)
+
+ARCHITECTURE = "ResidualDenoiser"
+PREDICTOR_KEY = "napari_deblur.predictor"
+_SQRT_HALF = 1 / math.sqrt(2)
+_LOGSNR_SCALE = 50.0  # log-SNR spans about -5..16; scaled, it spans the usual sinusoid range
+_MAX_PERIOD = 10_000.0
+
+
+def log_snr(alpha_bar: torch.Tensor) -> torch.Tensor:
+    """``log(abar / (1 - abar))`` in float32, clamped away from 0 and 1."""
+    a = alpha_bar.float().clamp(1e-7, 1 - 1e-7)
+    return torch.log(a) - torch.log1p(-a)
+
+
+class NoiseEmbedding(nn.Module):
+    """Sinusoidal features of the log-SNR, then Linear-SiLU-Linear."""
+
+    def __init__(self, features: int, dim: int):
+        super().__init__()
+        self.half = max(1, features // 2)
+        self.mlp = nn.Sequential(nn.Linear(2 * self.half, dim), nn.SiLU(), nn.Linear(dim, dim))
+
+    def forward(self, alpha_bar: torch.Tensor) -> torch.Tensor:
+        lam = log_snr(alpha_bar) * _LOGSNR_SCALE  # computed in float32 whatever the network's dtype
+        k = torch.arange(self.half, device=lam.device, dtype=torch.float32)
+        angles = lam[:, None] * torch.exp(-math.log(_MAX_PERIOD) * k / self.half)[None]
+        features = torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
+        return self.mlp(features.to(self.mlp[0].weight.dtype))
+
+
+class NoiseResBlock(nn.Module):
+    """SiLU-conv3x3, FiLM by the noise embedding, SiLU-conv3x3, plus a (1x1 if needed) skip."""
+
+    def __init__(self, cin: int, cout: int, emb_dim: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
+        self.film = nn.Linear(emb_dim, 2 * cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
+        self.skip = nn.Conv2d(cin, cout, 1) if cin != cout else nn.Identity()
+
+    def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(x))
+        scale, shift = self.film(emb)[:, :, None, None].chunk(2, dim=1)
+        h = h * (1 + scale) + shift
+        h = self.conv2(F.silu(h))
+        return (h + self.skip(x)) * _SQRT_HALF
+
+
+class ResidualDenoiser(nn.Module):
+    """Conditional eps-predictor for the residual ``x0 - g(y)``.
+
+    Args:
+        channels: image channels (3 for RGB photographs, 1 for grayscale).
+        width: channels at full resolution (paper: 32).
+        mults: channel multiplier per resolution level (paper: 1, 2, 3, 4); every
+            level but the last halves the resolution.
+        blocks: residual blocks per level on the way down (one more on the way up,
+            as in SR3).
+
+    ``forward(z_t, y, x_init, alpha_bar)`` takes three (N, channels, H, W) tensors
+    (the noisy residual, the blurred image and the predictor's output, all in the
+    [0, 1] units the networks use) and ``alpha_bar`` (N,) or a scalar, and returns
+    the predicted noise, (N, channels, H, W). H and W must be multiples of
+    :attr:`multiple`.
+    """
+
+    def __init__(self, channels: int = 3, width: int = 32, mults=(1, 2, 3, 4), blocks: int = 2):
+        super().__init__()
+        mults = tuple(int(m) for m in mults)
+        if channels < 1 or width < 1 or blocks < 1 or not mults or min(mults) < 1:
+            raise ValueError(
+                f"invalid ResidualDenoiser config channels={channels} width={width} mults={mults} blocks={blocks}"
+            )
+        self.config = {"channels": int(channels), "width": int(width), "mults": list(mults), "blocks": int(blocks)}
+        emb_dim = 4 * width
+        self.embed = NoiseEmbedding(width, emb_dim)
+        self.input = nn.Conv2d(3 * channels, width, 3, padding=1)
+
+        skips, ch = [width], width
+        self.down, self.downsample = nn.ModuleList(), nn.ModuleList()
+        for level, m in enumerate(mults):
+            stage = nn.ModuleList()
+            for _ in range(blocks):
+                stage.append(NoiseResBlock(ch, width * m, emb_dim))
+                ch = width * m
+                skips.append(ch)
+            self.down.append(stage)
+            if level < len(mults) - 1:
+                self.downsample.append(nn.Conv2d(ch, ch, 3, stride=2, padding=1))
+                skips.append(ch)
+        self.middle = nn.ModuleList([NoiseResBlock(ch, ch, emb_dim), NoiseResBlock(ch, ch, emb_dim)])
+        self.up, self.upsample = nn.ModuleList(), nn.ModuleList()
+        for level in reversed(range(len(mults))):
+            stage = nn.ModuleList()
+            for _ in range(blocks + 1):
+                stage.append(NoiseResBlock(ch + skips.pop(), width * mults[level], emb_dim))
+                ch = width * mults[level]
+            self.up.append(stage)
+            if level > 0:
+                self.upsample.append(nn.Conv2d(ch, ch, 3, padding=1))
+        self.output = nn.Conv2d(ch, channels, 3, padding=1)
+
+    @property
+    def channels(self) -> int:
+        return self.config["channels"]
+
+    @property
+    def multiple(self) -> int:
+        """Height and width must be multiples of this (8 for four levels)."""
+        return 2 ** (len(self.config["mults"]) - 1)
+
+    def forward(self, z_t, y, x_init, alpha_bar):
+        n, c, h, w = z_t.shape
+        if c != self.channels or y.shape != z_t.shape or x_init.shape != z_t.shape:
+            raise ValueError(
+                f"ResidualDenoiser({self.channels} channels) needs z_t, y and x_init of one shape "
+                f"(N, {self.channels}, H, W), got {tuple(z_t.shape)}, {tuple(y.shape)}, {tuple(x_init.shape)}"
+            )
+        if h % self.multiple or w % self.multiple:
+            raise ValueError(f"ResidualDenoiser needs height and width divisible by {self.multiple}, got {h}x{w}")
+        alpha_bar = torch.as_tensor(alpha_bar, device=z_t.device)
+        if alpha_bar.ndim == 0:
+            alpha_bar = alpha_bar.expand(n)
+        emb = F.silu(self.embed(alpha_bar.reshape(n)))
+
+        x = self.input(torch.cat([z_t, y, x_init], dim=1))
+        kept = [x]
+        for level, stage in enumerate(self.down):
+            for block in stage:
+                x = block(x, emb)
+                kept.append(x)
+            if level < len(self.downsample):
+                x = self.downsample[level](x)
+                kept.append(x)
+        for block in self.middle:
+            x = block(x, emb)
+        for k, stage in enumerate(self.up):
+            for block in stage:
+                x = block(torch.cat([x, kept.pop()], dim=1), emb)
+            if k < len(self.upsample):
+                x = self.upsample[k](F.interpolate(x, scale_factor=2.0, mode="nearest"))
+        return self.output(F.silu(x))
+
+
+def denoiser_config_from_state_dict(state: dict) -> dict:
+    """Read channels, width, mults and blocks off a ResidualDenoiser state_dict."""
+    width = int(state["input.weight"].shape[0])
+    channels = int(state["output.weight"].shape[0])
+    mults, level = [], 0
+    while f"down.{level}.0.conv1.weight" in state:
+        mults.append(int(state[f"down.{level}.0.conv1.weight"].shape[0]) // width)
+        level += 1
+    blocks = 0
+    while f"down.0.{blocks}.conv1.weight" in state:
+        blocks += 1
+    return {"channels": channels, "width": width, "mults": mults, "blocks": blocks}
+
+
+def _header(path: Path) -> dict:
+    """The string metadata of a safetensors file ({} for other formats)."""
+    if path.suffix != ".safetensors":
+        return {}
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        return dict(f.metadata() or {})
+
+
+def _bundled(name: str, verify: bool) -> tuple[Path, dict]:
+    entries = _manifests()
+    if name not in entries:
+        raise WeightsError(_unknown_name_message(name))
+    folder, manifest = entries[name]
+    cls = manifest.get("architecture", {}).get("class")
+    if cls != ARCHITECTURE:
+        raise WeightsError(f"bundled model {name!r} is a {cls}, not a diffusion denoiser ({ARCHITECTURE})")
+    path = folder / manifest["file"]
+    if not path.is_file():
+        raise WeightsError(f"bundled model {name!r} is incomplete: {path} is missing")
+    if verify and sha256_of(path) != manifest["sha256"]:
+        raise WeightsError(
+            f"checksum mismatch for bundled model {name!r}: {path.name} does not have the sha256 "
+            f"in its manifest; the file is damaged or was replaced, reinstall napari-deblur"
+        )
+    return path, manifest
+
+
+def load_denoiser(name_or_path, *, verify: bool = True) -> ResidualDenoiser:
+    """Load a :class:`ResidualDenoiser` from a bundled name, a ``.safetensors`` file or a
+    state_dict (``.pt``/``.pth``, read with ``weights_only=True``).
+
+    The model comes back in eval mode, fp32, on the CPU. ``model.weights_info["predictor"]``
+    is the predictor it pairs with (a bundled XYDeblur name or a path), from the manifest or
+    the safetensors header, or ``None`` when the file does not say.
+    """
+    if isinstance(name_or_path, ResidualDenoiser):
+        return name_or_path
+    path, manifest = Path(str(name_or_path)).expanduser(), None
+    if not path.is_file():
+        name = str(name_or_path)
+        if name not in _manifests() and (path.suffix or "/" in name or "\\" in name):
+            raise WeightsError(f"weights file not found: {path}")
+        path, manifest = _bundled(name, verify)
+
+    state, config = read_state_dict(path)
+    header = _header(path)
+    arch = header.get(_ARCH_KEY)
+    if arch and arch != ARCHITECTURE:
+        raise WeightsError(f"{path.name} holds a {arch}, not a diffusion denoiser ({ARCHITECTURE})")
+    if manifest is not None:
+        config = {**config, **manifest.get("architecture", {})}
+    elif _CONFIG_KEY in header and not config:
+        config = json.loads(header[_CONFIG_KEY])
+    config = {k: config[k] for k in ("channels", "width", "mults", "blocks") if k in config}
+    if not config:
+        try:
+            config = denoiser_config_from_state_dict(state)
+        except KeyError:
+            config = {}  # not denoiser-shaped: the key check below says how
+    try:
+        model = ResidualDenoiser(**config)
+    except (TypeError, ValueError) as err:
+        raise WeightsError(f"{path}: unusable denoiser configuration {config} ({err})") from None
+    _check_keys(model, state, path)
+    model.load_state_dict({k: v.float() for k, v in state.items()})
+    model.eval()
+    predictor = (manifest or {}).get("predictor") or header.get(PREDICTOR_KEY) or None
+    if predictor and not Path(predictor).is_absolute() and (path.parent / predictor).is_file():
+        predictor = str(path.parent / predictor)  # a predictor file shipped next to the denoiser
+    model.weights_info = {
+        "name": manifest.get("name", path.stem) if manifest else path.stem,
+        "path": str(path),
+        "bundled": manifest is not None,
+        "manifest": manifest or {},
+        "predictor": predictor,
+    }
+    return model

@@ -1,0 +1,118 @@
+"""`napari-deblur diffuse` end to end with tiny random models."""
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+from factories import tiny_model
+
+from napari_deblur.cli import build_parser, main
+from napari_deblur.io import read_image
+from napari_deblur.models.denoiser import PREDICTOR_KEY, ResidualDenoiser
+from napari_deblur.models.loading import save_safetensors
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny convolutions run faster on one thread (and do not fight a busy machine for two)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """A 1-channel predictor + denoiser pair; the denoiser's header names the predictor."""
+    folder = tmp_path_factory.mktemp("models")
+    pred = save_safetensors(tiny_model(channels=1), folder / "pred1.safetensors")
+    torch.manual_seed(0)
+    den = save_safetensors(ResidualDenoiser(1, width=8), folder / "den1.safetensors",
+                           metadata={PREDICTOR_KEY: str(pred)})
+    torch.manual_seed(1)
+    other = save_safetensors(ResidualDenoiser(1, width=8), folder / "loose.safetensors")
+    return {"pred": str(pred), "den": str(den), "loose": str(other)}
+
+
+@pytest.fixture
+def stack(tmp_path):
+    """An ImageJ ZYX uint16 stack with calibration; 20x28 is not a multiple of 8."""
+    data = np.random.default_rng(1).integers(100, 4000, (2, 20, 28), dtype=np.uint16)
+    path = tmp_path / "in" / "cells.tif"
+    path.parent.mkdir()
+    tifffile.imwrite(path, data, imagej=True, resolution=(10, 10), metadata={"axes": "ZYX", "spacing": 0.5,
+                                                                            "unit": "um"})
+    return path
+
+
+def test_diffuse_round_trip(tmp_path, stack, models):
+    out = tmp_path / "out"
+    before = stack.read_bytes()
+    status = main(["diffuse", str(stack), "-o", str(out), "--model", models["den"], "--steps", "4",
+                   "--samples", "2", "--seed", "3", "--save-steps", "2", "--device", "cpu", "-q"])
+    assert status == 0
+    assert stack.read_bytes() == before
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["cells_mean.tif", "cells_std.tif", "cells_x0_step0002.tif", "cells_x0_step0004.tif"]
+    original = read_image(stack)
+    for name in names:
+        im = read_image(out / name)
+        assert im.array.shape == original.array.shape and im.array.dtype == np.float32
+        assert im.axes == original.axes == "ZYX"
+        assert im.scale == pytest.approx(original.scale) and im.unit == original.unit
+    assert (read_image(out / "cells_std.tif").array >= 0).all()
+    # same seed from Python gives the same files
+    from napari_deblur.diffusion.refine import refine
+
+    res = refine(original.array, models["den"], steps=4, samples=2, seed=3, device="cpu", axes="ZYX")
+    np.testing.assert_allclose(read_image(out / "cells_mean.tif").array, res.mean, rtol=1e-6)
+    np.testing.assert_allclose(read_image(out / "cells_std.tif").array, res.std, rtol=1e-6)
+
+
+def test_predictor_option_and_errors(tmp_path, stack, models, capsys):
+    out = tmp_path / "out"
+    # a denoiser whose file names no predictor needs --predictor
+    assert main(["diffuse", str(stack), "-o", str(out), "--model", models["loose"], "--steps", "2", "-q"]) == 2
+    assert "does not name the predictor" in capsys.readouterr().err
+    assert not out.exists()
+    assert main(["diffuse", str(stack), "-o", str(out), "--model", models["loose"], "--predictor", models["pred"],
+                 "--steps", "2", "--sampler", "ddim", "--device", "cpu", "-q"]) == 0
+    assert (out / "cells_mean.tif").is_file()
+    # outputs exist: refused without --overwrite, replaced with it
+    assert main(["diffuse", str(stack), "-o", str(out), "--model", models["den"], "--steps", "2", "-q"]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert main(["diffuse", str(stack), "-o", str(out), "--model", models["den"], "--steps", "2", "--overwrite",
+                 "--device", "cpu", "-q"]) == 0
+    assert main(["diffuse", str(stack), "-o", str(out), "--model", models["den"], "--steps", "1001"]) == 2
+    assert "steps must be from 1 to 1000" in capsys.readouterr().err
+    assert main(["diffuse", str(stack), "-o", str(out), "--model", models["den"], "--steps", "0"]) == 2
+    assert main(["diffuse", str(stack), "-o", str(out), "--model", models["den"], "--axes", "YXQ", "--overwrite",
+                 "--steps", "2", "--device", "cpu"]) == 2
+    assert "cells.tif" in capsys.readouterr().err
+
+
+def test_parser_defaults():
+    args = build_parser().parse_args(["diffuse", "a.tif", "-o", "out"])
+    assert (args.steps, args.samples, args.seed, args.sampler, args.save_steps) == (100, 1, 0, "ddpm", None)
+    assert args.model is None and args.predictor is None and args.tile == "auto"
+    train = build_parser().parse_args(["train", "xydeblur", "--out", "run"])
+    assert train.crop is None and train.blocks is None  # resolved per architecture (xydeblur: 192 and 6)
+
+
+def test_train_xydeblur_keeps_its_defaults(tmp_path, monkeypatch):
+    import napari_deblur.training.train as train
+
+    seen = {}
+
+    class Recorder:
+        def __init__(self, cfg, out, device="auto", log=print):
+            seen["cfg"] = cfg
+
+        def run(self, time_limit=None):
+            return {}
+
+    monkeypatch.setattr(train, "Trainer", Recorder)
+    assert main(["train", "xydeblur", "--out", str(tmp_path / "run")]) == 0
+    assert seen["cfg"].crop == 192 and seen["cfg"].blocks == 6
+    assert main(["train", "xydeblur", "--crop", "96", "--blocks", "2", "--out", str(tmp_path / "run")]) == 0
+    assert seen["cfg"].crop == 96 and seen["cfg"].blocks == 2
