@@ -1,0 +1,113 @@
+"""One XYDeblur run as the widget starts it, with no Qt in it.
+
+:func:`run_job` is the generator the widget hands to napari's ``thread_worker``: it
+yields the engine's :class:`~napari_deblur.engine.restore.Progress` (one per batch of
+tiles, so ``worker.quit()`` stops it between tiles) and returns a :class:`JobOutput`
+with full-shape layers, the colour shift of RGB input and the reference metrics.
+Everything heavy (reading a lazy array, the network, copies, statistics) happens
+here, in the worker thread, so napari stays responsive.
+
+Scope "current slice": only the YX plane at the viewer's dims point is restored (all
+channels of it). The outputs still have the input's full shape so the dims sliders
+keep working: ``restored`` is a copy of the input with that plane replaced, the
+residuals and the chroma are NaN (not computed) outside it.
+Each run starts from the input again: planes restored by an earlier run are not kept.
+"""
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .axes import sliced_axes
+from .layers import symmetric_limit, upper_limit
+from .readout import compute_shift, reference_metrics
+
+
+class RunError(Exception):
+    """A run failed. (superqt's worker swallows a RuntimeError into a warning, so engine and
+    torch RuntimeErrors are passed on as this.)"""
+
+
+@dataclass
+class Job:
+    data: object  # the layer's data (numpy or lazy), never written to
+    axes: str  # engine axes of the whole layer
+    model: object  # a bundled model name or an XYDeblur instance
+    options: dict = field(default_factory=dict)  # device, precision, tile
+    index: tuple | None = None  # the plane for "current slice", None for the whole stack
+    rgb: bool = False
+    reference: object = None  # same shape as data, or None
+    region: np.ndarray | None = None  # (Y, X) mask for the colour shift, None for all
+
+
+@dataclass
+class JobOutput:
+    restored: np.ndarray  # full shape, the input's dtype
+    r_hor: np.ndarray  # full shape, float32 (NaN outside a restored plane)
+    r_ver: np.ndarray
+    chroma: np.ndarray | None  # full shape less the colour axis, RGB input only
+    part: np.ndarray  # what was restored: the plane or the whole array
+    part_r_hor: np.ndarray
+    part_r_ver: np.ndarray
+    part_axes: str
+    index: tuple | None
+    info: dict
+    shift: object = None  # ColorShift of RGB input
+    shift_where: str = ""
+    metrics: dict | None = None
+    limits: dict = field(default_factory=dict)  # contrast limits: 'residual' (+-), 'chroma' (0..)
+
+
+def run_job(job: Job):
+    """Generator for ``thread_worker``: yields Progress, returns a :class:`JobOutput`."""
+    try:
+        return (yield from _run(job))
+    except RuntimeError as err:
+        raise RunError(str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__) from err
+
+
+def _full(shape, index, part, fill, dtype) -> np.ndarray:
+    out = np.full(shape, fill, dtype=dtype)
+    out[index] = part
+    return out
+
+
+def _run(job: Job):
+    from ..engine.restore import Progress, xydeblur_iter  # torch: only ever in the worker thread
+
+    index = job.index
+    yield Progress(0, 1, "reading the image")  # a cancel before the model loads takes effect here
+    part = np.asarray(job.data if index is None else job.data[index])
+    part_axes = job.axes if index is None else sliced_axes(job.axes, index)
+    result = yield from xydeblur_iter(part, job.model, axes=part_axes, **job.options)
+    yield Progress(1, 1, "assembling the layers")
+
+    if index is None:
+        restored, r_hor, r_ver = result.restored, result.r_hor, result.r_ver
+    else:
+        restored = np.array(job.data, copy=True)  # the input is never written to
+        restored[index] = result.restored
+        r_hor = _full(restored.shape, index, result.r_hor, np.nan, np.float32)
+        r_ver = _full(restored.shape, index, result.r_ver, np.nan, np.float32)
+
+    shift, where, chroma = None, "", None
+    if job.rgb:
+        shift, where = compute_shift(part, result.r_hor, result.r_ver, job.region)
+        chroma = shift.chroma_sum if index is None else _full(
+            restored.shape[:-1], index[:-1], shift.chroma_sum, np.nan, np.float32)
+
+    limits = {"residual": symmetric_limit(result.r_hor, result.r_ver)}
+    if chroma is not None:
+        limits["chroma"] = upper_limit(shift.chroma_sum)
+    metrics = None
+    if job.reference is not None:
+        yield Progress(1, 1, "measuring against the reference")
+        reference = np.asarray(job.reference if index is None else job.reference[index])
+        metrics = reference_metrics(reference, part, result.restored, part_axes, job.rgb)
+
+    return JobOutput(
+        restored=restored, r_hor=r_hor, r_ver=r_ver, chroma=chroma,
+        part=part, part_r_hor=result.r_hor, part_r_ver=result.r_ver, part_axes=part_axes,
+        index=index, info=dict(result.info), shift=shift, shift_where=where, metrics=metrics,
+        limits=limits,
+    )

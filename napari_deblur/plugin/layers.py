@@ -1,0 +1,141 @@
+"""Output layers: their names, what they inherit from the input, and add-or-replace.
+
+A run on the layer ``cells`` produces ``cells deblurred`` (the restored image, the
+input's dtype, RGB stays RGB), ``cells r_hor`` and ``cells r_ver`` (float32 residuals
+in the input's units) and, for RGB input, ``cells chroma`` (the per-pixel chroma of
+``r_hor + r_ver``). Each copies the input's ``scale``, ``translate``, ``axis_labels``,
+``units`` and ``metadata`` (the restored layer also its contrast limits and colormap)
+and adds ``metadata['napari_deblur']`` saying what made it. Running again replaces the
+layers of the same name instead of piling up new ones. The chroma layer starts hidden.
+
+Residuals are shown with a diverging colormap (``PiYG``: green is positive, pink
+negative, white zero) and contrast limits symmetric around zero, shared by ``r_hor``
+and ``r_ver`` so the two can be compared by eye. RGB residuals stay RGB layers, with
+the same symmetric limits: zero is mid-grey and a colour cast shows as a tint.
+"""
+
+import copy
+
+import numpy as np
+
+RESIDUAL_COLORMAP = "PiYG"
+CHROMA_COLORMAP = "magma"
+OUTPUTS = ("restored", "r_hor", "r_ver", "chroma")
+_SUFFIX = {"restored": "deblurred", "r_hor": "r_hor", "r_ver": "r_ver", "chroma": "chroma"}
+_SAMPLE = 1 << 20  # pixels looked at to choose contrast limits
+
+
+def output_name(source_name: str, kind: str) -> str:
+    """``'<source> deblurred'``, ``'<source> r_hor'``, ``'<source> r_ver'`` or ``'<source> chroma'``."""
+    return f"{source_name} {_SUFFIX[kind]}"
+
+
+def source_properties(layer) -> dict:
+    """What the outputs inherit from an input layer (copies, safe to keep after it is gone)."""
+    return {
+        "scale": tuple(float(s) for s in layer.scale),
+        "translate": tuple(float(t) for t in layer.translate),
+        "axis_labels": tuple(layer.axis_labels),
+        "units": tuple(str(u) for u in layer.units),
+        "metadata": copy.deepcopy(dict(layer.metadata)),
+        # the restored layer is drawn like the input, so the two compare at a glance
+        "contrast_limits": tuple(float(c) for c in layer.contrast_limits),
+        "colormap": None if layer.rgb else layer.colormap,
+    }
+
+
+def _sample(values: np.ndarray) -> np.ndarray:
+    flat = np.asarray(values).reshape(-1)
+    step = max(1, flat.size // _SAMPLE)
+    return flat[::step]
+
+
+def symmetric_limit(*arrays, percentile: float = 99.9) -> float:
+    """A positive ``a`` for contrast limits ``(-a, a)`` covering nearly all of ``arrays``."""
+    values = np.concatenate([np.abs(_sample(a)).astype(np.float32) for a in arrays])
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return 1.0
+    limit = float(np.percentile(values, percentile))
+    if not limit > 0:
+        limit = float(values.max())
+    return limit if limit > 0 else 1e-6
+
+
+def upper_limit(array, percentile: float = 99.9) -> float:
+    """A positive upper contrast limit for a non-negative map (the chroma)."""
+    values = _sample(array)
+    values = values[np.isfinite(values)]
+    limit = float(np.percentile(values, percentile)) if values.size else 1.0
+    return limit if limit > 0 else 1e-6
+
+
+def output_kwargs(kind: str, props: dict, provenance: dict, *, rgb: bool, limit=None) -> dict:
+    """Keyword arguments of ``viewer.add_image`` for one output layer."""
+    metadata = copy.deepcopy(props["metadata"])
+    metadata["napari_deblur"] = {**provenance, "output": kind}
+    kwargs = {
+        "scale": props["scale"],
+        "translate": props["translate"],
+        "axis_labels": props["axis_labels"],
+        "units": props["units"],
+        "metadata": metadata,
+    }
+    if kind == "restored":
+        kwargs["rgb"] = rgb
+        kwargs["contrast_limits"] = props["contrast_limits"]
+        if not rgb and props.get("colormap") is not None:
+            kwargs["colormap"] = props["colormap"]
+    elif kind in ("r_hor", "r_ver"):
+        kwargs["rgb"] = rgb
+        kwargs["contrast_limits"] = (-limit, limit)
+        if not rgb:
+            kwargs["colormap"] = RESIDUAL_COLORMAP
+    else:  # chroma: one value per pixel, never RGB; hidden when first added
+        kwargs.update(rgb=False, colormap=CHROMA_COLORMAP, contrast_limits=(0.0, limit), visible=False)
+    return kwargs
+
+
+def add_or_replace(viewer, data, name: str, **kwargs):
+    """Show ``data`` as the Image layer ``name``: a new layer, or the one already there.
+
+    An existing Image layer of that name whose dimensionality and RGB-ness fit gets the
+    new data and properties in place (it keeps its place in the layer list, its visibility,
+    opacity and blending); any other layer of that name is removed and the new one
+    inserted where it was.
+    """
+    from napari.layers import Image
+
+    rgb = bool(kwargs.get("rgb", False))
+    if name in viewer.layers:
+        old = viewer.layers[name]
+        fits = isinstance(old, Image) and not old.multiscale and old.rgb == rgb and old.data.ndim == data.ndim
+        if fits:
+            old.data = data
+            for key in ("scale", "translate", "axis_labels", "units", "colormap", "contrast_limits"):
+                if key in kwargs:
+                    setattr(old, key, kwargs[key])
+            old.metadata = kwargs.get("metadata", {})
+            return old
+        position = viewer.layers.index(old)
+        viewer.layers.remove(old)
+        layer = Image(data, name=name, **kwargs)
+        viewer.layers.insert(position, layer)
+        return layer
+    return viewer.add_image(data, name=name, **kwargs)
+
+
+def add_outputs(viewer, source_name: str, outputs: dict, props: dict, provenance: dict, *, rgb: bool, limits: dict):
+    """Add or replace the output layers; ``outputs`` maps kind to data (None: skipped).
+
+    Residuals and chroma go in first and the restored image last, so that a new run shows
+    the restored image on top.
+    """
+    layers = {}
+    for kind in ("r_hor", "r_ver", "chroma", "restored"):
+        if outputs.get(kind) is None:
+            continue
+        limit = limits.get("chroma" if kind == "chroma" else "residual")
+        kwargs = output_kwargs(kind, props, provenance, rgb=rgb, limit=limit)
+        layers[kind] = add_or_replace(viewer, outputs[kind], output_name(source_name, kind), **kwargs)
+    return layers

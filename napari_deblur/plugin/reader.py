@@ -1,0 +1,111 @@
+"""napari reader for TIFF files: channels, pixel sizes, axis labels and units.
+
+Reads with :func:`napari_deblur.io.read_image` (ImageJ hyperstacks, OME-TIFF, tifffile's
+own JSON description, plain TIFF). What napari gets:
+
+- microscopy channels (a ``C`` axis that is not RGB) are split with ``channel_axis``, one
+  layer per channel, named ``<file> [c<i>]`` like ``<file>`` when there is one channel;
+- RGB(A) (the channel axis last, 3 or 4 samples, photometric RGB) stays one ``rgb=True`` layer;
+- ``scale`` holds the pixel size of every non-channel axis, Z spacing and frame interval
+  included (1 where the file says nothing), ``axis_labels`` the file's axis letters and
+  ``units`` the length unit for X, Y and Z, seconds (or ImageJ's ``tunit``) for T, and
+  ``pixel`` where nothing is known;
+- ``metadata`` keeps ``path``, ``axes`` (the file's axes string, ``C`` included) and the
+  rest of what the file said under ``file_metadata``.
+
+PNG and JPEG are left to napari's builtin reader, which opens them well (RGB as RGB).
+No torch here: napari may import this module at start-up.
+"""
+
+import os
+from pathlib import Path
+
+from ..io import TIFF_SUFFIXES, read_image
+
+_LENGTH_AXES = "XYZ"
+
+
+def get_reader(path):
+    """The reader function for a TIFF path (or a list of TIFF paths), else None."""
+    paths = [path] if isinstance(path, (str, os.PathLike)) else list(path or [])
+    if not paths or not all(str(p).lower().endswith(TIFF_SUFFIXES) for p in paths):
+        return None
+    return read_tiffs
+
+
+def read_tiffs(path) -> list:
+    """Layer data tuples ``(data, kwargs, 'image')`` for one path or a list of paths."""
+    paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
+    layers = []
+    for one in paths:
+        layers.extend(layer_data(read_image(one)))
+    return layers
+
+
+def _unit(text) -> str | None:
+    """``text`` if pint (napari's unit library) understands it, else None."""
+    if not text:
+        return None
+    text = str(text).strip().replace("\\u00B5", "µ").replace("\\u00b5", "µ")
+    if text.lower() in ("pixel", "pixels", "px"):
+        return None
+    try:
+        import pint
+
+        pint.get_application_registry().Unit(text)
+    except Exception:  # pint raises several types for an unknown name  # noqa: BLE001
+        return None
+    return text
+
+
+def is_rgb(image) -> bool:
+    """RGB(A) samples last, as napari draws them (not microscopy channels)."""
+    axes, shape = image.axes, image.array.shape
+    photometric = str(image.metadata.get("photometric", "")).lower()
+    return axes.endswith("C") and shape[-1] in (3, 4) and photometric in ("rgb", "ycbcr", "")
+
+
+def layer_kwargs(image) -> tuple[dict, int | None]:
+    """napari keyword arguments for an :class:`~napari_deblur.io.ImageFile`, and the channel axis."""
+    axes = image.axes
+    rgb = is_rgb(image)
+    channel_axis = None if rgb or "C" not in axes else axes.index("C")
+    spatial = axes[:-1] if rgb else axes.replace("C", "")
+    length_unit = _unit(image.unit)
+    time_unit = _unit(image.metadata.get("tunit")) or "s"
+    units = []
+    for letter in spatial:
+        if letter in _LENGTH_AXES and letter in image.scale and length_unit:
+            units.append(length_unit)
+        elif letter == "T" and "T" in image.scale:
+            units.append(time_unit)
+        else:
+            units.append("pixel")
+    path = Path(image.path) if image.path is not None else None
+    metadata = {
+        "path": str(path) if path else None,
+        "axes": axes,
+        "file_metadata": {k: v for k, v in image.metadata.items() if k != "axes"},
+    }
+    kwargs = {
+        "name": path.stem if path else "image",
+        "scale": tuple(float(image.scale.get(letter, 1.0)) for letter in spatial),
+        "axis_labels": tuple(spatial),
+        "units": tuple(units),
+        "metadata": metadata,
+    }
+    if rgb:
+        kwargs["rgb"] = True
+    return kwargs, channel_axis
+
+
+def layer_data(image) -> list:
+    """One layer data tuple; microscopy channels use ``channel_axis`` (napari splits them)."""
+    kwargs, channel_axis = layer_kwargs(image)
+    if channel_axis is None:
+        return [(image.array, kwargs, "image")]
+    n = image.array.shape[channel_axis]
+    per_channel = {key: [kwargs[key]] * n for key in ("scale", "axis_labels", "units")}
+    per_channel["metadata"] = [{**kwargs["metadata"], "channel": i} for i in range(n)]
+    per_channel["name"] = [f"{kwargs['name']} [c{i}]" for i in range(n)] if n > 1 else [kwargs["name"]]
+    return [(image.array, {**kwargs, **per_channel, "channel_axis": channel_axis}, "image")]

@@ -1,0 +1,123 @@
+"""The plugin's Qt-free parts: layer axes, current plane, a job end to end, limits, readout."""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+torch = pytest.importorskip("torch")
+
+
+def image_layer(shape, **kwargs):
+    from napari.layers import Image
+
+    return Image(np.zeros(shape, dtype=np.uint8), **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("shape", "kwargs", "axes"),
+    [
+        ((40, 48, 3), {"rgb": True}, "YXC"),
+        ((5, 40, 48, 3), {"rgb": True}, "ZYXC"),
+        ((2, 40, 48, 4), {"rgb": True, "axis_labels": ("t", "y", "x")}, "TYXC"),
+        ((3, 40, 48), {}, "ZYX"),
+        ((2, 3, 40, 48), {}, "TZYX"),
+        ((40, 48, 3), {"rgb": False}, "ZYX"),  # not taken for colour: napari says it is not RGB
+        ((2, 3, 40, 48), {"axis_labels": ("T", "C", "Y", "X")}, "TCYX"),
+        ((3, 40, 48), {"axis_labels": ("c", "y", "x")}, "CYX"),
+        ((3, 40, 48), {"axis_labels": ("S", "Y", "X")}, "CYX"),
+        ((3, 40, 48), {"axis_labels": ("depth", "y", "x")}, "ZYX"),  # words: the default
+        ((3, 40, 48), {"axis_labels": ("Z", "Z", "X")}, "ZYX"),  # not distinct: the default
+    ],
+)
+def test_layer_axes(shape, kwargs, axes):
+    from napari_deblur.plugin.axes import layer_axes
+
+    assert layer_axes(image_layer(shape, **kwargs)) == axes
+
+
+def test_six_unlabelled_dimensions_ask_for_labels():
+    from napari_deblur.plugin.axes import layer_axes
+
+    with pytest.raises(ValueError, match="axis_labels"):
+        layer_axes(image_layer((2, 2, 2, 2, 8, 8)))
+
+
+def test_plane_index_follows_scale_translate_and_clips():
+    from napari_deblur.plugin.axes import plane_index, sliced_axes
+
+    layer = image_layer((4, 3, 8, 8), scale=(2.0, 0.5, 1, 1), translate=(10.0, 0, 0, 0))
+    index = plane_index(layer, "TZYX", (14.0, 1.0, 3.0, 3.0))
+    assert index == (2, 2, slice(None), slice(None)) and sliced_axes("TZYX", index) == "YX"
+    assert plane_index(layer, "TZYX", (99.0, -5.0, 0, 0))[:2] == (3, 0)
+    rgb = image_layer((5, 8, 8, 3), rgb=True)
+    assert plane_index(rgb, "ZYXC", (3.0, 0, 0)) == (3, slice(None), slice(None), slice(None))
+
+
+def test_job_on_an_rgb_stack_plane(monkeypatch):
+    from napari_deblur.engine.restore import run_to_end
+    from napari_deblur.models.xydeblur import XYDeblur
+    from napari_deblur.plugin.job import Job, run_job
+
+    torch.manual_seed(0)
+    model = XYDeblur(width=4, blocks=1, channels=3).eval()
+    data = np.random.default_rng(0).integers(0, 255, (3, 32, 40, 3), dtype=np.uint8)
+    before = data.copy()
+    region = np.zeros((32, 40), bool)
+    region[4:20, 4:20] = True
+    job = Job(data=data, axes="ZYXC", model=model, options={"device": "cpu"}, index=(1, slice(None), slice(None),
+              slice(None)), rgb=True, reference=data, region=region)
+    out = run_to_end(run_job(job))
+    np.testing.assert_array_equal(data, before)
+    assert out.restored.shape == data.shape and out.restored.dtype == np.uint8
+    np.testing.assert_array_equal(out.restored[[0, 2]], data[[0, 2]])
+    assert np.isnan(out.r_hor[[0, 2]]).all() and np.isfinite(out.r_hor[1]).all()
+    assert out.chroma.shape == (3, 32, 40) and np.isfinite(out.chroma[1]).all() and np.isnan(out.chroma[0]).all()
+    assert out.shift.n_pixels == 16 * 16 and out.shift_where == "region"
+    assert out.metrics["input"]["psnr"] == np.inf or out.metrics["input"]["psnr"] > 90  # itself as reference
+    assert out.limits["residual"] > 0 and out.limits["chroma"] > 0
+
+
+def test_engine_runtime_errors_reach_the_widget(monkeypatch):
+    import napari_deblur.engine.restore as restore
+    from napari_deblur.plugin.job import Job, RunError, run_job
+
+    def broken(*args, **kwargs):
+        yield restore.Progress(0, 1)
+        raise RuntimeError("CUDA error: device-side assert\nmore lines")
+
+    monkeypatch.setattr(restore, "xydeblur_iter", broken)
+    with pytest.raises(RunError, match="device-side assert"):
+        restore.run_to_end(run_job(Job(data=np.zeros((8, 8), np.float32), axes="YX", model="x")))
+
+
+def test_limits_ignore_nan_and_are_positive():
+    from napari_deblur.plugin.layers import symmetric_limit, upper_limit
+
+    a = np.full((10, 10), np.nan, np.float32)
+    assert symmetric_limit(a) == 1.0
+    a[0, :5] = [-3, 1, 2, 0, 0.5]
+    assert 2.9 < symmetric_limit(a, np.zeros(3)) <= 3
+    assert upper_limit(np.zeros((4, 4))) > 0
+
+
+def test_region_mask_maps_shapes_between_pixel_grids():
+    from napari.layers import Shapes
+
+    from napari_deblur.plugin.readout import region_mask
+
+    shapes = Shapes([np.array([[1, 1], [1, 3], [3, 3], [3, 1]])], shape_type="rectangle", scale=(2.0, 2.0))
+    mask = region_mask(shapes, image_scale=(1.0, 1.0), image_translate=(0.0, 0.0), yx_shape=(10, 10))
+    assert mask.shape == (10, 10) and mask[3, 3] and mask[5, 5] and not mask[8, 8] and not mask[0, 0]
+    assert region_mask(None, (1, 1), (0, 0), (10, 10)) is None
+
+
+@pytest.mark.parametrize("module", ["reader", "sample_data", "xydeblur_widget"])
+def test_what_napari_loads_does_not_import_torch(module):
+    """The manifest's modules import torch inside functions only (a fresh interpreter checks)."""
+    import subprocess
+    import sys
+
+    code = f"import sys, napari_deblur.plugin.{module}; print('torch' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False"

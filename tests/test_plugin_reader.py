@@ -1,0 +1,93 @@
+"""The napari reader and sample data of the plugin: channels, scale, axis labels, units."""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+tifffile = pytest.importorskip("tifffile")
+pytestmark = pytest.mark.gui
+
+
+def write_hyperstack(path, shape=(2, 3, 2, 24, 32)):
+    """An ImageJ TZCYX uint16 hyperstack: 0.25 um pixels, 1.5 um Z spacing, 2 s frames."""
+    data = np.random.default_rng(0).integers(0, 4000, shape, dtype=np.uint16)
+    tifffile.imwrite(path, data, imagej=True, resolution=(1 / 0.25, 1 / 0.25),
+                     metadata={"axes": "TZCYX", "spacing": 1.5, "unit": "um", "finterval": 2.0})
+    return data
+
+
+def test_reader_splits_imagej_channels_with_scale_labels_units(tmp_path):
+    from napari_deblur.plugin.reader import get_reader
+
+    path = tmp_path / "cells.tif"
+    data = write_hyperstack(path)
+    reader = get_reader(str(path))
+    assert callable(reader)
+    [(array, kwargs, kind)] = reader(str(path))
+    assert kind == "image" and array.shape == data.shape and array.dtype == np.uint16
+    np.testing.assert_array_equal(array, data)
+    assert kwargs["channel_axis"] == 2
+    assert "rgb" not in kwargs
+    assert kwargs["scale"] == [(2.0, 1.5, 0.25, 0.25)] * 2
+    assert kwargs["axis_labels"] == [("T", "Z", "Y", "X")] * 2
+    assert kwargs["units"] == [("s", "um", "um", "um")] * 2
+    assert kwargs["name"] == ["cells [c0]", "cells [c1]"]
+    assert all(m["axes"] == "TZCYX" and m["path"] == str(path) for m in kwargs["metadata"])
+    assert [m["channel"] for m in kwargs["metadata"]] == [0, 1]
+
+
+def test_reader_claims_tiff_only():
+    from napari_deblur.plugin.reader import get_reader
+
+    assert get_reader("photo.png") is None and get_reader("photo.jpg") is None
+    assert get_reader(["a.tif", "b.TIFF"]) is not None
+    assert get_reader(["a.tif", "b.png"]) is None
+
+
+def test_rgb_tiff_stays_rgb(tmp_path):
+    from napari_deblur.plugin.reader import read_tiffs
+
+    rgb = np.random.default_rng(1).integers(0, 255, (20, 24, 3), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "photo.tif", rgb, photometric="rgb")
+    [(array, kwargs, _)] = read_tiffs(str(tmp_path / "photo.tif"))
+    assert kwargs["rgb"] is True and "channel_axis" not in kwargs
+    assert kwargs["axis_labels"] == ("Y", "X") and len(kwargs["scale"]) == 2
+    assert kwargs["metadata"]["axes"] == "YXC"
+    np.testing.assert_array_equal(array, rgb)
+
+
+def test_viewer_opens_the_stack_through_the_plugin(make_napari_viewer, tmp_path):
+    path = tmp_path / "cells.tif"
+    write_hyperstack(path)
+    viewer = make_napari_viewer()
+    layers = viewer.open(str(path), plugin="napari-deblur")
+    assert [layer.name for layer in layers] == ["cells [c0]", "cells [c1]"]
+    layer = layers[0]
+    assert layer.data.shape == (2, 3, 24, 32)
+    np.testing.assert_allclose(layer.scale, (2.0, 1.5, 0.25, 0.25))
+    assert tuple(layer.axis_labels) == ("T", "Z", "Y", "X")
+    assert [str(u) for u in layer.units] == ["second", "micrometer", "micrometer", "micrometer"]
+
+
+def test_png_is_left_to_napari_builtins(make_napari_viewer, tmp_path):
+    from PIL import Image
+
+    rgb = np.random.default_rng(2).integers(0, 255, (40, 50, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "photo.png")
+    viewer = make_napari_viewer()
+    [layer] = viewer.open(str(tmp_path / "photo.png"))
+    assert layer.rgb and layer.data.shape == (40, 50, 3)
+
+
+@pytest.mark.slow
+def test_sample_data_opens_with_hidden_references(make_napari_viewer):
+    viewer = make_napari_viewer()
+    photo = viewer.open_sample("napari-deblur", "blurred_photo")
+    assert [layer.name for layer in photo] == ["coffee blurred", "coffee reference"]
+    assert photo[0].rgb and photo[0].visible and not photo[1].visible
+    assert photo[0].data.shape == photo[1].data.shape == (400, 600, 3)
+    stack = viewer.open_sample("napari-deblur", "blurred_fluorescence_stack")
+    assert [layer.name for layer in stack] == ["cells blurred", "cells reference"]
+    assert stack[0].data.dtype == np.uint16 and stack[0].data.shape == (5, 256, 256)
+    np.testing.assert_allclose(stack[0].scale, (0.5, 0.1, 0.1))
+    assert tuple(stack[1].axis_labels) == ("Z", "Y", "X") and not stack[1].visible
