@@ -5,6 +5,7 @@
 #                machines get a virtual X server (xvfb-run)
 #   make run     the demo: napari with a blurred sample when there is a display,
 #                otherwise the same job on the command line (--headless)
+#   make eval    the benchmark (oracle baselines and bundled models) into benchmarks/
 #   make clean   remove .venv and everything the build and the tests leave behind
 #
 # Variables (override on the command line):
@@ -102,6 +103,12 @@ run: $(STAMP) sysdeps
 		echo "no DISPLAY: $(VPY) -m napari_deblur.demo --headless"; \
 		$(VPY) -m napari_deblur.demo --headless; \
 	fi
+
+# The benchmark: oracle Wiener / Richardson-Lucy and the bundled models on held-out images and
+# out-of-training kernels; writes benchmarks/benchmark.md, benchmark.json and clock_motion.png.
+.PHONY: eval
+eval: $(STAMP)
+	$(VPY) -m napari_deblur eval --out benchmarks/
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .ruff_cache .mypy_cache *.egg-info
