@@ -32,7 +32,7 @@ def available_devices() -> dict:
 
 
 class RunOptions(QWidget):
-    def __init__(self, on_message=print, parent=None):
+    def __init__(self, on_message=print, parent=None, model_label="model"):
         super().__init__(parent)
         from .. import available_models  # imports torch
 
@@ -71,7 +71,7 @@ class RunOptions(QWidget):
         row.addWidget(self.precision_combo)
         form = QFormLayout(self)
         form.setContentsMargins(0, 0, 0, 0)
-        form.addRow("model", self.model_combo)
+        form.addRow(model_label, self.model_combo)
         form.addRow("device", row)
         form.addRow("", self.device_label)
         form.addRow("tile", self.tile_combo)
@@ -110,6 +110,28 @@ class RunOptions(QWidget):
         self._on_message(f"Loaded {label}: width {config['width']}, {config['blocks']} blocks, "
                          f"{config['channels']} channel(s).", False)
         return True
+
+    def add_model(self, label: str, model) -> None:
+        """Offer an XYDeblur already in memory (or a weights path, loaded) as ``label`` and select it."""
+        if not hasattr(model, "config"):
+            self.load_weights(model)
+            return
+        index = self.model_combo.findText(label)
+        if index < 0:
+            index = self.model_combo.count() - 1  # just above "Load weights..."
+            self.model_combo.insertItem(index, label)
+        self._files[label] = model
+        self.model_combo.setCurrentIndex(index)
+        self._last_model = index
+
+    def select_model(self, name) -> bool:
+        """Select a bundled name, or load a weights path; False when it is neither."""
+        index = self.model_combo.findText(str(name))
+        if index >= 0 and str(name) != LOAD_WEIGHTS:
+            self.model_combo.setCurrentIndex(index)
+            self._last_model = index
+            return True
+        return Path(str(name)).is_file() and self.load_weights(name)
 
     def model(self):
         """The chosen model: an XYDeblur loaded from a file, a bundled name, or None."""

@@ -1,0 +1,330 @@
+"""The "Diffusion deblur" dock widget: docking, the no-model state, presets, a streamed run
+with its mean/std/trajectory layers, re-runs, cancel, keep-samples, reference metrics and
+an event loop that keeps answering during a run.
+
+Tiny random-weight models on the CPU: XYDeblur(width=4, blocks=1) and
+ResidualDenoiser(width=8), saved as safetensors and loaded through the widget's
+"Load weights..." code path (the denoiser's header names its predictor), or handed over
+in memory with ``widget.set_models``.
+"""
+
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+pytest.importorskip("superqt")
+torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny convolutions run faster on one thread (and leave the other core to the rest)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny_pair(channels=1, seed=0):
+    from napari_deblur.models.denoiser import ResidualDenoiser
+    from napari_deblur.models.xydeblur import XYDeblur
+
+    torch.manual_seed(seed)
+    return XYDeblur(width=4, blocks=1, channels=channels).eval(), ResidualDenoiser(channels, width=8).eval()
+
+
+@pytest.fixture
+def pair_files(tmp_path):
+    """``pair_files(channels)`` -> (predictor path, denoiser path); the denoiser names its predictor."""
+    from napari_deblur.models.denoiser import PREDICTOR_KEY
+    from napari_deblur.models.loading import save_safetensors
+
+    def make(channels=1):
+        predictor, denoiser = tiny_pair(channels)
+        p = save_safetensors(predictor, tmp_path / f"pred{channels}.safetensors")
+        d = save_safetensors(denoiser, tmp_path / f"den{channels}.safetensors",
+                             metadata={PREDICTOR_KEY: p.name})  # relative: found next to the denoiser
+        return p, d
+
+    return make
+
+
+@pytest.fixture
+def dock(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-deblur", "Diffusion deblur")
+    yield viewer, widget
+    if widget.worker is not None:
+        widget.cancel()
+        qtbot.waitUntil(lambda: widget.worker is None, timeout=60000)
+
+
+def configure(widget, layer, steps=6, samples=2, scope="whole stack", keep=False):
+    widget.input_combo.setCurrentText(layer.name)
+    widget.steps_slider.setValue(steps)
+    widget.samples_spin.setValue(samples)
+    widget.scope_combo.setCurrentText(scope)
+    widget.keep_samples_check.setChecked(keep)
+    widget.options.device_combo.setCurrentText("cpu")
+
+
+def run_and_wait(qtbot, widget, timeout=120000):
+    widget.run()
+    assert widget.worker is not None, widget.status_label.text()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=timeout)
+
+
+def image(shape=(2, 40, 48), seed=0):
+    return np.random.default_rng(seed).integers(100, 4000, shape, dtype=np.uint16)
+
+
+def slow_steps(monkeypatch, delay):
+    """Sleep after every diffusion step, so a run lasts a while."""
+    import napari_deblur.diffusion.refine as refine
+
+    real = refine.refine_iter
+
+    def slow(*args, **kwargs):
+        gen = real(*args, **kwargs)
+        while True:
+            try:
+                step = next(gen)
+            except StopIteration as stop:
+                return stop.value
+            time.sleep(delay)
+            yield step
+
+    monkeypatch.setattr(refine, "refine_iter", slow)
+
+
+def test_docks_from_the_manifest_and_no_model_disables_run(dock):
+    from napari_deblur.plugin.diffusion_widget import DiffusionDeblurWidget
+    from napari_deblur.plugin.options import LOAD_WEIGHTS
+
+    viewer, widget = dock
+    assert isinstance(widget, DiffusionDeblurWidget)
+    assert widget.denoiser_combo.currentText() == LOAD_WEIGHTS  # no bundled denoiser yet
+    assert not widget.run_button.isEnabled()
+    assert "No denoiser" in widget.model_label.text() and "Load weights" in widget.model_label.text()
+    viewer.add_image(image(), name="cells")
+    assert widget.input_combo.currentText() == "cells"
+    widget.run()  # a programmatic run says why instead of starting
+    assert widget.worker is None
+
+
+def test_presets_and_dice(dock):
+    _, widget = dock
+    widget.preset_buttons["Perceptual"].click()
+    assert widget.steps_slider.value() == 500 and widget.samples_spin.value() == 1
+    widget.preset_buttons["Fidelity"].click()
+    assert widget.steps_slider.value() == 10 and widget.samples_spin.value() == 8
+    assert (widget.steps_slider.minimum(), widget.steps_slider.maximum()) == (1, 1000)
+    seeds = set()
+    for _ in range(4):
+        widget.dice_button.click()
+        seeds.add(widget.seed_spin.value())
+    assert len(seeds) > 1
+
+
+def test_load_weights_selects_the_named_predictor_and_bad_files_are_reported(dock, pair_files, tmp_path, monkeypatch):
+    import napari_deblur.plugin.diffusion_widget as dw
+
+    _, widget = dock
+    bad = tmp_path / "broken.safetensors"
+    bad.write_bytes(b"not a safetensors file")
+    assert widget.load_denoiser(bad) is False
+    assert "Cannot use broken.safetensors" in widget.status_label.text()
+    assert not widget.run_button.isEnabled()
+    predictor, denoiser = pair_files(1)
+    monkeypatch.setattr(dw.QFileDialog, "getOpenFileName", lambda *a, **k: (str(denoiser), ""))
+    combo = widget.denoiser_combo
+    load = combo.findText(dw.LOAD_WEIGHTS)
+    combo.setCurrentIndex(load)
+    combo.activated.emit(load)
+    assert combo.currentText() == denoiser.name and widget.run_button.isEnabled()
+    assert widget.options.model_combo.currentText() == predictor.name  # named in the denoiser's header
+    assert "named by the denoiser" in widget.model_label.text()
+
+
+def test_run_streams_previews_and_ends_with_mean_std_trajectory(dock, qtbot, pair_files):
+    viewer, widget = dock
+    data = image((2, 40, 48))
+    layer = viewer.add_image(data.copy(), name="cells", scale=(2.0, 0.5, 0.5), translate=(0, 3, 4),
+                             axis_labels=("Z", "Y", "X"))
+    predictor, denoiser = pair_files(1)
+    assert widget.load_denoiser(denoiser)
+    configure(widget, layer, steps=6, samples=2)
+    widget.run()
+    ticks = []
+    widget.worker.yielded.connect(ticks.append)
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=120000)
+    assert "Done" in widget.status_label.text(), widget.status_label.text()
+    steps = [t for t in ticks if t.stage == "step"]
+    assert len(steps) >= 5 and steps[-1].done == steps[-1].total == 6  # a tick per step (both samples in flight)
+    assert widget.preview_count >= 1 and steps[-1].x0 is not None  # the last step is always drawn
+
+    mean, std = viewer.layers["cells mean"], viewer.layers["cells std"]
+    assert mean.data.shape == data.shape and mean.data.dtype == np.float32
+    assert std.data.shape == data.shape and std.data.dtype == np.float32
+    assert np.isfinite(std.data).all() and (std.data >= 0).all() and std.data.max() > 0
+    assert std.colormap.name == "magma"
+    for out in (mean, std):
+        np.testing.assert_allclose(out.scale, (2.0, 0.5, 0.5))
+        np.testing.assert_allclose(out.translate, (0, 3, 4))
+        assert tuple(out.axis_labels) == ("Z", "Y", "X")
+        assert out.metadata["napari_deblur"]["source_layer"] == "cells"
+        assert out.metadata["napari_deblur"]["steps"] == 6
+    trajectory = viewer.layers["cells trajectory"]
+    assert trajectory.data.ndim == 4 and trajectory.data.shape[1:] == data.shape
+    assert trajectory.data.shape[0] == 6  # every step of sample 0
+    assert tuple(trajectory.axis_labels) == ("step", "Z", "Y", "X")
+    np.testing.assert_allclose(trajectory.scale, (1.0, 2.0, 0.5, 0.5))
+    assert trajectory.metadata["napari_deblur"]["trajectory_steps"] == [1, 2, 3, 4, 5, 6]
+    assert "cells x0 estimate" in viewer.layers and "cells samples" not in viewer.layers
+    np.testing.assert_array_equal(layer.data, data)  # the input is untouched
+
+    count = len(viewer.layers)
+    run_and_wait(qtbot, widget)
+    assert len(viewer.layers) == count  # replaced, not piled up
+    assert "Done" in widget.status_label.text()
+
+
+def test_previews_are_throttled_and_update_the_live_layers(dock, qtbot, monkeypatch):
+    viewer, widget = dock
+    layer = viewer.add_image(image((32, 32)), name="img")
+    widget.set_models(*tiny_pair(1))
+    assert widget.run_button.isEnabled()
+    configure(widget, layer, steps=20, samples=1)
+    slow_steps(monkeypatch, 0.03)  # ~20 steps in ~0.6 s+: a preview every 0.1 s at most
+    widget.run()
+    changes = []
+    qtbot.waitUntil(lambda: "img x0 estimate" in viewer.layers, timeout=60000)
+    viewer.layers["img x0 estimate"].events.data.connect(lambda e: changes.append(time.perf_counter()))
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=120000)
+    assert len(changes) >= 2, "the x0 estimate should change several times during a run"
+    assert widget.preview_count < 20  # not one redraw per step
+    gaps = np.diff(changes[:-1])  # the last frame (final step) is not throttled
+    assert gaps.size == 0 or gaps.min() > 0.05
+    assert viewer.layers["img z_t"].data.shape == (32, 32)
+
+
+def test_cancel_removes_live_layers_adds_nothing_and_runs_again(dock, qtbot, monkeypatch):
+    viewer, widget = dock
+    layer = viewer.add_image(image((32, 32)), name="img")
+    widget.set_models(*tiny_pair(1))
+    configure(widget, layer, steps=200, samples=1)
+    slow_steps(monkeypatch, 0.02)
+    names = [lay.name for lay in viewer.layers]
+    ticks = []
+    widget.run()
+    widget.worker.yielded.connect(ticks.append)
+    qtbot.waitUntil(lambda: "img x0 estimate" in viewer.layers and len(ticks) >= 5, timeout=60000)
+    widget.cancel()
+    at_cancel = len(ticks)
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=60000)
+    assert len(ticks) <= at_cancel + 2  # stopped within a step
+    assert ticks[-1].done < ticks[-1].total
+    assert [lay.name for lay in viewer.layers] == names  # no live layers, no mean/std
+    assert "Cancelled" in widget.status_label.text()
+    assert widget.run_button.isEnabled() and not widget.cancel_button.isEnabled()
+    monkeypatch.undo()
+    configure(widget, layer, steps=3, samples=1)
+    run_and_wait(qtbot, widget)
+    assert "img mean" in viewer.layers and "img std" in viewer.layers
+
+
+def test_keep_samples_current_slice_and_reference_metrics(dock, qtbot):
+    viewer, widget = dock
+    sharp = image((3, 32, 40), seed=5)
+    layer = viewer.add_image(sharp // 2 + 50, name="cells", scale=(2.0, 1.0, 1.0))
+    viewer.add_image(sharp, name="cells reference", visible=False)
+    widget.set_models(*tiny_pair(1))
+    configure(widget, layer, steps=4, samples=3, scope="current slice", keep=True)
+    widget.reference_combo.setCurrentText("cells reference")
+    viewer.dims.set_point(0, 1 * 2.0)  # plane 1
+    run_and_wait(qtbot, widget)
+    assert "Done" in widget.status_label.text(), widget.status_label.text()
+    samples = viewer.layers["cells samples"]
+    assert samples.data.shape == (3, 1, 32, 40)  # N along the first axis, the plane kept as Z of 1
+    np.testing.assert_allclose(samples.translate, (0, 2.0, 0, 0))  # on plane 1
+    assert tuple(samples.axis_labels)[0] == "sample"
+    mean, std = viewer.layers["cells mean"].data, viewer.layers["cells std"].data
+    assert mean.shape == sharp.shape and std.shape == sharp.shape
+    np.testing.assert_array_equal(mean[[0, 2]], (sharp // 2 + 50)[[0, 2]].astype(np.float32))
+    assert np.isnan(std[[0, 2]]).all() and (std[1] >= 0).all()
+    np.testing.assert_allclose(samples.data.mean(0)[0], mean[1], rtol=1e-4, atol=1e-2)
+    metrics = widget.last[0].metrics
+    assert set(metrics) == {"input", "result"}
+    assert "PSNR" in widget.metrics_label.text() and "mean" in widget.metrics_label.text()
+
+
+def test_rgb_run_gives_one_std_per_pixel(dock, qtbot):
+    viewer, widget = dock
+    rgb = np.random.default_rng(3).integers(0, 255, (32, 40, 3), dtype=np.uint8)
+    layer = viewer.add_image(rgb, name="photo", rgb=True)
+    widget.set_models(*tiny_pair(3))
+    configure(widget, layer, steps=3, samples=2)
+    run_and_wait(qtbot, widget)
+    assert viewer.layers["photo mean"].rgb and viewer.layers["photo mean"].data.shape == rgb.shape
+    std = viewer.layers["photo std"]
+    assert not std.rgb and std.data.shape == (32, 40) and (std.data >= 0).all()
+
+
+def test_a_failing_run_reports_and_removes_live_layers(dock, qtbot):
+    viewer, widget = dock
+    layer = viewer.add_image(image((32, 32)), name="img")
+    widget.set_models(tiny_pair(1)[0], tiny_pair(3)[1])  # a 1-channel predictor with a 3-channel denoiser
+    configure(widget, layer, steps=3, samples=1)
+    count = len(viewer.layers)
+    run_and_wait(qtbot, widget)
+    assert "failed" in widget.status_label.text() and "channel" in widget.status_label.text()
+    assert len(viewer.layers) == count and widget.run_button.isEnabled()
+
+
+def test_event_loop_keeps_answering_during_a_run(dock, qtbot):
+    from qtpy.QtCore import QTimer
+
+    viewer, widget = dock
+    layer = viewer.add_image(image((64, 64)), name="img")
+    widget.set_models(*tiny_pair(1))
+    configure(widget, layer, steps=40, samples=2)
+    ticks = []
+    timer = QTimer()
+    timer.setInterval(20)
+    timer.timeout.connect(lambda: ticks.append((time.perf_counter(), widget.worker is not None)))
+    qtbot.wait(300)
+    timer.start()
+    widget.run()  # adds the two live layers (blank) before it starts the worker: not part of the run
+    started = time.perf_counter()
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=120000)
+    timer.stop()
+    during = [t for t, running in ticks if running and t > started]
+    assert len(during) >= 5, f"the run took {time.perf_counter() - started:.2f} s: too short to measure"
+    gaps = np.diff([started, *during])
+    print(f"run {time.perf_counter() - started:.2f} s, {len(during)} ticks, worst gap {gaps.max() * 1000:.0f} ms, "
+          f"{widget.preview_count} previews")
+    assert gaps.max() < 0.2, f"the event loop stalled for {gaps.max() * 1000:.0f} ms during the run"
+    assert "img mean" in viewer.layers
+
+
+@pytest.mark.parametrize("steps, frames, max_bytes, expect", [
+    (6, 100, 1 << 30, [1, 2, 3, 4, 5, 6]),
+    (1000, 100, 1 << 30, list(range(11, 1000, 11)) + [1000]),  # every 11th step and the last: 91 frames
+    (500, 100, 10 * 64 * 64 * 4, list(range(56, 500, 56)) + [500]),  # the memory budget: 10 frames of 64x64
+    (50, 1, 1 << 30, [50]),
+])
+def test_trajectory_thins_evenly_within_its_budget(steps, frames, max_bytes, expect):
+    from napari_deblur.plugin.diffusion_job import Trajectory
+
+    trajectory = Trajectory(steps, (64, 64), max_frames=frames, max_bytes=max_bytes)
+    for step in range(1, steps + 1):
+        if trajectory.wants(step):
+            trajectory.add(step, np.full((64, 64), step, np.float32))
+    assert trajectory.at == expect
+    assert len(trajectory.at) <= min(frames, max_bytes // (64 * 64 * 4))
+    stacked = trajectory.stack()
+    assert stacked.shape == (len(expect), 64, 64) and stacked[-1, 0, 0] == steps
