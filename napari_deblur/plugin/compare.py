@@ -34,6 +34,7 @@ class CompareView:
             layer.visible = layer in layers
         grid_of(self.viewer).stride = 1
         grid_of(self.viewer).enabled = True
+        self.viewer.reset_view()  # fit the whole grid in the canvas
 
     def restore(self) -> None:
         """Back to the grid settings and visibilities from before :meth:`show`."""
@@ -46,6 +47,7 @@ class CompareView:
                 layer.visible = visible[layer]
         grid_of(self.viewer).stride = stride
         grid_of(self.viewer).enabled = enabled
+        self.viewer.reset_view()
 
     def toggle(self, layers) -> bool:
         """Show if not comparing, else restore; True when comparing afterwards."""
