@@ -17,3 +17,12 @@ if torch is not None:
 def rng():
     """A seeded NumPy generator, fresh for every test."""
     return np.random.default_rng(0)
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny convolutions run faster on one thread (and leave the other core to the rest)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -12,13 +12,7 @@ from napari_deblur.models.denoiser import PREDICTOR_KEY, ResidualDenoiser
 from napari_deblur.models.loading import save_safetensors
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny convolutions run faster on one thread (and do not fight a busy machine for two)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -11,13 +11,7 @@ from napari_deblur.models.denoiser import PREDICTOR_KEY, denoiser_config_from_st
 from napari_deblur.models.loading import available_models, save_safetensors, sha256_of
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny convolutions run faster on one thread (and do not fight a busy machine for two)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_denoiser(channels=3, seed=0, **kw):

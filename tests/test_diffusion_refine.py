@@ -10,13 +10,7 @@ from napari_deblur.diffusion.refine import RefineResult, RefineStep, refine, ref
 from napari_deblur.models.denoiser import ResidualDenoiser
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny convolutions run faster on one thread (and do not fight a busy machine for two)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def known_residual(y):

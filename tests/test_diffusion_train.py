@@ -16,13 +16,7 @@ from napari_deblur.training.export_dvsr import export_dvsr_run
 from napari_deblur.training.train_dvsr import DVSRConfig, DVSRTrainer
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny convolutions run faster on one thread (and do not fight a busy machine for two)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

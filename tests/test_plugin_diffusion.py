@@ -17,16 +17,9 @@ pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 pytest.importorskip("superqt")
 torch = pytest.importorskip("torch")
-pytestmark = pytest.mark.gui
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny convolutions run faster on one thread (and leave the other core to the rest)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("one_thread")]
 
 
 def tiny_pair(channels=1, seed=0):

@@ -6,6 +6,8 @@ Modes (``normalize=``):
   full range, floats are taken as already in [0, 1].
 * ``"percentile"`` or ``(lo, hi)``: the ``lo``-th percentile maps to 0 and the
   ``hi``-th to 1 (default 0.1 and 99.9), per channel or jointly.
+* a :class:`Scaling` (already fitted, e.g. once for a whole lazy stack by
+  :func:`napari_deblur.lazy.lazy_scaling`): used as it is, so every chunk gets the same map.
 * ``"auto"`` (default): ``"dtype"`` for uint8 and for floats within [0, 1],
   ``"percentile"`` for everything else (uint16 microscopy that fills 12 bits,
   floats in camera units, ...).
@@ -53,6 +55,10 @@ def fit_scaling(x: np.ndarray, dtype: np.dtype, normalize="auto", per_channel: b
     """
     dtype = np.dtype(dtype)
     c = x.shape[1]
+    if isinstance(normalize, Scaling):  # fitted elsewhere (e.g. once for a lazy stack): used as it is
+        if normalize.offset.shape != (c,) or normalize.scale.shape != (c,):
+            raise ValueError(f"the scaling has {normalize.offset.size} channel(s), the image {c}")
+        return normalize
     mode = normalize
     if isinstance(normalize, str):
         if normalize not in ("auto", "dtype", "percentile"):

@@ -32,28 +32,23 @@ def git_commit() -> str:
         return "unknown"
 
 
-def export_run(run_dir, name: str, out_dir, *, device: str = "", benchmark: dict | None = None,
-               note: str = "") -> Path:
-    """Write ``out_dir/<name>.safetensors`` (the EMA weights, fp16) and ``<name>.json``.
-
-    Which branch handles horizontal blur is measured here (:mod:`.orientation`).
-    """
+def write_bundle(run_dir, name: str, out_dir, model, state: dict, *, manifest_extra: dict,
+                 header_extra: dict | None = None, device: str = "", benchmark: dict | None = None,
+                 note: str = "") -> Path:
+    """Write ``model`` as ``out_dir/<name>.safetensors`` (fp16) and its manifest ``<name>.json``:
+    what every bundled model records (checksum, recipe, data, iterations, time, device,
+    commit, last validation), plus ``manifest_extra`` (architecture and the like)."""
     run_dir, out_dir = Path(run_dir), Path(out_dir)
-    state = load_checkpoint(run_dir / "checkpoint")
     config = json.loads((run_dir / "config.json").read_text())
-    model = XYDeblur(**state["config"])
-    model.load_state_dict({k: v.float() for k, v in state["ema"].items()})
-    energies = branch_energies(model)
-    weights = save_safetensors(model, out_dir / f"{name}.safetensors", half=True, metadata={"name": name})
+    weights = save_safetensors(model, out_dir / f"{name}.safetensors", half=True,
+                               metadata={"name": name, **(header_extra or {})})
     log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines() if line.strip()]
     validation = [r for r in log if "val_psnr" in r]
     manifest = {
         "name": name,
         "file": weights.name,
         "sha256": sha256_of(weights),
-        "architecture": {"class": "XYDeblur", **model.config},
-        "horizontal_branch": horizontal_branch(energies),
-        "branch_energies": energies,
+        **manifest_extra,
         "precision": "fp16",
         "recipe": config,
         "data": DATA_DESCRIPTION.get(config.get("preset"), config.get("pairs") or ""),
@@ -69,3 +64,17 @@ def export_run(run_dir, name: str, out_dir, *, device: str = "", benchmark: dict
     path = out_dir / f"{name}.json"
     path.write_text(json.dumps(manifest, indent=1) + "\n")
     return path
+
+
+def export_run(run_dir, name: str, out_dir, **kwargs) -> Path:
+    """Export an XYDeblur run's EMA weights (see :func:`write_bundle` for ``kwargs``).
+
+    Which branch handles horizontal blur is measured here (:mod:`.orientation`).
+    """
+    state = load_checkpoint(Path(run_dir) / "checkpoint")
+    model = XYDeblur(**state["config"])
+    model.load_state_dict({k: v.float() for k, v in state["ema"].items()})
+    energies = branch_energies(model)
+    extra = {"architecture": {"class": "XYDeblur", **model.config},
+             "horizontal_branch": horizontal_branch(energies), "branch_energies": energies}
+    return write_bundle(run_dir, name, out_dir, model, state, manifest_extra=extra, **kwargs)
