@@ -12,6 +12,11 @@ channels of it). The outputs still have the input's full shape so the dims slide
 keep working: ``restored`` is a copy of the input with that plane replaced, the
 residuals and the chroma are NaN (not computed) outside it.
 Each run starts from the input again: planes restored by an earlier run are not kept.
+
+Lazy runs (:func:`lazy_restored`, for dask layers or layers larger than
+:data:`LAZY_THRESHOLD`) do no work here at all: they return a dask array
+(:func:`napari_deblur.lazy.xydeblur_lazy`) that napari restores plane by plane as
+the planes are drawn.
 """
 
 from dataclasses import dataclass, field
@@ -21,6 +26,30 @@ import numpy as np
 from .axes import sliced_axes
 from .layers import symmetric_limit, upper_limit
 from .readout import compute_shift, reference_metrics
+
+
+LAZY_THRESHOLD = 1 << 30  # bytes: larger in-memory layers are offered the lazy option too
+
+
+def can_be_lazy(data) -> bool:
+    """True for a dask array, or any array larger than :data:`LAZY_THRESHOLD` bytes."""
+    if type(data).__module__.startswith("dask."):
+        return True
+    nbytes = getattr(data, "nbytes", None)
+    return nbytes is not None and nbytes > LAZY_THRESHOLD
+
+
+def lazy_restored(job: "Job", normalize="auto"):
+    """(dask array of the restored layer, the Scaling every plane shares) for ``job``.
+
+    Restores nothing: percentile scaling reads a few planes of the input
+    (:func:`napari_deblur.lazy.lazy_scaling`); every plane is restored when computed.
+    """
+    from ..lazy import lazy_scaling, xydeblur_lazy
+
+    options = {k: v for k, v in job.options.items() if k in ("device", "precision", "tile")}
+    scaling = lazy_scaling(job.data, job.model, axes=job.axes, normalize=normalize)
+    return xydeblur_lazy(job.data, job.model, axes=job.axes, scaling=scaling, **options), scaling
 
 
 class RunError(Exception):

@@ -13,11 +13,11 @@ torch and the engine are imported when the widget is built or runs, not at impor
 """
 
 from qtpy.QtGui import QFontDatabase
-from qtpy.QtWidgets import QComboBox, QFormLayout, QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
 
 from .axes import is_stack, layer_axes, layer_shape, plane_index
 from .compare import CompareView
-from .job import Job, run_job
+from .job import Job, can_be_lazy, lazy_restored, run_job
 from .layers import add_outputs, output_name, source_properties
 from .options import RunOptions
 from .readout import compute_shift, format_metrics, format_shift, region_mask
@@ -49,6 +49,11 @@ class XYDeblurWidget(QWidget):
         self.scope_combo.addItems(SCOPES)
         self.scope_combo.setToolTip("current slice: the YX plane at the viewer's dims point (fast preview)")
         self.options = RunOptions(on_message=self.say)
+        self.lazy_check = QCheckBox("lazy (restore planes as you view them)")
+        self.lazy_check.setToolTip("For dask or very large layers: adds '<name> deblurred' at once, and each plane "
+                                   "is restored when napari draws it (no residual layers)")
+        self.lazy_check.setEnabled(False)
+        self.input_combo.currentIndexChanged.connect(self._update_lazy)
         self.run_button, self.cancel_button = QPushButton("Run"), QPushButton("Cancel")
         self.compare_button = QPushButton("Compare")
         self.compare_button.setCheckable(True)
@@ -69,6 +74,7 @@ class XYDeblurWidget(QWidget):
         form.addRow("image", self.input_combo)
         form.addRow(self.options)
         form.addRow("scope", self.scope_combo)
+        form.addRow("", self.lazy_check)
         form.addRow("reference", self.reference_combo)
         form.addRow("colour region", self.region_combo)
         buttons = QHBoxLayout()
@@ -90,6 +96,15 @@ class XYDeblurWidget(QWidget):
         _refill(self.input_combo, images)
         _refill(self.reference_combo, [NO_REFERENCE, *images])
         _refill(self.region_combo, [WHOLE_IMAGE, *shapes])
+        self._update_lazy()
+
+    def _update_lazy(self, *_) -> None:
+        """The lazy option is offered for dask layers and layers over job.LAZY_THRESHOLD."""
+        layer = self._layer(self.input_combo)
+        usable = layer is not None and not layer.multiscale and can_be_lazy(layer.data)
+        self.lazy_check.setEnabled(usable)
+        if not usable:
+            self.lazy_check.setChecked(False)
 
     def _layer(self, combo):
         name = combo.currentText()
@@ -133,6 +148,9 @@ class XYDeblurWidget(QWidget):
         if layer is None:
             self.say("Pick an image layer to deblur.", error=True)
             return
+        if self.lazy_check.isEnabled() and self.lazy_check.isChecked():
+            self.run_lazy(layer)
+            return
         try:
             job, self._context = self.make_job(layer)
         except (ValueError, TypeError) as err:
@@ -154,6 +172,37 @@ class XYDeblurWidget(QWidget):
         self.progress_bar.setRange(0, 0)
         self.say(f"Deblurring {layer.name} ({self._context['scope']}, axes {self._context['axes']})...")
         self.worker.start()
+
+    def run_lazy(self, layer):
+        """Add ``<name> deblurred`` as a lazy dask layer: napari restores the planes it shows."""
+        if layer.multiscale:
+            self.say("multiscale (pyramid) layers are not supported: open the full-resolution image", error=True)
+            return None
+        model = self.options.model()
+        if model is None:
+            self.say("Pick a model, or load your weights with 'Load weights...'.", error=True)
+            return None
+        axes = layer_axes(layer)
+        try:
+            job = Job(data=layer.data, axes=axes, model=model, options=self.options.engine_options(),
+                      rgb=bool(layer.rgb))
+            data, scaling = lazy_restored(job)
+        except (ValueError, TypeError, RuntimeError) as err:
+            self.say(f"XYDeblur (lazy) failed: {err}", error=True)
+            return None
+        provenance = {"source_layer": layer.name, "scope": "lazy", "axes": axes, "normalize": scaling.mode,
+                      "scaling_offset": [float(v) for v in scaling.offset],
+                      "scaling_scale": [float(v) for v in scaling.scale], **self.options.engine_options()}
+        provenance = {k: v for k, v in provenance.items() if v is not None}
+        try:
+            added = add_outputs(self.viewer, layer.name, {"restored": data}, source_properties(layer), provenance,
+                                rgb=bool(layer.rgb), limits={})
+        except (ValueError, TypeError) as err:
+            self.say(f"XYDeblur (lazy) could not add the layer: {err}", error=True)
+            return None
+        self.say(f"Added {output_name(layer.name, 'restored')!r}: lazy, each plane is restored when it is shown "
+                 f"(intensity {scaling.mode}, the same for every plane).")
+        return added["restored"]
 
     def cancel(self) -> None:
         if self.worker is not None:
