@@ -78,3 +78,12 @@ def test_a_new_model_starts_as_the_identity(tmp_path):
         torch.testing.assert_close(trainer.model(x)[2], x)
     trainer.step()
     assert trainer.model.Decoder1_4.main[0].weight.abs().sum() > 0  # and it does learn
+
+
+def test_branch_orientation_from_energies():
+    from napari_deblur.training.orientation import horizontal_branch, specialisation
+
+    first_is_horizontal = {"horizontal": {"first": 4.0, "second": 1.0}, "vertical": {"first": 1.0, "second": 4.0}}
+    second_is_horizontal = {"horizontal": {"first": 1.0, "second": 3.0}, "vertical": {"first": 3.0, "second": 1.0}}
+    assert horizontal_branch(first_is_horizontal) == "first" and specialisation(first_is_horizontal) == 16
+    assert horizontal_branch(second_is_horizontal) == "second"

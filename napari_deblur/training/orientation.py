@@ -47,9 +47,14 @@ def branch_energies(model, size: int = 128, count: int = 4, length: float = 15.0
     return out
 
 
+def specialisation(energies: dict) -> float:
+    """How much the first branch favours horizontal over vertical blur, relative to the
+    second: > 1 means the first branch is the horizontal one, 1 means no split at all."""
+    h, v = energies["horizontal"], energies["vertical"]
+    return h["first"] / max(h["second"], 1e-12) * v["second"] / max(v["first"], 1e-12)
+
+
 def horizontal_branch(energies: dict) -> str:
     """'first' or 'second': the branch with the larger share of the horizontal case,
     cross-checked against the vertical case."""
-    h, v = energies["horizontal"], energies["vertical"]
-    score = h["first"] / max(h["second"], 1e-12) * v["second"] / max(v["first"], 1e-12)
-    return "first" if score >= 1 else "second"
+    return "first" if specialisation(energies) >= 1 else "second"
