@@ -399,6 +399,8 @@ def add_export(subparsers):
     parser.add_argument("--out", type=Path, default=Path("resources"), metavar="DIR")
     parser.add_argument("--device", default="", help="where it was trained, for the manifest (e.g. 'NVIDIA H100')")
     parser.add_argument("--note", default="", help="a remark for the manifest")
+    parser.add_argument("--benchmark", type=Path, default=None, metavar="JSON",
+                        help="a benchmark.json from `napari-deblur eval`: this model's results go into the manifest")
     parser.set_defaults(handler=run_export)
 
 
@@ -410,7 +412,12 @@ def run_export(args) -> int:
 
     config = json.loads((args.run / "config.json").read_text())
     export = export_dvsr_run if "predictor" in config else export_run  # a dvsr run names its predictor
-    print(export(args.run, args.name, args.out, device=args.device, note=args.note))
+    benchmark = None
+    if args.benchmark is not None:
+        from .evaluation.summary import model_results
+
+        benchmark = model_results(json.loads(args.benchmark.read_text()), args.name)
+    print(export(args.run, args.name, args.out, device=args.device, note=args.note, benchmark=benchmark))
     return 0
 
 

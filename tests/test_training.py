@@ -81,9 +81,23 @@ def test_a_new_model_starts_as_the_identity(tmp_path):
 
 
 def test_branch_orientation_from_energies():
-    from napari_deblur.training.orientation import horizontal_branch, specialisation
+    from napari_deblur.training.orientation import orientation
 
-    first_is_horizontal = {"horizontal": {"first": 4.0, "second": 1.0}, "vertical": {"first": 1.0, "second": 4.0}}
-    second_is_horizontal = {"horizontal": {"first": 1.0, "second": 3.0}, "vertical": {"first": 3.0, "second": 1.0}}
-    assert horizontal_branch(first_is_horizontal) == "first" and specialisation(first_is_horizontal) == 16
-    assert horizontal_branch(second_is_horizontal) == "second"
+    first_is_horizontal = {"horizontal": {"first": [4.0, 4.0], "second": [1.0, 1.0]},
+                           "vertical": {"first": [1.0, 1.0], "second": [4.0, 4.0]}}
+    assert orientation(first_is_horizontal) == {"horizontal_branch": "first", "branch_split": 16.0,
+                                                "branch_agreement": 1.0}
+    mixed = {"horizontal": {"first": [1.0, 3.0], "second": [3.0, 1.0]},
+             "vertical": {"first": [2.0, 1.0], "second": [1.0, 1.0]}}
+    result = orientation(mixed)
+    assert result["branch_agreement"] == 0.5 and result["horizontal_branch"] == "second"
+
+
+def test_benchmark_results_for_the_manifest():
+    from napari_deblur.evaluation.summary import model_results
+
+    bench = {"mode": "quick", "tracks": {"photo": {"results": {"low": {"means": {
+        "blurry input": {"psnr": 20.0, "ssim": 0.5}, "xydeblur-photo": {"psnr": 21.0, "ssim": 0.6},
+        "xydeblur-other": {"psnr": 19.0, "ssim": 0.4}}}}}}}
+    out = model_results(bench, "xydeblur-photo")
+    assert out["photo/low"] == {"blurry input": {"psnr": 20.0, "ssim": 0.5}, "xydeblur-photo": {"psnr": 21.0, "ssim": 0.6}}

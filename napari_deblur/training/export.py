@@ -8,7 +8,7 @@ from pathlib import Path
 from ..models.loading import save_safetensors, sha256_of
 from ..models.xydeblur import XYDeblur
 from .checkpoint import load_checkpoint
-from .orientation import branch_energies, horizontal_branch, specialisation
+from .orientation import branch_energies, orientation
 
 DATA_DESCRIPTION = {
     "photo": (
@@ -75,7 +75,5 @@ def export_run(run_dir, name: str, out_dir, **kwargs) -> Path:
     model = XYDeblur(**state["config"])
     model.load_state_dict({k: v.float() for k, v in state["ema"].items()})
     energies = branch_energies(model)
-    extra = {"architecture": {"class": "XYDeblur", **model.config},
-             "horizontal_branch": horizontal_branch(energies), "branch_energies": energies,
-             "branch_split": round(max(specialisation(energies), 1 / specialisation(energies)), 3)}
+    extra = {"architecture": {"class": "XYDeblur", **model.config}, **orientation(energies)}
     return write_bundle(run_dir, name, out_dir, model, state, manifest_extra=extra, **kwargs)

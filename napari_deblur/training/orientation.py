@@ -33,8 +33,8 @@ def _scenes(channels: int, size: int, count: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def branch_energies(model, size: int = 128, count: int = 4, length: float = 15.0) -> dict:
-    """Mean squared r1 (first branch) and r2 for horizontal and vertical motion blur."""
+def branch_energies(model, size: int = 128, count: int = 12, length: float = 15.0) -> dict:
+    """Per image: mean squared r1 (first branch) and r2 under horizontal and vertical motion blur."""
     model = model.eval()
     device = next(model.parameters()).device
     sharp = _scenes(model.channels, size, count)
@@ -43,18 +43,26 @@ def branch_energies(model, size: int = 128, count: int = 4, length: float = 15.0
         kernel = torch.from_numpy(linear_motion(length, angle, size=31))[None].expand(count, -1, -1)
         blurred = blur(sharp, kernel).clamp(0, 1).to(device)
         r1, r2 = model.residuals(blurred.float())
-        out[name] = {"first": float(r1.pow(2).mean()), "second": float(r2.pow(2).mean())}
+        out[name] = {"first": r1.pow(2).mean((1, 2, 3)).tolist(), "second": r2.pow(2).mean((1, 2, 3)).tolist()}
     return out
 
 
-def specialisation(energies: dict) -> float:
-    """How much the first branch favours horizontal over vertical blur, relative to the
-    second: > 1 means the first branch is the horizontal one, 1 means no split at all."""
+def specialisation(energies: dict) -> np.ndarray:
+    """Per image, how much more the first branch takes of horizontal than of vertical blur,
+    relative to the second: > 1 means the first branch is the horizontal one, 1 no split."""
     h, v = energies["horizontal"], energies["vertical"]
-    return h["first"] / max(h["second"], 1e-12) * v["second"] / max(v["first"], 1e-12)
+    h1, h2, v1, v2 = (np.maximum(np.asarray(x, dtype=np.float64), 1e-12) for x in (h["first"], h["second"], v["first"], v["second"]))
+    return (h1 / h2) * (v2 / v1)
 
 
-def horizontal_branch(energies: dict) -> str:
-    """'first' or 'second': the branch with the larger share of the horizontal case,
-    cross-checked against the vertical case."""
-    return "first" if specialisation(energies) >= 1 else "second"
+def orientation(energies: dict) -> dict:
+    """``horizontal_branch`` ('first' or 'second', by the geometric mean over images),
+    ``branch_split`` (that mean as a factor >= 1) and ``branch_agreement`` (the fraction of
+    images that agree): a model whose branches really split the blur by direction has a
+    split well above 1 and an agreement near 1."""
+    logs = np.log(specialisation(energies))
+    mean = float(logs.mean())
+    branch = "first" if mean >= 0 else "second"
+    agree = float(np.mean(logs >= 0) if branch == "first" else np.mean(logs < 0))
+    return {"horizontal_branch": branch, "branch_split": round(float(np.exp(abs(mean))), 3),
+            "branch_agreement": round(agree, 3)}
