@@ -41,7 +41,7 @@ import torch
 
 from ..engine.axes import from_bcyx, normalize_axes, to_bcyx
 from ..engine.device import describe, free_memory, is_out_of_memory, pick_device, pick_dtype, precision_name
-from ..engine.intensity import cast_like, fit_scaling
+from ..engine.intensity import cast_like
 from ..engine.restore import (
     DEFAULT_OVERLAP,
     MIN_TILE,
@@ -50,6 +50,7 @@ from ..engine.restore import (
     _prepare_model,
     _version,
     check_image,
+    model_items,
     plan_memory,
     run_to_end,
 )
@@ -344,23 +345,11 @@ def refine_iter(
         raise ValueError(f"the image is too small to deblur: {h}x{w} pixels in Y and X (at least 4x4)")
 
     pred, den = resolve_models(model, predictor)
-    colour = c - 1 if layout.rgba else c
     mc = pred.channels
-    if mc == colour:
-        replicate_to = 0
-    elif mc in (1, 3):
-        replicate_to = 3 if mc == 3 else 0
-    else:
-        raise ValueError(f"a {mc}-channel model cannot refine an image with {colour} colour channels")
-
-    compute = np.float64 if array.dtype == np.float64 else np.float32
-    values = bcyx[:, :colour].astype(compute)  # a copy: the caller's array is never touched
-    nan = np.isnan(values) if array.dtype.kind == "f" else None
-    scaling = fit_scaling(values, array.dtype, normalize, per_channel=(mc != colour))
-    unit = scaling.to_unit(values)
-    if nan is not None and nan.any():
-        unit[nan] = np.nanmedian(unit)
-    items = unit if mc == colour else unit.reshape(n * colour, 1, h, w)
+    colour, replicate_to, compute, nan, scaling, items = model_items(
+        bcyx, layout, array.dtype, mc, normalize, verb="refine"
+    )
+    values = bcyx[:, :colour].astype(compute)  # the image in input units, for the previews
     n_items, c_item = items.shape[:2]
     multiple = _multiple(den)
     ph, pw = -h % multiple, -w % multiple

@@ -155,6 +155,34 @@ def default_model_name(channels: int) -> str:
     return "xydeblur-photo" if channels in (3, 4) else "xydeblur-microscopy"
 
 
+def model_items(bcyx, layout, dtype, mc: int, normalize, verb: str = "restore"):
+    """The image as the network sees it, shared by XYDeblur and the diffusion refinement.
+
+    Returns ``(colour, replicate_to, compute, nan, scaling, items)``: the colour channel
+    count (RGBA's alpha left out), 3 when a 3-channel model sees replicated gray (else 0),
+    the float dtype of the arithmetic, the NaN mask (or None), the intensity scaling, and
+    the items (B, mc, H, W) for a joint model or (B*C, 1, H, W) per channel, in [0, 1] units
+    with NaN filled. The values are a copy: the caller's array is never touched.
+    """
+    n, c, h, w = bcyx.shape
+    colour = c - 1 if layout.rgba else c
+    if mc == colour:
+        replicate_to = 0
+    elif mc in (1, 3):
+        replicate_to = 3 if mc == 3 else 0
+    else:
+        raise ValueError(f"a {mc}-channel model cannot {verb} an image with {colour} colour channels")
+    compute = np.float64 if dtype == np.float64 else np.float32
+    values = bcyx[:, :colour].astype(compute)
+    nan = np.isnan(values) if np.dtype(dtype).kind == "f" else None
+    scaling = fit_scaling(values, dtype, normalize, per_channel=(mc != colour))
+    unit = scaling.to_unit(values)
+    if nan is not None and nan.any():
+        unit[nan] = np.nanmedian(unit)
+    items = unit if mc == colour else unit.reshape(n * colour, 1, h, w)
+    return colour, replicate_to, compute, nan, scaling, items
+
+
 def xydeblur_iter(
     image,
     model=None,
@@ -200,24 +228,9 @@ def xydeblur_iter(
         model = default_model_name(c)
     net = model if isinstance(model, XYDeblur) else _load_cached(str(model), _version(model))
     swap = getattr(net, "weights_info", {}).get("horizontal_branch", "first") == "second"
-    colour = c - 1 if layout.rgba else c
     mc = net.channels
-    if mc == colour:
-        replicate_to = 0
-    elif mc == 1 or mc == 3:
-        replicate_to = 3 if mc == 3 else 0
-    else:
-        raise ValueError(f"a {mc}-channel model cannot restore an image with {colour} colour channels")
-
-    compute = np.float64 if array.dtype == np.float64 else np.float32
-    values = bcyx[:, :colour].astype(compute)  # a copy: the caller's array is never touched
-    nan = np.isnan(values) if array.dtype.kind == "f" else None
-    scaling = fit_scaling(values, array.dtype, normalize, per_channel=(mc != colour))
-    unit = scaling.to_unit(values)
-    if nan is not None and nan.any():
-        unit[nan] = np.nanmedian(unit)
+    colour, replicate_to, compute, nan, scaling, items = model_items(bcyx, layout, array.dtype, mc, normalize)
     # model-shaped items: (items, mc or 1, H, W), padded by reflection to multiples of 4
-    items = unit if mc == colour else unit.reshape(n * colour, 1, h, w)
     ph, pw = -h % ALIGN, -w % ALIGN
     if ph or pw:
         items = np.pad(items, ((0, 0), (0, 0), (0, ph), (0, pw)), mode="reflect")

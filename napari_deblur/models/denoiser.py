@@ -36,10 +36,8 @@ from .loading import (
     _CONFIG_KEY,
     WeightsError,
     _check_keys,
-    _manifests,
-    _unknown_name_message,
+    bundled_file,
     read_state_dict,
-    sha256_of,
 )
 
 ARCHITECTURE = "ResidualDenoiser"
@@ -209,25 +207,6 @@ def _header(path: Path) -> dict:
         return dict(f.metadata() or {})
 
 
-def _bundled(name: str, verify: bool) -> tuple[Path, dict]:
-    entries = _manifests()
-    if name not in entries:
-        raise WeightsError(_unknown_name_message(name))
-    folder, manifest = entries[name]
-    cls = manifest.get("architecture", {}).get("class")
-    if cls != ARCHITECTURE:
-        raise WeightsError(f"bundled model {name!r} is a {cls}, not a diffusion denoiser ({ARCHITECTURE})")
-    path = folder / manifest["file"]
-    if not path.is_file():
-        raise WeightsError(f"bundled model {name!r} is incomplete: {path} is missing")
-    if verify and sha256_of(path) != manifest["sha256"]:
-        raise WeightsError(
-            f"checksum mismatch for bundled model {name!r}: {path.name} does not have the sha256 "
-            f"in its manifest; the file is damaged or was replaced, reinstall napari-deblur"
-        )
-    return path, manifest
-
-
 def load_denoiser(name_or_path, *, verify: bool = True) -> ResidualDenoiser:
     """Load a :class:`ResidualDenoiser` from a bundled name, a ``.safetensors`` file or a
     state_dict (``.pt``/``.pth``, read with ``weights_only=True``).
@@ -240,10 +219,8 @@ def load_denoiser(name_or_path, *, verify: bool = True) -> ResidualDenoiser:
         return name_or_path
     path, manifest = Path(str(name_or_path)).expanduser(), None
     if not path.is_file():
-        name = str(name_or_path)
-        if name not in _manifests() and (path.suffix or "/" in name or "\\" in name):
-            raise WeightsError(f"weights file not found: {path}")
-        path, manifest = _bundled(name, verify)
+        path, manifest = bundled_file(str(name_or_path), verify, architecture=ARCHITECTURE,
+                                      kind="diffusion denoiser")
 
     state, config = read_state_dict(path)
     header = _header(path)

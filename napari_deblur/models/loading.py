@@ -142,6 +142,33 @@ def _check_keys(model: torch.nn.Module, state: dict, path) -> None:
         )
 
 
+def bundled_file(name: str, verify: bool = True, architecture: str | None = None,
+                 kind: str = "model") -> tuple[Path, dict]:
+    """The weights file and manifest of a bundled model, its checksum verified.
+
+    A ``name`` that looks like a path (a suffix or a slash) and is not bundled is reported
+    as a missing file; ``architecture`` (e.g. "ResidualDenoiser") refuses other kinds.
+    """
+    entries = _manifests()
+    if name not in entries:
+        if Path(name).suffix or "/" in name or "\\" in name:
+            raise WeightsError(f"weights file not found: {Path(name).expanduser()}")
+        raise WeightsError(_unknown_name_message(name))
+    folder, manifest = entries[name]
+    cls = manifest.get("architecture", {}).get("class")
+    if architecture is not None and cls != architecture:
+        raise WeightsError(f"bundled model {name!r} is a {cls}, not a {kind} ({architecture})")
+    path = folder / manifest["file"]
+    if not path.is_file():
+        raise WeightsError(f"bundled model {name!r} is incomplete: {path} is missing")
+    if verify and sha256_of(path) != manifest["sha256"]:
+        raise WeightsError(
+            f"checksum mismatch for bundled model {name!r}: {path.name} does not have the sha256 "
+            f"in its manifest; the file is damaged or was replaced, reinstall napari-deblur"
+        )
+    return path, manifest
+
+
 def load_model(name_or_path, *, verify: bool = True) -> XYDeblur:
     """Load an XYDeblur from a bundled name, a ``.safetensors``, an official ``.pkl``
     checkpoint or a plain state_dict (``.pt``/``.pth``).
@@ -155,21 +182,7 @@ def load_model(name_or_path, *, verify: bool = True) -> XYDeblur:
         return name_or_path
     path, manifest = Path(str(name_or_path)).expanduser(), None
     if not path.is_file():
-        entries = _manifests()
-        name = str(name_or_path)
-        if name not in entries:
-            if path.suffix or "/" in name or "\\" in name:
-                raise WeightsError(f"weights file not found: {path}")
-            raise WeightsError(_unknown_name_message(name))
-        folder, manifest = entries[name]
-        path = folder / manifest["file"]
-        if not path.is_file():
-            raise WeightsError(f"bundled model {name!r} is incomplete: {path} is missing")
-        if verify and sha256_of(path) != manifest["sha256"]:
-            raise WeightsError(
-                f"checksum mismatch for bundled model {name!r}: {path.name} does not have the sha256 "
-                f"in its manifest; the file is damaged or was replaced, reinstall napari-deblur"
-            )
+        path, manifest = bundled_file(str(name_or_path), verify)
 
     state, config = read_state_dict(path)
     if manifest is not None:
