@@ -129,6 +129,16 @@ class XYDeblur(nn.Module):
         r_ver = unrot90(self.decode(rot90(e1), rot90(e2), rot90(z)))
         return r_hor, r_ver
 
+    def receptive_radius(self) -> int:
+        """How many input pixels away an output pixel can still be influenced (an upper bound).
+
+        Every 3x3 convolution at 1/s resolution reaches s pixels further, a strided
+        or transposed convolution into or out of 1/s resolution s more: 11 + 28 *
+        blocks in all (179 for the official 6 blocks). A tile or dask block with this
+        much context on every side gives exactly the whole image's result.
+        """
+        return 11 + 28 * self.config["blocks"]
+
     def forward(self, x):
         r_hor, r_ver = self.residuals(x)
         return r_hor, r_ver, x + r_hor + r_ver

@@ -13,10 +13,12 @@ several chunks, each block is restored with a ``halo`` of neighbouring pixels on
 side that has a neighbour (:func:`dask.array.map_overlap`; nothing is added at the
 image border, where the network pads as it does for the whole image) and the halo is
 cut off again. Y/X chunk boundaries are moved to multiples of 4 (the network's grid) if
-they are not. Where the network's receptive field fits in the halo the result equals
-the in-memory one; the bundled models see further than 64 pixels, so with them it is
-close (the influence of pixels that far away is small), not bit-identical: raise
-``halo`` to trade speed for fidelity.
+they are not. The default halo, ``"auto"``, is the network's receptive field
+(:meth:`~napari_deblur.models.xydeblur.XYDeblur.receptive_radius`, 180 pixels for the
+official architecture), so every pixel sees all the context it would see in the whole
+image and the result equals the in-memory one (to float rounding, as long as the engine
+does not tile inside a block either: ``tile`` at least the block plus its halo). A
+smaller ``halo`` trades that exactness for speed.
 
 Intensity scaling. The network wants [0, 1]; every chunk must use the *same* map,
 or planes would come out with different contrast. The map is fitted once, when the
@@ -51,7 +53,7 @@ from .engine.axes import normalize_axes, to_bcyx
 from .engine.intensity import Scaling, fit_scaling
 
 OUTPUTS = ("restored", "r_hor", "r_ver")
-DEFAULT_HALO = 64
+DEFAULT_HALO = "auto"
 DEFAULT_SAMPLE_PLANES = 5
 
 
@@ -113,7 +115,7 @@ class ModelRef:
         self._model = model
 
     def __dask_tokenize__(self):  # what dask hashes for the graph's keys: never the weights
-        return ("napari_deblur.lazy.ModelRef", self.key, self.token)
+        return ("napari_deblur.dask.ModelRef", self.key, self.token)
 
     def __repr__(self):
         return f"ModelRef({self.key!r})" if self.key is not None else f"ModelRef(<XYDeblur {self.token[:8]}>)"
@@ -202,6 +204,11 @@ def lazy_scaling(array, model=None, *, axes=None, normalize="auto", sample_plane
     return fit_scaling(values, dtype, normalize, per_channel)
 
 
+def receptive_halo(model) -> int:
+    """The halo that makes blocks exact: the model's receptive radius, rounded up to 4."""
+    return -(-int(model.receptive_radius()) // 4) * 4
+
+
 def _aligned_chunks(chunks: tuple, halo: int) -> tuple:
     """Y or X chunks whose boundaries are multiples of 4 (the network's grid) and no
     smaller than ``halo`` (dask borrows a halo from one neighbour only): ``chunks`` if
@@ -249,7 +256,8 @@ def xydeblur_lazy(
     (``out_dtype='float32'`` for floats), the residuals are float32. Arguments as in
     :func:`napari_deblur.engine.restore.xydeblur_iter`, plus ``scaling`` (a fitted
     :class:`~napari_deblur.engine.intensity.Scaling`, overriding ``normalize``), ``halo``
-    (pixels of context around a Y/X block, rounded up to a multiple of 4) and
+    (pixels of context around a Y/X block, rounded up to a multiple of 4; ``"auto"``: the
+    network's receptive field, so blocks equal the in-memory result) and
     ``sample_planes`` (planes read to fit percentile scaling). Nothing is restored here.
     """
     import dask.array as da
@@ -289,6 +297,10 @@ def xydeblur_lazy(
     name = f"xydeblur-{out}"
     if not split:
         return da.map_blocks(_restore_block, data, dtype=result_dtype, meta=meta, token=name, **kwargs)
+    if halo == "auto":
+        halo = receptive_halo(model_ref.get())
+    elif isinstance(halo, str) or int(halo) < 0:
+        raise ValueError(f"halo must be 'auto' or a number of pixels >= 0, got {halo!r}")
     halo = int(-(-int(halo) // 4) * 4)
     data = data.rechunk({yi: _aligned_chunks(data.chunks[yi], halo), xi: _aligned_chunks(data.chunks[xi], halo)})
     depth = {i: (halo if i in (yi, xi) else 0) for i in range(data.ndim)}

@@ -1,4 +1,4 @@
-"""Lazy restoration with dask (napari_deblur.lazy): laziness, equality with the in-memory
+"""Lazy restoration with dask (napari_deblur.dask): laziness, equality with the in-memory
 engine, shapes and dtypes, Y/X blocks with a halo, schedulers, the fixed scaling.
 
 Tiny random-weight models on small arrays, one torch thread.
@@ -15,9 +15,11 @@ dask = pytest.importorskip("dask")
 
 from factories import tiny_model  # noqa: E402
 
+from napari_deblur.models.xydeblur import XYDeblur  # noqa: E402
+
 from napari_deblur.engine import restore  # noqa: E402
 from napari_deblur.engine.intensity import Scaling, fit_scaling  # noqa: E402
-from napari_deblur.lazy import ModelRef, _aligned_chunks, lazy_scaling, xydeblur_lazy  # noqa: E402
+from napari_deblur.dask import ModelRef, _aligned_chunks, lazy_scaling, receptive_halo, xydeblur_lazy  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -141,6 +143,37 @@ def test_yx_chunks_use_a_halo_and_match_the_in_memory_result(rng, calls):
     np.testing.assert_allclose(result, expected, atol=1e-5)
 
 
+@pytest.mark.parametrize("blocks", [0, 1, 2])
+def test_receptive_radius_bounds_how_far_a_pixel_reaches(blocks):
+    torch.manual_seed(blocks)
+    model = XYDeblur(width=4, blocks=blocks, channels=1).eval()
+    x = torch.rand(1, 1, 240, 240)
+    poked = x.clone()
+    poked[0, 0, 120, 120] += 1
+    with torch.no_grad():
+        changed = (model(x)[2] - model(poked)[2]).abs()[0, 0] > 0
+    ys, xs = np.nonzero(changed.numpy())
+    reach = max(np.abs(ys - 120).max(), np.abs(xs - 120).max())
+    radius = model.receptive_radius()
+    assert reach <= radius  # a bound ...
+    assert reach >= radius - 8 * (blocks + 1)  # ... and not a loose one
+    assert XYDeblur(width=4, blocks=6).receptive_radius() == 179 and receptive_halo(XYDeblur(4, 6)) == 180
+
+
+def test_the_default_halo_is_the_receptive_field_and_blocks_are_exact(rng, calls):
+    model = XYDeblur(width=4, blocks=2, channels=1).eval()  # reaches 67 pixels: more than a 64 halo
+    image = rng.random((300, 296)).astype(np.float32)
+    lazy = xydeblur_lazy(da.from_array(image, chunks=(100, 100)), model, normalize="dtype", tile=1024,
+                         device="cpu")
+    result = lazy.compute(scheduler="synchronous")
+    assert max(shape[0] for shape in calls) >= 100 + 2 * 68
+    expected = restore.xydeblur(image, model, normalize="dtype", tile=1024, device="cpu").restored
+    np.testing.assert_allclose(result, expected, atol=1e-5)
+    short = xydeblur_lazy(da.from_array(image, chunks=(100, 100)), model, normalize="dtype", halo=8, tile=1024,
+                          device="cpu").compute(scheduler="synchronous")
+    assert np.abs(short - expected).max() > 1e-4  # too little context shows: the test can fail
+
+
 def test_aligned_chunks():
     assert _aligned_chunks((100, 100), 64) == (100, 100)
     assert _aligned_chunks((90, 90, 20), 64) == (92, 108)
@@ -203,3 +236,23 @@ def test_bad_input_is_refused_before_any_work():
         xydeblur_lazy(np.zeros((2, 3), np.uint8), tiny_model())
     with pytest.raises(ValueError, match="channel"):
         xydeblur_lazy(np.zeros((3, 16, 16), np.uint8), tiny_model(channels=2), axes="CYX")
+
+
+def _instances_in_this_process():
+    return len(ModelRef._instances)
+
+
+@pytest.mark.slow
+def test_a_local_cluster_of_two_worker_processes_gives_the_local_result(rng):
+    distributed = pytest.importorskip("distributed")
+    image = rng.integers(0, 4000, (6, 40, 44), dtype=np.uint16)
+    model = tiny_model()
+    lazy = xydeblur_lazy(da.from_array(image, chunks=(1, 20, 44)), model, normalize="dtype", halo=8, device="cpu")
+    local = lazy.compute(scheduler="synchronous")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  worker_dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        remote = lazy.compute(scheduler=client)
+        per_worker = client.run(_instances_in_this_process)
+    np.testing.assert_array_equal(remote, local)
+    assert len(per_worker) == 2
+    assert all(count == 1 for count in per_worker.values())  # the model was rebuilt once per worker process
