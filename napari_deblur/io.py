@@ -6,6 +6,11 @@ called ``C``), the pixel size per axis and its unit, and other metadata worth
 carrying over (ImageJ display settings, the TIFF description, the photometric
 interpretation).
 
+:func:`read_image_lazy` opens a TIFF the same way without reading its pixels: the
+array is a dask array over tifffile's zarr store, one plane per chunk, for files
+larger than memory (it needs dask and zarr, imported only then).
+:func:`tiff_nbytes` tells how large the image is in memory, from the header alone.
+
 :func:`write_image` writes a TIFF. When ImageJ can hold the array (uint8,
 uint16 or float32; axes in ImageJ order ``TZCYX``; RGB only as uint8 ``YXC``)
 it is an ImageJ hyperstack, which ImageJ/Fiji and napari open with their
@@ -19,6 +24,8 @@ the metadata says otherwise).
 """
 
 import os
+import weakref
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from xml.etree import ElementTree
@@ -43,7 +50,7 @@ _BIG = 2**32 - 2**25  # beyond this a classic TIFF cannot hold the data
 class ImageFile:
     """An image and what is known about it. ``scale`` maps axis letters to pixel sizes."""
 
-    array: np.ndarray
+    array: np.ndarray  # a dask array from read_image_lazy
     axes: str
     scale: dict = field(default_factory=dict)
     unit: str | None = None
@@ -57,62 +64,153 @@ def read_image(path) -> ImageFile:
     Raises ValueError, naming the file, when it is missing, of an unknown type
     or cannot be decoded.
     """
-    path = Path(path)
-    name = path.name.lower()
-    if not name.endswith(READ_SUFFIXES):
-        raise ValueError(
-            f"cannot read {path}: unsupported file type {path.suffix or '(no extension)'!r} "
-            f"(supported: {', '.join(READ_SUFFIXES)})"
-        )
-    if not path.is_file():
-        raise ValueError(f"cannot read {path}: {'it is a folder' if path.is_dir() else 'no such file'}")
-    try:
-        image = _read_tiff(path) if name.endswith(TIFF_SUFFIXES) else _read_pillow(path)
-    except (OSError, ValueError, SyntaxError, IndexError, KeyError, TypeError) as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"cannot read {path}: {reason}") from None
+    path = _checked_path(path, READ_SUFFIXES)
+    with _reading(path):
+        image = _read_tiff(path) if path.name.lower().endswith(TIFF_SUFFIXES) else _read_pillow(path)
     image.path = path
     return image
 
 
-def _read_tiff(path: Path) -> ImageFile:
+def read_image_lazy(path, chunk_planes: int = 1) -> ImageFile:
+    """Open a TIFF without reading its pixels: ``.array`` is a dask array.
+
+    Axes, scale, unit and metadata are those :func:`read_image` gives, and so is the
+    array once computed. Its chunks hold ``chunk_planes`` planes along the innermost
+    stack axis and one along every other (``T``, ``Z``, microscopy ``C``...), each
+    plane whole (``Y``, ``X`` and RGB samples), so computing one plane reads about
+    one plane of the file (tifffile's zarr store, strips or tiles as stored, any
+    compression).
+
+    The file stays open as long as the dask array (strictly, its zarr store) is
+    alive and is closed when that is garbage-collected: until then the file cannot
+    be deleted or replaced on Windows. The array cannot be pickled (so not sent to
+    a dask.distributed cluster). Needs dask and zarr (>= 3); ValueError as for
+    :func:`read_image`, which also covers a file type other than TIFF.
+    """
+    if int(chunk_planes) < 1:
+        raise ValueError(f"chunk_planes must be at least 1, got {chunk_planes!r}")
+    path = _checked_path(path, TIFF_SUFFIXES)
+    with _reading(path):
+        image = _read_tiff(path, lazy=True, chunk_planes=int(chunk_planes))
+    image.path = path
+    return image
+
+
+def tiff_nbytes(path) -> int:
+    """Bytes the first image of a TIFF takes uncompressed in memory (pixels are not read)."""
     import tifffile
 
-    with tifffile.TiffFile(path) as tif:
-        if not tif.series:
-            raise ValueError("the TIFF holds no image")
-        series = tif.series[0]
-        array, axes, page = series.asarray(), series.axes.upper(), series.keyframe
-        photometric = getattr(page.photometric, "name", str(page.photometric)).lower()
-        metadata = {"photometric": photometric}
-        scale, unit = _tag_scale(page)
-        explicit = False  # a scale we wrote ourselves is kept as it is
-        if tif.is_imagej:
-            ij = dict(tif.imagej_metadata or {})
-            metadata.update({k: v for k, v in ij.items() if k not in ("ImageJ", "images", "hyperstack")})
-            unit = _from_imagej_unit(ij.get("unit"))
-            if "spacing" in ij:
-                scale["Z"] = float(ij["spacing"])
-            if ij.get("finterval"):
-                scale["T"] = float(ij["finterval"])
-        elif tif.is_ome:
-            ome_scale, unit = _ome_scale(tif.ome_metadata)
-            scale.update(ome_scale)
-        elif tif.is_shaped and tif.shaped_metadata:
-            shaped = tif.shaped_metadata[0]
-            if isinstance(shaped.get("scale"), dict):
-                scale, explicit = {str(k).upper(): float(v) for k, v in shaped["scale"].items()}, True
-            unit = shaped.get("unit", unit)
-        description = page.description
-        if description and not description.lstrip().startswith(("{", "ImageJ=", "<")):
-            metadata["description"] = description
-    if unit is None and not explicit:  # an uncalibrated file: tifffile and ImageJ write 1 pixel per unit
-        scale = {k: v for k, v in scale.items() if v != 1.0}
+    path = _checked_path(path, TIFF_SUFFIXES)
+    with _reading(path), tifffile.TiffFile(path) as tif:
+        series = _first_series(tif)
+        return int(np.prod(series.shape, dtype=np.int64)) * series.dtype.itemsize
+
+
+def _checked_path(path, suffixes) -> Path:
+    """``path`` as a Path; ValueError unless it is an existing file with one of ``suffixes``."""
+    path = Path(path)
+    if not path.name.lower().endswith(suffixes):
+        raise ValueError(
+            f"cannot read {path}: unsupported file type {path.suffix or '(no extension)'!r} "
+            f"(supported: {', '.join(suffixes)})"
+        )
+    if not path.is_file():
+        raise ValueError(f"cannot read {path}: {'it is a folder' if path.is_dir() else 'no such file'}")
+    return path
+
+
+@contextmanager
+def _reading(path: Path):
+    """Turn what a decoder raises on a bad file into ValueError naming the file."""
+    try:
+        yield
+    except (OSError, ValueError, SyntaxError, IndexError, KeyError, TypeError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"cannot read {path}: {reason}") from None
+
+
+def _first_series(tif):
+    if not tif.series:
+        raise ValueError("the TIFF holds no image")
+    return tif.series[0]
+
+
+def _read_tiff(path: Path, lazy: bool = False, chunk_planes: int = 1) -> ImageFile:
+    """The first series of a TIFF, read now or (``lazy``) as a dask array over the open file."""
+    import tifffile
+
+    tif = tifffile.TiffFile(path)
+    try:
+        series = _first_series(tif)
+        axes, scale, unit, metadata = _tiff_metadata(tif, series)
+        array = _tiff_dask(tif, series, path, chunk_planes) if lazy else series.asarray()
+    except BaseException:
+        tif.close()
+        raise
+    if not lazy:  # a lazy array closes the file when it is garbage-collected (see _tiff_dask)
+        tif.close()
     if "S" in axes and "C" not in axes:
-        if photometric == "rgb" and not axes.endswith("S"):  # planar RGB: samples last, like napari
+        if metadata["photometric"] == "rgb" and not axes.endswith("S"):  # planar RGB: samples last, like napari
             array, axes = np.moveaxis(array, axes.index("S"), -1), axes.replace("S", "") + "S"
         axes = axes.replace("S", "C")
     return ImageFile(array, axes, scale, unit, metadata)
+
+
+def _tiff_metadata(tif, series) -> tuple[str, dict, str | None, dict]:
+    """Axes (tifffile's letters, ``S`` included), scale, unit and metadata; reads no pixels."""
+    axes, page = series.axes.upper(), series.keyframe
+    photometric = getattr(page.photometric, "name", str(page.photometric)).lower()
+    metadata = {"photometric": photometric}
+    scale, unit = _tag_scale(page)
+    explicit = False  # a scale we wrote ourselves is kept as it is
+    if tif.is_imagej:
+        ij = dict(tif.imagej_metadata or {})
+        metadata.update({k: v for k, v in ij.items() if k not in ("ImageJ", "images", "hyperstack")})
+        unit = _from_imagej_unit(ij.get("unit"))
+        if "spacing" in ij:
+            scale["Z"] = float(ij["spacing"])
+        if ij.get("finterval"):
+            scale["T"] = float(ij["finterval"])
+    elif tif.is_ome:
+        ome_scale, unit = _ome_scale(tif.ome_metadata)
+        scale.update(ome_scale)
+    elif tif.is_shaped and tif.shaped_metadata:
+        shaped = tif.shaped_metadata[0]
+        if isinstance(shaped.get("scale"), dict):
+            scale, explicit = {str(k).upper(): float(v) for k, v in shaped["scale"].items()}, True
+        unit = shaped.get("unit", unit)
+    description = page.description
+    if description and not description.lstrip().startswith(("{", "ImageJ=", "<")):
+        metadata["description"] = description
+    if unit is None and not explicit:  # an uncalibrated file: tifffile and ImageJ write 1 pixel per unit
+        scale = {k: v for k, v in scale.items() if v != 1.0}
+    return axes, scale, unit, metadata
+
+
+def _tiff_dask(tif, series, path: Path, chunk_planes: int):
+    """A dask array over tifffile's zarr store of ``series``: whole planes, ``chunk_planes`` per chunk.
+
+    The store keeps ``tif`` (and its file handle) alive; a finalizer closes the file
+    once the store, and so every dask array built on it, is garbage-collected.
+    tifffile's store locks the file handle, so dask may read chunks from threads.
+    """
+    import dask.array as da
+    import zarr
+    from dask.base import tokenize
+
+    store = series.aszarr(level=0)  # level 0: an array, also for pyramidal OME-TIFF
+    weakref.finalize(store, tif.close)
+    stored = zarr.open(store, mode="r")
+    if tuple(stored.shape) != tuple(series.shape):
+        raise ValueError(f"tifffile's zarr view has shape {stored.shape}, not {series.shape}")
+    axes = series.axes.upper()
+    stack = [i for i, letter in enumerate(axes) if letter not in "YXS"]
+    chunks = [1 if i in stack else -1 for i in range(len(axes))]
+    if stack:
+        chunks[stack[-1]] = chunk_planes  # dask clips it to the axis length
+    stat = path.stat()  # the name identifies this file's content for dask's (and napari's) cache
+    name = "tiff-" + tokenize(str(path.resolve()), stat.st_mtime_ns, stat.st_size, tuple(chunks))
+    return da.from_zarr(stored, chunks=tuple(chunks), name=name)
 
 
 def _tag_scale(page) -> tuple[dict, str | None]:

@@ -56,6 +56,59 @@ def test_rgb_tiff_stays_rgb(tmp_path):
     np.testing.assert_array_equal(array, rgb)
 
 
+def read_both(monkeypatch, path):
+    """read_tiffs(path) in memory and lazily (NAPARI_DEBLUR_LAZY_BYTES=0)."""
+    from napari_deblur.plugin.reader import read_tiffs
+
+    monkeypatch.setenv("NAPARI_DEBLUR_LAZY_BYTES", str(1 << 60))
+    eager = read_tiffs(str(path))
+    monkeypatch.setenv("NAPARI_DEBLUR_LAZY_BYTES", "0")
+    return eager, read_tiffs(str(path))
+
+
+def test_large_files_open_lazily_with_the_same_layer_kwargs(tmp_path, monkeypatch):
+    da = pytest.importorskip("dask.array")
+    pytest.importorskip("zarr")
+    path = tmp_path / "cells.tif"
+    write_hyperstack(path)
+    [(eager, eager_kwargs, _)], [(lazy, lazy_kwargs, kind)] = read_both(monkeypatch, path)
+    assert isinstance(eager, np.ndarray) and isinstance(lazy, da.Array) and kind == "image"
+    assert lazy.chunksize == (1, 1, 1, 24, 32)  # napari reads one plane per channel layer
+    assert lazy_kwargs["channel_axis"] == eager_kwargs["channel_axis"] == 2
+    assert [m.pop("lazy") for m in lazy_kwargs["metadata"]] == [True, True]
+    assert [m.pop("lazy") for m in eager_kwargs["metadata"]] == [False, False]
+    assert lazy_kwargs == eager_kwargs
+    np.testing.assert_array_equal(lazy.compute(), eager)
+
+    rgb = np.random.default_rng(1).integers(0, 255, (20, 24, 3), dtype=np.uint8)
+    tifffile.imwrite(tmp_path / "photo.tif", rgb, photometric="rgb")
+    [(eager, eager_kwargs, _)], [(lazy, lazy_kwargs, _)] = read_both(monkeypatch, tmp_path / "photo.tif")
+    assert isinstance(lazy, da.Array) and lazy_kwargs["rgb"] is True and "channel_axis" not in lazy_kwargs
+    assert lazy_kwargs["metadata"].pop("lazy") and not eager_kwargs["metadata"].pop("lazy")
+    assert lazy_kwargs == eager_kwargs
+    np.testing.assert_array_equal(lazy.compute(), rgb)
+
+
+def test_viewer_shows_a_lazy_stack_the_widget_can_restore_lazily(make_napari_viewer, tmp_path, monkeypatch):
+    da = pytest.importorskip("dask.array")
+    pytest.importorskip("zarr")
+    from napari_deblur.plugin.job import can_be_lazy
+
+    path = tmp_path / "cells.tif"
+    data = write_hyperstack(path)
+    monkeypatch.setenv("NAPARI_DEBLUR_LAZY_BYTES", "0")
+    viewer = make_napari_viewer()
+    layers = viewer.open(str(path), plugin="napari-deblur")
+    assert [layer.name for layer in layers] == ["cells [c0]", "cells [c1]"]
+    viewer.dims.set_point(0, 2.0)  # world coordinates: the second frame (T scale 2 s), Z = 0
+    viewer.dims.set_point(1, 0.0)
+    for channel, layer in enumerate(layers):
+        assert isinstance(layer.data, da.Array) and can_be_lazy(layer.data)
+        assert layer.data.shape == (2, 3, 24, 32) and layer.metadata["lazy"]
+        np.testing.assert_allclose(layer.scale, (2.0, 1.5, 0.25, 0.25))
+        np.testing.assert_array_equal(np.asarray(layer._slice.image.raw), data[1, 0, channel])
+
+
 def test_viewer_opens_the_stack_through_the_plugin(make_napari_viewer, tmp_path):
     path = tmp_path / "cells.tif"
     write_hyperstack(path)

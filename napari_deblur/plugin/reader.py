@@ -1,7 +1,12 @@
 """napari reader for TIFF files: channels, pixel sizes, axis labels and units.
 
 Reads with :func:`napari_deblur.io.read_image` (ImageJ hyperstacks, OME-TIFF, tifffile's
-own JSON description, plain TIFF). What napari gets:
+own JSON description, plain TIFF). A file whose image takes more than :func:`lazy_threshold`
+bytes uncompressed (a quarter of the memory available when this module was first imported,
+or ``$NAPARI_DEBLUR_LAZY_BYTES``; ``0`` opens every file lazily) is opened with
+:func:`napari_deblur.io.read_image_lazy` instead: a dask array, one plane per chunk, that
+napari reads plane by plane as they are shown (the file stays open while the layer lives).
+The size comes from the TIFF header, so deciding reads no pixels. What napari gets:
 
 - microscopy channels (a ``C`` axis that is not RGB) are split with ``channel_axis``, one
   layer per channel, named ``<file> [c<i>]`` like ``<file>`` when there is one channel;
@@ -10,19 +15,35 @@ own JSON description, plain TIFF). What napari gets:
   included (1 where the file says nothing), ``axis_labels`` the file's axis letters and
   ``units`` the length unit for X, Y and Z, seconds (or ImageJ's ``tunit``) for T, and
   ``pixel`` where nothing is known;
-- ``metadata`` keeps ``path``, ``axes`` (the file's axes string, ``C`` included) and the
-  rest of what the file said under ``file_metadata``.
+- ``metadata`` keeps ``path``, ``axes`` (the file's axes string, ``C`` included),
+  ``lazy`` (True for a dask layer read from the file on demand) and the rest of what the
+  file said under ``file_metadata``.
 
 PNG and JPEG are left to napari's builtin reader, which opens them well (RGB as RGB).
 No torch here: napari may import this module at start-up.
 """
 
 import os
+import warnings
 from pathlib import Path
 
-from ..io import TIFF_SUFFIXES, read_image
+from ..io import TIFF_SUFFIXES, read_image, read_image_lazy, tiff_nbytes
 
 _LENGTH_AXES = "XYZ"
+LAZY_ENV = "NAPARI_DEBLUR_LAZY_BYTES"
+
+
+def _default_lazy_bytes() -> int:
+    """A quarter of the memory available now; 2 GiB where psutil cannot tell."""
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available) // 4
+    except Exception:  # psutil missing, or unsupported on this platform  # noqa: BLE001
+        return 2 << 30
+
+
+LAZY_BYTES = _default_lazy_bytes()  # bytes: larger images open lazily (see lazy_threshold)
 
 
 def get_reader(path):
@@ -36,10 +57,51 @@ def get_reader(path):
 def read_tiffs(path) -> list:
     """Layer data tuples ``(data, kwargs, 'image')`` for one path or a list of paths."""
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
+    threshold = lazy_threshold()
     layers = []
     for one in paths:
-        layers.extend(layer_data(read_image(one)))
+        layers.extend(layer_data(read_tiff(one, threshold)))
     return layers
+
+
+def lazy_threshold(environ=None, default: int | None = None) -> int:
+    """Bytes above which a TIFF opens lazily: ``$NAPARI_DEBLUR_LAZY_BYTES`` if it is a whole
+    number of bytes (``0``: always lazy), else ``default`` (:data:`LAZY_BYTES`).
+
+    ``environ`` defaults to ``os.environ``; a value that is not a byte count is ignored with
+    a warning (a reader must not fail on it).
+    """
+    environ = os.environ if environ is None else environ
+    default = LAZY_BYTES if default is None else int(default)
+    text = str(environ.get(LAZY_ENV, "")).strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        warnings.warn(f"{LAZY_ENV}={text!r} is not a byte count; using {default}", stacklevel=2)
+        return default
+    return value
+
+
+def opens_lazily(nbytes: int, threshold: int) -> bool:
+    """Whether an image of ``nbytes`` (uncompressed) is opened lazily for ``threshold``."""
+    return threshold <= 0 or nbytes > threshold
+
+
+def read_tiff(path, threshold: int | None = None):
+    """An :class:`~napari_deblur.io.ImageFile`: in memory, or lazy when larger than ``threshold``
+    (default :func:`lazy_threshold`). Without dask or zarr, or for a layout tifffile's zarr
+    store does not support, it is read into memory, with a warning."""
+    threshold = lazy_threshold() if threshold is None else threshold
+    if opens_lazily(tiff_nbytes(path), threshold):
+        try:
+            return read_image_lazy(path)
+        except (ImportError, NotImplementedError) as err:
+            warnings.warn(f"reading {path} into memory: cannot open it lazily ({err})", stacklevel=2)
+    return read_image(path)
 
 
 def _unit(text) -> str | None:
@@ -85,6 +147,7 @@ def layer_kwargs(image) -> tuple[dict, int | None]:
     metadata = {
         "path": str(path) if path else None,
         "axes": axes,
+        "lazy": type(image.array).__module__.startswith("dask."),
         "file_metadata": {k: v for k, v in image.metadata.items() if k != "axes"},
     }
     kwargs = {
