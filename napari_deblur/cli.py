@@ -94,6 +94,16 @@ def tile_size(text):
         raise argparse.ArgumentTypeError(f"expected 'auto' or a number of pixels, got {text!r}") from None
 
 
+def positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def normalize_mode(text):
     if text in ("auto", "dtype", "percentile"):
         return text
@@ -184,11 +194,23 @@ def add_xy(subparsers):
         description="Deblur images with XYDeblur and write OUTDIR/<name>_deblurred.tif with the "
                     "input's shape, dtype, axes and pixel size.",
     )
-    parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="TIFF, PNG, JPEG or BMP files")
+    parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT",
+                        help="TIFF, PNG, JPEG or BMP files; a .zarr store or a folder of TIFFs is streamed")
     parser.add_argument("-o", "--output", required=True, type=Path, metavar="OUTDIR", help="output folder")
     parser.add_argument("--model", default=None, metavar="NAME|PATH",
                         help="bundled model name or weights file (default: photo model for RGB, "
                              "microscopy model otherwise)")
+    stream = parser.add_argument_group(
+        "streaming", "A .zarr store or a folder of TIFFs (one stack, files in natural order along a new T axis) "
+                     "is restored chunk by chunk with one intensity scaling, so memory stays bounded whatever its "
+                     "size; it becomes OUTDIR/<name>_deblurred.zarr or the folder OUTDIR/<name>_deblurred/.")
+    stream.add_argument("--stream", action="store_true", help="stream TIFF files too (for files larger than memory)")
+    stream.add_argument("--format", dest="stream_format", choices=["zarr", "tiff"], default=None,
+                        help="streamed output: zarr, or a folder of TIFFs (default: as the input)")
+    stream.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                        help="run on this dask.distributed scheduler (e.g. tcp://host:8786)")
+    stream.add_argument("--workers", type=positive_int, default=2,
+                        help="planes restored at once by the local scheduler (default: 2)")
     parser.add_argument("--axes", default=None, help="axes of the inputs, e.g. YX, ZYX, CYX, TZCYX "
                         "(default: from the file)")
     parser.add_argument("--residuals", action="store_true",
@@ -206,11 +228,20 @@ def run_xy(args) -> int:
     from .io import read_image, write_image
     from .models.loading import load_model
 
+    from .streaming import is_zarr
+
+    streamed = [p for p in args.inputs if p.is_dir() or is_zarr(p) or (args.stream and p.is_file())]
+    files = [p for p in args.inputs if p not in streamed]
+    if streamed and args.residuals:
+        raise CLIError("--residuals is not available when streaming (zarr, folders, --stream)")
     suffixes = ["_deblurred"] + (["_r_hor", "_r_ver"] if args.residuals else [])
-    planned = plan_outputs(args.inputs, args.output, suffixes, args.overwrite)
+    planned = plan_outputs(files, args.output, suffixes, args.overwrite)
     model = load_model(args.model) if args.model is not None else None  # once, and before any work
+    stream_plan = plan_streams(streamed, args)
     args.output.mkdir(parents=True, exist_ok=True)
-    for path, outputs in zip(args.inputs, planned):
+    for source, target in stream_plan:
+        run_stream(source, target, model, args)
+    for path, outputs in zip(files, planned):
         image = read_image(path)
         gen = xydeblur_iter(
             image.array, model, axes=args.axes or image.axes, device=args.device, precision=args.precision,
@@ -236,17 +267,41 @@ def run_xy(args) -> int:
     return 0
 
 
-# ---------------------------------------------------------------- napari-deblur diffuse
+def plan_streams(streamed, args) -> list:
+    """(input, output) for every streamed input, checked before any work."""
+    from .streaming import is_zarr, output_path
+
+    plan, seen = [], set()
+    for source in streamed:
+        target = output_path(source, args.output, args.stream_format or ("zarr" if is_zarr(source) else "tiff"))
+        if target.resolve() in seen or target.resolve() == source.resolve():
+            raise CLIError(f"{source}: its output {target} clashes with another input or output")
+        if target.exists() and not args.overwrite:
+            raise CLIError(f"{target} already exists (use --overwrite to replace it)")
+        seen.add(target.resolve())
+        plan.append((source, target))
+    return plan
 
 
-def positive_int(text):
+def run_stream(source, target, model, args) -> None:
+    from .streaming import stream_xydeblur
+
+    started = time.perf_counter()
+    fmt = "zarr" if target.name.endswith(".zarr") else "tiff"
     try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
+        summary = stream_xydeblur(
+            source, target, model, axes=args.axes, fmt=fmt, overwrite=args.overwrite, scheduler=args.scheduler,
+            workers=args.workers, progress=not args.quiet and sys.stderr.isatty(), device=args.device,
+            precision=args.precision, tile=args.tile, normalize=args.normalize, out_dtype=args.out_dtype,
+        )
+    except (ValueError, TypeError) as err:
+        raise CLIError(f"{source}: {one_line(err)}") from None
+    if not args.quiet:
+        print(f"{source} -> {target}  ({summary['axes']} {summary['shape']}, {summary['chunks']} chunks, "
+              f"{time.perf_counter() - started:.1f} s)", file=sys.stderr)
+
+
+# ---------------------------------------------------------------- napari-deblur diffuse
 
 
 @subcommand

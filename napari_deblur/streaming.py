@@ -1,0 +1,259 @@
+"""Streaming XYDeblur for data larger than memory: zarr or a folder of TIFFs in and out.
+
+:func:`open_stack` opens the input lazily as a dask array with its axes and pixel size:
+
+- a zarr array, or a zarr group holding one (an OME-NGFF image: its first resolution
+  level, axes from ``multiscales``); axes from the ``axes`` attribute this module
+  writes, from NGFF, or given by the caller;
+- a folder of TIFFs (a time-lapse saved one file per time point, say): the files,
+  in natural order (``t2`` before ``t10``), stacked along a new leading axis ``T``
+  (``--axes`` can name it otherwise); every file must have the first file's shape,
+  dtype and axes;
+- one TIFF, opened without reading its pixels (:func:`napari_deblur.io.read_image_lazy`).
+
+:func:`stream_xydeblur` restores it with :func:`napari_deblur.dask.xydeblur_lazy` (one
+intensity scaling for the whole stack, one plane per task) and stores the result chunk
+by chunk into a zarr array or a folder of TIFFs, so only a few planes are in memory
+at any time, whatever the size of the input. The output is written under
+``<output>.partial`` and renamed when complete: an interrupted run leaves no output
+that looks finished. With ``scheduler=`` the address of a ``dask.distributed``
+scheduler, the work runs on that cluster (input and output must then be paths every
+worker can reach, and a single-TIFF input is not supported).
+
+numpy, dask, zarr and tifffile; torch only through the engine.
+"""
+
+import os
+import re
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .io import TIFF_SUFFIXES, read_image, write_image
+
+ZARR_SUFFIX = ".zarr"
+NGFF_AXES = {"time": "T", "channel": "C", "space": None}
+
+
+@dataclass
+class Stack:
+    """A lazily opened input: dask ``array`` with ``axes``; ``files`` for a folder of TIFFs."""
+
+    array: object
+    axes: str
+    scale: dict = field(default_factory=dict)
+    unit: str | None = None
+    kind: str = "zarr"  # "zarr", "tiff-folder" or "tiff"
+    files: list = field(default_factory=list)
+
+
+def is_zarr(path: Path) -> bool:
+    path = Path(path)
+    markers = (".zarray", ".zgroup", "zarr.json")
+    return path.name.lower().endswith(ZARR_SUFFIX) or (path.is_dir() and any((path / m).exists() for m in markers))
+
+
+def natural_key(path: Path):
+    """Sort key that puts ``t2.tif`` before ``t10.tif``."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
+
+
+def tiff_files(folder: Path) -> list[Path]:
+    files = sorted((p for p in Path(folder).iterdir() if p.is_file() and p.name.lower().endswith(TIFF_SUFFIXES)),
+                   key=natural_key)
+    if not files:
+        raise ValueError(f"{folder} holds no TIFF files (.tif, .tiff)")
+    return files
+
+
+def open_stack(path, axes: str | None = None) -> Stack:
+    """The input at ``path`` as a lazy :class:`Stack` (see the module docstring)."""
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"cannot read {path}: no such file or folder")
+    if is_zarr(path):
+        return _open_zarr(path, axes)
+    if path.is_dir():
+        return _open_tiff_folder(path, axes)
+    if path.name.lower().endswith(TIFF_SUFFIXES):
+        from .io import read_image_lazy
+
+        image = read_image_lazy(path)
+        return Stack(image.array, _checked_axes(axes or image.axes, image.array.shape, path), image.scale,
+                     image.unit, "tiff", [path])
+    raise ValueError(f"cannot stream {path}: expected a .zarr store, a folder of TIFFs or a TIFF file")
+
+
+def _checked_axes(axes, shape, path) -> str:
+    from .engine.axes import normalize_axes
+
+    try:
+        return normalize_axes(axes, shape)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+
+
+def _open_zarr(path: Path, axes):
+    import dask.array as da
+    import zarr
+
+    node = zarr.open(str(path), mode="r")
+    attrs = dict(node.attrs)
+    scale, unit = dict(attrs.get("scale", {})), attrs.get("unit")
+    if isinstance(node, zarr.Group):
+        multiscales = attrs.get("multiscales") or attrs.get("ome", {}).get("multiscales")
+        if not multiscales:
+            raise ValueError(f"{path} is a zarr group without an OME-NGFF image; pass the array inside it")
+        image = multiscales[0]
+        level = image["datasets"][0]
+        node = node[level["path"]]
+        names = [a["name"] if isinstance(a, dict) else a for a in image.get("axes", [])]
+        if axes is None and names:
+            axes = "".join(n.upper() if len(n) == 1 else NGFF_AXES.get(n, n[:1].upper()) for n in names)
+        for transform in level.get("coordinateTransformations", []):
+            if transform.get("type") == "scale" and names:
+                scale = {n.upper(): float(v) for n, v in zip(names, transform["scale"]) if n.lower() in "xyzt"}
+        unit = next((a.get("unit") for a in image.get("axes", []) if isinstance(a, dict) and a.get("name") == "x"),
+                    unit)
+    axes = axes or node.attrs.get("axes")
+    array = da.from_zarr(node)
+    return Stack(array, _checked_axes(axes, array.shape, path), scale, unit, "zarr")
+
+
+def _open_tiff_folder(folder: Path, axes):
+    import dask
+    import dask.array as da
+
+    files = tiff_files(folder)
+    first = read_image(files[0])
+    shape, dtype = first.array.shape, first.array.dtype
+
+    def read_one(path):
+        image = read_image(path)
+        if image.array.shape != shape or image.array.dtype != dtype:
+            raise ValueError(f"{path} has shape {image.array.shape} {image.array.dtype}, but {files[0].name} "
+                             f"has {shape} {dtype}: a folder is one stack of equal files")
+        return image.array
+
+    planes = [da.from_delayed(dask.delayed(read_one, pure=True)(p), shape, dtype=dtype) for p in files]
+    array = da.stack(planes)
+    axes = axes or ("T" if "T" not in first.axes else "Q") + first.axes
+    return Stack(array, _checked_axes(axes, array.shape, folder), first.scale, first.unit, "tiff-folder", files)
+
+
+class TiffFolderTarget:
+    """A ``dask.array.store`` target that writes one TIFF per index of the leading axis.
+
+    Each stored block must cover whole files (one index of axis 0, everything else
+    whole), as the restored stack's chunks do; it is written as
+    ``folder/<name>`` with the file's axes, scale and unit.
+    """
+
+    def __init__(self, folder: Path, names: list, shape, dtype, axes: str, scale: dict, unit):
+        self.folder, self.names, self.shape, self.dtype = Path(folder), list(names), tuple(shape), np.dtype(dtype)
+        self.axes, self.scale, self.unit = axes, dict(scale), unit
+        self.ndim = len(self.shape)
+
+    def __setitem__(self, index, block):
+        index = index if isinstance(index, tuple) else (index,)
+        first = index[0]
+        start = (first.start or 0) if isinstance(first, slice) else int(first)
+        stop = first.stop if isinstance(first, slice) else start + 1
+        block = np.asarray(block)
+        if block.shape[1:] != self.shape[1:]:
+            raise ValueError(f"a TIFF-folder block must hold whole files, got {block.shape} of {self.shape}")
+        for offset, i in enumerate(range(start, stop)):
+            write_image(self.folder / self.names[i], block[offset], self.axes[1:], scale=self.scale, unit=self.unit,
+                        overwrite=True)
+
+
+def output_path(source: Path, outdir: Path, fmt: str) -> Path:
+    """``outdir/<name>_deblurred.zarr`` or ``outdir/<name>_deblurred`` (a folder of TIFFs)."""
+    stem = source.name
+    for suffix in (ZARR_SUFFIX, ".ome.tiff", ".ome.tif", ".tiff", ".tif"):
+        if stem.lower().endswith(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    return outdir / (f"{stem}_deblurred" + (ZARR_SUFFIX if fmt == "zarr" else ""))
+
+
+def _compute(store, scheduler, workers, progress) -> None:
+    if scheduler is not None:
+        from distributed import Client
+
+        with Client(scheduler) as client:
+            client.compute(store, sync=True)
+    elif progress:
+        from dask.diagnostics import ProgressBar
+
+        with ProgressBar():
+            store.compute(scheduler="threads", num_workers=int(workers))
+    else:
+        store.compute(scheduler="threads", num_workers=int(workers))
+
+
+def stream_xydeblur(source, output, model=None, *, axes=None, fmt=None, overwrite=False, scheduler=None,
+                    workers=2, halo="auto", progress=False, **engine) -> dict:
+    """Restore ``source`` (zarr, TIFF folder or TIFF) into ``output`` chunk by chunk; returns a summary.
+
+    ``fmt``: ``"zarr"`` or ``"tiff"`` (a folder of TIFFs; default: zarr for zarr input,
+    TIFFs otherwise). ``engine``: ``device``, ``precision``, ``tile``, ``normalize``,
+    ``out_dtype`` as for :func:`napari_deblur.engine.restore.xydeblur`. ``workers``:
+    threads of the local scheduler (each holds about one plane). ``scheduler``: a
+    ``dask.distributed`` scheduler address instead.
+    """
+    import dask.array as da
+
+    from .dask import plane_chunks, xydeblur_lazy
+
+    source, output = Path(source), Path(output)
+    stack = open_stack(source, axes)
+    fmt = fmt or ("zarr" if stack.kind == "zarr" else "tiff")
+    if fmt not in ("zarr", "tiff"):
+        raise ValueError(f"format must be 'zarr' or 'tiff', got {fmt!r}")
+    if output.resolve() == source.resolve():
+        raise ValueError(f"{output} is the input; choose another output")
+    if output.exists() and not overwrite:
+        raise ValueError(f"{output} already exists (use --overwrite to replace it)")
+    if scheduler is not None and stack.kind == "tiff":
+        raise ValueError("a single TIFF cannot be streamed on a cluster; convert it to zarr or a folder of TIFFs")
+    data = plane_chunks(stack.array, stack.axes)
+    yi, xi = stack.axes.index("Y"), stack.axes.index("X")
+    data = data.rechunk({yi: -1, xi: -1})  # whole planes: no halo work; a plane is small next to a stack
+    restored = xydeblur_lazy(data, model, axes=stack.axes, halo=halo, **engine)
+
+    partial = output.with_name(output.name + ".partial")
+    if partial.exists():
+        shutil.rmtree(partial) if partial.is_dir() else partial.unlink()
+    if fmt == "zarr":
+        import zarr
+
+        target = zarr.open_array(str(partial), mode="w", shape=restored.shape, dtype=restored.dtype,
+                                 chunks=tuple(c[0] for c in restored.chunks))
+        target.attrs.update({"axes": stack.axes, "scale": stack.scale, "unit": stack.unit,
+                             "source": str(source), "napari_deblur": "xydeblur"})
+    else:
+        if stack.kind == "tiff-folder":
+            names = [p.name for p in stack.files]
+        else:
+            names = [f"{output.name}_{i:05d}.tif" for i in range(restored.shape[0])]
+        if restored.ndim < 3 or stack.axes[0] in "YXC":
+            raise ValueError(f"a folder of TIFFs needs a leading stack axis; axes are {stack.axes!r}: use --format zarr")
+        partial.mkdir(parents=True)
+        target = TiffFolderTarget(partial, names, restored.shape, restored.dtype, stack.axes, stack.scale, stack.unit)
+        restored = restored.rechunk({i: 1 if i == 0 else -1 for i in range(restored.ndim)})  # a chunk per file
+
+    store = da.store(restored, target, lock=False, compute=False)
+    try:
+        _compute(store, scheduler, workers, progress)
+    except BaseException:  # an error or Ctrl-C: no half-written output is left behind
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+
+    if output.exists():
+        shutil.rmtree(output) if output.is_dir() else output.unlink()
+    os.replace(partial, output)
+    return {"input": str(source), "output": str(output), "format": fmt, "shape": tuple(restored.shape),
+            "axes": stack.axes, "dtype": str(restored.dtype), "chunks": int(np.prod(restored.numblocks))}
