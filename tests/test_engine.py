@@ -266,3 +266,57 @@ def test_missing_default_model_says_what_is_missing(monkeypatch, tmp_path):
 
     with pytest.raises(WeightsError, match="xydeblur-microscopy"):
         xydeblur(np.zeros((8, 8), np.float32))
+
+
+def test_the_device_copy_is_reused_until_the_weights_change():
+    model = tiny_model()
+    image = _image((24, 24), np.float32)
+    first = xydeblur(image, model).restored
+    copies = list(restore._PREPARED)
+    assert xydeblur(image, model).restored.tobytes() == first.tobytes()
+    assert [entry[-1] for entry in restore._PREPARED] == [entry[-1] for entry in copies]  # no new copy
+    with torch.no_grad():
+        model.Decoder1_4.main[0].bias.add_(0.05)  # in place: the cached copy is stale now
+    changed = xydeblur(image, model).restored
+    assert np.abs(changed - first).max() > 0.05
+    np.testing.assert_allclose(changed, xydeblur(image, tiny_model_with_bias(0.05)).restored, atol=1e-6)
+
+
+def tiny_model_with_bias(delta):
+    model = tiny_model()
+    with torch.no_grad():
+        model.Decoder1_4.main[0].bias.add_(delta)
+    return model
+
+
+def test_a_device_memory_cap_shrinks_the_tiles_and_leaves_no_seams(monkeypatch):
+    """Simulated allocator: any forward pass over 128x128 pixels fails as a capped GPU would."""
+    real = restore._network_fn
+    sides = []
+
+    def capped(*args):
+        fn = real(*args)
+
+        def wrapped(batch):
+            sides.append(batch.shape[-1])
+            if batch.shape[0] * batch.shape[-2] * batch.shape[-1] > 128 * 128:
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.00 GiB")
+            return fn(batch)
+
+        return wrapped
+
+    model = tiny_model()
+    image = _image((320, 320), np.float32)
+    whole = xydeblur(image, model, tile=512).restored
+    monkeypatch.setattr(restore, "_network_fn", capped)
+    gen = xydeblur_iter(image, model, tile=512, batch=2)
+    messages = []
+    try:
+        while True:
+            messages.append(next(gen).message)
+    except StopIteration as stop:
+        result = stop.value
+    assert sum("out of memory" in m for m in messages) >= 2
+    assert result.info["tile"] == 128 and result.info["batch"] == 1 and max(sides) == 320
+    # the blended tiles agree with the whole image to 1e-4 of the range: no seam
+    np.testing.assert_allclose(result.restored, whole, atol=2e-4)
