@@ -6,6 +6,7 @@
 #   make run     the demo: napari with a blurred sample when there is a display,
 #                otherwise the same job on the command line (--headless)
 #   make eval    the benchmark (oracle baselines and bundled models) into benchmarks/
+#   make bench   speed: XYDeblur reference vs optimised path, diffusion steps, into benchmarks/
 #   make clean   remove .venv and everything the build and the tests leave behind
 #
 # Variables (override on the command line):
@@ -109,6 +110,11 @@ run: $(STAMP) sysdeps
 .PHONY: eval
 eval: $(STAMP)
 	$(VPY) -m napari_deblur eval --out benchmarks/
+
+# Speed on this machine (CUDA, then MPS, then CPU): benchmarks/performance-<device>.json and .md.
+.PHONY: bench
+bench: $(STAMP)
+	$(VPY) -m napari_deblur bench
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .ruff_cache .mypy_cache *.egg-info

@@ -1,0 +1,320 @@
+"""``napari-deblur bench``: how fast XYDeblur and the diffusion refinement run here.
+
+XYDeblur, per frame at each size, two paths in the same process on the same input:
+
+- *reference*: written as the official code runs it: fp32, NCHW, eager, the whole
+  frame in one forward pass (no tiling), under ``torch.no_grad``;
+- *optimised*: what the engine runs: its device copy of the model (fp16 on CUDA and
+  MPS, fp32 on the CPU; channels_last and cuDNN autotuning on CUDA), under
+  ``torch.inference_mode``; with ``compile=True`` also ``torch.compile``, falling back
+  to eager (and saying so) where it is unavailable.
+
+Both times are the network alone on a frame already on the device (median of
+``repeats`` after warm-up, synchronised). ``engine_ms`` is the whole call
+:func:`napari_deblur.xydeblur` on a numpy frame (transfers, padding, scaling, tiling
+included). ``max_diff`` is the largest difference of the optimised output from the
+reference's, in [0, 1] units, on the plugin's blurred photo sample (scikit-image's
+coffee, camera shake and noise), resized. Peak device memory is reported on CUDA.
+
+Diffusion: one denoiser step (one eps prediction and the sampler update) at batch 1 and
+per sample when 8 samples run batched, and the whole "Fidelity" preset (10 steps x 8
+samples) through :func:`napari_deblur.refine`. The denoiser is the bundled
+``dvsr-photo`` when there is one, else an untrained one of the same architecture (the
+speed is the same; the JSON says which).
+
+The results go to a JSON file and a printed table; the README's performance table
+comes from it, with the machine named.
+"""
+
+import datetime
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .engine.device import describe, pick_device, pick_dtype, precision_name
+
+GPU_SIZES = [(256, 256), (720, 1280), (1024, 1024), (2048, 2048), (4096, 4096)]
+CPU_SIZES = [(256, 256), (512, 512)]
+GPU_DIFFUSION = {"step_sizes": [(512, 512), (720, 1280)], "fidelity_size": (720, 1280)}
+CPU_DIFFUSION = {"step_sizes": [(256, 256), (512, 512)], "fidelity_size": (256, 256)}
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def median_seconds(fn, device, repeats: int, warmup: int = 2) -> float:
+    """Median wall time of ``fn()`` over ``repeats`` runs after ``warmup`` runs, synchronised."""
+    for _ in range(warmup):
+        fn()
+    synchronize(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def test_frame(height: int, width: int, channels: int = 3) -> np.ndarray:
+    """The blurred photo sample resized to ``height`` x ``width``, (C, H, W) in [0, 1]."""
+    from PIL import Image
+
+    from .samples import blurred_photo
+
+    image = Image.fromarray(blurred_photo()["blurred"]).resize((width, height), Image.BICUBIC)
+    frame = np.asarray(image, np.float32).transpose(2, 0, 1) / 255.0
+    return frame[:channels] if channels <= 3 else np.repeat(frame[:1], channels, 0)
+
+
+class PeakMemory:
+    """Peak device memory (MiB) of the code inside ``with`` on CUDA; None elsewhere."""
+
+    def __init__(self, device):
+        self.device, self.mib = device, None
+
+    def __enter__(self):
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats(self.device)
+        return self
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            self.mib = torch.cuda.max_memory_allocated(self.device) / 2**20
+
+
+def _compiled(module, device):
+    """(module compiled by torch.compile, None) or (module, why it could not be)."""
+    try:
+        compiled = torch.compile(module, mode="max-autotune-no-cudagraphs" if device.type == "cuda" else "default")
+        return compiled, None
+    except Exception as err:  # no compiler, unsupported platform...  # noqa: BLE001
+        return module, f"{type(err).__name__}: {err}"
+
+
+def bench_xydeblur(model, device, sizes, repeats: int, *, compile_: bool = False, log=print) -> list[dict]:
+    """One row per frame size: reference and optimised ms per frame, their ratio, memory, max_diff."""
+    from .engine.restore import _prepare_model, xydeblur
+
+    dtype = pick_dtype("auto", device)
+    reference = _prepare_copy_fp32(model, device)
+    optimised = _prepare_model(model, device, dtype)
+    compile_note = None
+    if compile_:
+        optimised, compile_note = _compiled(optimised, device)
+    rows = []
+    for height, width in sizes:
+        frame = test_frame(height, width, model.channels)
+        x32 = torch.from_numpy(frame[None]).to(device)
+        xopt = x32.to(dtype)
+        if device.type == "cuda":
+            xopt = xopt.contiguous(memory_format=torch.channels_last)
+
+        def run_reference():
+            with torch.no_grad():
+                return reference(x32)[2]
+
+        def run_optimised():
+            with torch.inference_mode():
+                r_hor, r_ver = optimised.residuals(xopt)
+                return xopt + r_hor + r_ver
+
+        row = {"size": f"{height}x{width}", "height": height, "width": width}
+        try:
+            with PeakMemory(device) as peak:
+                row["reference_ms"] = 1000 * median_seconds(run_reference, device, repeats)
+                expected = run_reference().float()
+            row["reference_peak_mib"] = peak.mib
+        except Exception as err:  # the reference path has no tiling: it may not fit
+            row["reference_ms"], row["reference_error"] = None, _short(err)
+            expected = None
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+        with PeakMemory(device) as peak:
+            row["optimised_ms"] = 1000 * median_seconds(run_optimised, device, repeats)
+            got = run_optimised().float()
+        row["optimised_peak_mib"] = peak.mib
+        row["speedup"] = row["reference_ms"] / row["optimised_ms"] if row["reference_ms"] else None
+        row["max_diff"] = float((got - expected).abs().max()) if expected is not None else None
+        image = np.ascontiguousarray(frame.transpose(1, 2, 0))
+        row["engine_ms"] = 1000 * median_seconds(
+            lambda: xydeblur(image, model, axes="YXC" if model.channels == 3 else None, device=str(device),
+                             normalize="dtype"), device, max(1, repeats // 2), warmup=1)
+        del x32, xopt, expected, got
+        rows.append(row)
+        log(_row_line(row))
+    if compile_note:
+        rows.append({"note": f"torch.compile unavailable, eager used: {compile_note}"})
+    return rows
+
+
+def _prepare_copy_fp32(model, device):
+    """The reference: an fp32 NCHW copy of ``model`` on ``device``, nothing else changed."""
+    from .models.xydeblur import XYDeblur
+
+    copy = XYDeblur(**model.config)
+    copy.load_state_dict(model.state_dict())
+    return copy.eval().to(device)
+
+
+def _short(err) -> str:
+    return " ".join(f"{type(err).__name__}: {err}".split())[:160]
+
+
+def _row_line(row) -> str:
+    ref = f"{row['reference_ms']:8.1f}" if row.get("reference_ms") else "     n/a"
+    ratio = f"{row['speedup']:5.1f}x" if row.get("speedup") else "   n/a"
+    diff = f"{row['max_diff']:.1e}" if row.get("max_diff") is not None else "n/a"
+    return (f"  {row['size']:>10}  reference {ref} ms  optimised {row['optimised_ms']:8.1f} ms  {ratio}  "
+            f"engine {row['engine_ms']:8.1f} ms  max diff {diff}")
+
+
+def bundled_denoiser():
+    """(predictor, denoiser, description): ``dvsr-photo`` if bundled, else an untrained one."""
+    from .models.loading import available_models, load_model
+
+    try:
+        if "dvsr-photo" in available_models("dvsr"):
+            from .diffusion.refine import resolve_models
+
+            predictor, denoiser = resolve_models("dvsr-photo")
+            return predictor, denoiser, "dvsr-photo (bundled)"
+    except Exception:  # noqa: BLE001 - fall back to an untrained one for timing
+        pass
+    from .models.denoiser import ResidualDenoiser
+
+    torch.manual_seed(0)
+    return load_model("xydeblur-photo"), ResidualDenoiser(channels=3).eval(), "untrained ResidualDenoiser (timing only)"
+
+
+def bench_diffusion(device, settings, repeats: int, *, quick: bool = False, log=print) -> dict:
+    """Denoiser step times and the Fidelity preset's wall time; see the module docstring."""
+    from .diffusion.refine import _prepare_denoiser, refine
+
+    predictor, denoiser, which = bundled_denoiser()
+    dtype = pick_dtype("auto", device)
+    work = _prepare_denoiser(denoiser, device, dtype)
+    out = {"denoiser": which, "steps": []}
+    for height, width in settings["step_sizes"][: 1 if quick else None]:
+        row = {"size": f"{height}x{width}"}
+        for batch in (1, 8):
+            z = torch.randn(batch, 3, height, width, device=device, dtype=dtype)
+            y, x_init = torch.rand_like(z), torch.rand_like(z)
+            level = torch.full((batch,), 0.5, device=device)
+
+            def step():
+                with torch.inference_mode():
+                    eps = work(z, y, x_init, level)
+                    return z - 0.1 * eps  # the sampler's update is one fused line next to the network
+
+            seconds = median_seconds(step, device, repeats if batch == 1 else max(1, repeats // 2), warmup=1)
+            row["step_ms" if batch == 1 else "step_ms_per_sample_batched8"] = 1000 * seconds / batch
+            del z, y, x_init
+        out["steps"].append(row)
+        log(f"  {row['size']:>10}  denoiser step {row['step_ms']:8.1f} ms  "
+            f"(per sample, 8 batched: {row['step_ms_per_sample_batched8']:8.1f} ms)")
+    if not quick:
+        height, width = settings["fidelity_size"]
+        image = np.ascontiguousarray(test_frame(height, width).transpose(1, 2, 0))
+        run = lambda: refine(image, (predictor, denoiser), steps=10, samples=8, axes="YXC",  # noqa: E731
+                             device=str(device), normalize="dtype")
+        run()  # warm-up (first-call set-up, cuDNN autotuning)
+        start = time.perf_counter()
+        run()
+        synchronize(device)
+        out["fidelity"] = {"size": f"{height}x{width}", "steps": 10, "samples": 8,
+                           "seconds": time.perf_counter() - start}
+        log(f"  Fidelity preset (10 steps x 8 samples) at {height}x{width}: {out['fidelity']['seconds']:.2f} s")
+    return out
+
+
+def machine_name() -> str:
+    """The CPU's model name (and the GPU's, when there is one)."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    gpu = f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else ""
+    return f"{cpu}{gpu} ({platform.system()})"
+
+
+def run_bench(device="auto", *, quick=False, repeats=None, compile_=False, out=None, log=print) -> dict:
+    """The whole benchmark; returns the report and writes it as JSON to ``out`` if given."""
+    from .models.loading import load_model
+
+    dev = pick_device(device)
+    repeats = repeats or (3 if quick else 10)
+    gpu = dev.type in ("cuda", "mps")
+    sizes = (GPU_SIZES[:2] if quick else GPU_SIZES) if gpu else (CPU_SIZES[:1] if quick else CPU_SIZES)
+    model = load_model("xydeblur-photo")
+    log(f"napari-deblur bench on {describe(dev)}, torch {torch.__version__}, "
+        f"precision {precision_name(pick_dtype('auto', dev))}, {repeats} repeats")
+    log("XYDeblur (xydeblur-photo) per frame:")
+    report = {
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "device": describe(dev),
+        "machine": machine_name(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "precision": precision_name(pick_dtype("auto", dev)),
+        "quick": bool(quick),
+        "repeats": repeats,
+        "xydeblur": bench_xydeblur(model, dev, sizes, repeats, compile_=compile_, log=log),
+    }
+    log("Diffusion refinement:")
+    report["diffusion"] = bench_diffusion(dev, GPU_DIFFUSION if gpu else CPU_DIFFUSION, repeats, quick=quick, log=log)
+    if out is not None:
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2) + "\n")
+        log(f"wrote {out}")
+    return report
+
+
+def _ms(value) -> str:
+    return "n/a" if value is None else (f"{value:.0f}" if value >= 100 else f"{value:.1f}")
+
+
+def to_markdown(report: dict) -> str:
+    """The report as the README's performance tables."""
+    lines = [
+        f"Measured by `napari-deblur bench{' --quick' if report['quick'] else ''}` on {report['device']}, "
+        f"{report['machine']}, torch {report['torch']}, {report['date'][:10]}; median of {report['repeats']} "
+        "runs after warm-up.",
+        "",
+        "| XYDeblur frame | reference fp32 (ms) | optimised " + report["precision"] + " (ms) | speed-up "
+        "| whole call (ms) | peak memory ref / opt (MiB) | max difference |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in report["xydeblur"]:
+        if "note" in row:
+            continue
+        peak = " / ".join(_ms(row.get(k)) for k in ("reference_peak_mib", "optimised_peak_mib"))
+        speedup = f"{row['speedup']:.1f}x" if row.get("speedup") else "n/a"
+        diff = f"{row['max_diff']:.1e}" if row.get("max_diff") is not None else "n/a"
+        lines.append(f"| {row['size']} | {_ms(row.get('reference_ms'))} | {_ms(row['optimised_ms'])} | {speedup} "
+                     f"| {_ms(row['engine_ms'])} | {peak} | {diff} |")
+    diffusion = report["diffusion"]
+    lines += ["", f"Diffusion refinement ({diffusion['denoiser']}):", "",
+              "| size | denoiser step, 1 sample (ms) | per sample, 8 batched (ms) |", "|---|---:|---:|"]
+    for row in diffusion["steps"]:
+        lines.append(f"| {row['size']} | {_ms(row['step_ms'])} | {_ms(row['step_ms_per_sample_batched8'])} |")
+    if "fidelity" in diffusion:
+        fid = diffusion["fidelity"]
+        lines += ["", f"Fidelity preset ({fid['steps']} steps x {fid['samples']} samples) at {fid['size']}: "
+                      f"{fid['seconds']:.2f} s."]
+    return "\n".join(lines) + "\n"

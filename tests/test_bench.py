@@ -1,0 +1,42 @@
+"""`napari-deblur bench --quick` on the CPU: the report's figures exist and are sane."""
+
+import json
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from napari_deblur import bench  # noqa: E402
+from napari_deblur.cli import main  # noqa: E402
+
+
+@pytest.mark.slow
+def test_quick_bench_writes_json_and_a_table(tmp_path, monkeypatch, capsys, one_thread):
+    monkeypatch.setattr(bench, "CPU_SIZES", [(64, 96)])
+    monkeypatch.setattr(bench, "CPU_DIFFUSION", {"step_sizes": [(64, 64)], "fidelity_size": (64, 64)})
+    out = tmp_path / "perf.json"
+    assert main(["bench", "--quick", "--device", "cpu", "--repeats", "1", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["device"].startswith("cpu") and report["quick"] is True
+    [row] = report["xydeblur"]
+    assert row["size"] == "64x96"
+    assert row["reference_ms"] > 0 and row["optimised_ms"] > 0 and row["engine_ms"] > 0
+    assert row["speedup"] == pytest.approx(row["reference_ms"] / row["optimised_ms"])
+    assert row["max_diff"] <= 1e-2  # the fast path stays within 1e-2 of fp32
+    [step] = report["diffusion"]["steps"]
+    assert step["step_ms"] > 0 and step["step_ms_per_sample_batched8"] > 0
+    assert "fidelity" not in report["diffusion"]  # --quick skips the 80-pass preset
+    table = (tmp_path / "perf.md").read_text()
+    assert "| 64x96 |" in table and "Diffusion refinement" in table
+    assert "| 64x96 |" in capsys.readouterr().out
+
+
+def test_median_seconds_synchronises_and_takes_the_median():
+    calls = []
+    seconds = bench.median_seconds(lambda: calls.append(1), torch.device("cpu"), repeats=5, warmup=2)
+    assert len(calls) == 7 and seconds >= 0
+
+
+def test_the_test_frame_is_a_real_photo_in_unit_range():
+    frame = bench.test_frame(40, 60)
+    assert frame.shape == (3, 40, 60) and 0 <= frame.min() and frame.max() <= 1 and frame.std() > 0.05
