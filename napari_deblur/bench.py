@@ -252,6 +252,55 @@ def machine_name() -> str:
     return f"{cpu}{gpu} ({platform.system()})"
 
 
+def bench_memory_cap(model, device, side: int = 16384, cap_gib: float = 4.0, log=print) -> dict:
+    """Restore a ``side`` x ``side`` RGB image with this process capped at ``cap_gib`` GiB of
+    CUDA memory (``torch.cuda.set_per_process_memory_fraction``): tiles and retries as needed.
+
+    Seams: a window around the first tile boundary is restored again in one piece with a
+    receptive field of context on every side; ``seam_max_diff`` is the largest difference
+    there between the tiled and the one-piece result, in [0, 1] units.
+    """
+    from .engine.restore import release_prepared, xydeblur, xydeblur_iter
+
+    release_prepared()
+    torch.cuda.empty_cache()
+    total = torch.cuda.get_device_properties(device).total_memory
+    torch.cuda.set_per_process_memory_fraction(min(1.0, cap_gib * 2**30 / total), device)
+    try:
+        frame = (test_frame(1024, 1024).transpose(1, 2, 0) * 255).round().astype(np.uint8)
+        image = np.tile(frame, (side // 1024 + 1, side // 1024 + 1, 1))[:side, :side]
+        torch.cuda.reset_peak_memory_stats(device)
+        start = time.perf_counter()
+        gen = xydeblur_iter(image, model, axes="YXC", device=str(device), normalize="dtype")
+        retries = 0
+        try:
+            while True:
+                retries += "out of memory" in next(gen).message
+        except StopIteration as stop:
+            result = stop.value
+        synchronize(device)
+        seconds = time.perf_counter() - start
+        peak = torch.cuda.max_memory_allocated(device) / 2**30
+        tile, overlap = result.info["tile"], result.info["overlap"]
+        seam = tile - overlap // 2  # inside the first overlap, where two tiles are blended
+        context = -(-model.receptive_radius() // 4) * 4
+        y0 = x0 = max(0, (seam - 256 - context) // 4 * 4)
+        window = image[y0 : y0 + 512 + 2 * context, x0 : x0 + 512 + 2 * context]
+        piece = xydeblur(window, model, axes="YXC", device=str(device), normalize="dtype", tile=4096).restored
+        inner = (slice(context, context + 512), slice(context, context + 512))
+        tiled = result.restored[y0 : y0 + window.shape[0], x0 : x0 + window.shape[1]][inner]
+        seam_diff = float(np.abs(tiled.astype(np.float32) - piece[inner].astype(np.float32)).max() / 255)
+    finally:
+        torch.cuda.set_per_process_memory_fraction(1.0, device)
+        release_prepared()
+        torch.cuda.empty_cache()
+    row = {"size": f"{side}x{side}", "cap_gib": cap_gib, "seconds": seconds, "peak_gib": peak, "tile": tile,
+           "batch": result.info["batch"], "oom_retries": retries, "seam_max_diff": seam_diff}
+    log(f"  {side}x{side} under a {cap_gib:g} GiB cap: {seconds:.1f} s, peak {peak:.2f} GiB, tile {tile}, "
+        f"{retries} out-of-memory retries, seam max diff {seam_diff:.1e}")
+    return row
+
+
 def run_bench(device="auto", *, quick=False, repeats=None, compile_=False, out=None, log=print) -> dict:
     """The whole benchmark; returns the report and writes it as JSON to ``out`` if given."""
     from .models.loading import load_model
@@ -275,6 +324,9 @@ def run_bench(device="auto", *, quick=False, repeats=None, compile_=False, out=N
         "repeats": repeats,
         "xydeblur": bench_xydeblur(model, dev, sizes, repeats, compile_=compile_, log=log),
     }
+    if dev.type == "cuda" and not quick:
+        log("Memory cap:")
+        report["memory_cap"] = bench_memory_cap(model, dev, log=log)
     log("Diffusion refinement:")
     report["diffusion"] = bench_diffusion(dev, GPU_DIFFUSION if gpu else CPU_DIFFUSION, repeats, quick=quick, log=log)
     if out is not None:
@@ -308,6 +360,12 @@ def to_markdown(report: dict) -> str:
         diff = f"{row['max_diff']:.1e}" if row.get("max_diff") is not None else "n/a"
         lines.append(f"| {row['size']} | {_ms(row.get('reference_ms'))} | {_ms(row['optimised_ms'])} | {speedup} "
                      f"| {_ms(row['engine_ms'])} | {peak} | {diff} |")
+    if "memory_cap" in report:
+        cap = report["memory_cap"]
+        lines += ["", f"A {cap['size']} RGB image under a {cap['cap_gib']:g} GiB device-memory cap: {cap['seconds']:.1f} s, "
+                      f"peak {cap['peak_gib']:.2f} GiB, tiles of {cap['tile']}, {cap['oom_retries']} out-of-memory "
+                      f"retries, largest difference from an untiled window across a tile seam "
+                      f"{cap['seam_max_diff']:.1e}."]
     diffusion = report["diffusion"]
     lines += ["", f"Diffusion refinement ({diffusion['denoiser']}):", "",
               "| size | denoiser step, 1 sample (ms) | per sample, 8 batched (ms) |", "|---|---:|---:|"]

@@ -51,8 +51,11 @@ def precision_name(dtype: torch.dtype) -> str:
 def free_memory(device: torch.device) -> int:
     """Bytes a run may reasonably claim on ``device`` right now."""
     if device.type == "cuda":
-        free, _total = torch.cuda.mem_get_info(device)
-        return int(free)
+        free, total = torch.cuda.mem_get_info(device)
+        fraction = getattr(torch.cuda, "get_per_process_memory_fraction", lambda _d: 1.0)(device)
+        if fraction < 1.0:  # torch.cuda.set_per_process_memory_fraction caps this process below the card
+            free = min(free, int(fraction * total) - torch.cuda.memory_allocated(device))
+        return int(max(free, 0))
     if device.type == "mps":
         limit = torch.mps.recommended_max_memory()
         return int(max(limit - torch.mps.driver_allocated_memory(), limit // 8))
