@@ -77,6 +77,37 @@ def test_job_on_an_rgb_stack_plane(monkeypatch):
     assert out.limits["residual"] > 0 and out.limits["chroma"] > 0
 
 
+def test_a_plane_of_a_dask_stack_reads_that_plane_only_and_outputs_stay_lazy():
+    da = pytest.importorskip("dask.array")
+    from napari_deblur.engine.restore import run_to_end
+    from napari_deblur.models.xydeblur import XYDeblur
+    from napari_deblur.plugin.job import Job, run_job
+
+    torch.manual_seed(0)
+    model = XYDeblur(width=4, blocks=1, channels=3).eval()
+    data = np.random.default_rng(0).integers(0, 255, (3, 32, 40, 3), dtype=np.uint8)
+    reads = []
+
+    class Counting:  # a stand-in for a file: records which planes are read
+        shape, dtype, ndim = data.shape, data.dtype, data.ndim
+
+        def __getitem__(self, key):
+            reads.append(key)
+            return data[key]
+
+    lazy = da.from_array(Counting(), chunks=(1, 32, 40, 3))
+    index = (1, slice(None), slice(None), slice(None))
+    eager = run_to_end(run_job(Job(data=data, axes="ZYXC", model=model, options={"device": "cpu"}, index=index,
+                                   rgb=True)))
+    out = run_to_end(run_job(Job(data=lazy, axes="ZYXC", model=model, options={"device": "cpu"}, index=index,
+                                 rgb=True)))
+    assert all(key[0] == slice(1, 2) for key in reads)  # only plane 1 came off the "disk"
+    assert type(out.restored).__module__.startswith("dask") and type(out.r_hor).__module__.startswith("dask")
+    np.testing.assert_array_equal(out.restored.compute(), eager.restored)
+    np.testing.assert_array_equal(out.r_hor.compute(), eager.r_hor)
+    np.testing.assert_array_equal(out.chroma.compute(), eager.chroma)
+
+
 def test_engine_runtime_errors_reach_the_widget(monkeypatch):
     import napari_deblur.engine.restore as restore
     from napari_deblur.plugin.job import Job, RunError, run_job

@@ -33,7 +33,7 @@ LAZY_THRESHOLD = 1 << 30  # bytes: larger in-memory layers are offered the lazy 
 
 def can_be_lazy(data) -> bool:
     """True for a dask array, or any array larger than :data:`LAZY_THRESHOLD` bytes."""
-    if type(data).__module__.startswith("dask."):
+    if is_dask(data):
         return True
     nbytes = getattr(data, "nbytes", None)
     return nbytes is not None and nbytes > LAZY_THRESHOLD
@@ -95,10 +95,23 @@ def run_job(job: Job):
         raise RunError(str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__) from err
 
 
-def _full(shape, index, part, fill, dtype) -> np.ndarray:
+def _full(shape, index, part, fill, dtype, chunks=None) -> np.ndarray:
     out = np.full(shape, fill, dtype=dtype)
     out[index] = part
     return out
+
+
+def _full_lazy(shape, index, part, fill, dtype, chunks):
+    """A dask array of ``fill`` with ``part`` at ``index``: no full-size buffer is allocated."""
+    import dask.array as da
+
+    out = da.full(shape, fill, dtype=dtype, chunks=chunks)
+    out[index] = part
+    return out
+
+
+def is_dask(data) -> bool:
+    return type(data).__module__.startswith("dask.")
 
 
 def _run(job: Job):
@@ -111,8 +124,14 @@ def _run(job: Job):
     result = yield from xydeblur_iter(part, job.model, axes=part_axes, **job.options)
     yield Progress(1, 1, "assembling the layers")
 
+    full = _full_lazy if is_dask(job.data) else _full
     if index is None:
         restored, r_hor, r_ver = result.restored, result.r_hor, result.r_ver
+    elif is_dask(job.data):  # a plane of a stack that may not fit in memory: the rest stays on disk
+        restored = job.data.copy()  # a new graph: the layer's own array is not touched
+        restored[index] = result.restored
+        r_hor = full(restored.shape, index, result.r_hor, np.nan, np.float32, job.data.chunks)
+        r_ver = full(restored.shape, index, result.r_ver, np.nan, np.float32, job.data.chunks)
     else:
         restored = np.array(job.data, copy=True)  # the input is never written to
         restored[index] = result.restored
@@ -122,8 +141,11 @@ def _run(job: Job):
     shift, where, chroma = None, "", None
     if job.rgb:
         shift, where = compute_shift(part, result.r_hor, result.r_ver, job.region)
-        chroma = shift.chroma_sum if index is None else _full(
-            restored.shape[:-1], index[:-1], shift.chroma_sum, np.nan, np.float32)
+        if index is None:
+            chroma = shift.chroma_sum
+        else:
+            chunks = job.data.chunks[:-1] if is_dask(job.data) else None
+            chroma = full(restored.shape[:-1], index[:-1], shift.chroma_sum, np.nan, np.float32, chunks)
 
     limits = {"residual": symmetric_limit(result.r_hor, result.r_ver)}
     if chroma is not None:
