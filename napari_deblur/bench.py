@@ -150,7 +150,6 @@ def bench_xydeblur(model, device, sizes, repeats: int, *, compile_: bool = False
         row["engine_ms"] = 1000 * median_seconds(
             lambda: xydeblur(image, model, axes="YXC" if model.channels == 3 else None, device=str(device),
                              normalize="dtype"), device, max(1, repeats // 2), warmup=1)
-        del x32, xopt, expected, got
         rows.append(row)
         log(_row_line(row))
     if compile_note:
@@ -199,11 +198,12 @@ def bundled_denoiser():
 
 def bench_diffusion(device, settings, repeats: int, *, quick: bool = False, log=print) -> dict:
     """Denoiser step times and the Fidelity preset's wall time; see the module docstring."""
-    from .diffusion.refine import _prepare_denoiser, refine
+    from .diffusion.pair import prepare_denoiser
+    from .diffusion.refine import refine
 
     predictor, denoiser, which = bundled_denoiser()
     dtype = pick_dtype("auto", device)
-    work = _prepare_denoiser(denoiser, device, dtype)
+    work = prepare_denoiser(denoiser, device, dtype)
     out = {"denoiser": which, "steps": []}
     for height, width in settings["step_sizes"][: 1 if quick else None]:
         row = {"size": f"{height}x{width}"}
@@ -219,7 +219,6 @@ def bench_diffusion(device, settings, repeats: int, *, quick: bool = False, log=
 
             seconds = median_seconds(step, device, repeats if batch == 1 else max(1, repeats // 2), warmup=1)
             row["step_ms" if batch == 1 else "step_ms_per_sample_batched8"] = 1000 * seconds / batch
-            del z, y, x_init
         out["steps"].append(row)
         log(f"  {row['size']:>10}  denoiser step {row['step_ms']:8.1f} ms  "
             f"(per sample, 8 batched: {row['step_ms_per_sample_batched8']:8.1f} ms)")

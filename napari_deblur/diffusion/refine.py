@@ -29,8 +29,6 @@ Seeds: one base ``seed``; sample ``k`` uses its own generator seeded from ``(see
 and the same seed on the same device gives the same output.
 """
 
-import copy
-import functools
 import time
 from collections.abc import Generator
 from dataclasses import dataclass, field
@@ -40,30 +38,33 @@ import numpy as np
 import torch
 
 from ..engine.axes import from_bcyx, normalize_axes, to_bcyx
-from ..engine.device import describe, free_memory, is_out_of_memory, pick_device, pick_dtype, precision_name
+from ..engine.device import (
+    describe,
+    free_memory,
+    is_out_of_memory,
+    pick_device,
+    pick_dtype,
+    precision_name,
+)
 from ..engine.intensity import cast_like
 from ..engine.restore import (
     DEFAULT_OVERLAP,
     MIN_TILE,
-    _load_cached,
     _network_fn,
     _prepare_model,
-    _version,
     check_image,
     model_items,
     plan_memory,
     run_to_end,
 )
-from ..engine.tiling import ramp_window, tile_apply_iter, tile_starts
-from ..models.denoiser import load_denoiser
-from ..models.loading import WeightsError
-from ..models.xydeblur import XYDeblur
+from ..engine.tiling import tile_apply_iter
+from .pair import DEFAULT_MODEL, prepare_denoiser, resolve_models, size_multiple
 from .sampler import check_sampler, needs_noise
 from .sampler import step as sampler_step
 from .schedule import make_schedule
 from .stats import RunningStats
+from .tiles import TileGrid, denoiser_fn, predict_eps
 
-DEFAULT_MODEL = "dvsr-photo"
 DEFAULT_STEPS = 100
 DEFAULT_CLIP = 1.0
 
@@ -128,136 +129,6 @@ class RefineResult:
     seeds: tuple
     info: dict = field(default_factory=dict)
     axes: str = ""
-
-
-# ---------------------------------------------------------------- models
-
-
-@functools.lru_cache(maxsize=4)
-def _load_denoiser_cached(name_or_path: str, version: str):
-    return load_denoiser(name_or_path)
-
-
-def _channels(module) -> int:
-    config = getattr(module, "config", None) or {}
-    if "channels" in config:
-        return int(config["channels"])
-    if hasattr(module, "channels"):
-        return int(module.channels)
-    raise TypeError(f"cannot tell how many channels {type(module).__name__} works on (no config['channels'])")
-
-
-def _multiple(module) -> int:
-    """The size multiple the denoiser needs, lifted to a multiple of the predictor's 4."""
-    m = int(getattr(module, "multiple", 8))
-    return int(np.lcm(m, 4))
-
-
-def resolve_models(model, predictor=None) -> tuple[XYDeblur, torch.nn.Module]:
-    """``(predictor, denoiser)`` from a denoiser name/path/module (plus ``predictor`` or the
-    one its manifest names) or a ``(predictor, denoiser)`` tuple."""
-    if isinstance(model, (tuple, list)):
-        if len(model) != 2:
-            raise TypeError(f"model as a tuple must be (predictor, denoiser), got {len(model)} items")
-        if predictor is not None:
-            raise ValueError("give the predictor either in the (predictor, denoiser) tuple or as predictor=, not both")
-        pred, den = model
-        if isinstance(den, (str, bytes)) or not isinstance(den, torch.nn.Module):
-            den = _load_denoiser_cached(str(den), _version(den))
-    else:
-        if model is None:
-            model = DEFAULT_MODEL
-        den = model if isinstance(model, torch.nn.Module) else _load_denoiser_cached(str(model), _version(model))
-        pred = predictor if predictor is not None else getattr(den, "weights_info", {}).get("predictor")
-        if pred is None:
-            name = getattr(den, "weights_info", {}).get("name", type(den).__name__)
-            raise WeightsError(
-                f"denoiser {name!r} does not name the predictor it was trained with; pass predictor= "
-                f"(an XYDeblur name, weights file or module)"
-            )
-    if not isinstance(pred, XYDeblur):
-        pred = _load_cached(str(pred), _version(pred))
-    if _channels(den) != pred.channels:
-        raise ValueError(
-            f"the predictor works on {pred.channels} channels but the denoiser on {_channels(den)}; "
-            f"they must be a pair trained together"
-        )
-    return pred, den
-
-
-def _prepare_denoiser(den, device, dtype):
-    """A private copy on the device (the caller's module is left as it is)."""
-    work = copy.deepcopy(den).eval().requires_grad_(False).to(device=device, dtype=dtype)
-    if device.type == "cuda":
-        work = work.to(memory_format=torch.channels_last)
-    return work
-
-
-# ---------------------------------------------------------------- tiles
-
-
-class _Grid:
-    """The overlapping tiles of the engine's grid (:mod:`..engine.tiling`) as torch windows."""
-
-    def __init__(self, height, width, tile, overlap, multiple, device):
-        tile = max(multiple, tile // multiple * multiple)
-        overlap = min(overlap // multiple * multiple, tile // 2)
-        self.tile, self.overlap = tile, overlap
-        self.th, self.tw = min(tile, height), min(tile, width)
-        self.ys = tile_starts(height, self.th, overlap)
-        self.xs = tile_starts(width, self.tw, overlap)
-        self.single = len(self.ys) == 1 and len(self.xs) == 1
-        wy = [torch.from_numpy(ramp_window(y, self.th, height, overlap)) for y in self.ys]
-        wx = [torch.from_numpy(ramp_window(x, self.tw, width, overlap)) for x in self.xs]
-        self.windows = [[(a[:, None] * b[None, :]).to(device) for b in wx] for a in wy]
-        self.weight = torch.zeros(height, width, device=device)
-        for i, y in enumerate(self.ys):
-            for j, x in enumerate(self.xs):
-                self.weight[y : y + self.th, x : x + self.tw] += self.windows[i][j]
-
-    def region(self, i, j):
-        return slice(self.ys[i], self.ys[i] + self.th), slice(self.xs[j], self.xs[j] + self.tw)
-
-
-def _denoiser_fn(work, device, dtype, channels, replicate_to):
-    """(z, cond, abar) on the state device -> eps float32 on the state device."""
-
-    def fn(z, cond, alpha_bar):
-        x = torch.cat([z, cond], dim=1).to(device=device, dtype=dtype)
-        if device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
-        zt, y, xi = x.split(channels, dim=1)
-        if replicate_to:
-            zt, y, xi = (t.expand(-1, replicate_to, -1, -1) for t in (zt, y, xi))
-        level = torch.full((x.shape[0],), alpha_bar, device=device, dtype=torch.float32)
-        with torch.no_grad():
-            eps = work(zt, y, xi, level)
-        if replicate_to:
-            eps = eps.mean(1, keepdim=True)
-        return eps.to(device=z.device, dtype=torch.float32)
-
-    return fn
-
-
-def _predict_eps(fn, z, cond, n_items, alpha_bar, grid: _Grid, per_batch: int) -> torch.Tensor:
-    """The noise estimate for the whole state ``z`` (chains x items), tile by tile, blended."""
-    m = z.shape[0]
-    if grid.single:
-        parts = []
-        for first in range(0, m, per_batch):
-            rows = torch.arange(first, min(m, first + per_batch), device=cond.device) % n_items
-            parts.append(fn(z[first : first + per_batch], cond[rows], alpha_bar))
-        return torch.cat(parts)
-    acc = torch.zeros_like(z)
-    patches = [(k, i, j) for k in range(m) for i in range(len(grid.ys)) for j in range(len(grid.xs))]
-    for first in range(0, len(patches), per_batch):
-        group = patches[first : first + per_batch]
-        zc = torch.stack([z[(k, slice(None), *grid.region(i, j))] for k, i, j in group])
-        cc = torch.stack([cond[(k % n_items, slice(None), *grid.region(i, j))] for k, i, j in group])
-        eps = fn(zc, cc, alpha_bar)
-        for q, (k, i, j) in enumerate(group):
-            acc[(k, slice(None), *grid.region(i, j))] += eps[q] * grid.windows[i][j]
-    return acc.div_(grid.weight)
 
 
 def _generator(device, seed):
@@ -351,7 +222,7 @@ def refine_iter(
     )
     values = bcyx[:, :colour].astype(compute)  # the image in input units, for the previews
     n_items, c_item = items.shape[:2]
-    multiple = _multiple(den)
+    multiple = size_multiple(den)
     ph, pw = -h % multiple, -w % multiple
     if ph or pw:
         items = np.pad(items, ((0, 0), (0, 0), (0, ph), (0, pw)), mode="reflect")
@@ -414,13 +285,13 @@ def refine_iter(
         in_flight = int(max(1, min(samples, (budget - fixed_bytes) // (6 * chain_bytes))))
     in_flight = min(in_flight, samples)
     seeds = sample_seeds(int(seed), samples)
-    grid = _Grid(H, W, d_tile, int(overlap), multiple, state_dev)
+    grid = TileGrid(H, W, d_tile, int(overlap), multiple, state_dev)
 
     cond = torch.from_numpy(np.concatenate([items, x_init_items], axis=1)).to(state_dev)
     stats = RunningStats((n_items, c_item, H, W), acc_dtype, state_dev)
     kept = [] if keep_samples else None
-    work = _prepare_denoiser(den, dev, dtype)
-    fn = _denoiser_fn(work, dev, dtype, c_item, replicate_to)
+    work = prepare_denoiser(den, dev, dtype)
+    fn = denoiser_fn(work, dev, dtype, c_item, replicate_to)
     total, done = schedule.steps * -(-samples // in_flight), 0
     shape = (n_items, c_item, H, W)
 
@@ -451,14 +322,14 @@ def refine_iter(
                 level = float(schedule.alpha_bars[i])
                 while True:
                     try:
-                        eps = _predict_eps(fn, z, cond, n_items, level, grid, d_batch)
+                        eps = predict_eps(fn, z, cond, n_items, level, grid, d_batch)
                         break
                     except Exception as err:
                         if not is_out_of_memory(err) or (d_batch == 1 and grid.tile <= MIN_TILE):
                             raise
                         _empty_cache(dev)
                         d_batch, d_tile = _smaller(d_batch, grid.tile, multiple)
-                        grid = _Grid(H, W, d_tile, int(overlap), multiple, state_dev)
+                        grid = TileGrid(H, W, d_tile, int(overlap), multiple, state_dev)
                 noise = None
                 if needs_noise(sampler, i):
                     noise = torch.cat([torch.randn(shape, generator=g, device=state_dev) for g in gens])

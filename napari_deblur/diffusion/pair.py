@@ -1,0 +1,78 @@
+"""The predictor-denoiser pair of the diffusion refinement: which modules, and their device copies.
+
+A denoiser is always used with the XYDeblur ``g`` it was trained against: its manifest (or
+safetensors header) names that predictor, or the caller passes one. numpy and torch only.
+"""
+
+import copy
+import functools
+
+import numpy as np
+import torch
+
+from ..engine.restore import _load_cached, _version
+from ..models.denoiser import load_denoiser
+from ..models.loading import WeightsError
+from ..models.xydeblur import XYDeblur
+
+DEFAULT_MODEL = "dvsr-photo"
+
+
+@functools.lru_cache(maxsize=4)
+def _load_denoiser_cached(name_or_path: str, version: str):
+    return load_denoiser(name_or_path)
+
+
+def _channels(module) -> int:
+    config = getattr(module, "config", None) or {}
+    if "channels" in config:
+        return int(config["channels"])
+    if hasattr(module, "channels"):
+        return int(module.channels)
+    raise TypeError(f"cannot tell how many channels {type(module).__name__} works on (no config['channels'])")
+
+
+def size_multiple(module) -> int:
+    """The size multiple the denoiser needs, lifted to a multiple of the predictor's 4."""
+    m = int(getattr(module, "multiple", 8))
+    return int(np.lcm(m, 4))
+
+
+def resolve_models(model, predictor=None) -> tuple[XYDeblur, torch.nn.Module]:
+    """``(predictor, denoiser)`` from a denoiser name/path/module (plus ``predictor`` or the
+    one its manifest names) or a ``(predictor, denoiser)`` tuple."""
+    if isinstance(model, (tuple, list)):
+        if len(model) != 2:
+            raise TypeError(f"model as a tuple must be (predictor, denoiser), got {len(model)} items")
+        if predictor is not None:
+            raise ValueError("give the predictor either in the (predictor, denoiser) tuple or as predictor=, not both")
+        pred, den = model
+        if isinstance(den, (str, bytes)) or not isinstance(den, torch.nn.Module):
+            den = _load_denoiser_cached(str(den), _version(den))
+    else:
+        if model is None:
+            model = DEFAULT_MODEL
+        den = model if isinstance(model, torch.nn.Module) else _load_denoiser_cached(str(model), _version(model))
+        pred = predictor if predictor is not None else getattr(den, "weights_info", {}).get("predictor")
+        if pred is None:
+            name = getattr(den, "weights_info", {}).get("name", type(den).__name__)
+            raise WeightsError(
+                f"denoiser {name!r} does not name the predictor it was trained with; pass predictor= "
+                f"(an XYDeblur name, weights file or module)"
+            )
+    if not isinstance(pred, XYDeblur):
+        pred = _load_cached(str(pred), _version(pred))
+    if _channels(den) != pred.channels:
+        raise ValueError(
+            f"the predictor works on {pred.channels} channels but the denoiser on {_channels(den)}; "
+            f"they must be a pair trained together"
+        )
+    return pred, den
+
+
+def prepare_denoiser(den, device, dtype):
+    """A private copy on the device (the caller's module is left as it is)."""
+    work = copy.deepcopy(den).eval().requires_grad_(False).to(device=device, dtype=dtype)
+    if device.type == "cuda":
+        work = work.to(memory_format=torch.channels_last)
+    return work
