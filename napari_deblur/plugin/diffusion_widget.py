@@ -42,6 +42,7 @@ from qtpy.QtWidgets import (
 
 from .axes import is_stack, layer_axes, layer_shape, plane_index
 from .diffusion_job import DiffusionJob, part_translate, run_diffusion
+from .running import start_worker
 from .layers import CHROMA_COLORMAP, add_or_replace, source_properties
 from .options import LOAD_WEIGHTS, WEIGHTS_FILTER, RunOptions
 from .readout import format_metrics
@@ -371,9 +372,6 @@ class DiffusionDeblurWidget(QWidget):
         except (ValueError, TypeError) as err:
             self.say(str(err), error=True)
             return
-        from napari.qt.threading import thread_worker
-        from napari.utils import progress
-
         self.options.update_device_label()
         self._cancelled = self._failed = False
         self._live = {}
@@ -384,15 +382,7 @@ class DiffusionDeblurWidget(QWidget):
             self._remove_live()
             self.say(f"Cannot show the live layers: {err}", error=True)
             return
-        self._pbar = progress(total=0, desc=f"Diffusion deblur {layer.name}")
-        self.worker = thread_worker(run_diffusion, ignore_errors=True)(job)
-        self.worker.yielded.connect(self._on_tick)
-        self.worker.returned.connect(self._on_returned)
-        self.worker.errored.connect(self._on_error)
-        self.worker.finished.connect(self._on_finished)
-        self.run_button.setEnabled(False)
-        self.cancel_button.setEnabled(True)
-        self.progress_bar.setRange(0, 0)
+        start_worker(self, run_diffusion, job, desc=f"Diffusion deblur {layer.name}", on_yielded=self._on_tick)
         self.metrics_label.setText("")
         ctx = self._context
         self.say(f"Refining {layer.name} ({ctx['scope']}, {ctx['steps']} steps x {ctx['samples']} sample(s), "

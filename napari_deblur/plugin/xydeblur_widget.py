@@ -18,6 +18,7 @@ from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QLabe
 from .axes import is_stack, layer_axes, layer_shape, plane_index
 from .compare import CompareView
 from .job import Job, can_be_lazy, lazy_restored, run_job
+from .running import start_worker
 from .layers import add_outputs, output_name, source_properties
 from .options import RunOptions
 from .readout import compute_shift, format_metrics, format_shift, region_mask
@@ -156,20 +157,9 @@ class XYDeblurWidget(QWidget):
         except (ValueError, TypeError) as err:
             self.say(str(err), error=True)
             return
-        from napari.qt.threading import thread_worker
-        from napari.utils import progress
-
         self.options.update_device_label()  # free memory as of now
         self._cancelled = False
-        self._pbar = progress(total=0, desc=f"XYDeblur {layer.name}")
-        self.worker = thread_worker(run_job, ignore_errors=True)(job)
-        self.worker.yielded.connect(self._on_progress)
-        self.worker.returned.connect(self._on_returned)
-        self.worker.errored.connect(self._on_error)
-        self.worker.finished.connect(self._on_finished)
-        self.run_button.setEnabled(False)
-        self.cancel_button.setEnabled(True)
-        self.progress_bar.setRange(0, 0)
+        start_worker(self, run_job, job, desc=f"XYDeblur {layer.name}", on_yielded=self._on_progress)
         self.say(f"Deblurring {layer.name} ({self._context['scope']}, axes {self._context['axes']})...")
         self.worker.start()
 
