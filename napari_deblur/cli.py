@@ -493,16 +493,22 @@ def add_eval(subparsers):
     parser.add_argument("--out", type=Path, default=Path("benchmarks"), metavar="DIR",
                         help="output folder (default: benchmarks)")
     parser.add_argument("--models", nargs="+", default=None, metavar="NAME",
-                        help="bundled model names or weights files (default: every bundled XYDeblur)")
+                        help="bundled model names or weights files, XYDeblur or diffusion denoisers "
+                             "(default: every bundled model)")
     parser.add_argument("--device", default="auto", metavar="auto|cpu|cuda|mps",
                         help="where the models run (default: auto = CUDA, then MPS, then CPU)")
+    parser.add_argument("--diffusion-cases", type=positive_int, default=None, metavar="N",
+                        help="images per noise level for the diffusion rows (default: 4; 1 with --quick)")
+    parser.add_argument("--diffusion-crop", type=positive_int, default=None, metavar="PX",
+                        help="crop side for the diffusion rows (default: 256; 64 with --quick)")
     parser.set_defaults(handler=run_eval)
 
 
 def run_eval(args) -> int:
     from .evaluation.benchmark import run_benchmark
 
-    run_benchmark(args.out, quick=args.quick, models=args.models, device=args.device,
+    diffusion = {k: v for k, v in (("cases", args.diffusion_cases), ("crop", args.diffusion_crop)) if v}
+    run_benchmark(args.out, quick=args.quick, models=args.models, device=args.device, diffusion=diffusion,
                   log=lambda line: print(line, file=sys.stderr))
     print((args.out / "benchmark.md").read_text())
     return 0

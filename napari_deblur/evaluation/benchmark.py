@@ -4,9 +4,10 @@ For every track (photo, microscopy) and noise level: the blurry input itself,
 Wiener and Richardson-Lucy with the *true* kernel (their balance / iteration
 count chosen by grid search for the best mean PSNR on the separate tuning
 split) and every bundled XYDeblur that fits the track, scored by PSNR and SSIM
-(data range 1) and timed per image. Writes ``benchmark.md``, ``benchmark.json``
-and ``clock_motion.png`` (scikit-image's real motion-blurred photo, input |
-restored).
+(data range 1) and timed per image. Every diffusion denoiser (bundled or given) adds
+its predict-and-refine rows on a small subset of its track's cases (:mod:`.diffusion`).
+Writes ``benchmark.md``, ``benchmark.json`` and ``clock_motion.png`` (scikit-image's real
+motion-blurred photo, input | restored).
 """
 
 import datetime
@@ -23,6 +24,8 @@ from .cases import (
     MICROSCOPY_NOISE, PHOTO_NOISE, SEED_TAG, linear_to_srgb, microscopy_cases, photo_cases, srgb_to_linear,
     stardist_image,
 )
+from .diffusion import evaluate_diffusion, is_denoiser, select_denoisers
+from .diffusion import to_markdown as diffusion_markdown
 from .kernels import MICROSCOPY_PSFS, PHOTO_FAMILIES
 
 FULL = {
@@ -31,6 +34,8 @@ FULL = {
     "noises": ["low", "high"],
     "wiener_balance": [float(b) for b in np.logspace(-4, 1, 16)],
     "rl_iterations": [2, 5, 10, 20, 40, 80, 160],
+    "diffusion": {"cases": 4, "crop": 256, "fidelity": {"steps": 10, "samples": 8}, "perceptual": [100, 500],
+                  "timing": {"size": 512, "steps": 5, "samples": 1}},
 }
 QUICK = {
     "photo": {"crop": 128, "per_photo": 1, "all_families": False, "tune_per_photo": 1},
@@ -38,6 +43,9 @@ QUICK = {
     "noises": ["low", "high"],
     "wiener_balance": [float(b) for b in np.logspace(-4, 1, 6)],
     "rl_iterations": [5, 10, 20, 40],
+    # T=500 would dominate a quick run: its perceptual rows stop at T=200 (the JSON records the T used)
+    "diffusion": {"cases": 1, "crop": 64, "fidelity": {"steps": 10, "samples": 8}, "perceptual": [100, 200],
+                  "timing": {"size": 512, "steps": 3, "samples": 1}},
 }
 INPUT, WIENER, RL = "blurry input", "Wiener (true kernel)", "Richardson-Lucy (true kernel)"
 
@@ -114,6 +122,16 @@ def select_models(names=None) -> list[dict]:
             model = load_model(name)  # a path; raises WeightsError with the reason otherwise
             out.append({"name": Path(str(name)).stem, "source": str(name), "channels": int(model.channels)})
     return out
+
+
+def split_model_names(names) -> tuple[list | None, list | None]:
+    """``(xydeblur_names, denoiser_names)`` from ``--models``; ``(None, None)`` (every bundled
+    model of both kinds) when no names are given."""
+    if not names:
+        return None, None
+    names = list(names)
+    denoisers = [n for n in names if is_denoiser(n)]
+    return [n for n in names if n not in denoisers], denoisers
 
 
 def track_models(models: list[dict], track: str) -> list[dict]:
@@ -236,7 +254,7 @@ def _git_commit() -> str | None:
     return commit + ("-dirty" if dirty else "") if commit else None
 
 
-def run_benchmark(out_dir, *, quick=False, models=None, device="auto", log=print) -> dict:
+def run_benchmark(out_dir, *, quick=False, models=None, device="auto", diffusion=None, log=print) -> dict:
     """Run the whole benchmark; writes benchmark.md, benchmark.json and clock_motion.png in ``out_dir``."""
     import torch
 
@@ -247,10 +265,14 @@ def run_benchmark(out_dir, *, quick=False, models=None, device="auto", log=print
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     cfg = QUICK if quick else FULL
+    if diffusion:  # e.g. {"cases": 2, "crop": 128}: a smaller diffusion subset for a slow device
+        cfg = {**cfg, "diffusion": {**cfg["diffusion"], **diffusion}}
     dev = pick_device(device)
-    chosen = select_models(models)
+    xy_names, denoiser_names = split_model_names(models)
+    chosen = select_models(xy_names) if xy_names is None or xy_names else []
+    denoisers = select_denoisers(denoiser_names)
     log(f"napari-deblur eval ({'quick' if quick else 'full'}) on {describe(dev)}; models: "
-        f"{', '.join(m['name'] for m in chosen) or 'none bundled'}")
+        f"{', '.join(m['name'] for m in chosen + denoisers) or 'none bundled'}")
 
     pc, mc = cfg["photo"], cfg["microscopy"]
     photo_test = photo_cases("test", pc["crop"], pc["per_photo"], cfg["noises"], pc["all_families"])
@@ -262,6 +284,8 @@ def run_benchmark(out_dir, *, quick=False, models=None, device="auto", log=print
         ms = track_models(chosen, track)
         tracks[track] = {"models": [{k: m[k] for k in ("label", "name", "channels", "mode")} for m in ms],
                          "results": evaluate_track(track, test, tuning, cfg, ms, str(dev), log)}
+    diffusion = evaluate_diffusion(denoisers, {"photo": photo_test, "microscopy": micro_test}, cfg["diffusion"],
+                                   cfg["noises"], str(dev), log)
     has_stardist = stardist_image() is not None
     stardist_status = ("used" if not quick else "skipped in --quick") if has_stardist else \
         "skipped: stardist not installed"
@@ -294,6 +318,7 @@ def run_benchmark(out_dir, *, quick=False, models=None, device="auto", log=print
             "model_call": "napari_deblur.xydeblur(float32 in [0, 1], normalize='dtype', out_dtype='float32')",
         },
         "tracks": tracks,
+        "diffusion": diffusion,
     }
     report["clock_motion"] = restore_clock(out_dir, chosen, str(dev))
     report["seconds_total"] = time.perf_counter() - started
@@ -345,6 +370,8 @@ def to_markdown(report: dict) -> str:
                 lines.append(f"| {method} | {m['n']} | {m['psnr']:.2f} | {m['ssim']:.4f} | {m['seconds']:.3f} "
                              f"| {per} |")
             lines.append("")
+    if "diffusion" in report:
+        lines += diffusion_markdown(report["diffusion"])
     clock = report.get("clock_motion", {})
     lines += ["## Real motion blur: scikit-image clock_motion.png", ""]
     if "skipped" in clock:
