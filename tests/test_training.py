@@ -101,3 +101,18 @@ def test_benchmark_results_for_the_manifest():
         "xydeblur-other": {"psnr": 19.0, "ssim": 0.4}}}}}}}
     out = model_results(bench, "xydeblur-photo")
     assert out["photo/low"] == {"blurry input": {"psnr": 20.0, "ssim": 0.5}, "xydeblur-photo": {"psnr": 21.0, "ssim": 0.6}}
+
+
+def test_the_ema_warms_up_so_a_short_run_is_not_stuck_at_its_initial_weights(tmp_path):
+    trainer = Trainer(_config(iters=30, ema=0.999, zero_init=False), tmp_path / "run", log=lambda s: None)
+    assert trainer.ema_decay() == 0.1  # iteration 0: (1 + 0) / (10 + 0)
+    initial = {k: v.clone() for k, v in trainer.ema.items()}
+    for _ in range(30):
+        trainer.step()
+    model = trainer.model.state_dict()
+    key = next(k for k, v in model.items() if v.dtype.is_floating_point and v.ndim == 4)
+    to_model = (trainer.ema[key] - model[key].float()).norm()
+    to_initial = (trainer.ema[key] - initial[key]).norm()
+    assert to_model < to_initial  # the EMA has followed the training, not stayed at the random start
+    trainer.iteration = 10**6
+    assert trainer.ema_decay() == 0.999  # a long run averages with the configured decay

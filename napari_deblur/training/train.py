@@ -132,11 +132,22 @@ class Trainer:
     def save(self):
         save_checkpoint(self._state(), self.out / "checkpoint")
 
+    def ema_decay(self) -> float:
+        """The EMA decay for this iteration: ``(1 + i) / (10 + i)``, capped at ``cfg.ema``.
+
+        Without the warm-up a short run's EMA stays near the initial weights (with 0.999,
+        37% of them are still in it after 1,000 iterations, and a mix of random and trained
+        weights is no model at all); with it the EMA follows the model early on and
+        averages over the last ~1/(1 - ema) iterations once the run is long enough.
+        """
+        return min(self.cfg.ema, (1 + self.iteration) / (10 + self.iteration))
+
     @torch.no_grad()
     def _update_ema(self):
+        decay = self.ema_decay()
         for k, v in self.model.state_dict().items():
             if v.dtype.is_floating_point:
-                self.ema[k].lerp_(v.float(), 1 - self.cfg.ema)
+                self.ema[k].lerp_(v.float(), 1 - decay)
             else:
                 self.ema[k].copy_(v)
 
