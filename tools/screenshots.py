@@ -5,10 +5,10 @@
 Opens the photo sample, docks both widgets, runs XYDeblur with the bundled photo model on
 the whole image, and saves: the XYDeblur widget with the restored image, the residuals in
 grid view, and the Diffusion deblur widget. When a trained denoiser is bundled it also runs
-the Fidelity preset (10 steps x 8 samples) and saves the mean and std layers in grid view;
-then, as a new user would, it writes the fluorescence sample as an ImageJ TIFF stack, opens
-that file in napari (our reader), runs both widgets on the plane on screen and saves the
-window.
+the Fidelity preset (10 steps x 8 samples) and saves the mean and std layers in grid view.
+Then, as a new user would, it writes the fluorescence sample as an ImageJ TIFF stack, opens
+that file in napari (our reader), runs XYDeblur (and the diffusion refinement, when a
+denoiser is bundled) on the plane on screen and saves the window.
 """
 
 import argparse
@@ -79,7 +79,7 @@ def main(argv=None):
         settle(app, 1.0)
         window.grab().save(str(args.out / "diffusion_mean_std.png"))
         viewer.grid.enabled = False
-        new_user_tiff_stack(viewer, app, xy, diffusion, args.out)
+    new_user_tiff_stack(viewer, app, xy, diffusion, args.out)
     print("wrote", *sorted(p.name for p in args.out.glob("*.png")))
     viewer.close()
 
@@ -101,11 +101,12 @@ def new_user_tiff_stack(viewer, app, xy, diffusion, out: Path):
         xy.scope_combo.setCurrentText("current slice")
         xy.run()
         wait_for(app, xy)
-        diffusion.input_combo.setCurrentText("cells")
-        diffusion.scope_combo.setCurrentText("current slice")
-        diffusion.apply_preset("Fidelity")
-        diffusion.run()
-        wait_for(app, diffusion)
+        if diffusion.denoiser() is not None:
+            diffusion.input_combo.setCurrentText("cells")
+            diffusion.scope_combo.setCurrentText("current slice")
+            diffusion.apply_preset("Fidelity")
+            diffusion.run()
+            wait_for(app, diffusion)
         only_visible(viewer, ["cells", "cells deblurred", "cells mean", "cells std"])
         viewer.grid.enabled = True
         settle(app, 1.0)
