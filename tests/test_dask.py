@@ -13,6 +13,8 @@ torch = pytest.importorskip("torch")
 da = pytest.importorskip("dask.array")
 dask = pytest.importorskip("dask")
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 from factories import tiny_model  # noqa: E402
 
 from napari_deblur.models.xydeblur import XYDeblur  # noqa: E402
@@ -20,14 +22,6 @@ from napari_deblur.models.xydeblur import XYDeblur  # noqa: E402
 from napari_deblur.engine import restore  # noqa: E402
 from napari_deblur.engine.intensity import Scaling, fit_scaling  # noqa: E402
 from napari_deblur.dask import ModelRef, _aligned_chunks, lazy_scaling, receptive_halo, xydeblur_lazy  # noqa: E402
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture

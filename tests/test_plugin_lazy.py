@@ -9,15 +9,7 @@ pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 torch = pytest.importorskip("torch")
 da = pytest.importorskip("dask.array")
-pytestmark = pytest.mark.gui
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("one_thread")]
 
 
 @pytest.fixture
