@@ -284,3 +284,22 @@ def test_a_failing_run_reports_in_the_widget(dock, qtbot, weights):
     run_and_wait(qtbot, widget)
     assert "XYDeblur failed" in widget.status_label.text() and "channel" in widget.status_label.text()
     assert len(viewer.layers) == count and widget.run_button.isEnabled()
+
+
+def test_the_bundled_model_follows_the_layer_until_the_user_picks_one(dock, monkeypatch):
+    viewer, widget = dock
+    combo = widget.options.model_combo
+    names = [combo.itemText(i) for i in range(combo.count())]
+    if not {"xydeblur-photo", "xydeblur-microscopy"} <= set(names):
+        pytest.skip("needs both bundled models")
+    viewer.add_image(np.zeros((16, 16, 3), np.uint8), rgb=True, name="photo")
+    viewer.add_image(np.zeros((16, 16), np.uint16), name="cells")
+    widget.input_combo.setCurrentText("photo")
+    assert combo.currentText() == "xydeblur-photo"
+    widget.input_combo.setCurrentText("cells")
+    assert combo.currentText() == "xydeblur-microscopy"
+    widget.options._model_activated(names.index("xydeblur-photo"))  # the user's choice
+    combo.setCurrentIndex(names.index("xydeblur-photo"))
+    widget.input_combo.setCurrentText("photo")
+    widget.input_combo.setCurrentText("cells")
+    assert combo.currentText() == "xydeblur-photo"  # kept

@@ -39,6 +39,7 @@ class RunOptions(QWidget):
         self._on_message = on_message
         self._files = {}  # combo text -> XYDeblur loaded from a file
         self._last_model = 0
+        self._user_chose_model = False  # until then the model follows the input layer
 
         self.model_combo = QComboBox()
         self.model_combo.addItems(available_models())
@@ -79,6 +80,7 @@ class RunOptions(QWidget):
 
     # --- model -------------------------------------------------------------------------
     def _model_activated(self, index: int) -> None:
+        self._user_chose_model = True
         if self.model_combo.itemText(index) != LOAD_WEIGHTS:
             self._last_model = index
             return
@@ -123,6 +125,13 @@ class RunOptions(QWidget):
         self._files[label] = model
         self.model_combo.setCurrentIndex(index)
         self._last_model = index
+
+    def suggest_model(self, name: str) -> None:
+        """Select the bundled ``name`` for a new input layer, unless the user has chosen a model."""
+        index = self.model_combo.findText(name)
+        if not self._user_chose_model and index >= 0:
+            self.model_combo.setCurrentIndex(index)
+            self._last_model = index
 
     def select_model(self, name) -> bool:
         """Select a bundled name, or load a weights path; False when it is neither."""

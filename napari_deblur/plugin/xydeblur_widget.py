@@ -100,8 +100,14 @@ class XYDeblurWidget(QWidget):
         self._update_lazy()
 
     def _update_lazy(self, *_) -> None:
-        """The lazy option is offered for dask layers and layers over job.LAZY_THRESHOLD."""
+        """The lazy option is offered for dask layers and layers over job.LAZY_THRESHOLD; the
+        bundled model follows the layer (photo for RGB, microscopy otherwise) until the user
+        picks one."""
+        from ..engine.restore import default_model_name  # torch: loaded with the options already
+
         layer = self._layer(self.input_combo)
+        if layer is not None:
+            self.options.suggest_model(default_model_name(3 if layer.rgb else 1))
         usable = layer is not None and not layer.multiscale and can_be_lazy(layer.data)
         self.lazy_check.setEnabled(usable)
         if not usable:

@@ -17,7 +17,7 @@ DATA_DESCRIPTION = {
         "spatially varying blur, saturated highlights, Gaussian and Poisson-Gaussian noise"
     ),
     "microscopy": (
-        "synthetic fluorescent blobs, filaments and membranes plus stardist's img2d nuclei; "
+        "synthetic fluorescent spots, filaments and membranes/cells (procedural, no real images); "
         "scalar Born-Wolf widefield/confocal PSFs, in focus and defocused; Poisson-Gaussian noise"
     ),
 }
