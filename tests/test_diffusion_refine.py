@@ -236,3 +236,11 @@ def test_lazy_public_names():
     assert nd.refine is refine and nd.refine_iter is refine_iter
     assert nd.RefineStep is RefineStep and nd.RefineResult is RefineResult
     assert nd.ResidualDenoiser is ResidualDenoiser
+
+
+def test_large_chains_run_one_at_a_time_on_the_cpu(monkeypatch, rgb):
+    from napari_deblur.diffusion import refine as module
+
+    monkeypatch.setattr(module, "CPU_SERIAL_PIXELS", 1)  # every chain counts as large
+    steps = list_steps(refine_iter(rgb, pair(), steps=2, samples=3, seed=0, device="cpu"))[0]
+    assert len(steps) == 6 and all(len(s.samples) == 1 for s in steps)

@@ -67,6 +67,7 @@ from .tiles import TileGrid, denoiser_fn, predict_eps
 
 DEFAULT_STEPS = 100
 DEFAULT_CLIP = 1.0
+CPU_SERIAL_PIXELS = 128 * 256  # on the CPU, chains at least this large run one at a time
 
 
 class RefineStep:
@@ -192,7 +193,8 @@ def refine_iter(
         clip: ``x0_hat`` is clipped to ``[-clip, clip]`` in [0, 1] units (None: no clipping).
         keep_samples: also return every sample (N full images).
         in_flight: chains run together (batched through the network), or ``"auto"``: on a
-            GPU all of them if memory allows, on the CPU one at a time (batching is slower there).
+            GPU all of them if memory allows; on the CPU one at a time from
+            :data:`CPU_SERIAL_PIXELS` up (batching large chains is slower there).
         out_dtype: ``"float32"`` or ``"same"`` (``mean`` and ``x_init`` cast like the input,
             integers rounded and clipped); ``std`` is always float32.
     """
@@ -278,9 +280,9 @@ def refine_iter(
     state_dev = torch.device("cpu")
     if dev.type != "cpu" and fixed_bytes + 6 * chain_bytes < 0.3 * free_memory(dev):
         state_dev = dev  # the state stays on the GPU between steps: no host round trip per step
-    if in_flight == "auto" and dev.type == "cpu":
-        # measured by `napari-deblur bench` (2 threads, 256x256): a denoiser pass over 8 batched
-        # chains costs more than 8 passes over one, so on the CPU the chains run one at a time
+    if in_flight == "auto" and dev.type == "cpu" and n_items * H * W >= CPU_SERIAL_PIXELS:
+        # measured by `napari-deblur bench` (2 threads, 256x256 and 512x512): a denoiser pass over
+        # 8 batched chains costs more than 8 passes over one, so large CPU chains run one at a time
         in_flight = 1
     elif in_flight == "auto":
         budget = free_memory(state_dev) * (0.3 if state_dev.type != "cpu" else 0.25)
