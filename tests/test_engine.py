@@ -224,6 +224,16 @@ def test_cancel_between_tiles():
     assert len(calls) == 1
 
 
+def messages_and_result(gen):
+    """Run an engine generator to its end: (the Progress messages, the result)."""
+    messages = []
+    while True:
+        try:
+            messages.append(next(gen).message)
+        except StopIteration as stop:
+            return messages, stop.value
+
+
 def test_out_of_memory_retries_with_smaller_batches(monkeypatch):
     real = restore._network_fn
 
@@ -239,13 +249,7 @@ def test_out_of_memory_retries_with_smaller_batches(monkeypatch):
 
     monkeypatch.setattr(restore, "_network_fn", flaky)
     image = _image((4, 32, 32), np.float32)
-    gen = xydeblur_iter(image, tiny_model(), batch=4)
-    messages = []
-    try:
-        while True:
-            messages.append(next(gen).message)
-    except StopIteration as stop:
-        result = stop.value
+    messages, result = messages_and_result(xydeblur_iter(image, tiny_model(), batch=4))
     assert any("out of memory" in m for m in messages)
     assert result.info["batch"] == 1
     monkeypatch.setattr(restore, "_network_fn", real)
@@ -309,13 +313,7 @@ def test_a_device_memory_cap_shrinks_the_tiles_and_leaves_no_seams(monkeypatch):
     image = _image((320, 320), np.float32)
     whole = xydeblur(image, model, tile=512).restored
     monkeypatch.setattr(restore, "_network_fn", capped)
-    gen = xydeblur_iter(image, model, tile=512, batch=2)
-    messages = []
-    try:
-        while True:
-            messages.append(next(gen).message)
-    except StopIteration as stop:
-        result = stop.value
+    messages, result = messages_and_result(xydeblur_iter(image, model, tile=512, batch=2))
     assert sum("out of memory" in m for m in messages) >= 2
     assert result.info["tile"] == 128 and result.info["batch"] == 1 and max(sides) == 320
     # the blended tiles agree with the whole image to 1e-4 of the range: no seam
