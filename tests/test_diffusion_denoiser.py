@@ -55,7 +55,8 @@ def test_fully_convolutional_no_attention_no_norm():
     assert not any("Attention" in k or "Norm" in k for k in kinds), kinds
     assert not any(isinstance(m, (torch.nn.MultiheadAttention, torch.nn.GroupNorm, torch.nn.BatchNorm2d,
                                   torch.nn.LayerNorm, torch.nn.InstanceNorm2d)) for m in model.modules())
-    assert model.config == {"channels": 3, "width": 32, "mults": [1, 2, 3, 4], "blocks": 2}
+    assert model.config == {"channels": 3, "width": 32, "mults": [1, 2, 3, 4], "blocks": 2,
+                            "residual_scale": 1.0, "sigma_data": 0.0}
     first = model.input.weight
     assert first.shape == (32, 9, 3, 3)  # concat(z_t, y, g(y))
     assert 4e6 < sum(p.numel() for p in model.parameters()) < 8e6
@@ -136,3 +137,33 @@ def test_bundled_denoiser_names_its_predictor(tmp_path, monkeypatch):
     weights.write_bytes(weights.read_bytes()[:-4] + b"\0\0\0\0")
     with pytest.raises(WeightsError, match="checksum mismatch"):
         load_denoiser("dvsr-tiny")
+
+
+def test_preconditioned_output_is_the_linear_guess_plus_a_scaled_correction():
+    model = tiny_denoiser(channels=1, mults=(1, 2), blocks=1, residual_scale=5.0, sigma_data=0.4)
+    plain = tiny_denoiser(channels=1, mults=(1, 2), blocks=1)
+    plain.load_state_dict(model.state_dict())
+    z, y, xi = _inputs(3, 1, 16, 16)
+    a = torch.tensor([0.0066, 0.5, 0.99])
+    v = a * 0.16 + 1 - a
+    c_skip, c_out = ((1 - a).sqrt() / v)[:, None, None, None], ((a * 0.16 / v).sqrt())[:, None, None, None]
+    with torch.no_grad():
+        expected = c_skip * z + c_out * plain(z, y, xi, a)
+        torch.testing.assert_close(model(z, y, xi, a), expected, atol=1e-5, rtol=1e-5)
+        model.output.weight.zero_()
+        model.output.bias.zero_()
+        torch.testing.assert_close(model(z, y, xi, a), c_skip * z, atol=1e-6, rtol=1e-6)
+    # at the noisiest level the correction's weight is small: an error there barely moves x0_hat
+    assert float(c_out[0]) < 0.04 and float(c_out[2]) > 0.9
+
+
+def test_residual_scale_and_preconditioning_travel_with_the_weights(tmp_path):
+    model = tiny_denoiser(channels=3, mults=(1, 2), blocks=1, residual_scale=5.0, sigma_data=0.4)
+    loaded = load_denoiser(save_safetensors(model, tmp_path / "d.safetensors"))
+    assert loaded.config["residual_scale"] == 5.0 and loaded.config["sigma_data"] == 0.4
+    assert loaded.residual_scale == 5.0
+    bare = denoiser_config_from_state_dict(model.state_dict())
+    assert bare["residual_scale"] == 1.0 and bare["sigma_data"] == 0.0
+    for bad in (dict(residual_scale=0.0), dict(residual_scale=-1.0), dict(sigma_data=-0.1)):
+        with pytest.raises(ValueError, match="invalid ResidualDenoiser"):
+            ResidualDenoiser(1, width=8, **bad)

@@ -32,6 +32,18 @@ class Oracle(torch.nn.Module):
         return (z - a.sqrt() * known_residual(y)) / (1 - a).sqrt()
 
 
+class ScaledOracle(Oracle):
+    """The oracle of a denoiser whose chains run on ``residual_scale`` times the residual."""
+
+    def __init__(self, scale, channels=3):
+        super().__init__(channels)
+        self.config = {"channels": channels, "residual_scale": scale}
+
+    def forward(self, z, y, x_init, alpha_bar):
+        a = alpha_bar.float()[:, None, None, None]
+        return (z - a.sqrt() * self.config["residual_scale"] * known_residual(y)) / (1 - a).sqrt()
+
+
 def pair(channels=3, seed=0):
     torch.manual_seed(seed)
     return tiny_model(channels=channels, seed=seed), ResidualDenoiser(channels, width=8).eval()
@@ -50,6 +62,32 @@ def test_oracle_residual_is_recovered(rgb, sampler):
     np.testing.assert_allclose(res.mean, expected, atol=2e-5)
     assert res.std.max() < 2e-5 and res.std.min() >= 0
     np.testing.assert_allclose(res.samples, np.broadcast_to(expected, res.samples.shape), atol=2e-5)
+
+
+def test_residual_scale_is_divided_out_of_every_output(rgb):
+    gen = refine_iter(rgb, (tiny_model(channels=3), ScaledOracle(4.0)), steps=5, samples=2, sampler="ddim",
+                      device="cpu", keep_samples=True, clip=0.5)
+    *steps, res = run_all(gen)
+    expected = res.x_init + 0.3 * np.sin(6 * rgb)
+    np.testing.assert_allclose(res.mean, expected, atol=2e-5)
+    np.testing.assert_allclose(res.samples[0], expected, atol=2e-5)
+    np.testing.assert_allclose(steps[-1].x0[0], expected, atol=2e-5)  # the preview is in image units too
+    assert res.info["residual_scale"] == 4.0
+    # clip is in residual units: with the scale, a residual of 0.3 is not clipped by 0.5 ...
+    clipped = refine(rgb, (tiny_model(channels=3), ScaledOracle(4.0)), steps=5, sampler="ddim", device="cpu",
+                     clip=0.2)
+    # ... but by 0.2 it is
+    np.testing.assert_allclose(clipped.mean - clipped.x_init, np.clip(0.3 * np.sin(6 * rgb), -0.2, 0.2), atol=2e-5)
+
+
+def run_all(gen):
+    out = []
+    try:
+        while True:
+            out.append(next(gen))
+    except StopIteration as stop:
+        out.append(stop.value)
+    return out
 
 
 def test_generator_yields_each_step_and_returns_the_result(rgb):

@@ -34,11 +34,25 @@ def quiet(_):
     pass
 
 
+def _fixed_loss(trainer):
+    """The eps L1 on the held-out batch at fixed noise levels and noise (what a step lowers)."""
+    blurred, sharp, x_init = trainer.val
+    r0 = (sharp - x_init) * trainer.model.residual_scale
+    g = torch.Generator().manual_seed(5)
+    a = torch.linspace(0.05, 0.95, len(r0))[:, None, None, None]
+    eps = torch.randn(r0.shape, generator=g)
+    with torch.no_grad():
+        eps_hat = trainer.model(a.sqrt() * r0 + (1 - a).sqrt() * eps, blurred, x_init, a.flatten())
+    return float((eps_hat - eps).abs().mean())
+
+
 def test_loss_goes_down(tmp_path, predictor):
-    trainer = DVSRTrainer(_config(predictor, iters=40, batch=4, lr=5e-3), tmp_path / "run", log=quiet)
+    trainer = DVSRTrainer(_config(predictor, iters=40, batch=4, lr=5e-3, val_crops=4), tmp_path / "run", log=quiet)
+    before = _fixed_loss(trainer)
     losses = [trainer.step() for _ in range(40)]
     assert np.isfinite(losses).all()
-    assert np.mean(losses[-8:]) < 0.85 * np.mean(losses[:8]), losses
+    after = _fixed_loss(trainer)
+    assert after < 0.85 * before, (before, after)
     assert all(not p.requires_grad for p in trainer.predictor.parameters())
 
 
@@ -84,7 +98,8 @@ def test_export_gives_a_bundled_pair_the_engine_uses(tmp_path, predictor, monkey
     manifest_path = export_dvsr_run(tmp_path / "run", "dvsr-tiny", tmp_path / "res", device="cpu (test)")
     manifest = json.loads(manifest_path.read_text())
     assert manifest["architecture"] == {"class": "ResidualDenoiser", "channels": 3, "width": 8,
-                                        "mults": [1, 2, 3, 4], "blocks": 2}
+                                        "mults": [1, 2, 3, 4], "blocks": 2,
+                                        "residual_scale": 5.0, "sigma_data": 0.4}
     assert manifest["predictor"] == str(predictor) and manifest["iterations"] == 6
     assert manifest["precision"] == "fp16" and "val_psnr" in manifest["validation"]
     monkeypatch.setenv("NAPARI_DEBLUR_RESOURCES", str(tmp_path / "res"))
@@ -112,3 +127,12 @@ def test_train_command_dispatches_dvsr(tmp_path, predictor, capsys):
     assert json.loads((tmp_path / "res" / "dvsr-cli.json").read_text())["architecture"]["class"] == "ResidualDenoiser"
     assert main(["train", "dvsr", "--predictor", str(tmp_path / "nope.safetensors"), "--out", str(out)]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+def test_resume_refuses_another_residual_scale(tmp_path, predictor):
+    trainer = DVSRTrainer(_config(predictor, residual_scale=3.0), tmp_path / "run", log=quiet)
+    assert trainer.model.residual_scale == 3.0 and trainer.model.config["sigma_data"] == 0.4
+    trainer.step()
+    trainer.save()
+    with pytest.raises(ValueError, match="residual_scale 3.0"):
+        DVSRTrainer(_config(predictor, residual_scale=5.0), tmp_path / "run", log=quiet)

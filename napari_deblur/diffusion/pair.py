@@ -32,6 +32,11 @@ def _channels(module) -> int:
     raise TypeError(f"cannot tell how many channels {type(module).__name__} works on (no config['channels'])")
 
 
+def residual_scale(module) -> float:
+    """The factor the denoiser's diffusion applies to the residual (1.0 when it does not say)."""
+    return float((getattr(module, "config", None) or {}).get("residual_scale", 1.0))
+
+
 def size_multiple(module) -> int:
     """The size multiple the denoiser needs, lifted to a multiple of the predictor's 4."""
     m = int(getattr(module, "multiple", 8))

@@ -58,7 +58,7 @@ from ..engine.restore import (
     run_to_end,
 )
 from ..engine.tiling import tile_apply_iter
-from .pair import DEFAULT_MODEL, prepare_denoiser, resolve_models, size_multiple
+from .pair import DEFAULT_MODEL, prepare_denoiser, residual_scale, resolve_models, size_multiple
 from .sampler import check_sampler, needs_noise
 from .sampler import step as sampler_step
 from .schedule import make_schedule
@@ -77,7 +77,8 @@ class RefineStep:
     are the indices of the samples in flight. ``x0`` is the preview ``g(y) + x0_hat`` in
     the input's layout and units, float32, with a leading axis over the samples in flight:
     shape ``(len(samples), *image.shape)``; ``z_t`` is the raw diffusion state after the
-    step (the residual in the network's [0, 1] units), same shape. Both are computed when
+    step (the residual in the network's [0, 1] units times the denoiser's
+    ``residual_scale``), same shape. Both are computed when
     first read, so a consumer that ignores them costs nothing. ``done``/``total``,
     ``fraction`` and ``message`` count steps over all samples, like
     :class:`~napari_deblur.engine.restore.Progress`.
@@ -297,6 +298,8 @@ def refine_iter(
     stats = RunningStats((n_items, c_item, H, W), acc_dtype, state_dev)
     kept = [] if keep_samples else None
     work = prepare_denoiser(den, dev, dtype)
+    rs = residual_scale(den)  # the chains run on rs * residual; divided out of every output
+    z_clip = clip * rs if clip is not None else None
     fn = denoiser_fn(work, dev, dtype, c_item, replicate_to)
     total, done = schedule.steps * -(-samples // in_flight), 0
     shape = (n_items, c_item, H, W)
@@ -307,7 +310,7 @@ def refine_iter(
         return [a[s * n_items : (s + 1) * n_items] for s in range(a.shape[0] // n_items)]
 
     def preview_x0(x0):
-        return lambda: np.stack([image_of(r).astype(np.float32) for r in split(x0)])
+        return lambda: np.stack([image_of(r / rs).astype(np.float32) for r in split(x0)])
 
     def preview_z(z):
         def render():
@@ -339,7 +342,7 @@ def refine_iter(
                 noise = None
                 if needs_noise(sampler, i):
                     noise = torch.cat([torch.randn(shape, generator=g, device=state_dev) for g in gens])
-                z, x0 = sampler_step(sampler, z, eps, schedule, i, noise, clip)
+                z, x0 = sampler_step(sampler, z, eps, schedule, i, noise, z_clip)
                 del eps, noise
                 done += 1
                 report = RefineStep(schedule.steps - i + 1, schedule.steps, preview_z(z), preview_x0(x0),
@@ -348,7 +351,7 @@ def refine_iter(
                 yield report
                 del report
             for s in range(len(group)):
-                chain = z[s * n_items : (s + 1) * n_items]
+                chain = z[s * n_items : (s + 1) * n_items] / rs
                 stats.update(chain)
                 if kept is not None:
                     kept.append(image_of(chain.float().cpu().numpy()).astype(np.float32))
@@ -377,6 +380,7 @@ def refine_iter(
         "seed": int(seed),
         "in_flight": in_flight,
         "clip": clip,
+        "residual_scale": rs,
         "schedule": schedule.describe(),
         "device": str(dev),
         "state_device": str(state_dev),

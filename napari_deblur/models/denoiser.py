@@ -97,6 +97,22 @@ class ResidualDenoiser(nn.Module):
             level but the last halves the resolution.
         blocks: residual blocks per level on the way down (one more on the way up,
             as in SR3).
+        residual_scale: the diffusion runs on ``residual_scale * (x0 - g(y))``. Residuals
+            of a good predictor are small (a standard deviation of about 0.08 in [0, 1]
+            units), so unscaled they sit far below the unit noise at almost every level
+            of the schedule and the eps-parameterised estimate
+            ``x0_hat = (z - sqrt(1 - abar) eps_hat) / sqrt(abar)`` magnifies every error
+            of ``eps_hat``; scaling them to about 0.4 gives the network a signal to
+            learn at most levels (a fixed constant, kept in the config and manifest; the
+            sampler divides it out). 1.0 = the residual as it is.
+        sigma_data: if positive, the output is preconditioned as in EDM (Karras et al.
+            2022), still an eps estimate: ``eps_hat = c_skip z_t + c_out F(...)`` with
+            ``c_skip = sqrt(1 - abar) / v``, ``c_out = sqrt(abar sigma_data^2 / v)``,
+            ``v = abar sigma_data^2 + 1 - abar``: the best linear guess of eps from z_t for a
+            diffused signal of standard deviation ``sigma_data``, plus a learnt correction
+            scaled to what that guess leaves. At high noise ``c_out`` is small (0.03 at the
+            last level for ``sigma_data`` 0.4), so an error of the network no longer turns
+            into a large error of ``x0_hat``. 0 = the network's output is eps_hat (plain SR3).
 
     ``forward(z_t, y, x_init, alpha_bar)`` takes three (N, channels, H, W) tensors
     (the noisy residual, the blurred image and the predictor's output, all in the
@@ -105,14 +121,18 @@ class ResidualDenoiser(nn.Module):
     :attr:`multiple`.
     """
 
-    def __init__(self, channels: int = 3, width: int = 32, mults=(1, 2, 3, 4), blocks: int = 2):
+    def __init__(self, channels: int = 3, width: int = 32, mults=(1, 2, 3, 4), blocks: int = 2,
+                 residual_scale: float = 1.0, sigma_data: float = 0.0):
         super().__init__()
         mults = tuple(int(m) for m in mults)
-        if channels < 1 or width < 1 or blocks < 1 or not mults or min(mults) < 1:
+        if channels < 1 or width < 1 or blocks < 1 or not mults or min(mults) < 1 or not residual_scale > 0 \
+                or not sigma_data >= 0:
             raise ValueError(
-                f"invalid ResidualDenoiser config channels={channels} width={width} mults={mults} blocks={blocks}"
+                f"invalid ResidualDenoiser config channels={channels} width={width} mults={mults} blocks={blocks} "
+                f"residual_scale={residual_scale} sigma_data={sigma_data}"
             )
-        self.config = {"channels": int(channels), "width": int(width), "mults": list(mults), "blocks": int(blocks)}
+        self.config = {"channels": int(channels), "width": int(width), "mults": list(mults), "blocks": int(blocks),
+                       "residual_scale": float(residual_scale), "sigma_data": float(sigma_data)}
         emb_dim = 4 * width
         self.embed = NoiseEmbedding(width, emb_dim)
         self.input = nn.Conv2d(3 * channels, width, 3, padding=1)
@@ -144,6 +164,10 @@ class ResidualDenoiser(nn.Module):
     @property
     def channels(self) -> int:
         return self.config["channels"]
+
+    @property
+    def residual_scale(self) -> float:
+        return self.config["residual_scale"]
 
     @property
     def multiple(self) -> int:
@@ -180,11 +204,18 @@ class ResidualDenoiser(nn.Module):
                 x = block(torch.cat([x, kept.pop()], dim=1), emb)
             if k < len(self.upsample):
                 x = self.upsample[k](F.interpolate(x, scale_factor=2.0, mode="nearest"))
-        return self.output(F.silu(x))
+        out = self.output(F.silu(x))
+        sigma = self.config["sigma_data"]
+        if sigma > 0:
+            a = alpha_bar.float().reshape(n, 1, 1, 1).clamp(0.0, 1.0)
+            v = a * sigma**2 + 1 - a
+            out = ((1 - a).sqrt() / v * z_t.float() + (a * sigma**2 / v).sqrt() * out.float()).to(out.dtype)
+        return out
 
 
 def denoiser_config_from_state_dict(state: dict) -> dict:
-    """Read channels, width, mults and blocks off a ResidualDenoiser state_dict."""
+    """Read channels, width, mults and blocks off a ResidualDenoiser state_dict (plus the
+    default residual_scale and sigma_data, which weights alone do not carry)."""
     width = int(state["input.weight"].shape[0])
     channels = int(state["output.weight"].shape[0])
     mults, level = [], 0
@@ -194,7 +225,9 @@ def denoiser_config_from_state_dict(state: dict) -> dict:
     blocks = 0
     while f"down.0.{blocks}.conv1.weight" in state:
         blocks += 1
-    return {"channels": channels, "width": width, "mults": mults, "blocks": blocks}
+    # the weights do not tell the diffusion's residual scale or preconditioning: the defaults
+    return {"channels": channels, "width": width, "mults": mults, "blocks": blocks,
+            "residual_scale": 1.0, "sigma_data": 0.0}
 
 
 def _header(path: Path) -> dict:
@@ -211,7 +244,8 @@ def load_denoiser(name_or_path, *, verify: bool = True) -> ResidualDenoiser:
     """Load a :class:`ResidualDenoiser` from a bundled name, a ``.safetensors`` file or a
     state_dict (``.pt``/``.pth``, read with ``weights_only=True``).
 
-    The model comes back in eval mode, fp32, on the CPU. ``model.weights_info["predictor"]``
+    The model comes back in eval mode, fp32, on the CPU. A bare state_dict does not carry
+    ``residual_scale`` and ``sigma_data`` (1.0 and 0 are assumed); safetensors files and bundled models do. ``model.weights_info["predictor"]``
     is the predictor it pairs with (a bundled XYDeblur name or a path), from the manifest or
     the safetensors header, or ``None`` when the file does not say.
     """
@@ -231,7 +265,7 @@ def load_denoiser(name_or_path, *, verify: bool = True) -> ResidualDenoiser:
         config = {**config, **manifest.get("architecture", {})}
     elif _CONFIG_KEY in header and not config:
         config = json.loads(header[_CONFIG_KEY])
-    config = {k: config[k] for k in ("channels", "width", "mults", "blocks") if k in config}
+    config = {k: config[k] for k in ("channels", "width", "mults", "blocks", "residual_scale", "sigma_data") if k in config}
     if not config:
         try:
             config = denoiser_config_from_state_dict(state)
