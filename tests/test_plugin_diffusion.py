@@ -94,19 +94,33 @@ def slow_steps(monkeypatch, delay):
     monkeypatch.setattr(refine, "refine_iter", slow)
 
 
-def test_docks_from_the_manifest_and_no_model_disables_run(dock):
+def test_docks_from_the_manifest_and_no_model_disables_run(make_napari_viewer, monkeypatch, tmp_path):
     from napari_deblur.plugin.diffusion_widget import DiffusionDeblurWidget
     from napari_deblur.plugin.options import LOAD_WEIGHTS
 
-    viewer, widget = dock
+    monkeypatch.setenv("NAPARI_DEBLUR_RESOURCES", str(tmp_path))  # a resources folder without denoisers
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-deblur", "Diffusion deblur")
     assert isinstance(widget, DiffusionDeblurWidget)
-    assert widget.denoiser_combo.currentText() == LOAD_WEIGHTS  # no bundled denoiser yet
+    assert widget.denoiser_combo.currentText() == LOAD_WEIGHTS
     assert not widget.run_button.isEnabled()
     assert "No denoiser" in widget.model_label.text() and "Load weights" in widget.model_label.text()
     viewer.add_image(image(), name="cells")
     assert widget.input_combo.currentText() == "cells"
     widget.run()  # a programmatic run says why instead of starting
     assert widget.worker is None
+
+
+def test_a_bundled_denoiser_is_preselected(dock):
+    from napari_deblur.models.loading import available_models
+
+    bundled = available_models("ResidualDenoiser")
+    if not bundled:
+        pytest.skip("no denoiser bundled in resources/")
+    viewer, widget = dock
+    assert widget.denoiser_combo.currentText() == bundled[0]
+    viewer.add_image(image(), name="cells")
+    assert widget.run_button.isEnabled() and "No denoiser" not in widget.model_label.text()
 
 
 def test_presets_and_dice(dock):
