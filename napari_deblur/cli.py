@@ -416,6 +416,8 @@ def add_train(subparsers):
                         help="residual blocks per stage (default: xydeblur 6 = official, dvsr 2 per level)")
     parser.add_argument("--residual-scale", type=float, default=None,
                         help="dvsr: factor on the diffused residual x0 - g(y) (default 5; see ResidualDenoiser)")
+    parser.add_argument("--sigma-data", type=float, default=None,
+                        help="dvsr: signal std of the output preconditioning (default 0.4; 0 = plain eps output)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--val-every", type=int, default=500)
     parser.add_argument("--ckpt-every", type=int, default=500)

@@ -122,11 +122,18 @@ def test_train_command_dispatches_dvsr(tmp_path, predictor, capsys):
     assert status == 0
     config = json.loads((out / "config.json").read_text())
     assert config["blocks"] == 2 and config["crop"] == 32 and config["predictor"] == str(predictor)
+    assert config["residual_scale"] == 5.0 and config["sigma_data"] == 0.4  # the defaults
     assert load_checkpoint(out / "checkpoint")["iteration"] == 2
     assert main(["export", str(out), "--name", "dvsr-cli", "--out", str(tmp_path / "res")]) == 0
     assert json.loads((tmp_path / "res" / "dvsr-cli.json").read_text())["architecture"]["class"] == "ResidualDenoiser"
     assert main(["train", "dvsr", "--predictor", str(tmp_path / "nope.safetensors"), "--out", str(out)]) == 2
     assert "not found" in capsys.readouterr().err
+    plain = tmp_path / "cli-plain"
+    assert main(["train", "dvsr", "--preset", "photo", "--predictor", str(predictor), "--iters", "1", "--batch", "2",
+                 "--crop", "32", "--width", "8", "--device", "cpu", "--residual-scale", "2", "--sigma-data", "0",
+                 "--out", str(plain)]) == 0
+    assert load_checkpoint(plain / "checkpoint")["config"]["residual_scale"] == 2.0
+    assert load_checkpoint(plain / "checkpoint")["config"]["sigma_data"] == 0.0
 
 
 def test_resume_refuses_another_residual_scale(tmp_path, predictor):

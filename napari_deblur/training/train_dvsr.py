@@ -219,6 +219,7 @@ def run_from_args(args) -> int:
         crop=args.crop if args.crop is not None else DVSRConfig.crop, lr=args.lr, warmup=args.warmup,
         ema=args.ema, seed=args.seed, width=args.width,
         residual_scale=getattr(args, "residual_scale", None) or DVSRConfig.residual_scale,
+        sigma_data=DVSRConfig.sigma_data if getattr(args, "sigma_data", None) is None else args.sigma_data,
         blocks=args.blocks if args.blocks is not None else DVSRConfig.blocks, init=args.init, pairs=args.pairs,
         val_every=args.val_every, ckpt_every=args.ckpt_every,
     )
