@@ -112,13 +112,15 @@ def test_docks_from_the_manifest_and_no_model_disables_run(make_napari_viewer, m
 
 
 def test_a_bundled_denoiser_is_preselected(dock):
-    from napari_deblur.models.loading import available_models
+    from napari_deblur.models.loading import available_models, model_manifest
 
     bundled = available_models("ResidualDenoiser")
     if not bundled:
         pytest.skip("no denoiser bundled in resources/")
     viewer, widget = dock
     assert widget.denoiser_combo.currentText() == bundled[0]
+    predictor = model_manifest(bundled[0])["predictor"]
+    assert widget.options.model_combo.currentText() == predictor  # its pair, not the first XYDeblur listed
     viewer.add_image(image(), name="cells")
     assert widget.run_button.isEnabled() and "No denoiser" not in widget.model_label.text()
 

@@ -111,6 +111,7 @@ class DiffusionDeblurWidget(QWidget):
         for event in ("inserted", "removed", "reordered", "renamed"):
             getattr(napari_viewer.layers.events, event).connect(self.refresh_layers)
         self.refresh_layers()
+        self._denoiser_chosen(self.denoiser())  # a preselected bundled denoiser brings its predictor
         self.update_ready()
 
     # --- building --------------------------------------------------------------------------
