@@ -8,7 +8,8 @@ grid view, and the Diffusion deblur widget. When a trained denoiser is bundled i
 the Fidelity preset (10 steps x 8 samples) and saves the mean and std layers in grid view.
 Then, as a new user would, it writes the fluorescence sample as an ImageJ TIFF stack, opens
 that file in napari (our reader), runs XYDeblur (and the diffusion refinement, when a
-microscopy denoiser is bundled) on the plane on screen and saves the window.
+denoiser is bundled: the microscopy one if there is one) on the plane on screen and saves
+the window.
 """
 
 import argparse
@@ -103,8 +104,11 @@ def new_user_tiff_stack(viewer, app, xy, diffusion, out: Path):
         wait_for(app, xy)
         from napari_deblur.models.loading import available_models
 
-        if "dvsr-microscopy" in available_models("ResidualDenoiser"):  # not a photo denoiser on cells
-            diffusion.denoiser_combo.setCurrentText("dvsr-microscopy")
+        bundled = available_models("ResidualDenoiser")
+        if bundled:  # the microscopy denoiser when there is one; else what a new user gets preselected
+            if "dvsr-microscopy" in bundled:
+                diffusion.denoiser_combo.setCurrentText("dvsr-microscopy")
+                diffusion._denoiser_chosen(diffusion.denoiser())
             diffusion.input_combo.setCurrentText("cells")
             diffusion.scope_combo.setCurrentText("current slice")
             diffusion.apply_preset("Fidelity")
