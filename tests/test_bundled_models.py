@@ -66,3 +66,17 @@ def test_r_hor_carries_horizontal_blur(name):
     # r_hor's share of the residual energy is larger under horizontal blur than under vertical blur
     share = {d: e[0] / (e[0] + e[1]) for d, e in energy.items()}
     assert share["horizontal"] > share["vertical"], share
+
+
+@pytest.mark.parametrize("name", available_models("ResidualDenoiser"))
+def test_bundled_denoiser_manifest_and_its_predictor(name):
+    from napari_deblur.models.denoiser import load_denoiser
+
+    manifest = json.loads((resources_dir() / f"{name}.json").read_text())
+    assert (REQUIRED - {"horizontal_branch"}) <= set(manifest), REQUIRED - set(manifest)
+    den = load_denoiser(name)  # checks the sha256
+    assert den.config["width"] == 32 and den.config["mults"] == [1, 2, 3, 4]
+    assert manifest["architecture"]["residual_scale"] == den.residual_scale
+    predictor = manifest["predictor"]
+    assert predictor in BUNDLED and load_model(predictor).channels == den.channels
+    assert manifest["iterations"] > 0 and manifest["validation"]["val_psnr"] > 0

@@ -143,11 +143,13 @@ def test_load_weights_selects_the_named_predictor_and_bad_files_are_reported(doc
     import napari_deblur.plugin.diffusion_widget as dw
 
     _, widget = dock
+    before = widget.denoiser_combo.currentText()  # a bundled denoiser, or "Load weights..." if none
     bad = tmp_path / "broken.safetensors"
     bad.write_bytes(b"not a safetensors file")
     assert widget.load_denoiser(bad) is False
     assert "Cannot use broken.safetensors" in widget.status_label.text()
-    assert not widget.run_button.isEnabled()
+    assert widget.denoiser_combo.currentText() == before  # the choice is kept, not replaced
+    assert widget.run_button.isEnabled() == (before != dw.LOAD_WEIGHTS)
     predictor, denoiser = pair_files(1)
     monkeypatch.setattr(dw.QFileDialog, "getOpenFileName", lambda *a, **k: (str(denoiser), ""))
     combo = widget.denoiser_combo
