@@ -42,6 +42,7 @@ from .loading import (
 
 ARCHITECTURE = "ResidualDenoiser"
 PREDICTOR_KEY = "napari_deblur.predictor"
+CONFIG_FIELDS = ("channels", "width", "mults", "blocks", "residual_scale", "sigma_data")
 _SQRT_HALF = 1 / math.sqrt(2)
 _LOGSNR_SCALE = 50.0  # log-SNR spans about -5..16; scaled, it spans the usual sinusoid range
 _MAX_PERIOD = 10_000.0
@@ -245,9 +246,10 @@ def load_denoiser(name_or_path, *, verify: bool = True) -> ResidualDenoiser:
     state_dict (``.pt``/``.pth``, read with ``weights_only=True``).
 
     The model comes back in eval mode, fp32, on the CPU. A bare state_dict does not carry
-    ``residual_scale`` and ``sigma_data`` (1.0 and 0 are assumed); safetensors files and bundled models do. ``model.weights_info["predictor"]``
-    is the predictor it pairs with (a bundled XYDeblur name or a path), from the manifest or
-    the safetensors header, or ``None`` when the file does not say.
+    ``residual_scale`` and ``sigma_data`` (1.0 and 0 are assumed); safetensors files and
+    bundled models do. ``model.weights_info["predictor"]`` is the predictor it pairs with (a
+    bundled XYDeblur name or a path), from the manifest or the safetensors header, or
+    ``None`` when the file does not say.
     """
     if isinstance(name_or_path, ResidualDenoiser):
         return name_or_path
@@ -265,7 +267,7 @@ def load_denoiser(name_or_path, *, verify: bool = True) -> ResidualDenoiser:
         config = {**config, **manifest.get("architecture", {})}
     elif _CONFIG_KEY in header and not config:
         config = json.loads(header[_CONFIG_KEY])
-    config = {k: config[k] for k in ("channels", "width", "mults", "blocks", "residual_scale", "sigma_data") if k in config}
+    config = {k: config[k] for k in CONFIG_FIELDS if k in config}
     if not config:
         try:
             config = denoiser_config_from_state_dict(state)
