@@ -348,3 +348,18 @@ def test_trajectory_thins_evenly_within_its_budget(steps, frames, max_bytes, exp
     assert len(trajectory.at) <= min(frames, max_bytes // (64 * 64 * 4))
     stacked = trajectory.stack()
     assert stacked.shape == (len(expect), 64, 64) and stacked[-1, 0, 0] == steps
+
+
+def test_changing_the_denoiser_in_code_selects_its_predictor(dock, pair_files):
+    from napari_deblur.plugin.options import LOAD_WEIGHTS
+
+    _, widget = dock
+    predictor, denoiser = pair_files(1)
+    assert widget.load_denoiser(denoiser)
+    combo, options = widget.denoiser_combo, widget.options.model_combo
+    loaded = combo.currentIndex()
+    options.setCurrentIndex(0)  # the user (or a script) picked another predictor meanwhile
+    combo.setCurrentIndex(combo.findText(LOAD_WEIGHTS))  # in code: no "activated", no file dialog
+    assert options.currentIndex() == 0
+    combo.setCurrentIndex(loaded)  # back to the loaded denoiser
+    assert options.currentText() == predictor.name

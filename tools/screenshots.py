@@ -107,8 +107,7 @@ def new_user_tiff_stack(viewer, app, xy, diffusion, out: Path):
         bundled = available_models("ResidualDenoiser")
         if bundled:  # the microscopy denoiser when there is one; else what a new user gets preselected
             if "dvsr-microscopy" in bundled:
-                diffusion.denoiser_combo.setCurrentText("dvsr-microscopy")
-                diffusion._denoiser_chosen(diffusion.denoiser())
+                diffusion.denoiser_combo.setCurrentText("dvsr-microscopy")  # brings its predictor
             diffusion.input_combo.setCurrentText("cells")
             diffusion.scope_combo.setCurrentText("current slice")
             diffusion.apply_preset("Fidelity")

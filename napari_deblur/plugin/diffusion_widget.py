@@ -127,6 +127,8 @@ class DiffusionDeblurWidget(QWidget):
         self.denoiser_combo.setToolTip("A bundled diffusion denoiser, or your own ResidualDenoiser weights")
         self.denoiser_combo.activated.connect(self._denoiser_activated)
         self.denoiser_combo.currentIndexChanged.connect(self.update_ready)
+        # however the denoiser changes (user, script, restore), its named predictor follows
+        self.denoiser_combo.currentIndexChanged.connect(lambda _: self._denoiser_chosen(self.denoiser()))
         self.model_label = QLabel()
         self.model_label.setWordWrap(True)
         self.options = RunOptions(on_message=self.say, model_label="predictor")
@@ -242,7 +244,6 @@ class DiffusionDeblurWidget(QWidget):
     def _denoiser_activated(self, index: int) -> None:
         if self.denoiser_combo.itemText(index) != LOAD_WEIGHTS:
             self._last_denoiser = index
-            self._denoiser_chosen(self.denoiser())
             return
         path, _ = QFileDialog.getOpenFileName(self, "Load denoiser weights", "", WEIGHTS_FILTER)
         if not (path and self.load_denoiser(path)):
