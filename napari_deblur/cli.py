@@ -317,7 +317,8 @@ def add_diffuse(subparsers):
     parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="TIFF, PNG, JPEG or BMP files")
     parser.add_argument("-o", "--output", required=True, type=Path, metavar="OUTDIR", help="output folder")
     parser.add_argument("--model", default=None, metavar="NAME|PATH",
-                        help="denoiser: bundled name or weights file (default: dvsr-photo)")
+                        help="denoiser: bundled name or weights file (default: dvsr-photo for RGB images, "
+                             "dvsr-microscopy otherwise)")
     parser.add_argument("--predictor", default=None, metavar="NAME|PATH",
                         help="the XYDeblur it refines (default: the one the denoiser's manifest names)")
     parser.add_argument("--steps", type=positive_int, default=100,
@@ -338,7 +339,7 @@ def add_diffuse(subparsers):
 
 
 def run_diffuse(args) -> int:
-    from .diffusion.refine import DEFAULT_MODEL, refine_iter, resolve_models
+    from .diffusion.refine import refine_iter, resolve_models
     from .diffusion.schedule import make_schedule
     from .engine.axes import normalize_axes
     from .io import read_image, write_image
@@ -347,7 +348,9 @@ def run_diffuse(args) -> int:
     previews = list(range(args.save_steps, args.steps + 1, args.save_steps)) if args.save_steps else []
     suffixes = ["_mean", "_std"] + [f"_x0_step{step:04d}" for step in previews]
     planned = plan_outputs(args.inputs, args.output, suffixes, args.overwrite)
-    models = resolve_models(args.model or DEFAULT_MODEL, args.predictor)  # once, and before any work
+    # a named model loads once, before any work; by default each image gets the bundled
+    # denoiser for its channel count (dvsr-photo for RGB, dvsr-microscopy otherwise)
+    models = resolve_models(args.model, args.predictor) if args.model else None
     args.output.mkdir(parents=True, exist_ok=True)
     for path, outputs in zip(args.inputs, planned):
         image = read_image(path)
@@ -357,7 +360,7 @@ def run_diffuse(args) -> int:
         try:
             axes = normalize_axes(args.axes or image.axes, image.array.shape)
             gen = refine_iter(
-                image.array, models, steps=args.steps, samples=args.samples, seed=args.seed, sampler=args.sampler,
+                image.array, models, predictor=None if models else args.predictor, steps=args.steps, samples=args.samples, seed=args.seed, sampler=args.sampler,
                 axes=axes, device=args.device, precision=args.precision, tile=args.tile, normalize=args.normalize,
             )
             bar = ProgressBar(path.name, enabled=not args.quiet)

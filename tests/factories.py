@@ -1,7 +1,11 @@
-"""Small XYDeblur models for tests (random or with known residuals)."""
+"""Small XYDeblur models for tests (random or with known residuals), and a bundler that
+puts any model into a resources folder with its manifest."""
+
+import json
 
 import torch
 
+from napari_deblur.models.loading import save_safetensors, sha256_of
 from napari_deblur.models.xydeblur import XYDeblur
 
 
@@ -19,3 +23,13 @@ def constant_residual_model(channels=1, value=0.0) -> XYDeblur:
         last.weight.zero_()
         last.bias.fill_(value)
     return model
+
+
+def bundle_model(folder, name, model, predictor=None):
+    """Save ``model`` as ``folder/name.safetensors`` (fp16) with a minimal manifest, as a
+    bundled model of that resources folder; a denoiser's manifest names its ``predictor``."""
+    weights = save_safetensors(model, folder / f"{name}.safetensors", half=True)
+    manifest = {"name": name, "file": weights.name, "sha256": sha256_of(weights),
+                "architecture": {"class": type(model).__name__, **model.config}, "predictor": predictor}
+    (folder / f"{name}.json").write_text(json.dumps(manifest))
+    return weights

@@ -1,14 +1,13 @@
 """The residual diffusion denoiser: shapes, structure, noise conditioning, weights in and out."""
 
-import json
 
 import pytest
 import torch
-from factories import tiny_model
+from factories import bundle_model, tiny_model
 
 from napari_deblur import ResidualDenoiser, WeightsError
 from napari_deblur.models.denoiser import PREDICTOR_KEY, denoiser_config_from_state_dict, load_denoiser
-from napari_deblur.models.loading import available_models, save_safetensors, sha256_of
+from napari_deblur.models.loading import available_models, save_safetensors
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -115,19 +114,11 @@ def test_clear_errors(tmp_path):
         load_denoiser(tmp_path / "xy.pth")
 
 
-def _bundle(folder, name, model, predictor, cls="ResidualDenoiser"):
-    weights = save_safetensors(model, folder / f"{name}.safetensors", half=True)
-    manifest = {"name": name, "file": weights.name, "sha256": sha256_of(weights),
-                "architecture": {"class": cls, **model.config}, "predictor": predictor}
-    (folder / f"{name}.json").write_text(json.dumps(manifest))
-    return weights
-
-
 def test_bundled_denoiser_names_its_predictor(tmp_path, monkeypatch):
     monkeypatch.setenv("NAPARI_DEBLUR_RESOURCES", str(tmp_path))
     model = tiny_denoiser()
-    weights = _bundle(tmp_path, "dvsr-tiny", model, "xydeblur-tiny")
-    _bundle(tmp_path, "xydeblur-tiny", tiny_model(channels=3), None, cls="XYDeblur")
+    weights = bundle_model(tmp_path, "dvsr-tiny", model, "xydeblur-tiny")
+    bundle_model(tmp_path, "xydeblur-tiny", tiny_model(channels=3))
     assert available_models("ResidualDenoiser") == ["dvsr-tiny"]
     loaded = load_denoiser("dvsr-tiny")
     assert loaded.weights_info["bundled"] and loaded.weights_info["predictor"] == "xydeblur-tiny"

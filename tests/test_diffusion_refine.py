@@ -282,3 +282,27 @@ def test_large_chains_run_one_at_a_time_on_the_cpu(monkeypatch, rgb):
     monkeypatch.setattr(module, "CPU_SERIAL_PIXELS", 1)  # every chain counts as large
     steps = list_steps(refine_iter(rgb, pair(), steps=2, samples=3, seed=0, device="cpu"))[0]
     assert len(steps) == 6 and all(len(s.samples) == 1 for s in steps)
+
+
+@pytest.fixture
+def bundled_pairs(tmp_path, monkeypatch):
+    """A resources folder with tiny ``dvsr-photo`` (RGB) and ``dvsr-microscopy`` (gray) pairs."""
+    from factories import bundle_model
+
+    monkeypatch.setenv("NAPARI_DEBLUR_RESOURCES", str(tmp_path))
+    for preset, channels in (("photo", 3), ("microscopy", 1)):
+        predictor, denoiser = pair(channels)
+        bundle_model(tmp_path, f"xydeblur-{preset}", predictor)
+        bundle_model(tmp_path, f"dvsr-{preset}", denoiser, predictor=f"xydeblur-{preset}")
+    return tmp_path
+
+
+def test_default_denoiser_follows_the_channels(bundled_pairs, rgb):
+    gray = rgb[..., 0].copy()
+    assert refine(rgb, steps=1, device="cpu").info["model"] == "dvsr-photo"
+    res = refine(gray, steps=1, device="cpu")
+    assert res.info["model"] == "dvsr-microscopy" and res.info["predictor"] == "xydeblur-microscopy"
+    assert refine(gray, "dvsr-photo", steps=1, device="cpu").info["model"] == "dvsr-photo"  # asked by name
+    for path in bundled_pairs.glob("dvsr-microscopy.*"):
+        path.unlink()
+    assert refine(gray, steps=1, device="cpu").info["model"] == "dvsr-photo"  # the one bundled, on replicated gray

@@ -363,3 +363,29 @@ def test_changing_the_denoiser_in_code_selects_its_predictor(dock, pair_files):
     assert options.currentIndex() == 0
     combo.setCurrentIndex(loaded)  # back to the loaded denoiser
     assert options.currentText() == predictor.name
+
+
+def test_the_bundled_denoiser_follows_the_layer_until_the_user_picks(make_napari_viewer, monkeypatch, tmp_path):
+    from factories import bundle_model
+
+    monkeypatch.setenv("NAPARI_DEBLUR_RESOURCES", str(tmp_path))
+    for preset, channels in (("photo", 3), ("microscopy", 1)):
+        predictor, denoiser = tiny_pair(channels)
+        bundle_model(tmp_path, f"xydeblur-{preset}", predictor)
+        bundle_model(tmp_path, f"dvsr-{preset}", denoiser, predictor=f"xydeblur-{preset}")
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-deblur", "Diffusion deblur")
+    combo, predictor = widget.denoiser_combo, widget.options.model_combo
+    viewer.add_image(image(), name="cells")
+    assert (combo.currentText(), predictor.currentText()) == ("dvsr-microscopy", "xydeblur-microscopy")
+    viewer.add_image(np.random.default_rng(1).random((24, 32, 3)), name="photo", rgb=True)
+    widget.input_combo.setCurrentText("photo")
+    assert (combo.currentText(), predictor.currentText()) == ("dvsr-photo", "xydeblur-photo")
+    widget.input_combo.setCurrentText("cells")
+    assert combo.currentText() == "dvsr-microscopy"
+    index = combo.findText("dvsr-photo")  # the user picks the photo denoiser for the gray layer
+    combo.setCurrentIndex(index)
+    combo.activated.emit(index)
+    widget.input_combo.setCurrentText("photo")
+    widget.input_combo.setCurrentText("cells")
+    assert (combo.currentText(), predictor.currentText()) == ("dvsr-photo", "xydeblur-photo")

@@ -12,10 +12,21 @@ import torch
 
 from ..engine.restore import _load_cached, _version
 from ..models.denoiser import load_denoiser
-from ..models.loading import WeightsError
+from ..models.loading import WeightsError, available_models
 from ..models.xydeblur import XYDeblur
 
-DEFAULT_MODEL = "dvsr-photo"
+DENOISER_FOR = {"photo": "dvsr-photo", "microscopy": "dvsr-microscopy"}
+
+
+def default_denoiser_name(channels: int) -> str:
+    """The bundled denoiser for an image with ``channels`` colour channels: ``dvsr-photo``
+    for RGB(A), ``dvsr-microscopy`` otherwise; the other bundled one when that one is missing."""
+    wanted = DENOISER_FOR["photo" if channels in (3, 4) else "microscopy"]
+    bundled = available_models("ResidualDenoiser")
+    if wanted in bundled or not bundled:
+        return wanted  # a missing name fails in the loader with the list of bundled models
+    other = [name for name in DENOISER_FOR.values() if name in bundled]
+    return (other or bundled)[0]
 
 
 @functools.lru_cache(maxsize=4)
@@ -43,9 +54,10 @@ def size_multiple(module) -> int:
     return int(np.lcm(m, 4))
 
 
-def resolve_models(model, predictor=None) -> tuple[XYDeblur, torch.nn.Module]:
+def resolve_models(model, predictor=None, channels: int = 3) -> tuple[XYDeblur, torch.nn.Module]:
     """``(predictor, denoiser)`` from a denoiser name/path/module (plus ``predictor`` or the
-    one its manifest names) or a ``(predictor, denoiser)`` tuple."""
+    one its manifest names) or a ``(predictor, denoiser)`` tuple; ``None`` is the bundled
+    denoiser for an image of ``channels`` colour channels."""
     if isinstance(model, (tuple, list)):
         if len(model) != 2:
             raise TypeError(f"model as a tuple must be (predictor, denoiser), got {len(model)} items")
@@ -56,7 +68,7 @@ def resolve_models(model, predictor=None) -> tuple[XYDeblur, torch.nn.Module]:
             den = _load_denoiser_cached(str(den), _version(den))
     else:
         if model is None:
-            model = DEFAULT_MODEL
+            model = default_denoiser_name(channels)
         den = model if isinstance(model, torch.nn.Module) else _load_denoiser_cached(str(model), _version(model))
         pred = predictor if predictor is not None else getattr(den, "weights_info", {}).get("predictor")
         if pred is None:

@@ -58,7 +58,7 @@ from ..engine.restore import (
     run_to_end,
 )
 from ..engine.tiling import tile_apply_iter
-from .pair import DEFAULT_MODEL, prepare_denoiser, residual_scale, resolve_models, size_multiple
+from .pair import prepare_denoiser, residual_scale, resolve_models, size_multiple
 from .sampler import check_sampler, needs_noise
 from .sampler import step as sampler_step
 from .schedule import make_schedule
@@ -153,7 +153,7 @@ def _positive_int(value, name) -> int:
 
 def refine_iter(
     image,
-    model=DEFAULT_MODEL,
+    model=None,
     *,
     predictor=None,
     steps=DEFAULT_STEPS,
@@ -179,7 +179,8 @@ def refine_iter(
         image: array-like, uint8/uint16/int/float32/float64, 2D or a stack.
         model: a denoiser's bundled name or weights file (its manifest or header names
             the predictor), a denoiser module (with ``predictor=``), or a
-            ``(predictor, denoiser)`` tuple.
+            ``(predictor, denoiser)`` tuple; ``None``: ``dvsr-photo`` for RGB(A) images,
+            ``dvsr-microscopy`` otherwise.
         predictor: the XYDeblur ``g`` (name, weights file or module); overrides the one
             the denoiser names.
         steps: diffusion steps T, 1..1000 (see :mod:`.schedule`): many steps give
@@ -218,7 +219,7 @@ def refine_iter(
     if h < 4 or w < 4:
         raise ValueError(f"the image is too small to deblur: {h}x{w} pixels in Y and X (at least 4x4)")
 
-    pred, den = resolve_models(model, predictor)
+    pred, den = resolve_models(model, predictor, channels=c)
     mc = pred.channels
     colour, replicate_to, compute, nan, scaling, items = model_items(
         bcyx, layout, array.dtype, mc, normalize, verb="refine"
@@ -419,6 +420,6 @@ def _empty_cache(device):
         torch.mps.empty_cache()
 
 
-def refine(image, model=DEFAULT_MODEL, **kwargs) -> RefineResult:
+def refine(image, model=None, **kwargs) -> RefineResult:
     """Refine ``image``; the arguments are those of :func:`refine_iter`."""
     return run_to_end(refine_iter(image, model, **kwargs))

@@ -2,8 +2,9 @@
 
 Predict and refine: an XYDeblur predictor gives a first estimate and a ResidualDenoiser
 samples the rest by reverse diffusion (:mod:`napari_deblur.diffusion.refine`). Pick an
-image layer, a denoiser (a bundled one, or "Load weights..."), the predictor it pairs
-with (chosen from the denoiser's manifest or header when it names one), the number of
+image layer, a denoiser (a bundled one, or "Load weights..."; until the user picks one,
+the bundled denoiser follows the layer: dvsr-photo for RGB, dvsr-microscopy otherwise), the
+predictor it pairs with (chosen from the denoiser's manifest or header when it names one), the number of
 steps, samples, seed and sampler, and where to run it, then Run.
 
 The run is a napari ``thread_worker`` generator
@@ -106,10 +107,12 @@ class DiffusionDeblurWidget(QWidget):
         self._started = 0.0
         self._denoisers = {}  # combo text -> ResidualDenoiser loaded from a file or given in memory
         self._last_denoiser = 0
+        self._user_chose_denoiser = False  # until then the bundled denoiser follows the input layer
         self._live = {}  # kind -> layer of the running job
         self._build()
         for event in ("inserted", "removed", "reordered", "renamed"):
             getattr(napari_viewer.layers.events, event).connect(self.refresh_layers)
+        self.input_combo.currentIndexChanged.connect(self._follow_layer)
         self.refresh_layers()
         self._denoiser_chosen(self.denoiser())  # a preselected bundled denoiser brings its predictor
         self.update_ready()
@@ -209,6 +212,20 @@ class DiffusionDeblurWidget(QWidget):
         images = [layer.name for layer in self.viewer.layers if isinstance(layer, Image) and layer.name not in own]
         _refill(self.input_combo, images)
         _refill(self.reference_combo, [NO_REFERENCE, *images])
+        self._follow_layer()
+
+    def _follow_layer(self, *_) -> None:
+        """Select the bundled denoiser for the input layer (dvsr-photo for RGB, dvsr-microscopy
+        otherwise) until the user picks or loads one; its predictor follows."""
+        from ..diffusion.pair import default_denoiser_name
+
+        layer = self._layer(self.input_combo)
+        if layer is None or self._user_chose_denoiser:
+            return
+        index = self.denoiser_combo.findText(default_denoiser_name(3 if layer.rgb else 1))
+        if index >= 0 and index != self.denoiser_combo.currentIndex():
+            self.denoiser_combo.setCurrentIndex(index)
+            self._last_denoiser = index
 
     def _live_names(self) -> list:
         return [layer.name for layer in self._live.values()]
@@ -244,6 +261,7 @@ class DiffusionDeblurWidget(QWidget):
     def _denoiser_activated(self, index: int) -> None:
         if self.denoiser_combo.itemText(index) != LOAD_WEIGHTS:
             self._last_denoiser = index
+            self._user_chose_denoiser = True
             return
         path, _ = QFileDialog.getOpenFileName(self, "Load denoiser weights", "", WEIGHTS_FILTER)
         if not (path and self.load_denoiser(path)):
@@ -277,6 +295,7 @@ class DiffusionDeblurWidget(QWidget):
         if tooltip:
             self.denoiser_combo.setItemData(index, tooltip, Qt.ItemDataRole.ToolTipRole)
         self._denoisers[label] = model
+        self._user_chose_denoiser = True
         self.denoiser_combo.setCurrentIndex(index)
         self._last_denoiser = index
         self._denoiser_chosen(model)
