@@ -105,9 +105,7 @@ def new_user_tiff_stack(viewer, app, xy, diffusion, out: Path):
         from napari_deblur.models.loading import available_models
 
         bundled = available_models("ResidualDenoiser")
-        if bundled:  # the microscopy denoiser when there is one; else what a new user gets preselected
-            if "dvsr-microscopy" in bundled:
-                diffusion.denoiser_combo.setCurrentText("dvsr-microscopy")  # brings its predictor
+        if bundled:  # what a new user gets: the widget picks the denoiser for the layer
             diffusion.input_combo.setCurrentText("cells")
             diffusion.scope_combo.setCurrentText("current slice")
             diffusion.apply_preset("Fidelity")
