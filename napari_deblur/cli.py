@@ -360,8 +360,9 @@ def run_diffuse(args) -> int:
         try:
             axes = normalize_axes(args.axes or image.axes, image.array.shape)
             gen = refine_iter(
-                image.array, models, predictor=None if models else args.predictor, steps=args.steps, samples=args.samples, seed=args.seed, sampler=args.sampler,
-                axes=axes, device=args.device, precision=args.precision, tile=args.tile, normalize=args.normalize,
+                image.array, models, predictor=None if models else args.predictor, steps=args.steps,
+                samples=args.samples, seed=args.seed, sampler=args.sampler, axes=axes, device=args.device,
+                precision=args.precision, tile=args.tile, normalize=args.normalize,
             )
             bar = ProgressBar(path.name, enabled=not args.quiet)
             result = drive(_saving_previews(gen, wanted, axes, write, write_image), bar)

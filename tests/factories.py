@@ -33,3 +33,12 @@ def bundle_model(folder, name, model, predictor=None):
                 "architecture": {"class": type(model).__name__, **model.config}, "predictor": predictor}
     (folder / f"{name}.json").write_text(json.dumps(manifest))
     return weights
+
+
+def bundle_presets(folder, make_pair):
+    """Bundle ``xydeblur-photo`` + ``dvsr-photo`` (3 channels) and ``xydeblur-microscopy`` +
+    ``dvsr-microscopy`` (1 channel) in ``folder``, from ``make_pair(channels)`` -> (predictor, denoiser)."""
+    for preset, channels in (("photo", 3), ("microscopy", 1)):
+        predictor, denoiser = make_pair(channels)
+        bundle_model(folder, f"xydeblur-{preset}", predictor)
+        bundle_model(folder, f"dvsr-{preset}", denoiser, predictor=f"xydeblur-{preset}")

@@ -113,15 +113,12 @@ def test_train_xydeblur_keeps_its_defaults(tmp_path, monkeypatch):
 
 
 def test_default_denoiser_per_image(tmp_path, stack, monkeypatch, capsys):
-    from factories import bundle_model
+    from factories import bundle_presets
 
     resources = tmp_path / "resources"
     resources.mkdir()
     monkeypatch.setenv("NAPARI_DEBLUR_RESOURCES", str(resources))
-    for preset, channels in (("photo", 3), ("microscopy", 1)):
-        bundle_model(resources, f"xydeblur-{preset}", tiny_model(channels=channels))
-        torch.manual_seed(channels)
-        bundle_model(resources, f"dvsr-{preset}", ResidualDenoiser(channels, width=8), predictor=f"xydeblur-{preset}")
+    bundle_presets(resources, lambda channels: (tiny_model(channels=channels), ResidualDenoiser(channels, width=8)))
     photo = tmp_path / "in" / "photo.tif"
     tifffile.imwrite(photo, np.random.default_rng(2).integers(0, 255, (24, 32, 3), dtype=np.uint8), photometric="rgb")
     assert main(["diffuse", str(stack), str(photo), "-o", str(tmp_path / "out"), "--steps", "1",

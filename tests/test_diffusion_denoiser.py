@@ -1,6 +1,5 @@
 """The residual diffusion denoiser: shapes, structure, noise conditioning, weights in and out."""
 
-
 import pytest
 import torch
 from factories import bundle_model, tiny_model

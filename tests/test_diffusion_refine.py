@@ -287,13 +287,10 @@ def test_large_chains_run_one_at_a_time_on_the_cpu(monkeypatch, rgb):
 @pytest.fixture
 def bundled_pairs(tmp_path, monkeypatch):
     """A resources folder with tiny ``dvsr-photo`` (RGB) and ``dvsr-microscopy`` (gray) pairs."""
-    from factories import bundle_model
+    from factories import bundle_presets
 
     monkeypatch.setenv("NAPARI_DEBLUR_RESOURCES", str(tmp_path))
-    for preset, channels in (("photo", 3), ("microscopy", 1)):
-        predictor, denoiser = pair(channels)
-        bundle_model(tmp_path, f"xydeblur-{preset}", predictor)
-        bundle_model(tmp_path, f"dvsr-{preset}", denoiser, predictor=f"xydeblur-{preset}")
+    bundle_presets(tmp_path, pair)
     return tmp_path
 
 

@@ -366,13 +366,10 @@ def test_changing_the_denoiser_in_code_selects_its_predictor(dock, pair_files):
 
 
 def test_the_bundled_denoiser_follows_the_layer_until_the_user_picks(make_napari_viewer, monkeypatch, tmp_path):
-    from factories import bundle_model
+    from factories import bundle_presets
 
     monkeypatch.setenv("NAPARI_DEBLUR_RESOURCES", str(tmp_path))
-    for preset, channels in (("photo", 3), ("microscopy", 1)):
-        predictor, denoiser = tiny_pair(channels)
-        bundle_model(tmp_path, f"xydeblur-{preset}", predictor)
-        bundle_model(tmp_path, f"dvsr-{preset}", denoiser, predictor=f"xydeblur-{preset}")
+    bundle_presets(tmp_path, tiny_pair)
     viewer = make_napari_viewer()
     _, widget = viewer.window.add_plugin_dock_widget("napari-deblur", "Diffusion deblur")
     combo, predictor = widget.denoiser_combo, widget.options.model_combo
