@@ -18,11 +18,13 @@ from ..models.xydeblur import XYDeblur
 DENOISER_FOR = {"photo": "dvsr-photo", "microscopy": "dvsr-microscopy"}
 
 
-def default_denoiser_name(channels: int) -> str:
+def default_denoiser_name(channels: int, bundled=None) -> str:
     """The bundled denoiser for an image with ``channels`` colour channels: ``dvsr-photo``
-    for RGB(A), ``dvsr-microscopy`` otherwise; the other bundled one when that one is missing."""
+    for RGB(A), ``dvsr-microscopy`` otherwise; the other bundled one when that one is missing.
+    ``bundled``: the denoiser names to choose from (default: read from the resources)."""
     wanted = DENOISER_FOR["photo" if channels in (3, 4) else "microscopy"]
-    bundled = available_models("ResidualDenoiser")
+    if bundled is None:
+        bundled = available_models("ResidualDenoiser")
     if wanted in bundled or not bundled:
         return wanted  # a missing name fails in the loader with the list of bundled models
     other = [name for name in DENOISER_FOR.values() if name in bundled]

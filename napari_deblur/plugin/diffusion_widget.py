@@ -222,9 +222,11 @@ class DiffusionDeblurWidget(QWidget):
         layer = self._layer(self.input_combo)
         if layer is None or self._user_chose_denoiser:
             return
-        index = self.denoiser_combo.findText(default_denoiser_name(3 if layer.rgb else 1))
-        if index >= 0 and index != self.denoiser_combo.currentIndex():
-            self.denoiser_combo.setCurrentIndex(index)
+        combo = self.denoiser_combo
+        listed = [combo.itemText(i) for i in range(combo.count()) if combo.itemText(i) != LOAD_WEIGHTS]
+        index = combo.findText(default_denoiser_name(3 if layer.rgb else 1, listed))
+        if index >= 0 and index != combo.currentIndex():
+            combo.setCurrentIndex(index)
             self._last_denoiser = index
 
     def _live_names(self) -> list:

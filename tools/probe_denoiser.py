@@ -1,0 +1,62 @@
+"""How a diffusion training run's EMA denoiser does on held-out synthetic crops: the mean
+PSNR of the blurry input, of x_init = g(y) and of the Fidelity mean (T=10, N=8), and the
+Fidelity gain over x_init per crop. A quick progress check between checkpoints, much
+cheaper than `napari-deblur eval` (which scores shipped weights on the benchmark images).
+
+    python tools/probe_denoiser.py runs/dvsr-microscopy --crops 4 --sampler ddpm
+"""
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from napari_deblur.data.pairs import make_sampler
+from napari_deblur.diffusion.refine import refine
+from napari_deblur.models.denoiser import ResidualDenoiser
+from napari_deblur.models.loading import load_model
+from napari_deblur.training.checkpoint import load_checkpoint
+
+HELDOUT_SEED = 10_000  # added to the run's seed: crops the training never draws
+
+
+def psnr(estimate, sharp) -> float:
+    return 10 * math.log10(1 / float(np.mean((np.clip(estimate, 0, 1) - sharp) ** 2)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("run", type=Path, help="a `napari-deblur train dvsr` output folder")
+    parser.add_argument("--crops", type=int, default=4)
+    parser.add_argument("--crop", type=int, default=128)
+    parser.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddpm")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    cfg = json.loads((args.run / "config.json").read_text())
+    state = load_checkpoint(args.run / "checkpoint")
+    denoiser = ResidualDenoiser(**state["config"]).eval()
+    denoiser.load_state_dict(state["ema"])
+    predictor = load_model(cfg["predictor"]).eval()
+    blurred, sharp = make_sampler(cfg["preset"], args.crop, args.crops, "cpu", HELDOUT_SEED + cfg["seed"],
+                                  heldout=True).sample()
+    rows = []
+    for y, x in zip(blurred, sharp):
+        y, x = y.permute(1, 2, 0).numpy(), x.permute(1, 2, 0).numpy()
+        if y.shape[2] == 1:
+            y, x = y[..., 0], x[..., 0]
+        result = refine(y, (predictor, denoiser), steps=10, samples=8, sampler=args.sampler, device="cpu",
+                        normalize="dtype", axes="YXC" if y.ndim == 3 else "YX")
+        rows.append((psnr(y, x), psnr(result.x_init, x), psnr(result.mean, x)))
+    rows = np.array(rows)
+    print(f"{args.run} iteration {state['iteration']}, {args.crops} held-out {args.crop} px crops, {args.sampler}: "
+          "PSNR input %.2f, x_init %.2f, Fidelity %.2f dB" % tuple(rows.mean(0)),
+          "; gain per crop", np.round(rows[:, 2] - rows[:, 1], 2).tolist())
+
+
+if __name__ == "__main__":
+    main()
