@@ -178,20 +178,18 @@ def _row_line(row) -> str:
             f"engine {row['engine_ms']:8.1f} ms  max diff {diff}")
 
 
-def bundled_denoiser():
-    """(predictor, denoiser, description): ``dvsr-photo`` if bundled, else an untrained one."""
+def bundled_denoiser(log=print):
+    """(predictor, denoiser, description): ``dvsr-photo`` with its predictor if bundled, else
+    an untrained ResidualDenoiser (the timings do not depend on the weights), saying why."""
+    from .models.denoiser import ARCHITECTURE, ResidualDenoiser
     from .models.loading import available_models, load_model
 
-    try:
-        if "dvsr-photo" in available_models("dvsr"):
-            from .diffusion.refine import resolve_models
+    if "dvsr-photo" in available_models(ARCHITECTURE):
+        from .diffusion.refine import resolve_models
 
-            predictor, denoiser = resolve_models("dvsr-photo")
-            return predictor, denoiser, "dvsr-photo (bundled)"
-    except Exception:  # noqa: BLE001 - fall back to an untrained one for timing
-        pass
-    from .models.denoiser import ResidualDenoiser
-
+        predictor, denoiser = resolve_models("dvsr-photo")
+        return predictor, denoiser, "dvsr-photo (bundled)"
+    log("  dvsr-photo is not bundled: timing an untrained ResidualDenoiser of the same size")
     torch.manual_seed(0)
     return load_model("xydeblur-photo"), ResidualDenoiser(channels=3).eval(), "untrained ResidualDenoiser (timing only)"
 
@@ -201,7 +199,7 @@ def bench_diffusion(device, settings, repeats: int, *, quick: bool = False, log=
     from .diffusion.pair import prepare_denoiser
     from .diffusion.refine import refine
 
-    predictor, denoiser, which = bundled_denoiser()
+    predictor, denoiser, which = bundled_denoiser(log)
     dtype = pick_dtype("auto", device)
     work = prepare_denoiser(denoiser, device, dtype)
     out = {"denoiser": which, "steps": []}

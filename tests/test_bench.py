@@ -25,10 +25,25 @@ def test_quick_bench_writes_json_and_a_table(tmp_path, monkeypatch, capsys, one_
     assert row["max_diff"] <= 1e-2  # the fast path stays within 1e-2 of fp32
     [step] = report["diffusion"]["steps"]
     assert step["step_ms"] > 0 and step["step_ms_per_sample_batched8"] > 0
+    assert report["diffusion"]["denoiser"] == "dvsr-photo (bundled)"  # the shipped model, not a stand-in
     assert "fidelity" not in report["diffusion"]  # --quick skips the 80-pass preset
     table = (tmp_path / "perf.md").read_text()
     assert "| 64x96 |" in table and "Diffusion refinement" in table
     assert "| 64x96 |" in capsys.readouterr().out
+
+
+def test_without_a_bundled_denoiser_the_bench_says_it_times_an_untrained_one(tmp_path, monkeypatch):
+    from factories import bundle_model
+
+    from napari_deblur.models.xydeblur import XYDeblur
+
+    monkeypatch.setenv("NAPARI_DEBLUR_RESOURCES", str(tmp_path))
+    bundle_model(tmp_path, "xydeblur-photo", XYDeblur(channels=3, width=8, blocks=1).eval())
+    said = []
+    predictor, denoiser, which = bench.bundled_denoiser(log=said.append)
+    assert which == "untrained ResidualDenoiser (timing only)"
+    assert type(denoiser).__name__ == "ResidualDenoiser" and predictor.config["width"] == 8
+    assert said and "not bundled" in said[0]
 
 
 def test_median_seconds_synchronises_and_takes_the_median():

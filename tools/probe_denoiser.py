@@ -34,6 +34,7 @@ def main() -> None:
     parser.add_argument("--crop", type=int, default=128)
     parser.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddpm")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="where the denoiser runs (cpu, cuda, mps)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -49,7 +50,7 @@ def main() -> None:
         y, x = y.permute(1, 2, 0).numpy(), x.permute(1, 2, 0).numpy()
         if y.shape[2] == 1:
             y, x = y[..., 0], x[..., 0]
-        result = refine(y, (predictor, denoiser), steps=10, samples=8, sampler=args.sampler, device="cpu",
+        result = refine(y, (predictor, denoiser), steps=10, samples=8, sampler=args.sampler, device=args.device,
                         normalize="dtype", axes="YXC" if y.ndim == 3 else "YX")
         rows.append((psnr(y, x), psnr(result.x_init, x), psnr(result.mean, x)))
     rows = np.array(rows)

@@ -1,0 +1,53 @@
+"""tools/gpu_session.py, the prepared GPU-lease command, in miniature on the CPU: training,
+export and probe run, and what it leaves in OUT fits what a lease can bring back."""
+
+import importlib.util
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch")
+
+SCRIPT = Path(__file__).resolve().parents[1] / "tools" / "gpu_session.py"
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("gpu_session", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_smoke_session_trains_exports_probes_and_packs_within_the_lease_limits(tmp_path):
+    out = tmp_path / "OUT"
+    assert load_script().main(["--device", "cpu", "--smoke", "--no-bench", "--train", "dvsr-photo",
+                               "--out", str(out), "--budget", "300"]) == 0
+    files = sorted(p.name for p in out.rglob("*"))
+    assert files == ["dvsr-photo.json", "dvsr-photo.safetensors", "report.tar.gz"]  # no checkpoints, no runs/
+    assert all(p.stat().st_size < 16 * 2**20 for p in out.iterdir())  # what a lease brings back
+    with tarfile.open(out / "report.tar.gz") as tar:
+        names = set(tar.getnames())
+        results = json.load(tar.extractfile("results.json"))
+        probe = tar.extractfile("probe-dvsr-photo.log").read().decode()
+    assert {"session.log", "train-dvsr-photo.jsonl", "train-dvsr-photo.log"} <= names
+    assert [results[stage]["exit"] for stage in ("train-dvsr-photo", "export-dvsr-photo", "probe-dvsr-photo")] == [0] * 3
+    assert "Fidelity" in probe and "x_init" in probe
+    manifest = json.loads((out / "dvsr-photo.json").read_text())
+    assert manifest["device"] == "CPU (smoke run)" and "gpu_session" in manifest["note"]
+    assert manifest["predictor"] == "xydeblur-photo"
+
+
+def test_a_stage_that_runs_over_is_logged_and_the_session_goes_on(tmp_path, monkeypatch):
+    module = load_script()
+    monkeypatch.setattr(module, "MIN_STAGE_SECONDS", 1)
+    stuck = tmp_path / "stuck.py"
+    stuck.write_text("import time\ntime.sleep(60)\n")
+    session = module.Session(tmp_path, budget=60, device="cpu", smoke=True)
+    assert session.run("stuck", [str(stuck)], limit=2) is False
+    assert session.results["stuck"]["exit"] == "timeout" and session.results["stuck"]["seconds"] < 10
+    session.deadline = 0  # no time left: later stages are skipped, not started
+    assert session.run("late", ["bench"], limit=100) is False and session.results["late"] == "skipped"
+    assert "stuck: exit timeout" in (tmp_path / "stage" / "session.log").read_text()

@@ -1,0 +1,190 @@
+"""One GPU lease, prepared: the measurements the open issues need from a GPU and a training
+continuation, in the single command a lease has room for.
+
+A task that is lent a GPU gets about 15 minutes of device time, the machine's start
+included, and one command may run 10 minutes. This script is that command. On the device
+machine, from the repository root (the package need not be installed there):
+
+    PYTHONUNBUFFERED=1 python3 tools/gpu_session.py --out $OUT --budget 540
+
+It runs these stages in turn. Each has its own deadline. A stage that fails or runs over
+is logged, and the next one still runs.
+
+1. ``napari-deblur bench --device cuda``: XYDeblur from 256x256 to 4096x4096, a 16384x16384
+   image under a 4 GiB cap, denoiser steps, the Fidelity preset at 720p.
+2. The same with ``--quick --compile``: torch.compile at 256x256 and 720p.
+3. Training: each model named by ``--train`` continues from its bundled weights, and the
+   time left is split between them. Each is then exported (fp16 + manifest) with the GPU
+   named.
+4. ``tools/probe_denoiser.py`` on each trained denoiser: Fidelity against x_init on
+   held-out crops.
+
+``OUT`` receives ``report.tar.gz`` (bench JSON and Markdown, this script's log, the
+training logs, the probe lines) and ``NAME.safetensors`` + ``NAME.json`` per trained
+model. That is at most 7 files, each under 16 MiB, the limits of what comes back.
+
+Back on a CPU machine: unpack the report, copy ``performance-cuda*.{json,md}`` into
+``benchmarks/``, and score each new model with ``napari-deblur eval --models
+OUT/NAME.safetensors`` before shipping it. Replace a bundled model only when the benchmark
+improves.
+
+``--device cpu --smoke`` runs every stage in miniature. It is how this script is tested
+without a GPU.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# The continuation recipes. A continuation starts from trained weights, so it uses a short
+# warm-up and a lower peak rate than a run from scratch. A guessed throughput sets the
+# cosine schedule's length, and --time-limit stops the run if the guess was high.
+RECIPES = {
+    "dvsr-photo": ["dvsr", "--preset", "photo", "--batch", "16", "--crop", "128", "--lr", "2e-4"],
+    "dvsr-microscopy": ["dvsr", "--preset", "microscopy", "--batch", "16", "--crop", "128", "--lr", "2e-4"],
+    "xydeblur-photo": ["xydeblur", "--preset", "photo", "--batch", "16", "--crop", "192", "--lr", "2e-4",
+                       "--ema", "0.995", "--fft-weight", "0.05"],
+    "xydeblur-microscopy": ["xydeblur", "--preset", "microscopy", "--batch", "16", "--crop", "192", "--lr", "2e-4",
+                            "--ema", "0.995", "--fft-weight", "0.05"],
+}
+GUESSED_ITERS_PER_SECOND = {"dvsr": 20.0, "xydeblur": 8.0}
+SMOKE_RECIPE = ["--batch", "2", "--crop", "32"]
+RESERVE_PER_MODEL = 45  # seconds kept back for each model's export and probe
+MIN_STAGE_SECONDS = 10  # a stage with less time than this is skipped
+
+
+class Session:
+    def __init__(self, out: Path, budget: float, device: str, smoke: bool):
+        self.out, self.device, self.smoke = out, device, smoke
+        self.deadline = time.monotonic() + budget
+        self.stage = out / "stage"
+        self.stage.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.stage / "session.log"
+        self.results = {}
+
+    def left(self) -> float:
+        return self.deadline - time.monotonic()
+
+    def log(self, line: str) -> None:
+        stamped = f"[{time.strftime('%H:%M:%S')} {self.left():6.0f} s left] {line}"
+        print(stamped, flush=True)
+        with open(self.log_path, "a") as log:
+            log.write(stamped + "\n")
+
+    def run(self, name: str, args: list, limit: float) -> bool:
+        """Run ``python3 -m napari_deblur ARGS`` (or a script) for at most ``limit`` seconds."""
+        limit = min(limit, self.left() - 5)
+        if limit < MIN_STAGE_SECONDS:
+            self.log(f"{name}: skipped, {self.left():.0f} s left")
+            self.results[name] = "skipped"
+            return False
+        env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+               "PYTHONUNBUFFERED": "1"}
+        cmd = [sys.executable, *args] if args[0].endswith(".py") else [sys.executable, "-m", "napari_deblur", *args]
+        self.log(f"{name}: {' '.join(cmd[1:])} (at most {limit:.0f} s)")
+        start = time.monotonic()
+        with open(self.stage / f"{name}.log", "w") as output:
+            try:
+                code = subprocess.run(cmd, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT,
+                                      timeout=limit).returncode
+            except subprocess.TimeoutExpired:
+                code = "timeout"
+        seconds = time.monotonic() - start
+        self.results[name] = {"exit": code, "seconds": round(seconds, 1)}
+        tail = (self.stage / f"{name}.log").read_text(errors="replace").strip().splitlines()[-3:]
+        self.log(f"{name}: exit {code} after {seconds:.0f} s; last lines: {' | '.join(tail)}")
+        return code == 0
+
+    def environment(self) -> None:
+        import platform
+
+        try:
+            import torch
+
+            gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA device"
+            self.log(f"python {platform.python_version()}, torch {torch.__version__}, {gpu}, "
+                     f"{os.cpu_count()} CPU cores")
+            self.gpu, self.torch = (gpu if torch.cuda.is_available() else None), torch.__version__
+        except ImportError:
+            self.log("torch is not importable")
+            self.gpu, self.torch = None, None
+
+    def bench(self) -> None:
+        quick = ["--quick", "--repeats", "1"] if self.smoke else []
+        self.run("bench", ["bench", "--device", self.device, *quick,
+                           "--out", str(self.stage / f"performance-{self.device}.json")], 40 if self.smoke else 170)
+        self.run("bench-compile", ["bench", "--device", self.device, "--quick", "--compile",
+                                   *(["--repeats", "1"] if self.smoke else []),
+                                   "--out", str(self.stage / f"performance-{self.device}-compile.json")],
+                 40 if self.smoke else 120)
+
+    def train(self, names: list) -> None:
+        for index, name in enumerate(names):
+            remaining = len(names) - index
+            seconds = (self.left() - RESERVE_PER_MODEL * remaining) / remaining
+            seconds = min(seconds, 60) if self.smoke else seconds
+            kind = RECIPES[name][0]
+            recipe = [*RECIPES[name][:3], *SMOKE_RECIPE] if self.smoke else RECIPES[name]
+            iters = 4 if self.smoke else max(100, int(seconds * GUESSED_ITERS_PER_SECOND[kind]))
+            run_dir = self.out / "runs" / name
+            args = ["train", *recipe, "--init", name, "--iters", str(iters), "--warmup", str(min(100, iters // 4)),
+                    "--val-every", str(max(1, iters // 4)), "--ckpt-every", str(10 * iters),
+                    "--time-limit", str(max(1, int(seconds - 30))), "--device", self.device, "--out", str(run_dir)]
+            if not self.run(f"train-{name}", args, seconds + 30):
+                continue
+            log = run_dir / "log.jsonl"
+            if log.is_file():
+                (self.stage / f"train-{name}.jsonl").write_text(log.read_text())
+            device = f"{self.gpu}, PyTorch {self.torch}, tools/gpu_session.py" if self.gpu else "CPU (smoke run)"
+            note = ("continued from the bundled weights on a GPU lease by tools/gpu_session.py; "
+                    "ship only after `napari-deblur eval` shows an improvement")
+            if self.run(f"export-{name}", ["export", str(run_dir), "--name", name, "--out", str(self.out),
+                                           "--device", device, "--note", note], 30) and kind == "dvsr":
+                self.run(f"probe-{name}", [str(ROOT / "tools" / "probe_denoiser.py"), str(run_dir),
+                                           "--crops", "2" if self.smoke else "16", "--crop", "32" if self.smoke else "128",
+                                           "--device", self.device], 20 if self.smoke else 40)
+
+    def pack(self) -> Path:
+        (self.stage / "results.json").write_text(json.dumps(self.results, indent=1) + "\n")
+        report = self.out / "report.tar.gz"
+        with tarfile.open(report, "w:gz") as tar:
+            for path in sorted(self.stage.iterdir()):
+                tar.add(path, arcname=path.name)
+        return report
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "gpu-session")))
+    parser.add_argument("--budget", type=float, default=540, help="seconds for everything (default 540)")
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--train", nargs="*", default=["dvsr-photo", "dvsr-microscopy"], choices=sorted(RECIPES),
+                        help="bundled models to continue training (default: both denoisers; none: no training)")
+    parser.add_argument("--no-bench", action="store_true", help="skip the benchmark stages")
+    parser.add_argument("--smoke", action="store_true", help="every stage in miniature (a test on the CPU)")
+    args = parser.parse_args(argv)
+
+    session = Session(args.out, args.budget, args.device, args.smoke)
+    session.environment()
+    if not args.no_bench:
+        session.bench()
+    session.train(args.train)
+    session.log(f"stages: {json.dumps(session.results)}")
+    report = session.pack()
+    # Checkpoints (optimizer state) stay on the machine: only the report and the weights come back.
+    for folder in (session.stage, args.out / "runs"):
+        shutil.rmtree(folder, ignore_errors=True)
+    print(f"{args.out} holds {', '.join(sorted(p.name for p in args.out.iterdir()))}; the report is {report.name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
