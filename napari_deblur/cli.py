@@ -427,6 +427,9 @@ def add_train(subparsers):
     parser.add_argument("--ckpt-every", type=int, default=500)
     parser.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
                         help="stop (with a checkpoint) after this long; run again to resume")
+    parser.add_argument("--fit-iters", action="store_true",
+                        help="with --time-limit: time the first iterations and shorten --iters so the "
+                             "learning-rate schedule ends within the time limit (a resumed run keeps that length)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR")
     parser.set_defaults(handler=run_train)
@@ -446,7 +449,7 @@ def run_train(args) -> int:
         pairs=args.pairs, val_every=args.val_every, ckpt_every=args.ckpt_every,
     )
     summary = Trainer(cfg, args.out, device=args.device, log=lambda line: print(line, file=sys.stderr)).run(
-        time_limit=args.time_limit
+        time_limit=args.time_limit, fit_iters=args.fit_iters
     )
     print(summary)
     return 0

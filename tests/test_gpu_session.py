@@ -34,7 +34,7 @@ def test_smoke_session_trains_exports_probes_and_packs_within_the_lease_limits(t
         probe = tar.extractfile("probe-dvsr-photo.log").read().decode()
     assert {"session.log", "train-dvsr-photo.jsonl", "train-dvsr-photo.log"} <= names
     assert [results[stage]["exit"] for stage in ("train-dvsr-photo", "export-dvsr-photo", "probe-dvsr-photo")] == [0] * 3
-    assert "x_init" in probe and "T=10, N=8: PSNR" in probe
+    assert "x_init" in probe and "T=2, N=2: PSNR" in probe
     manifest = json.loads((out / "dvsr-photo.json").read_text())
     assert manifest["device"] == "CPU (smoke run)" and "gpu_session" in manifest["note"]
     assert manifest["predictor"] == "xydeblur-photo"

@@ -45,6 +45,40 @@ def test_time_limit_stops_with_a_checkpoint(tmp_path):
     assert (tmp_path / "run" / "checkpoint" / "index.json").is_file()
 
 
+def test_fit_iters_ends_the_schedule_inside_the_time_limit_and_a_resumed_run_keeps_it(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from napari_deblur.training import train
+
+    clock = [0.0]  # a fake clock: each training step takes 150 ms, everything else no time
+    monkeypatch.setattr(train, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    monkeypatch.setattr(train, "FIT_WINDOW", (2, 6))
+    real_step = Trainer.step
+
+    def timed_step(self):
+        clock[0] += 0.15
+        return real_step(self)
+
+    monkeypatch.setattr(Trainer, "step", timed_step)
+    said = []
+    config = dict(iters=10_000, val_every=10_000, ckpt_every=10_000)
+    trainer = Trainer(_config(**config), tmp_path / "run", log=said.append)
+    summary = trainer.run(time_limit=4.0, fit_iters=True)
+    fitted = 6 + int(0.9 * (4.0 - 6 * 0.15) / 0.15)  # 90% of the time left after the timed window
+    assert summary["iteration"] == trainer.cfg.iters == fitted == 24
+    assert "val_psnr" in summary  # the schedule's end validates, as a full run does
+    assert not any("time limit reached" in line for line in said)  # the schedule ended, not the clock
+    assert any("--fit-iters" in line for line in said)
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["iters"] == fitted
+    assert train.learning_rate(trainer.cfg, fitted - 1) < 0.05 * trainer.cfg.lr  # the cosine decayed fully
+
+    resumed = Trainer(_config(**config), tmp_path / "run", log=said.append)
+    assert resumed.run(time_limit=4.0, fit_iters=True)["iteration"] == fitted  # the same length, nothing to do
+    assert resumed.cfg.iters == fitted
+    unfitted = Trainer(_config(**config), tmp_path / "other", log=said.append)
+    assert unfitted.run(time_limit=4.0)["iteration"] == 27  # without it the clock stops the run mid-schedule
+
+
 def test_export_writes_a_bundled_model(tmp_path, monkeypatch):
     Trainer(_config(), tmp_path / "run", log=lambda s: None).run()
     manifest_path = export_run(tmp_path / "run", "xydeblur-tiny", tmp_path / "res", device="cpu (test)")

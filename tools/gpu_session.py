@@ -45,8 +45,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 # The continuation recipes. A continuation starts from trained weights, so it uses a short
-# warm-up and a lower peak rate than a run from scratch. A guessed throughput sets the
-# cosine schedule's length, and --time-limit stops the run if the guess was high.
+# warm-up and a lower peak rate than a run from scratch. --fit-iters times the first
+# iterations and shortens the cosine schedule so that it ends within the time limit.
 RECIPES = {
     "dvsr-photo": ["dvsr", "--preset", "photo", "--batch", "16", "--crop", "128", "--lr", "2e-4"],
     "dvsr-microscopy": ["dvsr", "--preset", "microscopy", "--batch", "16", "--crop", "128", "--lr", "2e-4"],
@@ -55,7 +55,6 @@ RECIPES = {
     "xydeblur-microscopy": ["xydeblur", "--preset", "microscopy", "--batch", "16", "--crop", "192", "--lr", "2e-4",
                             "--ema", "0.995", "--fft-weight", "0.05"],
 }
-GUESSED_ITERS_PER_SECOND = {"dvsr": 20.0, "xydeblur": 8.0}
 SMOKE_RECIPE = ["--batch", "2", "--crop", "32"]
 RESERVE_PER_MODEL = 45  # seconds kept back for each model's export and probe
 MIN_STAGE_SECONDS = 10  # a stage with less time than this is skipped
@@ -133,11 +132,12 @@ class Session:
             seconds = min(seconds, 60) if self.smoke else seconds
             kind = RECIPES[name][0]
             recipe = [*RECIPES[name][:3], *SMOKE_RECIPE] if self.smoke else RECIPES[name]
-            iters = 4 if self.smoke else max(100, int(seconds * GUESSED_ITERS_PER_SECOND[kind]))
+            iters = 4 if self.smoke else 200_000  # an upper bound: --fit-iters sets the length
             run_dir = self.out / "runs" / name
-            args = ["train", *recipe, "--init", name, "--iters", str(iters), "--warmup", str(min(100, iters // 4)),
-                    "--val-every", str(max(1, iters // 4)), "--ckpt-every", str(10 * iters),
-                    "--time-limit", str(max(1, int(seconds - 30))), "--device", self.device, "--out", str(run_dir)]
+            args = ["train", *recipe, "--init", name, "--iters", str(iters), "--warmup", str(1 if self.smoke else 100),
+                    "--val-every", str(1 if self.smoke else 1000), "--ckpt-every", str(10 * iters),
+                    "--time-limit", str(max(1, int(seconds - 30))), "--fit-iters", "--device", self.device,
+                    "--out", str(run_dir)]
             if not self.run(f"train-{name}", args, seconds + 30):
                 continue
             log = run_dir / "log.jsonl"
@@ -148,9 +148,9 @@ class Session:
                     "ship only after `napari-deblur eval` shows an improvement")
             if self.run(f"export-{name}", ["export", str(run_dir), "--name", name, "--out", str(self.out),
                                            "--device", device, "--note", note], 30) and kind == "dvsr":
-                self.run(f"probe-{name}", [str(ROOT / "tools" / "probe_denoiser.py"), str(run_dir),
-                                           "--crops", "2" if self.smoke else "16", "--crop", "32" if self.smoke else "128",
-                                           "--device", self.device], 20 if self.smoke else 40)
+                size = ["--crops", "2", "--crop", "32", "--steps", "2", "--samples", "2"] if self.smoke else ["--crops", "16"]
+                self.run(f"probe-{name}", [str(ROOT / "tools" / "probe_denoiser.py"), str(run_dir), *size,
+                                           "--device", self.device], 60 if self.smoke else 40)
 
     def pack(self) -> Path:
         (self.stage / "results.json").write_text(json.dumps(self.results, indent=1) + "\n")

@@ -74,6 +74,10 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return 10 * math.log10(1 / max(mse, 1e-12))
 
 
+FITTED = "fitted_iters.json"  # the schedule length --fit-iters chose, kept for a resumed run
+FIT_WINDOW = (5, 25)  # iterations after the start that --fit-iters times (set-up and autotuning excluded)
+
+
 class Trainer:
     """One training run in ``out`` (created or resumed)."""
 
@@ -177,15 +181,40 @@ class Trainer:
         self.iteration += 1
         return loss.item()
 
-    def run(self, time_limit: float | None = None, log_every: int = 50) -> dict:
+    def _fit_schedule(self, time_limit: float, elapsed: float, seconds_per_iter: float) -> None:
+        """Shorten ``cfg.iters`` so the learning-rate schedule ends inside ``time_limit``
+        (10% kept back for validation and checkpoints), and record it for a resumed run."""
+        fitted = self.iteration + int(0.9 * (time_limit - elapsed) / seconds_per_iter)
+        if fitted < self.cfg.iters:
+            self.log(f"--fit-iters: {seconds_per_iter * 1000:.0f} ms per iteration, so the schedule ends at "
+                     f"iteration {fitted} instead of {self.cfg.iters}")
+            self.cfg.iters = max(self.iteration + 1, fitted)
+            (self.out / "config.json").write_text(json.dumps(asdict(self.cfg), indent=1))
+        (self.out / FITTED).write_text(json.dumps({"iters": self.cfg.iters}) + "\n")
+
+    def run(self, time_limit: float | None = None, log_every: int = 50, fit_iters: bool = False) -> dict:
+        """Train until ``cfg.iters`` or ``time_limit`` seconds. With ``fit_iters`` (and a time
+        limit) a fresh run times its iterations FIT_WINDOW and shortens ``cfg.iters`` so that
+        the whole cosine schedule fits in the time limit; a resumed run keeps that length."""
         cfg, start, losses = self.cfg, time.perf_counter(), []
         last = {}
+        fitting = fit_iters and time_limit is not None
+        if fitting and (self.out / FITTED).is_file():
+            cfg.iters = json.loads((self.out / FITTED).read_text())["iters"]
+            fitting = False
+        window = tuple(self.iteration + i for i in FIT_WINDOW)
         with open(self.out / "log.jsonl", "a") as logf:
             while self.iteration < cfg.iters:
                 t0 = time.perf_counter()
                 losses.append(self.step())
                 self.seconds += time.perf_counter() - t0
                 it = self.iteration
+                if fitting and it == window[0]:
+                    window_start = time.perf_counter()
+                elif fitting and it == window[1]:
+                    now = time.perf_counter()
+                    self._fit_schedule(time_limit, now - start, (now - window_start) / (window[1] - window[0]))
+                    fitting = False
                 record = None
                 if it % log_every == 0 or it == cfg.iters:
                     record = {"iter": it, "loss": float(np.mean(losses)), "lr": learning_rate(cfg, it - 1),

@@ -224,5 +224,5 @@ def run_from_args(args) -> int:
         val_every=args.val_every, ckpt_every=args.ckpt_every,
     )
     trainer = DVSRTrainer(cfg, args.out, device=args.device, log=lambda line: print(line, file=sys.stderr))
-    print(trainer.run(time_limit=args.time_limit))
+    print(trainer.run(time_limit=args.time_limit, fit_iters=getattr(args, "fit_iters", False)))
     return 0
