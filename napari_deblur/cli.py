@@ -436,6 +436,8 @@ def add_train(subparsers):
 
 
 def run_train(args) -> int:
+    if args.fit_iters and args.time_limit is None:
+        raise CLIError("--fit-iters needs --time-limit (the time to fit the schedule into)")
     if args.architecture == "dvsr":
         from .training.train_dvsr import run_from_args
 

@@ -77,6 +77,18 @@ def test_fit_iters_ends_the_schedule_inside_the_time_limit_and_a_resumed_run_kee
     assert resumed.cfg.iters == fitted
     unfitted = Trainer(_config(**config), tmp_path / "other", log=said.append)
     assert unfitted.run(time_limit=4.0)["iteration"] == 27  # without it the clock stops the run mid-schedule
+    resumed_unfitted = Trainer(_config(**config), tmp_path / "other", log=said.append)
+    resumed_unfitted.run(time_limit=0.0, fit_iters=True)
+    assert resumed_unfitted.cfg.iters == 10_000  # a run already under way is not refitted
+    assert any("was not fitted when it started" in line for line in said)
+
+
+def test_fit_iters_needs_a_time_limit(tmp_path, capsys):
+    from napari_deblur.cli import main
+
+    assert main(["train", "dvsr", "--fit-iters", "--out", str(tmp_path / "run")]) == 2
+    assert "--fit-iters needs --time-limit" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
 
 
 def test_export_writes_a_bundled_model(tmp_path, monkeypatch):

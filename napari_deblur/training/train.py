@@ -202,6 +202,9 @@ class Trainer:
         if fitting and (self.out / FITTED).is_file():
             cfg.iters = json.loads((self.out / FITTED).read_text())["iters"]
             fitting = False
+        elif fitting and self.iteration > 0:  # refitting mid-schedule would make the learning rate jump
+            self.log(f"--fit-iters: this run was not fitted when it started; it keeps --iters {cfg.iters}")
+            fitting = False
         window = tuple(self.iteration + i for i in FIT_WINDOW)
         with open(self.out / "log.jsonl", "a") as logf:
             while self.iteration < cfg.iters:
