@@ -4,7 +4,13 @@ PSNR of the blurry input, of x_init = g(y) and of the mean of N samples after T 
 progress check between checkpoints, much cheaper than `napari-deblur eval` (which scores
 shipped weights on the benchmark images).
 
+It also reports how well the per-pixel std ranks the error of the mean (Spearman rho, the
+benchmark's uncertainty measure), next to a baseline that needs no sampling at all: the
+gradient magnitude of x_init (errors sit at edges). An uncertainty map that does not beat
+that baseline tells the user little more than an edge map would.
+
     python tools/probe_denoiser.py runs/dvsr-microscopy --crops 4 --sampler ddpm
+    python tools/probe_denoiser.py dvsr-photo          # a bundled denoiser (held-out seed 0)
 """
 
 import argparse
@@ -16,7 +22,8 @@ import numpy as np
 import torch
 
 from napari_deblur.data.pairs import make_sampler
-from napari_deblur.diffusion.refine import refine
+from napari_deblur.diffusion.refine import refine, resolve_models
+from napari_deblur.evaluation.diffusion import uncertainty_correlation
 from napari_deblur.models.denoiser import ResidualDenoiser
 from napari_deblur.models.loading import load_model
 from napari_deblur.training.checkpoint import load_checkpoint
@@ -30,7 +37,7 @@ def psnr(estimate, sharp) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("run", type=Path, help="a `napari-deblur train dvsr` output folder")
+    parser.add_argument("run", type=Path, help="a `napari-deblur train dvsr` output folder, or a bundled denoiser")
     parser.add_argument("--crops", type=int, default=4)
     parser.add_argument("--crop", type=int, default=128)
     parser.add_argument("--sampler", choices=["ddpm", "ddim"], default="ddpm")
@@ -41,11 +48,17 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    cfg = json.loads((args.run / "config.json").read_text())
-    state = load_checkpoint(args.run / "checkpoint")
-    denoiser = ResidualDenoiser(**state["config"]).eval()
-    denoiser.load_state_dict(state["ema"])
-    predictor = load_model(cfg["predictor"]).eval()
+    if args.run.is_dir():
+        cfg = json.loads((args.run / "config.json").read_text())
+        state = load_checkpoint(args.run / "checkpoint")
+        denoiser = ResidualDenoiser(**state["config"]).eval()
+        denoiser.load_state_dict(state["ema"])
+        predictor = load_model(cfg["predictor"]).eval()
+        what = f"{args.run} iteration {state['iteration']}"
+    else:
+        predictor, denoiser = resolve_models(str(args.run))
+        cfg = {"preset": "photo" if denoiser.channels == 3 else "microscopy", "seed": 0}
+        what = f"{args.run} (bundled)"
     blurred, sharp = make_sampler(cfg["preset"], args.crop, args.crops, "cpu", HELDOUT_SEED + cfg["seed"],
                                   heldout=True).sample()
     rows = []
@@ -55,11 +68,15 @@ def main() -> None:
             y, x = y[..., 0], x[..., 0]
         result = refine(y, (predictor, denoiser), steps=args.steps, samples=args.samples, sampler=args.sampler, device=args.device,
                         normalize="dtype", axes="YXC" if y.ndim == 3 else "YX")
-        rows.append((psnr(y, x), psnr(result.x_init, x), psnr(result.mean, x)))
-    rows = np.array(rows)
-    print(f"{args.run} iteration {state['iteration']}, {args.crops} held-out {args.crop} px crops, {args.sampler}, "
-          f"T={args.steps}, N={args.samples}: PSNR input %.2f, x_init %.2f, mean %.2f dB" % tuple(rows.mean(0)),
-          "; gain per crop", np.round(rows[:, 2] - rows[:, 1], 2).tolist())
+        channels_first = (lambda a: np.moveaxis(a, -1, 0)) if y.ndim == 3 else (lambda a: a)
+        edges = np.hypot(*np.gradient(channels_first(result.x_init).astype(np.float64), axis=(-2, -1)))
+        rows.append((psnr(y, x), psnr(result.x_init, x), psnr(result.mean, x),
+                     uncertainty_correlation(channels_first(result.std), channels_first(result.mean), channels_first(x)),
+                     uncertainty_correlation(edges, channels_first(result.mean), channels_first(x))))
+    rows = np.array(rows, dtype=float)
+    print(f"{what}, {args.crops} held-out {args.crop} px crops, {args.sampler}, T={args.steps}, N={args.samples}: "
+          "PSNR input %.2f, x_init %.2f, mean %.2f dB; std/error rho %.3f (edge-map baseline %.3f)"
+          % tuple(np.nanmean(rows, 0)), "; gain per crop", np.round(rows[:, 2] - rows[:, 1], 2).tolist())
 
 
 if __name__ == "__main__":
