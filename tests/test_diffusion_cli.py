@@ -102,7 +102,7 @@ def test_train_xydeblur_keeps_its_defaults(tmp_path, monkeypatch):
         def __init__(self, cfg, out, device="auto", log=print):
             seen["cfg"] = cfg
 
-        def run(self, time_limit=None):
+        def run(self, time_limit=None, fit_iters=False):
             return {}
 
     monkeypatch.setattr(train, "Trainer", Recorder)

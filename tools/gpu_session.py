@@ -39,6 +39,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 import time
 from pathlib import Path
 
@@ -61,13 +62,19 @@ MIN_STAGE_SECONDS = 10  # a stage with less time than this is skipped
 
 
 class Session:
+    """The stages' bookkeeping. Logs and training runs live in a scratch folder, so ``out``
+    only ever holds what should come back, even if the lease ends mid-stage."""
+
     def __init__(self, out: Path, budget: float, device: str, smoke: bool):
         self.out, self.device, self.smoke = out, device, smoke
+        self.out.mkdir(parents=True, exist_ok=True)
         self.deadline = time.monotonic() + budget
-        self.stage = out / "stage"
-        self.stage.mkdir(parents=True, exist_ok=True)
+        self.work = Path(tempfile.mkdtemp(prefix="napari-deblur-gpu-session-"))
+        self.stage = self.work / "stage"
+        self.stage.mkdir()
         self.log_path = self.stage / "session.log"
         self.results = {}
+        self.gpu = self.torch = None
 
     def left(self) -> float:
         return self.deadline - time.monotonic()
@@ -114,7 +121,6 @@ class Session:
             self.gpu, self.torch = (gpu if torch.cuda.is_available() else None), torch.__version__
         except ImportError:
             self.log("torch is not importable")
-            self.gpu, self.torch = None, None
 
     def bench(self) -> None:
         quick = ["--quick", "--repeats", "1"] if self.smoke else []
@@ -133,7 +139,7 @@ class Session:
             kind = RECIPES[name][0]
             recipe = [*RECIPES[name][:3], *SMOKE_RECIPE] if self.smoke else RECIPES[name]
             iters = 4 if self.smoke else 200_000  # an upper bound: --fit-iters sets the length
-            run_dir = self.out / "runs" / name
+            run_dir = self.work / "runs" / name
             args = ["train", *recipe, "--init", name, "--iters", str(iters), "--warmup", str(1 if self.smoke else 100),
                     "--val-every", str(1 if self.smoke else 1000), "--ckpt-every", str(10 * iters),
                     "--time-limit", str(max(1, int(seconds - 30))), "--fit-iters", "--device", self.device,
@@ -179,9 +185,7 @@ def main(argv=None) -> int:
     session.train(args.train)
     session.log(f"stages: {json.dumps(session.results)}")
     report = session.pack()
-    # Checkpoints (optimizer state) stay on the machine: only the report and the weights come back.
-    for folder in (session.stage, args.out / "runs"):
-        shutil.rmtree(folder, ignore_errors=True)
+    shutil.rmtree(session.work, ignore_errors=True)  # checkpoints (optimizer state) do not come back
     print(f"{args.out} holds {', '.join(sorted(p.name for p in args.out.iterdir()))}; the report is {report.name}")
     return 0
 
