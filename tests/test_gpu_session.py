@@ -34,7 +34,8 @@ def test_smoke_session_trains_exports_probes_and_packs_within_the_lease_limits(t
         results = json.load(tar.extractfile("results.json"))
         probe = tar.extractfile("probe-dvsr-photo.log").read().decode()
     assert {"session.log", "train-dvsr-photo.jsonl", "train-dvsr-photo.log"} <= names
-    assert [results[stage]["exit"] for stage in ("train-dvsr-photo", "export-dvsr-photo", "probe-dvsr-photo")] == [0] * 3
+    stages = ("train-dvsr-photo", "export-dvsr-photo", "probe-dvsr-photo")
+    assert [results[stage]["exit"] for stage in stages] == [0] * 3
     assert "x_init" in probe and "T=2, N=2: PSNR" in probe
     manifest = json.loads((out / "dvsr-photo.json").read_text())
     assert manifest["device"] == "CPU (smoke run)" and "gpu_session" in manifest["note"]

@@ -154,7 +154,9 @@ class Session:
                     "ship only after `napari-deblur eval` shows an improvement")
             if self.run(f"export-{name}", ["export", str(run_dir), "--name", name, "--out", str(self.out),
                                            "--device", device, "--note", note], 30) and kind == "dvsr":
-                size = ["--crops", "2", "--crop", "32", "--steps", "2", "--samples", "2"] if self.smoke else ["--crops", "16"]
+                size = ["--crops", "16"]
+                if self.smoke:
+                    size = ["--crops", "2", "--crop", "32", "--steps", "2", "--samples", "2"]
                 self.run(f"probe-{name}", [str(ROOT / "tools" / "probe_denoiser.py"), str(run_dir), *size,
                                            "--device", self.device], 60 if self.smoke else 40)
 

@@ -66,13 +66,14 @@ def main() -> None:
         y, x = y.permute(1, 2, 0).numpy(), x.permute(1, 2, 0).numpy()
         if y.shape[2] == 1:
             y, x = y[..., 0], x[..., 0]
-        result = refine(y, (predictor, denoiser), steps=args.steps, samples=args.samples, sampler=args.sampler, device=args.device,
-                        normalize="dtype", axes="YXC" if y.ndim == 3 else "YX")
+        result = refine(y, (predictor, denoiser), steps=args.steps, samples=args.samples, sampler=args.sampler,
+                        device=args.device, normalize="dtype", axes="YXC" if y.ndim == 3 else "YX")
         channels_first = (lambda a: np.moveaxis(a, -1, 0)) if y.ndim == 3 else (lambda a: a)
         edges = np.hypot(*np.gradient(channels_first(result.x_init).astype(np.float64), axis=(-2, -1)))
+        mean, sharp_ = channels_first(result.mean), channels_first(x)
         rows.append((psnr(y, x), psnr(result.x_init, x), psnr(result.mean, x),
-                     uncertainty_correlation(channels_first(result.std), channels_first(result.mean), channels_first(x)),
-                     uncertainty_correlation(edges, channels_first(result.mean), channels_first(x))))
+                     uncertainty_correlation(channels_first(result.std), mean, sharp_),
+                     uncertainty_correlation(edges, mean, sharp_)))
     rows = np.array(rows, dtype=float)
     print(f"{what}, {args.crops} held-out {args.crop} px crops, {args.sampler}, T={args.steps}, N={args.samples}: "
           "PSNR input %.2f, x_init %.2f, mean %.2f dB; std/error rho %.3f (edge-map baseline %.3f)"
