@@ -54,3 +54,11 @@ def test_a_stage_that_runs_over_is_logged_and_the_session_goes_on(tmp_path, monk
     assert session.run("late", ["bench"], limit=100) is False and session.results["late"] == "skipped"
     assert "stuck: exit timeout" in session.log_path.read_text()
     shutil.rmtree(session.work)
+
+
+def test_more_models_than_a_lease_can_bring_back_is_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        load_script().main(["--train", "dvsr-photo", "dvsr-microscopy", "xydeblur-photo", "xydeblur-microscopy",
+                            "--out", str(tmp_path / "OUT")])
+    assert "at most 3 models" in capsys.readouterr().err
+    assert not (tmp_path / "OUT").exists()

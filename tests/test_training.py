@@ -75,6 +75,7 @@ def test_fit_iters_ends_the_schedule_inside_the_time_limit_and_a_resumed_run_kee
     resumed = Trainer(_config(**config), tmp_path / "run", log=said.append)
     assert resumed.run(time_limit=4.0, fit_iters=True)["iteration"] == fitted  # the same length, nothing to do
     assert resumed.cfg.iters == fitted
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["iters"] == fitted  # what export reads
     unfitted = Trainer(_config(**config), tmp_path / "other", log=said.append)
     assert unfitted.run(time_limit=4.0)["iteration"] == 27  # without it the clock stops the run mid-schedule
     resumed_unfitted = Trainer(_config(**config), tmp_path / "other", log=said.append)

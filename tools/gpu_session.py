@@ -21,7 +21,8 @@ is logged, and the next one still runs.
 
 ``OUT`` receives ``report.tar.gz`` (bench JSON and Markdown, this script's log, the
 training logs, the probe lines) and ``NAME.safetensors`` + ``NAME.json`` per trained
-model. That is at most 7 files, each under 16 MiB, the limits of what comes back.
+model. With at most 3 models that is at most 7 files, each under 16 MiB, inside the limits
+of what comes back (8 files).
 
 Back on a CPU machine: unpack the report, copy ``performance-cuda*.{json,md}`` into
 ``benchmarks/``, and score each new model with ``napari-deblur eval --models
@@ -58,6 +59,7 @@ RECIPES = {
 }
 SMOKE_RECIPE = ["--batch", "2", "--crop", "32"]
 RESERVE_PER_MODEL = 45  # seconds kept back for each model's export and probe
+MAX_MODELS = 3  # 2 files each and the report: 7 of the 8 files a lease brings back
 MIN_STAGE_SECONDS = 10  # a stage with less time than this is skipped
 
 
@@ -179,6 +181,8 @@ def main(argv=None) -> int:
     parser.add_argument("--no-bench", action="store_true", help="skip the benchmark stages")
     parser.add_argument("--smoke", action="store_true", help="every stage in miniature (a test on the CPU)")
     args = parser.parse_args(argv)
+    if len(args.train) > MAX_MODELS:
+        parser.error(f"--train takes at most {MAX_MODELS} models: a lease brings back 8 files, 2 per model")
 
     session = Session(args.out, args.budget, args.device, args.smoke)
     session.environment()

@@ -109,7 +109,7 @@ class Trainer:
         self.iteration, self.seconds = 0, 0.0
         if (self.out / "checkpoint" / "index.json").is_file():
             self._resume()
-        (self.out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
+        self._write_config()
 
     def _state(self) -> dict:
         return {
@@ -181,6 +181,9 @@ class Trainer:
         self.iteration += 1
         return loss.item()
 
+    def _write_config(self) -> None:
+        (self.out / "config.json").write_text(json.dumps(asdict(self.cfg), indent=1))
+
     def _fit_schedule(self, time_limit: float, elapsed: float, seconds_per_iter: float) -> None:
         """Shorten ``cfg.iters`` so the learning-rate schedule ends inside ``time_limit``
         (10% kept back for validation and checkpoints), and record it for a resumed run."""
@@ -189,7 +192,7 @@ class Trainer:
             self.log(f"--fit-iters: {seconds_per_iter * 1000:.0f} ms per iteration, so the schedule ends at "
                      f"iteration {fitted} instead of {self.cfg.iters}")
             self.cfg.iters = max(self.iteration + 1, fitted)
-            (self.out / "config.json").write_text(json.dumps(asdict(self.cfg), indent=1))
+            self._write_config()
         (self.out / FITTED).write_text(json.dumps({"iters": self.cfg.iters}) + "\n")
 
     def run(self, time_limit: float | None = None, log_every: int = 50, fit_iters: bool = False) -> dict:
@@ -201,6 +204,7 @@ class Trainer:
         fitting = fit_iters and time_limit is not None
         if fitting and (self.out / FITTED).is_file():
             cfg.iters = json.loads((self.out / FITTED).read_text())["iters"]
+            self._write_config()  # __init__ wrote the command line's --iters
             fitting = False
         elif fitting and self.iteration > 0:  # refitting mid-schedule would make the learning rate jump
             self.log(f"--fit-iters: this run was not fitted when it started; it keeps --iters {cfg.iters}")

@@ -21,8 +21,7 @@ deterministic DDIM sample of ``val_steps`` steps (EMA weights) on a fixed held-o
 Export with :mod:`.export_dvsr`.
 """
 
-import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -117,7 +116,7 @@ class DVSRTrainer(Trainer):
         self.iteration, self.seconds = 0, 0.0
         if (self.out / "checkpoint" / "index.json").is_file():
             self._resume()
-        (self.out / "config.json").write_text(json.dumps(asdict(cfg), indent=1))
+        self._write_config()
 
     def _predict(self, blurred):
         """x_init = g(y), in fp16 on CUDA as the engine runs it, float32 out."""
