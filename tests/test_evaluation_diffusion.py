@@ -57,6 +57,22 @@ def test_rank_correlation_is_one_when_std_is_the_error_and_near_zero_when_indepe
     assert dv.rank_correlation(a, np.zeros(5000)) is None  # a constant has no ranking
 
 
+def test_edge_map_is_the_gradient_magnitude_per_channel(rng):
+    step = np.zeros((2, 16, 16))
+    step[0, :, 8:] = 1.0  # a vertical edge in channel 0; channel 1 is flat
+    edges = dv.edge_map(step)
+    assert edges.shape == step.shape and edges.dtype == np.float64
+    assert edges[1].max() == 0 and edges[0, :, 7:9].min() == pytest.approx(0.5)
+    assert edges[0, :, :7].max() == 0 and edges[0, :, 9:].max() == 0
+    ramp = np.add.outer(np.arange(16.0) * 3, np.arange(16.0) * 4)  # |grad| = 5 everywhere
+    assert dv.edge_map(ramp) == pytest.approx(np.full((16, 16), 5.0))
+    # an error that sits on the edges is ranked by the edge map, as by a std that does the same
+    sharp = rng.random((24, 24)) * 0.1
+    sharp[:, 12:] += 0.8
+    mean = np.clip(sharp + np.where(np.abs(np.arange(24) - 11.5) < 1, 0.2, 0.0)[None, :], 0, 1)
+    assert dv.uncertainty_correlation(dv.edge_map(sharp), mean, sharp) > 0.3
+
+
 def test_numpy_spearman_matches_scipy_with_ties(rng):
     from scipy.stats import rankdata, spearmanr
 
@@ -123,10 +139,12 @@ def test_rows_metrics_and_targets(section):
             assert {"psnr", "ssim", "blur_effect"} <= set(rows[dv.INPUT]) <= set(rows[dv.X_INIT])
             fid = rows["fidelity: mean of 3 samples, T=3"]
             assert (fid["kind"], fid["steps"], fid["samples"], fid["n"]) == ("fidelity", 3, 3, 1)
-            assert -1 <= fid["std_error_spearman"] <= 1
+            assert -1 <= fid["std_error_spearman"] <= 1 and -1 <= fid["edge_error_spearman"] <= 1
+            assert fid["edge_error_spearman"] != fid["std_error_spearman"]  # two different maps
             for label in ("perceptual: 1 sample, T=4", "perceptual: 1 sample, T=6"):
                 row = rows[label]
-                assert row["kind"] == "perceptual" and row["samples"] == 1 and "std_error_spearman" not in row
+                assert row["kind"] == "perceptual" and row["samples"] == 1
+                assert "std_error_spearman" not in row and "edge_error_spearman" not in row
             for row in (fid, rows["perceptual: 1 sample, T=6"]):
                 assert row["seconds"] > 0 and 0 < row["seconds_per_step"] <= row["seconds"]
                 assert row["seconds_per_sample"] == pytest.approx(row["seconds"] / row["samples"])
@@ -145,11 +163,18 @@ def test_markdown_and_manifest_summary(section):
     assert "## Diffusion refinement" in md and "| row | T | N | PSNR (dB) |" in md
     assert "| perceptual: 1 sample, T=6 | 6 | 1 |" in md and "blur_effect" in md and "lower is sharper" in md
     assert "Targets (all noise levels)" in md and "s per step" in md
+    header = next(line for line in md.splitlines() if line.startswith("| row |"))
+    edge_column = [c.strip() for c in header.split("|")].index("edge ρ")
+    fid_lines = [line for line in md.splitlines() if line.startswith("| fidelity")]
+    assert fid_lines and all(line.count("|") == header.count("|") for line in fid_lines)
+    for line in fid_lines:
+        float(line.split("|")[edge_column])  # a number, not "—"
 
     report = {"mode": "quick", "date": "d", "device": "cpu", "git_commit": None, "tracks": {}, "diffusion": section}
     mine = model_results(report, "dvsr-tiny3")
     assert set(mine) >= {"photo/low", "photo/high", "targets", "speed"} and "microscopy/low" not in mine
     assert mine["photo/low"]["fidelity: mean of 3 samples, T=3"]["samples"] == 3
+    assert "edge_error_spearman" in mine["photo/low"]["fidelity: mean of 3 samples, T=3"]
     assert "speed" not in model_results(report, "dvsr-tiny1")
     assert set(model_results(report, "xydeblur-x")) == {"mode", "date", "device", "git_commit"}
 

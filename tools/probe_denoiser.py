@@ -23,7 +23,7 @@ import torch
 
 from napari_deblur.data.pairs import make_sampler
 from napari_deblur.diffusion.refine import refine, resolve_models
-from napari_deblur.evaluation.diffusion import uncertainty_correlation
+from napari_deblur.evaluation.diffusion import edge_map, uncertainty_correlation
 from napari_deblur.models.denoiser import ResidualDenoiser
 from napari_deblur.models.loading import load_model
 from napari_deblur.training.checkpoint import load_checkpoint
@@ -69,7 +69,7 @@ def main() -> None:
         result = refine(y, (predictor, denoiser), steps=args.steps, samples=args.samples, sampler=args.sampler,
                         device=args.device, normalize="dtype", axes="YXC" if y.ndim == 3 else "YX")
         channels_first = (lambda a: np.moveaxis(a, -1, 0)) if y.ndim == 3 else (lambda a: a)
-        edges = np.hypot(*np.gradient(channels_first(result.x_init).astype(np.float64), axis=(-2, -1)))
+        edges = edge_map(channels_first(result.x_init))
         mean, sharp_ = channels_first(result.mean), channels_first(x)
         rows.append((psnr(y, x), psnr(result.x_init, x), psnr(result.mean, x),
                      uncertainty_correlation(channels_first(result.std), mean, sharp_),

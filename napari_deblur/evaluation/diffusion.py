@@ -13,7 +13,9 @@ Next to them, the sharp ground truth and the blurry input are reference rows. Ev
 scored by PSNR and SSIM (:func:`.benchmark.score`) and by scikit-image's no-reference
 ``blur_effect`` (0 sharp .. 1 blurry, on grayscale: colour channels averaged); the fidelity
 row also by the Spearman rank correlation between its per-pixel standard deviation and its
-absolute error (does the uncertainty map point at the errors?). Runs are timed per denoiser
+absolute error (does the uncertainty map point at the errors?), next to the same correlation for
+a map that needs no sampling: the gradient magnitude of x_init (:func:`edge_map`; errors sit at
+edges), the baseline an uncertainty map has to beat to tell a user more. Runs are timed per denoiser
 step and per sample, and one separate run (``"speed"``) times the photo model on a 512x512 input.
 
 Diffusion is slow on a CPU, so these rows use their own small subset of the cases (the
@@ -30,7 +32,8 @@ import numpy as np
 SHARP, INPUT, X_INIT = "sharp (ground truth)", "blurry input", "x_init = g(y)"
 TRACK_CHANNELS = {"photo": 3, "microscopy": 1}
 TARGET_CORRELATION = 0.3
-METRICS = ("psnr", "ssim", "blur_effect", "std_error_spearman", "seconds", "seconds_per_step", "seconds_per_sample")
+METRICS = ("psnr", "ssim", "blur_effect", "std_error_spearman", "edge_error_spearman", "seconds", "seconds_per_step",
+           "seconds_per_sample")
 
 
 # ---------------------------------------------------------------- models
@@ -138,6 +141,12 @@ def uncertainty_correlation(std: np.ndarray, mean: np.ndarray, sharp: np.ndarray
     return rank_correlation(std, error)
 
 
+def edge_map(image: np.ndarray) -> np.ndarray:
+    """The gradient magnitude of an (H, W) or (C, H, W) image (per channel, float64): the
+    no-sampling baseline for an uncertainty map (restoration errors concentrate at edges)."""
+    return np.hypot(*np.gradient(np.asarray(image, np.float64), axis=(-2, -1)))
+
+
 # ---------------------------------------------------------------- running
 
 
@@ -232,7 +241,8 @@ def _rows_for_case(case, model: dict, cfg: dict, device: str) -> dict:
     rows[fidelity_label(fid["steps"], fid["samples"])] = {
         "kind": "fidelity", "steps": fid["steps"], "samples": fid["samples"], **score(sharp, result.mean),
         "blur_effect": sharpness(result.mean),
-        "std_error_spearman": uncertainty_correlation(result.std, result.mean, sharp), **timing,
+        "std_error_spearman": uncertainty_correlation(result.std, result.mean, sharp),
+        "edge_error_spearman": uncertainty_correlation(edge_map(result.x_init), result.mean, sharp), **timing,
     }
     for steps in cfg["perceptual"]:
         result, timing = timed_refine(blurred, model["source"], steps=steps, samples=1, device=device, seed=seed,
@@ -329,6 +339,8 @@ def evaluate_diffusion(denoisers: list[dict], track_cases: dict, cfg: dict, nois
                        "0 sharp .. 1 blurry",
         "std_error_spearman": "Spearman rank correlation of the per-pixel std and |mean - sharp| (both averaged "
                               "over colour channels), per image, then averaged",
+        "edge_error_spearman": "the same correlation for the gradient magnitude of x_init instead of the std (a "
+                               "baseline that needs no sampling)",
         "time_note": "seconds per image per row (predictor, set-up and all steps); s / step: one denoiser pass "
                   "over the chains in flight; s / sample = seconds / N; the first call per model is a warm-up",
         "refine_call": "napari_deblur.diffusion.refine.refine_iter(float32 in [0, 1], normalize='dtype', seed)",
@@ -365,7 +377,8 @@ def evaluate_diffusion(denoisers: list[dict], track_cases: dict, cfg: dict, nois
                 fid_row = rows[fidelity_label(fid["steps"], fid["samples"])]
                 log(f"diffusion {model['name']} {track}/{noise}: {len(cases)} images in "
                     f"{time.perf_counter() - t0:.1f} s; PSNR x_init {rows[X_INIT]['psnr']:.2f}, fidelity "
-                    f"{fid_row['psnr']:.2f} dB; std/error rho {_fmt(fid_row.get('std_error_spearman'), 3)}")
+                    f"{fid_row['psnr']:.2f} dB; std/error rho {_fmt(fid_row.get('std_error_spearman'), 3)} "
+                    f"(edge map {_fmt(fid_row.get('edge_error_spearman'), 3)})")
         per_noise = [res["targets"] for by_noise in entry["tracks"].values() for res in by_noise.values()]
         if per_noise:
             entry["targets"] = {k: all(t[k] for t in per_noise) for k in per_noise[0]}
@@ -403,7 +416,8 @@ def to_markdown(section: dict) -> list[str]:
         f"{s['fidelity']['steps']} diffusion steps, **perceptual** = one sample after T steps. blur_effect is "
         f"scikit-image's no-reference blur measure (lower is sharper). std/error ρ is the Spearman rank "
         f"correlation between the fidelity row's per-pixel standard deviation and its absolute error: does the "
-        f"uncertainty point at the errors? {s['cases']} image(s) per noise level, centre crops of "
+        f"uncertainty point at the errors? edge ρ is the same for the gradient magnitude of x_init, a map "
+        f"that needs no sampling: the baseline the std has to beat. {s['cases']} image(s) per noise level, centre crops of "
         f"{s['crop']} px; seed {s['seed']}, {s['sampler']} sampler; s / step is one denoiser pass over the chains "
         f"in flight, s / sample the whole call divided by N.", "",
     ]
@@ -419,14 +433,15 @@ def to_markdown(section: dict) -> list[str]:
             for noise, res in noises.items():
                 lines += [f"{track.capitalize()} track, noise {noise} ({res['rows'][INPUT].get('n', 0)} image(s), "
                           f"{res['seconds']:.1f} s):", "",
-                          "| row | T | N | PSNR (dB) | SSIM | blur_effect | std/error ρ | s / image | s / step "
-                          "| s / sample |",
-                          "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                          "| row | T | N | PSNR (dB) | SSIM | blur_effect | std/error ρ | edge ρ | s / image "
+                          "| s / step | s / sample |",
+                          "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
                 for label, r in res["rows"].items():
                     lines.append(
                         f"| {label} | {r.get('steps', '—')} | {r.get('samples', '—')} | {_fmt(r.get('psnr'), 2)} "
                         f"| {_fmt(r.get('ssim'), 4)} | {_fmt(r.get('blur_effect'), 3)} "
-                        f"| {_fmt(r.get('std_error_spearman'), 3)} | {_fmt(r.get('seconds'), 2)} "
+                        f"| {_fmt(r.get('std_error_spearman'), 3)} | {_fmt(r.get('edge_error_spearman'), 3)} "
+                        f"| {_fmt(r.get('seconds'), 2)} "
                         f"| {_fmt(r.get('seconds_per_step'), 3)} | {_fmt(r.get('seconds_per_sample'), 2)} |")
                 lines.append("")
         met = ", ".join(f"{label}: **{'yes' if entry['targets'].get(k) else 'no'}**" for k, label in names.items())

@@ -32,7 +32,8 @@ def model_results(benchmark: dict, name: str) -> dict:
     return out
 
 
-_DIGITS = {"psnr": 2, "ssim": 4, "blur_effect": 4, "std_error_spearman": 3, "seconds_per_step": 4}
+_DIGITS = {"psnr": 2, "ssim": 4, "blur_effect": 4, "std_error_spearman": 3, "edge_error_spearman": 3,
+           "seconds_per_step": 4}
 
 
 def _diffusion_results(entry: dict) -> dict:
