@@ -14,8 +14,9 @@ Training never shows the network pure noise: at the last level (abar about 6.7e-
 holds sqrt(abar) times the scaled residual, whose low frequencies a U-Net can read. Sampling
 starts from pure noise. The check runs the same chains (plain sampler loop, same noise) from
 pure noise and from that training marginal (an oracle start that uses the ground truth, so a
-diagnostic only) and prints both means: a gap says the schedule's terminal level, not only
-the training length, holds the Fidelity mean back.
+diagnostic only) and prints both means. A gap says the network reads the residual out of the
+last level, so pure noise is off its training distribution; the oracle also hands the chain
+real information, so the gap is not what a fix of the schedule would gain.
 
     python tools/probe_denoiser.py runs/dvsr-microscopy --crops 4 --sampler ddpm
     python tools/probe_denoiser.py dvsr-photo          # a bundled denoiser (held-out seed 0)

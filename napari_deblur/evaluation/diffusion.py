@@ -417,9 +417,9 @@ def to_markdown(section: dict) -> list[str]:
         f"scikit-image's no-reference blur measure (lower is sharper). std/error ρ is the Spearman rank "
         f"correlation between the fidelity row's per-pixel standard deviation and its absolute error: does the "
         f"uncertainty point at the errors? edge ρ is the same for the gradient magnitude of x_init, a map "
-        f"that needs no sampling: the baseline the std has to beat. {s['cases']} image(s) per noise level, centre crops of "
-        f"{s['crop']} px; seed {s['seed']}, {s['sampler']} sampler; s / step is one denoiser pass over the chains "
-        f"in flight, s / sample the whole call divided by N.", "",
+        f"that needs no sampling: the baseline the std has to beat. {s['cases']} image(s) per noise level, "
+        f"centre crops of {s['crop']} px; seed {s['seed']}, {s['sampler']} sampler; s / step is one denoiser "
+        f"pass over the chains in flight, s / sample the whole call divided by N.", "",
     ]
     names = {"fidelity_psnr_above_x_init": "fidelity PSNR > x_init PSNR",
              "perceptual_sharper_than_x_init": "perceptual (most steps) blur_effect < x_init's",
