@@ -25,12 +25,14 @@ def constant_residual_model(channels=1, value=0.0) -> XYDeblur:
     return model
 
 
-def bundle_model(folder, name, model, predictor=None):
+def bundle_model(folder, name, model, predictor=None, predictor_sha256=None):
     """Save ``model`` as ``folder/name.safetensors`` (fp16) with a minimal manifest, as a
-    bundled model of that resources folder; a denoiser's manifest names its ``predictor``."""
+    bundled model of that resources folder; a denoiser's manifest names its ``predictor``
+    (and the checksum of that predictor's weights, where given)."""
     weights = save_safetensors(model, folder / f"{name}.safetensors", half=True)
     manifest = {"name": name, "file": weights.name, "sha256": sha256_of(weights),
-                "architecture": {"class": type(model).__name__, **model.config}, "predictor": predictor}
+                "architecture": {"class": type(model).__name__, **model.config}, "predictor": predictor,
+                "predictor_sha256": predictor_sha256}
     (folder / f"{name}.json").write_text(json.dumps(manifest))
     return weights
 
@@ -40,5 +42,6 @@ def bundle_presets(folder, make_pair):
     ``dvsr-microscopy`` (1 channel) in ``folder``, from ``make_pair(channels)`` -> (predictor, denoiser)."""
     for preset, channels in (("photo", 3), ("microscopy", 1)):
         predictor, denoiser = make_pair(channels)
-        bundle_model(folder, f"xydeblur-{preset}", predictor)
-        bundle_model(folder, f"dvsr-{preset}", denoiser, predictor=f"xydeblur-{preset}")
+        weights = bundle_model(folder, f"xydeblur-{preset}", predictor)
+        bundle_model(folder, f"dvsr-{preset}", denoiser, predictor=f"xydeblur-{preset}",
+                     predictor_sha256=sha256_of(weights))

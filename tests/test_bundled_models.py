@@ -80,3 +80,7 @@ def test_bundled_denoiser_manifest_and_its_predictor(name):
     predictor = manifest["predictor"]
     assert predictor in BUNDLED and load_model(predictor).channels == den.channels
     assert manifest["iterations"] > 0 and manifest["validation"]["val_psnr"] > 0
+    # the bundled predictor is the very weights the denoiser was trained against: a predictor
+    # replaced without retraining its denoiser fails here
+    predictor_manifest = json.loads((resources_dir() / f"{predictor}.json").read_text())
+    assert manifest["predictor_sha256"] == predictor_manifest["sha256"]

@@ -303,3 +303,20 @@ def test_default_denoiser_follows_the_channels(bundled_pairs, rgb):
     for path in bundled_pairs.glob("dvsr-microscopy.*"):
         path.unlink()
     assert refine(gray, steps=1, device="cpu").info["model"] == "dvsr-photo"  # the one bundled, on replicated gray
+
+
+def test_a_replaced_predictor_warns_and_the_trained_one_does_not(bundled_pairs, rgb):
+    import warnings
+
+    from factories import bundle_model
+
+    from napari_deblur.diffusion.pair import PredictorMismatchWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PredictorMismatchWarning)
+        refine(rgb, "dvsr-photo", steps=1, device="cpu")  # the weights it was trained against
+        refine(rgb, ("xydeblur-photo", "dvsr-photo"), steps=1, device="cpu")
+        refine(rgb, (pair()[0], "dvsr-photo"), steps=1, device="cpu")  # a module in memory: nothing to compare
+    bundle_model(bundled_pairs, "xydeblur-photo", tiny_model(channels=3, seed=7))  # new weights, same name
+    with pytest.warns(PredictorMismatchWarning, match="dvsr-photo.*trained against predictor weights"):
+        refine(rgb, "dvsr-photo", steps=1, device="cpu")

@@ -10,7 +10,7 @@ from factories import tiny_model
 from napari_deblur.cli import main
 from napari_deblur.diffusion.refine import refine
 from napari_deblur.models.denoiser import load_denoiser
-from napari_deblur.models.loading import available_models, save_safetensors
+from napari_deblur.models.loading import available_models, save_safetensors, sha256_of
 from napari_deblur.training.checkpoint import load_checkpoint
 from napari_deblur.training.export_dvsr import export_dvsr_run
 from napari_deblur.training.train_dvsr import DVSRConfig, DVSRTrainer
@@ -101,13 +101,15 @@ def test_export_gives_a_bundled_pair_the_engine_uses(tmp_path, predictor, monkey
                                         "mults": [1, 2, 3, 4], "blocks": 2,
                                         "residual_scale": 5.0, "sigma_data": 0.4}
     assert manifest["predictor"] == str(predictor) and manifest["iterations"] == 6
+    assert manifest["predictor_sha256"] == sha256_of(predictor)
     assert manifest["precision"] == "fp16" and "val_psnr" in manifest["validation"]
     monkeypatch.setenv("NAPARI_DEBLUR_RESOURCES", str(tmp_path / "res"))
     assert available_models("ResidualDenoiser") == ["dvsr-tiny"]
     model = load_denoiser("dvsr-tiny")
     assert model.weights_info["bundled"] and model.weights_info["predictor"] == str(predictor)
-    # the loose file knows its predictor too (safetensors header)
-    assert load_denoiser(tmp_path / "res" / "dvsr-tiny.safetensors").weights_info["predictor"] == str(predictor)
+    # the loose file knows its predictor and that predictor's checksum too (safetensors header)
+    loose = load_denoiser(tmp_path / "res" / "dvsr-tiny.safetensors").weights_info
+    assert loose["predictor"] == str(predictor) and loose["predictor_sha256"] == sha256_of(predictor)
     image = np.random.default_rng(0).random((16, 24, 3)).astype(np.float32)
     res = refine(image, "dvsr-tiny", steps=2, samples=2, device="cpu")
     assert res.mean.shape == image.shape and res.info["model"] == "dvsr-tiny"

@@ -6,13 +6,14 @@ safetensors header) names that predictor, or the caller passes one. numpy and to
 
 import copy
 import functools
+import warnings
 
 import numpy as np
 import torch
 
 from ..engine.restore import _load_cached, _version
 from ..models.denoiser import load_denoiser
-from ..models.loading import WeightsError, available_models
+from ..models.loading import WeightsError, available_models, weights_sha256
 from ..models.xydeblur import XYDeblur
 
 DENOISER_FOR = {"photo": "dvsr-photo", "microscopy": "dvsr-microscopy"}
@@ -86,7 +87,28 @@ def resolve_models(model, predictor=None, channels: int = 3) -> tuple[XYDeblur, 
             f"the predictor works on {pred.channels} channels but the denoiser on {_channels(den)}; "
             f"they must be a pair trained together"
         )
+    _check_pair(pred, den)
     return pred, den
+
+
+class PredictorMismatchWarning(UserWarning):
+    """The predictor's weights are not the ones the denoiser was trained against."""
+
+
+def _check_pair(pred, den) -> None:
+    """Warn when the denoiser records the checksum of its predictor's weights and ``pred``
+    has other weights: the denoiser then corrects residuals of a network it never saw."""
+    info = getattr(den, "weights_info", None) or {}
+    wanted = info.get("predictor_sha256")
+    got = weights_sha256(pred) if wanted else None
+    if wanted and got and got != wanted:
+        pred_name = (getattr(pred, "weights_info", None) or {}).get("name", "the predictor")
+        warnings.warn(
+            f"denoiser {info.get('name', '?')!r} was trained against predictor weights with sha256 "
+            f"{wanted[:12]}..., but {pred_name!r} has {got[:12]}...; its refinement may add the wrong "
+            f"residual (retrain the denoiser with `napari-deblur train dvsr --init ...` for this predictor)",
+            PredictorMismatchWarning, stacklevel=3,
+        )
 
 
 def prepare_denoiser(den, device, dtype):

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..models.loading import load_model
+from ..models.loading import WeightsError, load_model, model_manifest
 from ..models.xydeblur import XYDeblur
 from .axes import from_bcyx, normalize_axes, to_bcyx
 from .device import describe, free_memory, is_out_of_memory, pick_device, pick_dtype, precision_name
@@ -170,11 +170,17 @@ def release_prepared() -> None:
 
 
 def _version(name_or_path) -> str:
-    """What identifies the weights behind a path or bundled name, for the cache."""
+    """What identifies the weights behind a path or bundled name, for the cache: a file's
+    modification time, a bundled model's resources folder and checksum."""
     try:
         return str(os.stat(name_or_path).st_mtime_ns)
     except (OSError, TypeError, ValueError):
-        return os.environ.get("NAPARI_DEBLUR_RESOURCES", "")
+        pass
+    try:
+        sha = model_manifest(str(name_or_path)).get("sha256", "")
+    except WeightsError:
+        sha = ""  # not bundled: the loader says so
+    return f"{os.environ.get('NAPARI_DEBLUR_RESOURCES', '')}:{sha}"
 
 
 @functools.lru_cache(maxsize=4)

@@ -42,6 +42,7 @@ from .loading import (
 
 ARCHITECTURE = "ResidualDenoiser"
 PREDICTOR_KEY = "napari_deblur.predictor"
+PREDICTOR_SHA_KEY = "napari_deblur.predictor_sha256"
 CONFIG_FIELDS = ("channels", "width", "mults", "blocks", "residual_scale", "sigma_data")
 _SQRT_HALF = 1 / math.sqrt(2)
 _LOGSNR_SCALE = 50.0  # log-SNR spans about -5..16; scaled, it spans the usual sinusoid range
@@ -249,7 +250,8 @@ def load_denoiser(name_or_path, *, verify: bool = True) -> ResidualDenoiser:
     ``residual_scale`` and ``sigma_data`` (1.0 and 0 are assumed); safetensors files and
     bundled models do. ``model.weights_info["predictor"]`` is the predictor it pairs with (a
     bundled XYDeblur name or a path), from the manifest or the safetensors header, or
-    ``None`` when the file does not say.
+    ``None`` when the file does not say; ``weights_info["predictor_sha256"]`` the checksum of
+    the predictor's weights it was trained against, where recorded.
     """
     if isinstance(name_or_path, ResidualDenoiser):
         return name_or_path
@@ -289,5 +291,6 @@ def load_denoiser(name_or_path, *, verify: bool = True) -> ResidualDenoiser:
         "bundled": manifest is not None,
         "manifest": manifest or {},
         "predictor": predictor,
+        "predictor_sha256": (manifest or {}).get("predictor_sha256") or header.get(PREDICTOR_SHA_KEY) or None,
     }
     return model

@@ -38,6 +38,16 @@ def sha256_of(path) -> str:
     return digest.hexdigest()
 
 
+def weights_sha256(model) -> str | None:
+    """The sha256 of the file a loaded model came from (its manifest's, for a bundled model),
+    or ``None`` for a model built in memory."""
+    info = getattr(model, "weights_info", None) or {}
+    if info.get("manifest", {}).get("sha256"):
+        return info["manifest"]["sha256"]
+    path = info.get("path")
+    return sha256_of(path) if path and Path(path).is_file() else None
+
+
 def _manifests() -> dict:
     try:
         folder = resources_dir()

@@ -5,7 +5,8 @@ denoiser run by the predictor it names).
 
 The manifest has the architecture (class ``ResidualDenoiser`` and its config), the
 ``predictor`` it pairs with (the XYDeblur the run was trained against: a bundled name, or
-a path), the sampling schedule it was trained for, the recipe, the iterations, the device
+a path) and the sha256 of that predictor's weights (``predictor_sha256``: loading warns when
+the predictor under that name has changed since), the sampling schedule it was trained for, the recipe, the iterations, the device
 and the last validation. The safetensors header carries the predictor too, so a loose
 file still knows its pair.
 """
@@ -14,7 +15,8 @@ import json
 from pathlib import Path
 
 from ..diffusion.schedule import BETA_END, BETA_START, TRAIN_STEPS
-from ..models.denoiser import PREDICTOR_KEY, ResidualDenoiser
+from ..models.denoiser import PREDICTOR_KEY, PREDICTOR_SHA_KEY, ResidualDenoiser
+from ..models.loading import load_model, weights_sha256
 from .checkpoint import load_checkpoint
 from .export import write_bundle
 
@@ -26,12 +28,17 @@ def export_dvsr_run(run_dir, name: str, out_dir, *, predictor: str | None = None
     if state.get("architecture") != "ResidualDenoiser":
         raise ValueError(f"{run_dir} is not a denoiser training run (train it with `napari-deblur train dvsr`)")
     config = json.loads((run_dir / "config.json").read_text())
-    predictor = predictor or state.get("predictor") or config.get("predictor")
+    if predictor:  # the caller names the pair: record the checksum of those weights
+        predictor_sha = weights_sha256(load_model(predictor))
+    else:  # the weights the run was trained against
+        predictor = state.get("predictor") or config.get("predictor")
+        predictor_sha = state.get("predictor_sha256")
     model = ResidualDenoiser(**state["config"])
     model.load_state_dict({k: v.float() for k, v in state["ema"].items()})
     extra = {
         "architecture": {"class": "ResidualDenoiser", **model.config},
         "predictor": predictor,
+        "predictor_sha256": predictor_sha,
         "schedule": {
             "training": f"continuous abar, uniform between neighbours of linear betas {BETA_START:g}..{BETA_END:g} "
                         f"over {TRAIN_STEPS} steps",
@@ -41,4 +48,6 @@ def export_dvsr_run(run_dir, name: str, out_dir, *, predictor: str | None = None
         },
     }
     header = {PREDICTOR_KEY: predictor} if predictor else {}
+    if predictor_sha:
+        header[PREDICTOR_SHA_KEY] = predictor_sha
     return write_bundle(run_dir, name, out_dir, model, state, manifest_extra=extra, header_extra=header, **kwargs)

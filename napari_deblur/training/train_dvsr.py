@@ -32,7 +32,7 @@ from ..diffusion.sampler import sample
 from ..diffusion.schedule import make_schedule, sample_alpha_bar
 from ..engine.device import pick_device
 from ..models.denoiser import ResidualDenoiser, load_denoiser
-from ..models.loading import load_model
+from ..models.loading import load_model, weights_sha256
 from .checkpoint import load_checkpoint
 from .train import Trainer, learning_rate, psnr
 
@@ -93,6 +93,7 @@ class DVSRTrainer(Trainer):
         if self.predictor.channels != channels:
             raise ValueError(f"predictor {cfg.predictor!r} has {self.predictor.channels} channels, "
                              f"preset {cfg.preset} needs {channels}")
+        self.predictor_sha256 = weights_sha256(self.predictor)
         self.predictor.to(self.device).eval().requires_grad_(False)
         if cfg.init:
             self.model = load_denoiser(cfg.init)
@@ -137,6 +138,7 @@ class DVSRTrainer(Trainer):
             "config": {**self.model.config},
             "architecture": "ResidualDenoiser",
             "predictor": str(self.cfg.predictor),
+            "predictor_sha256": self.predictor_sha256,
         }
 
     def _resume(self):
@@ -146,6 +148,10 @@ class DVSRTrainer(Trainer):
         if state.get("predictor") != str(self.cfg.predictor):
             self.log(f"warning: this run was trained with predictor {state.get('predictor')!r}, "
                      f"now {self.cfg.predictor!r}")
+        elif state.get("predictor_sha256") not in (None, self.predictor_sha256):
+            self.log(f"warning: predictor {self.cfg.predictor!r} has other weights than when this run "
+                     f"began (sha256 {str(state['predictor_sha256'])[:12]}..., now "
+                     f"{str(self.predictor_sha256)[:12]}...)")
         for key, default in (("residual_scale", 1.0), ("sigma_data", 0.0)):
             saved = state.get("config", {}).get(key, default)
             if saved != self.model.config[key]:
