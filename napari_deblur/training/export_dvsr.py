@@ -6,9 +6,9 @@ denoiser run by the predictor it names).
 The manifest has the architecture (class ``ResidualDenoiser`` and its config), the
 ``predictor`` it pairs with (the XYDeblur the run was trained against: a bundled name, or
 a path) and the sha256 of that predictor's weights (``predictor_sha256``: loading warns when
-the predictor under that name has changed since), the sampling schedule it was trained for, the recipe, the iterations, the device
-and the last validation. The safetensors header carries the predictor too, so a loose
-file still knows its pair.
+the predictor under that name has changed since), the sampling schedule it was trained for,
+the recipe, the iterations, the device and the last validation. The safetensors header
+carries the predictor and its checksum too, so a loose file still knows its pair.
 """
 
 import json
