@@ -3,11 +3,16 @@
 XYDeblur, per frame at each size, two paths in the same process on the same input:
 
 - *reference*: written as the official code runs it: fp32, NCHW, eager, the whole
-  frame in one forward pass (no tiling), under ``torch.no_grad``;
+  frame in one forward pass (no tiling), under ``torch.no_grad``; on CUDA timed in true
+  fp32 (TF32 off: the speed-up is against this) and again with PyTorch's default, which
+  lets cuDNN use TF32 (``reference_tf32_ms``);
 - *optimised*: what the engine runs: its device copy of the model (fp16 on CUDA and
   MPS, fp32 on the CPU; channels_last and cuDNN autotuning on CUDA), under
   ``torch.inference_mode``; with ``compile=True`` also ``torch.compile``, falling back
   to eager (and saying so) where it is unavailable.
+
+On CUDA the optimised forward is also captured once in a CUDA graph and replayed
+(``graph_ms``, up to 2048x2048): what launch overhead costs at each size.
 
 Both times are the network alone on a frame already on the device (median of
 ``repeats`` after warm-up, synchronised). ``engine_ms`` is the whole call
@@ -40,6 +45,7 @@ from .engine.device import describe, pick_device, pick_dtype, precision_name
 
 GPU_SIZES = [(256, 256), (720, 1280), (1024, 1024), (2048, 2048), (4096, 4096)]
 CPU_SIZES = [(256, 256), (512, 512)]
+GRAPH_MAX_PIXELS = 2048 * 2048  # CUDA-graph replay is timed up to this frame size
 GPU_DIFFUSION = {"step_sizes": [(512, 512), (720, 1280)], "fidelity_size": (720, 1280)}
 CPU_DIFFUSION = {"step_sizes": [(256, 256), (512, 512)], "fidelity_size": (256, 256)}
 
@@ -131,10 +137,13 @@ def bench_xydeblur(model, device, sizes, repeats: int, *, compile_: bool = False
 
         row = {"size": f"{height}x{width}", "height": height, "width": width}
         try:
-            with PeakMemory(device) as peak:
+            with PeakMemory(device) as peak, tf32(False):
                 row["reference_ms"] = 1000 * median_seconds(run_reference, device, repeats)
                 expected = run_reference().float()
             row["reference_peak_mib"] = peak.mib
+            if device.type == "cuda" and not compile_:  # PyTorch's default lets cuDNN use TF32
+                with tf32(True):
+                    row["reference_tf32_ms"] = 1000 * median_seconds(run_reference, device, repeats)
         except Exception as err:  # the reference path has no tiling: it may not fit
             row["reference_ms"], row["reference_error"] = None, _short(err)
             expected = None
@@ -146,6 +155,8 @@ def bench_xydeblur(model, device, sizes, repeats: int, *, compile_: bool = False
         row["optimised_peak_mib"] = peak.mib
         row["speedup"] = row["reference_ms"] / row["optimised_ms"] if row["reference_ms"] else None
         row["max_diff"] = float((got - expected).abs().max()) if expected is not None else None
+        if device.type == "cuda" and not compile_ and height * width <= GRAPH_MAX_PIXELS:
+            row.update(_graph_row(run_optimised, device, repeats, got))
         image = np.ascontiguousarray(frame.transpose(1, 2, 0))
         row["engine_ms"] = 1000 * median_seconds(
             lambda: xydeblur(image, model, axes="YXC" if model.channels == 3 else None, device=str(device),
@@ -155,6 +166,46 @@ def bench_xydeblur(model, device, sizes, repeats: int, *, compile_: bool = False
     if compile_note:
         rows.append({"note": f"torch.compile unavailable, eager used: {compile_note}"})
     return rows
+
+
+class tf32:
+    """``with tf32(False)``: true fp32 convolutions and matrix products on CUDA (cuDNN may
+    otherwise use TF32, PyTorch's default for convolutions); the settings are restored after."""
+
+    def __init__(self, allow: bool):
+        self.allow = allow
+
+    def __enter__(self):
+        self.saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = self.allow
+        return self
+
+    def __exit__(self, *exc):
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = self.saved
+
+
+def _graph_row(fn, device, repeats: int, eager) -> dict:
+    """``fn`` captured once in a CUDA graph and replayed: ms per frame, and the largest
+    difference of its output from the eager one (``eager``). An error is reported, not raised."""
+    graph = None
+    try:
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):  # warm-up off the default stream, as capture requires
+            for _ in range(3):
+                fn()
+        torch.cuda.current_stream(device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            static_out = fn()
+        seconds = median_seconds(graph.replay, device, repeats)
+        return {"graph_ms": 1000 * seconds, "graph_max_diff": float((static_out.float() - eager).abs().max())}
+    except Exception as err:  # capture unsupported by an op or a driver: the eager numbers stand
+        return {"graph_ms": None, "graph_error": _short(err)}
+    finally:
+        del graph
+        torch.cuda.synchronize(device)
+        torch.cuda.empty_cache()
 
 
 def _prepare_copy_fp32(model, device):
@@ -172,10 +223,14 @@ def _short(err) -> str:
 
 def _row_line(row) -> str:
     ref = f"{row['reference_ms']:8.1f}" if row.get("reference_ms") else "     n/a"
+    if row.get("reference_tf32_ms"):
+        ref += f" (TF32 {row['reference_tf32_ms']:.1f})"
     ratio = f"{row['speedup']:5.1f}x" if row.get("speedup") else "   n/a"
     diff = f"{row['max_diff']:.1e}" if row.get("max_diff") is not None else "n/a"
+    graph = f"  CUDA graph {row['graph_ms']:8.1f} ms" if row.get("graph_ms") else ""
+    graph += f"  CUDA graph failed: {row['graph_error']}" if row.get("graph_error") else ""
     return (f"  {row['size']:>10}  reference {ref} ms  optimised {row['optimised_ms']:8.1f} ms  {ratio}  "
-            f"engine {row['engine_ms']:8.1f} ms  max diff {diff}")
+            f"engine {row['engine_ms']:8.1f} ms  max diff {diff}{graph}")
 
 
 def bundled_denoiser(log=print):
@@ -349,14 +404,21 @@ def to_markdown(report: dict) -> str:
         "| whole call (ms) | peak memory ref / opt (MiB) | max difference |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
+    graphs = any("graph_ms" in row or "graph_error" in row for row in report["xydeblur"])
+    if graphs:
+        lines[-2] += " optimised as a CUDA graph (ms) |"
+        lines[-1] += "---:|"
     for row in report["xydeblur"]:
         if "note" in row:
             continue
         peak = " / ".join(_ms(row.get(k)) for k in ("reference_peak_mib", "optimised_peak_mib"))
         speedup = f"{row['speedup']:.1f}x" if row.get("speedup") else "n/a"
         diff = f"{row['max_diff']:.1e}" if row.get("max_diff") is not None else "n/a"
-        lines.append(f"| {row['size']} | {_ms(row.get('reference_ms'))} | {_ms(row['optimised_ms'])} | {speedup} "
-                     f"| {_ms(row['engine_ms'])} | {peak} | {diff} |")
+        ref = _ms(row.get("reference_ms"))
+        if row.get("reference_tf32_ms"):
+            ref += f" (TF32: {_ms(row['reference_tf32_ms'])})"
+        lines.append(f"| {row['size']} | {ref} | {_ms(row['optimised_ms'])} | {speedup} "
+                     f"| {_ms(row['engine_ms'])} | {peak} | {diff} |" + (f" {_ms(row.get('graph_ms'))} |" if graphs else ""))
     if "memory_cap" in report:
         cap = report["memory_cap"]
         lines += ["", f"A {cap['size']} RGB image under a {cap['cap_gib']:g} GiB device-memory cap: {cap['seconds']:.1f} s, "

@@ -10,14 +10,16 @@ machine, from the repository root (the package need not be installed there):
 It runs these stages in turn. Each has its own deadline. A stage that fails or runs over
 is logged, and the next one still runs.
 
-1. ``napari-deblur bench --device cuda``: XYDeblur from 256x256 to 4096x4096, a 16384x16384
-   image under a 4 GiB cap, denoiser steps, the Fidelity preset at 720p.
-2. The same with ``--quick --compile``: torch.compile at 256x256 and 720p.
-3. Training: each model named by ``--train`` continues from its bundled weights, and the
-   time left is split between them. Each is then exported (fp16 + manifest) with the GPU
-   named.
-4. ``tools/probe_denoiser.py`` on each trained denoiser: Fidelity against x_init on
+1. ``napari-deblur bench --device cuda``: XYDeblur from 256x256 to 4096x4096 (eager and
+   as a CUDA graph), a 16384x16384 image under a 4 GiB cap, denoiser steps, the Fidelity
+   preset at 720p.
+2. Training: each model named by ``--train`` continues from its bundled weights, and the
+   time left (less ``--compile-seconds``) is split between them. Each is then exported
+   (fp16 + manifest) with the GPU named.
+3. ``tools/probe_denoiser.py`` on each trained denoiser: Fidelity against x_init on
    held-out crops.
+4. With ``--compile-seconds S``: the bench with ``--quick --compile`` (torch.compile at
+   256x256 and 720p) in the S seconds kept for it.
 
 ``OUT`` receives ``report.tar.gz`` (bench JSON and Markdown, this script's log, the
 training logs, the probe lines) and ``NAME.safetensors`` + ``NAME.json`` per trained
@@ -50,8 +52,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # warm-up and a lower peak rate than a run from scratch. --fit-iters times the first
 # iterations and shortens the cosine schedule so that it ends within the time limit.
 RECIPES = {
-    "dvsr-photo": ["dvsr", "--preset", "photo", "--batch", "16", "--crop", "128", "--lr", "2e-4"],
-    "dvsr-microscopy": ["dvsr", "--preset", "microscopy", "--batch", "16", "--crop", "128", "--lr", "2e-4"],
+    "dvsr-photo": ["dvsr", "--preset", "photo", "--batch", "32", "--crop", "128", "--lr", "2e-4"],
+    "dvsr-microscopy": ["dvsr", "--preset", "microscopy", "--batch", "32", "--crop", "128", "--lr", "2e-4"],
     "xydeblur-photo": ["xydeblur", "--preset", "photo", "--batch", "16", "--crop", "192", "--lr", "2e-4",
                        "--ema", "0.995", "--fft-weight", "0.05"],
     "xydeblur-microscopy": ["xydeblur", "--preset", "microscopy", "--batch", "16", "--crop", "192", "--lr", "2e-4",
@@ -77,6 +79,7 @@ class Session:
         self.log_path = self.stage / "session.log"
         self.results = {}
         self.gpu = self.torch = None
+        self.keep = 0  # seconds the training leaves for the stages after it
 
     def left(self) -> float:
         return self.deadline - time.monotonic()
@@ -128,15 +131,18 @@ class Session:
         quick = ["--quick", "--repeats", "1"] if self.smoke else []
         self.run("bench", ["bench", "--device", self.device, *quick,
                            "--out", str(self.stage / f"performance-{self.device}.json")], 40 if self.smoke else 170)
+
+    def bench_compile(self) -> None:
+        """torch.compile at 256x256 and 720p, with whatever time the other stages left."""
         self.run("bench-compile", ["bench", "--device", self.device, "--quick", "--compile",
                                    *(["--repeats", "1"] if self.smoke else []),
                                    "--out", str(self.stage / f"performance-{self.device}-compile.json")],
-                 40 if self.smoke else 120)
+                 40 if self.smoke else 150)
 
     def train(self, names: list) -> None:
         for index, name in enumerate(names):
             remaining = len(names) - index
-            seconds = (self.left() - RESERVE_PER_MODEL * remaining) / remaining
+            seconds = (self.left() - self.keep - RESERVE_PER_MODEL * remaining) / remaining
             seconds = min(seconds, 60) if self.smoke else seconds
             kind = RECIPES[name][0]
             recipe = [*RECIPES[name][:3], *SMOKE_RECIPE] if self.smoke else RECIPES[name]
@@ -179,6 +185,8 @@ def main(argv=None) -> int:
     parser.add_argument("--train", nargs="*", default=["dvsr-photo", "dvsr-microscopy"], choices=sorted(RECIPES),
                         help="bundled models to continue training (default: both denoisers; none: no training)")
     parser.add_argument("--no-bench", action="store_true", help="skip the benchmark stages")
+    parser.add_argument("--compile-seconds", type=float, default=0,
+                        help="seconds kept after training for the torch.compile bench (default 0: not run)")
     parser.add_argument("--smoke", action="store_true", help="every stage in miniature (a test on the CPU)")
     args = parser.parse_args(argv)
     if len(args.train) > MAX_MODELS:
@@ -188,7 +196,10 @@ def main(argv=None) -> int:
     session.environment()
     if not args.no_bench:
         session.bench()
+        session.keep = args.compile_seconds
     session.train(args.train)
+    if not args.no_bench and args.compile_seconds:
+        session.bench_compile()
     session.log(f"stages: {json.dumps(session.results)}")
     report = session.pack()
     shutil.rmtree(session.work, ignore_errors=True)  # checkpoints (optimizer state) do not come back
