@@ -8,12 +8,24 @@ from factories import tiny_model
 
 def test_auto_prefers_cuda_then_mps_then_cpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
     assert dev.pick_device("auto").type == "cuda"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(dev, "mps_available", lambda: True)
     assert dev.pick_device("auto").type == "mps"
     monkeypatch.setattr(dev, "mps_available", lambda: False)
     assert dev.pick_device("auto").type == "cpu"
+
+
+def test_a_cuda_device_always_carries_its_index(monkeypatch):
+    # torch 2.11's memory queries (mem_get_info, set_per_process_memory_fraction) refuse a
+    # plain torch.device("cuda"): the first GPU bench stopped there
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 2)
+    assert dev.pick_device("auto") == torch.device("cuda", 2)
+    assert dev.pick_device("cuda") == torch.device("cuda", 2)
+    assert dev.pick_device(torch.device("cuda")) == torch.device("cuda", 2)
+    assert dev.pick_device("cuda:1") == torch.device("cuda", 1)  # an explicit index is kept
 
 
 def test_unavailable_devices_are_refused_clearly(monkeypatch):
