@@ -65,8 +65,9 @@ def test_a_lazy_plane_equals_the_in_memory_plane(rng):
         lazy = xydeblur_lazy(da.from_array(image, chunks=(2, 36, 44)), model, normalize="dtype", out=out,
                              device="cpu")
         assert lazy.chunks[0] == (1, 1, 1, 1)  # batch axes one plane per chunk
-        if out == "restored":  # rounded to uint16: identical
-            np.testing.assert_array_equal(lazy[1].compute(), whole.restored[1])
+        if out == "restored":  # rounded to uint16: equal but where float rounding crosses a half level
+            got, expected = lazy[1].compute().astype(np.int64), whole.restored[1].astype(np.int64)
+            assert np.abs(got - expected).max() <= 1 and np.mean(got != expected) < 0.01
         else:  # float32 residuals: one plane per pass instead of four, equal to float rounding
             np.testing.assert_allclose(lazy[1].compute(), getattr(whole, out)[1], rtol=1e-4, atol=0.05)
         assert lazy.dtype == getattr(whole, out).dtype

@@ -32,10 +32,18 @@ class Scaling:
     mode: str
 
     def to_unit(self, x: np.ndarray) -> np.ndarray:
-        """(B, C, H, W) in input units -> float32 around [0, 1]."""
-        off = self.offset.reshape(1, -1, 1, 1)
-        sc = self.scale.reshape(1, -1, 1, 1)
-        return ((x - off) / sc).astype(np.float32)
+        """(B, C, H, W) in input units -> a new float32 array around [0, 1].
+
+        Integers and float32 are mapped in float32 (two passes, no float64 temporaries: exact
+        for integer offsets up to 2**24); float64 in float64, so large offsets keep their
+        precision."""
+        if x.dtype == np.float64:
+            off, sc = self.offset.reshape(1, -1, 1, 1), self.scale.reshape(1, -1, 1, 1)
+            return ((x - off) / sc).astype(np.float32)
+        off = self.offset.astype(np.float32).reshape(1, -1, 1, 1)
+        unit = np.subtract(x, off, dtype=np.float32)
+        unit /= self.scale.astype(np.float32).reshape(1, -1, 1, 1)
+        return unit
 
     def residual_to_units(self, r: np.ndarray) -> np.ndarray:
         """A difference in [0, 1] units back to input units (scale only)."""
@@ -103,5 +111,6 @@ def cast_like(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
     dtype = np.dtype(dtype)
     if dtype.kind in "ui":
         info = np.iinfo(dtype)
-        return np.clip(np.rint(values), info.min, info.max).astype(dtype)
+        rounded = np.rint(values)
+        return np.clip(rounded, info.min, info.max, out=rounded).astype(dtype)
     return values.astype(dtype, copy=False)

@@ -211,8 +211,9 @@ def model_items(bcyx, layout, dtype, mc: int, normalize, verb: str = "restore"):
     else:
         raise ValueError(f"a {mc}-channel model cannot {verb} an image with {colour} colour channels")
     compute = np.float64 if dtype == np.float64 else np.float32
-    values = bcyx[:, :colour].astype(compute)
-    nan = np.isnan(values) if np.dtype(dtype).kind == "f" else None
+    floating = np.dtype(dtype).kind == "f"
+    values = bcyx[:, :colour].astype(compute) if floating else bcyx[:, :colour]  # to_unit copies integers
+    nan = np.isnan(values) if floating else None
     scaling = fit_scaling(values, dtype, normalize, per_channel=(mc != colour))
     unit = scaling.to_unit(values)
     if nan is not None and nan.any():
@@ -298,9 +299,9 @@ def xydeblur_iter(
         if dev.type == "cuda":
             torch.cuda.empty_cache()
 
-    def to_units(r):
-        r = r[:, :, :h, :w].reshape(n, colour, h, w)
-        r = scaling.residual_to_units(r.astype(compute))
+    def to_units(r):  # in place where it can: r is this call's own buffer
+        r = r[:, :, :h, :w].reshape(n, colour, h, w).astype(compute, copy=False)
+        r *= scaling.scale.reshape(1, -1, 1, 1).astype(compute)
         if nan is not None:
             r[nan] = 0
         if layout.rgba:
@@ -308,9 +309,10 @@ def xydeblur_iter(
         return r
 
     r_hor, r_ver = to_units(r_hor), to_units(r_ver)
-    full = bcyx.astype(compute)
-    restored = full + r_hor + r_ver
-    restored = cast_like(restored, array.dtype) if out_dtype == "same" else restored.astype(np.float32)
+    restored = bcyx.astype(compute)  # a copy: the caller's array is never written to
+    restored += r_hor
+    restored += r_ver
+    restored = cast_like(restored, array.dtype) if out_dtype == "same" else restored.astype(np.float32, copy=False)
     info = {
         "model": net.weights_info["name"] if hasattr(net, "weights_info") else "XYDeblur",
         "device": str(dev),
@@ -325,8 +327,8 @@ def xydeblur_iter(
     }
     return XYDeblurResult(
         restored=from_bcyx(restored, layout),
-        r_hor=from_bcyx(r_hor.astype(np.float32), layout),
-        r_ver=from_bcyx(r_ver.astype(np.float32), layout),
+        r_hor=from_bcyx(r_hor.astype(np.float32, copy=False), layout),
+        r_ver=from_bcyx(r_ver.astype(np.float32, copy=False), layout),
         axes=axes,
         info=info,
     )

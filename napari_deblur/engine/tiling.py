@@ -71,19 +71,29 @@ def tile_apply_iter(
             weight[y : y + th, x0 : x0 + tw] += wyi[:, None] * wxi[None, :]
 
     patches = [(n, i, j) for n in range(n_items) for i in range(len(ys)) for j in range(len(xs))]
+    whole = len(ys) == len(xs) == 1  # one tile per item: no blending, the item goes in as it is
     total = len(patches)
     outputs = None
     for first in range(0, total, max(1, batch)):
         group = patches[first : first + max(1, batch)]
-        inp = np.stack([x[n, :, ys[i] : ys[i] + th, xs[j] : xs[j] + tw] for n, i, j in group])
+        if whole:  # consecutive items: a view, copied only if not float32 and contiguous already
+            inp = x[group[0][0] : group[-1][0] + 1]
+        else:
+            inp = np.stack([x[n, :, ys[i] : ys[i] + th, xs[j] : xs[j] + tw] for n, i, j in group])
         results = fn(np.ascontiguousarray(inp, dtype=np.float32))
         if outputs is None:
-            outputs = tuple(np.zeros((n_items, r.shape[1], height, width), np.float32) for r in results)
+            make = np.empty if whole else np.zeros
+            outputs = tuple(make((n_items, r.shape[1], height, width), np.float32) for r in results)
         for k, (n, i, j) in enumerate(group):
+            if whole:
+                for out, r in zip(outputs, results):
+                    out[n] = r[k]
+                continue
             w2 = wy[i][:, None] * wx[j][None, :]
             for out, r in zip(outputs, results):
                 out[n, :, ys[i] : ys[i] + th, xs[j] : xs[j] + tw] += r[k] * w2
         yield first + len(group), total
-    for out in outputs:
-        out /= weight
+    if not whole:
+        for out in outputs:
+            out /= weight
     return outputs
