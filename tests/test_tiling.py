@@ -16,12 +16,14 @@ def test_tiles_cover_with_overlap_on_a_grid_of_four(length, tile, overlap):
     assert all(b - a <= size - overlap for a, b in zip(starts, starts[1:]))
 
 
-def test_ramps_are_smooth_and_positive():
-    w = ramp_window(64, 128, 512, 32)
-    assert w.min() > 0 and w.max() == 1
-    assert np.all(np.diff(w[:32]) > 0) and np.all(np.diff(w[-32:]) < 0)
-    border = ramp_window(0, 128, 512, 32)
-    assert border[0] == 1  # no fade towards the image's own edge
+def test_ramps_skip_the_tile_border_and_blend_neighbours_to_one():
+    w = ramp_window(64, 128, 512, 32)  # neighbours on both sides
+    assert w.max() == 1
+    assert np.all(w[:8] == 0) and np.all(w[-8:] == 0)  # the outer quarter of the overlap is not used
+    assert np.all(np.diff(w[8:24]) > 0) and np.all(np.diff(w[-24:-8]) < 0)
+    left, right = ramp_window(0, 128, 512, 32), ramp_window(96, 128, 512, 32)  # overlapping by 32
+    np.testing.assert_allclose(left[96:] + right[:32], 1, atol=1e-6)  # a partition of unity
+    assert left[0] == 1  # no fade towards the image's own edge
 
 
 def test_identity_function_is_reproduced_exactly():

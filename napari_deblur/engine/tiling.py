@@ -28,11 +28,17 @@ def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
 
 
 def ramp_window(start: int, size: int, length: int, overlap: int) -> np.ndarray:
-    """1D weights of one tile: a raised-cosine ramp on each side that has a neighbour."""
+    """1D weights of one tile, on each side that has a neighbour: zero over the outer quarter
+    of the overlap (where the tile's border, padded with zeros inside the network, still
+    shows), then a raised-cosine ramp across the middle half, then one."""
     w = np.ones(size, dtype=np.float32)
     n = min(overlap, size // 2)
-    if n > 0:
-        ramp = np.sin(0.5 * np.pi * (np.arange(n) + 0.5) / n) ** 2
+    margin = n // 4
+    ramp_len = n - 2 * margin
+    if ramp_len > 0:
+        ramp = np.zeros(n, dtype=np.float32)
+        ramp[margin : margin + ramp_len] = np.sin(0.5 * np.pi * (np.arange(ramp_len) + 0.5) / ramp_len) ** 2
+        ramp[margin + ramp_len :] = 1
         if start > 0:
             w[:n] = ramp
         if start + size < length:
