@@ -12,7 +12,8 @@ this script can, on any machine.
     python tools/engine_overhead.py --sizes 720x1280 --repeats 5 --out overhead.json
 
 The tiles are those the engine picks on a GPU (``--tile``, default 2048: one tile up to
-2048x2048, blended tiles above).
+2048x2048, blended tiles above). On the CPU the "frames" path (a frame that fits in one tile)
+runs its device-side work on the CPU, so what it prints there is an upper bound for a GPU.
 """
 
 import argparse
@@ -23,6 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from napari_deblur.engine import restore
 from napari_deblur.models.loading import load_model
@@ -32,7 +34,8 @@ def stub_network(model, device, dtype, replicate_to, swap):
     """Stands in for ``restore._network_fn``: zero residuals, no arithmetic."""
 
     def fn(batch):
-        return np.zeros_like(batch), np.zeros_like(batch)
+        zeros = torch.zeros_like if isinstance(batch, torch.Tensor) else np.zeros_like
+        return zeros(batch), zeros(batch)
 
     return fn
 
@@ -52,8 +55,10 @@ def measure(sizes, tile: int, repeats: int) -> list[dict]:
                 start = time.perf_counter()
                 restore.xydeblur(image, model, **kwargs)
                 times.append(time.perf_counter() - start)
-            rows.append({"size": f"{height}x{width}", "tile": tile, "host_ms": 1000 * statistics.median(times)})
-            print(f"{height:>6}x{width:<6} tile {tile}: {rows[-1]['host_ms']:8.1f} ms of host work per call")
+            path = restore.xydeblur(image, model, **kwargs).info.get("path", "tiles")
+            rows.append({"size": f"{height}x{width}", "tile": tile, "path": path,
+                         "host_ms": 1000 * statistics.median(times)})
+            print(f"{height:>6}x{width:<6} tile {tile} ({path}): {rows[-1]['host_ms']:8.1f} ms of host work per call")
     finally:
         restore._network_fn = real
     return rows

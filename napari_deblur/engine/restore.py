@@ -25,6 +25,7 @@ from ..models.loading import WeightsError, load_model, model_manifest
 from ..models.xydeblur import XYDeblur
 from .axes import from_bcyx, normalize_axes, to_bcyx
 from .device import describe, free_memory, is_out_of_memory, pick_device, pick_dtype, precision_name
+from .frames import frames_apply_iter, frames_fit
 from .intensity import cast_like, fit_scaling
 from .tiling import ALIGN, round_tile, tile_apply_iter
 
@@ -107,13 +108,11 @@ def plan_memory(model, device, dtype, height, width, tile="auto", batch="auto"):
 
 
 def _network_fn(model, device, dtype, replicate_to, swap):
-    """(n, c, h, w) float32 numpy -> (r_hor, r_ver) float32 numpy, on the device."""
+    """(n, c, h, w) float32 in [0, 1] units -> (r_hor, r_ver) float32: numpy in, numpy out
+    (uploaded and brought back), or a tensor on the device in, tensors on the device out."""
 
-    def fn(batch: np.ndarray):
-        x = torch.from_numpy(batch)
-        if device.type == "cuda":  # page-locked: the copy runs asynchronously, overlapping the launch
-            x = x.pin_memory()
-        x = x.to(device=device, non_blocking=True).to(dtype)
+    def forward(x: torch.Tensor):
+        x = x.to(dtype)
         if replicate_to:
             x = x.expand(-1, replicate_to, -1, -1)
         if device.type == "cuda":
@@ -122,9 +121,16 @@ def _network_fn(model, device, dtype, replicate_to, swap):
             r1, r2 = model.residuals(x)
         if replicate_to:
             r1, r2 = r1.mean(1, keepdim=True), r2.mean(1, keepdim=True)
-        if swap:
-            r1, r2 = r2, r1
-        return r1.float().cpu().numpy(), r2.float().cpu().numpy()
+        return (r2.float(), r1.float()) if swap else (r1.float(), r2.float())
+
+    def fn(batch):
+        if isinstance(batch, torch.Tensor):
+            return forward(batch)
+        x = torch.from_numpy(batch)
+        if device.type == "cuda":  # page-locked: the copy runs asynchronously, overlapping the launch
+            x = x.pin_memory()
+        r1, r2 = forward(x.to(device=device, non_blocking=True))
+        return r1.cpu().numpy(), r2.cpu().numpy()
 
     return fn
 
@@ -202,6 +208,23 @@ def model_items(bcyx, layout, dtype, mc: int, normalize, verb: str = "restore"):
     the items (B, mc, H, W) for a joint model or (B*C, 1, H, W) per channel, in [0, 1] units
     with NaN filled. The values are a copy: the caller's array is never touched.
     """
+    colour, replicate_to, compute, values, nan, scaling = model_scaling(bcyx, layout, dtype, mc, normalize, verb)
+    return colour, replicate_to, compute, nan, scaling, unit_items(values, nan, scaling, mc)
+
+
+def unit_items(values, nan, scaling, mc: int) -> np.ndarray:
+    """:func:`model_items`' items from :func:`model_scaling`'s values (a new array)."""
+    n, colour, h, w = values.shape
+    unit = scaling.to_unit(values)
+    if nan is not None and nan.any():
+        unit[nan] = np.nanmedian(unit)
+    return unit if mc == colour else unit.reshape(n * colour, 1, h, w)
+
+
+def model_scaling(bcyx, layout, dtype, mc: int, normalize, verb: str = "restore"):
+    """``(colour, replicate_to, compute, values, nan, scaling)`` (see :func:`model_items`);
+    ``values`` are the colour channels in input units (a view for integers, a float copy
+    for floats)."""
     n, c, h, w = bcyx.shape
     colour = c - 1 if layout.rgba else c
     if mc == colour:
@@ -215,11 +238,7 @@ def model_items(bcyx, layout, dtype, mc: int, normalize, verb: str = "restore"):
     values = bcyx[:, :colour].astype(compute) if floating else bcyx[:, :colour]  # to_unit copies integers
     nan = np.isnan(values) if floating else None
     scaling = fit_scaling(values, dtype, normalize, per_channel=(mc != colour))
-    unit = scaling.to_unit(values)
-    if nan is not None and nan.any():
-        unit[nan] = np.nanmedian(unit)
-    items = unit if mc == colour else unit.reshape(n * colour, 1, h, w)
-    return colour, replicate_to, compute, nan, scaling, items
+    return colour, replicate_to, compute, values, nan, scaling
 
 
 def xydeblur_iter(
@@ -268,11 +287,10 @@ def xydeblur_iter(
     net = model if isinstance(model, XYDeblur) else _load_cached(str(model), _version(model))
     swap = getattr(net, "weights_info", {}).get("horizontal_branch", "first") == "second"
     mc = net.channels
-    colour, replicate_to, compute, nan, scaling, items = model_items(bcyx, layout, array.dtype, mc, normalize)
-    # model-shaped items: (items, mc or 1, H, W), padded by reflection to multiples of 4
-    ph, pw = -h % ALIGN, -w % ALIGN
-    if ph or pw:
-        items = np.pad(items, ((0, 0), (0, 0), (0, ph), (0, pw)), mode="reflect")
+    colour, replicate_to, compute, values, nan, scaling = model_scaling(bcyx, layout, array.dtype, mc, normalize)
+    ph, pw = -h % ALIGN, -w % ALIGN  # padded by reflection to multiples of 4
+    on_device = frames_fit(array.dtype, layout.rgba, colour, mc) and (nan is None or not nan.any())
+    items = None
 
     dev = pick_device(device)
     dtype = pick_dtype(precision, dev)
@@ -282,6 +300,16 @@ def xydeblur_iter(
     try:
         while True:
             try:
+                path = "frames" if on_device and max(h + ph, w + pw) <= tile_side else "tiles"
+                if path == "frames":  # one tile per frame: restored on the device from end to end
+                    frames_out = yield from _progress(frames_apply_iter(
+                        fn, bcyx, scaling.offset, scaling.scale, pad=(ph, pw), batch=per_batch, device=dev,
+                        out_dtype=array.dtype if out_dtype == "same" else np.float32), "frames")
+                    break
+                if items is None:  # model-shaped: (items, mc or 1, H, W) in [0, 1] units
+                    items = unit_items(values, nan, scaling, mc)
+                    if ph or pw:
+                        items = np.pad(items, ((0, 0), (0, 0), (0, ph), (0, pw)), mode="reflect")
                 r_hor, r_ver = yield from _progress(tile_apply_iter(fn, items, tile_side, overlap, per_batch))
                 break
             except Exception as err:
@@ -308,16 +336,20 @@ def xydeblur_iter(
             r = np.concatenate([r, np.zeros_like(r[:, :1])], axis=1)
         return r
 
-    r_hor, r_ver = to_units(r_hor), to_units(r_ver)
-    restored = bcyx.astype(compute)  # a copy: the caller's array is never written to
-    restored += r_hor
-    restored += r_ver
-    restored = cast_like(restored, array.dtype) if out_dtype == "same" else restored.astype(np.float32, copy=False)
+    if path == "frames":
+        restored, r_hor, r_ver = frames_out
+    else:
+        r_hor, r_ver = to_units(r_hor), to_units(r_ver)
+        restored = bcyx.astype(compute)  # a copy: the caller's array is never written to
+        restored += r_hor
+        restored += r_ver
+        restored = cast_like(restored, array.dtype) if out_dtype == "same" else restored.astype(np.float32, copy=False)
     info = {
         "model": net.weights_info["name"] if hasattr(net, "weights_info") else "XYDeblur",
         "device": str(dev),
         "device_info": describe(dev),
         "precision": precision_name(dtype),
+        "path": path,  # "frames": on the device from end to end; "tiles": tiled, blended on the host
         "tile": tile_side,
         "overlap": overlap,
         "batch": per_batch,
@@ -334,14 +366,14 @@ def xydeblur_iter(
     )
 
 
-def _progress(tiles):
+def _progress(tiles, unit: str = "tiles"):
     """Turn tile_apply_iter's (done, total) into Progress and pass its return value on."""
     while True:
         try:
             done, total = next(tiles)
         except StopIteration as stop:
             return stop.value
-        yield Progress(done, total, f"{done}/{total} tiles")
+        yield Progress(done, total, f"{done}/{total} {unit}")
 
 
 def run_to_end(generator):
