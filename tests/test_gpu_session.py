@@ -62,3 +62,25 @@ def test_more_models_than_a_lease_can_bring_back_is_refused(tmp_path, capsys):
                             "--out", str(tmp_path / "OUT")])
     assert "at most 3 models" in capsys.readouterr().err
     assert not (tmp_path / "OUT").exists()
+
+
+def test_the_compile_bench_runs_last_in_the_seconds_kept_for_it(tmp_path, monkeypatch):
+    module = load_script()
+    calls = []
+
+    def fake_run(self, name, args, limit):
+        calls.append((name, round(min(limit, self.left() - 5))))
+        return False  # nothing trained: no export or probe follows
+
+    monkeypatch.setattr(module.Session, "run", fake_run)
+    monkeypatch.setattr(module.Session, "environment", lambda self: None)
+    module.main(["--device", "cpu", "--train", "dvsr-photo", "--budget", "600", "--compile-seconds", "150",
+                 "--out", str(tmp_path / "OUT")])
+    names = [name for name, _ in calls]
+    assert names == ["bench", "train-dvsr-photo", "bench-compile"]
+    train_limit = calls[1][1]
+    # training leaves the compile bench its 150 s and the model's export/probe reserve
+    assert train_limit <= 600 - 150 - module.RESERVE_PER_MODEL + 30
+    calls.clear()
+    module.main(["--device", "cpu", "--train", "dvsr-photo", "--budget", "600", "--out", str(tmp_path / "OUT2")])
+    assert [name for name, _ in calls] == ["bench", "train-dvsr-photo"]  # no --compile-seconds: no compile bench
