@@ -71,18 +71,13 @@ def tile_apply_iter(
     ys, xs = tile_starts(height, th, overlap), tile_starts(width, tw, overlap)
     wy = [ramp_window(y, th, height, overlap) for y in ys]
     wx = [ramp_window(x0, tw, width, overlap) for x0 in xs]
-    weight = np.zeros((height, width), dtype=np.float32)
-    for y, wyi in zip(ys, wy):
-        for x0, wxi in zip(xs, wx):
-            weight[y : y + th, x0 : x0 + tw] += wyi[:, None] * wxi[None, :]
-
     patches = [(n, i, j) for n in range(n_items) for i in range(len(ys)) for j in range(len(xs))]
     whole = len(ys) == len(xs) == 1  # one tile per item: no blending, the item goes in as it is
     total = len(patches)
     outputs = None
     for first in range(0, total, max(1, batch)):
         group = patches[first : first + max(1, batch)]
-        if whole:  # consecutive items: a view, copied only if not float32 and contiguous already
+        if whole:  # consecutive items: a view, copied only if not already contiguous float32
             inp = x[group[0][0] : group[-1][0] + 1]
         else:
             inp = np.stack([x[n, :, ys[i] : ys[i] + th, xs[j] : xs[j] + tw] for n, i, j in group])
@@ -99,7 +94,11 @@ def tile_apply_iter(
             for out, r in zip(outputs, results):
                 out[n, :, ys[i] : ys[i] + th, xs[j] : xs[j] + tw] += r[k] * w2
         yield first + len(group), total
-    if not whole:
+    if not whole:  # the summed weights: a partition of unity
+        weight = np.zeros((height, width), dtype=np.float32)
+        for y, wyi in zip(ys, wy):
+            for x0, wxi in zip(xs, wx):
+                weight[y : y + th, x0 : x0 + tw] += wyi[:, None] * wxi[None, :]
         for out in outputs:
             out /= weight
     return outputs
