@@ -376,15 +376,25 @@ def run_bench(device="auto", *, quick=False, repeats=None, compile_=False, out=N
         "repeats": repeats,
         "xydeblur": bench_xydeblur(model, dev, sizes, repeats, compile_=compile_, log=log),
     }
+
+    def save():  # after every section: what was measured survives a later failure
+        if out is not None:
+            Path(out).parent.mkdir(parents=True, exist_ok=True)
+            Path(out).write_text(json.dumps(report, indent=2) + "\n")
+
+    save()
     if dev.type == "cuda" and not quick:
         log("Memory cap:")
-        report["memory_cap"] = bench_memory_cap(model, dev, log=log)
+        try:
+            report["memory_cap"] = bench_memory_cap(model, dev, log=log)
+        except Exception as err:  # reported; the diffusion section still runs
+            report["memory_cap"] = {"error": _short(err)}
+            log(f"  the memory-cap run failed: {report['memory_cap']['error']}")
+        save()
     log("Diffusion refinement:")
     report["diffusion"] = bench_diffusion(dev, GPU_DIFFUSION if gpu else CPU_DIFFUSION, repeats, quick=quick, log=log)
+    save()
     if out is not None:
-        out = Path(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=2) + "\n")
         log(f"wrote {out}")
     return report
 
@@ -419,7 +429,9 @@ def to_markdown(report: dict) -> str:
             ref += f" (TF32: {_ms(row['reference_tf32_ms'])})"
         lines.append(f"| {row['size']} | {ref} | {_ms(row['optimised_ms'])} | {speedup} "
                      f"| {_ms(row['engine_ms'])} | {peak} | {diff} |" + (f" {_ms(row.get('graph_ms'))} |" if graphs else ""))
-    if "memory_cap" in report:
+    if "error" in report.get("memory_cap", {}):
+        lines += ["", f"The memory-cap run failed: {report['memory_cap']['error']}"]
+    elif "memory_cap" in report:
         cap = report["memory_cap"]
         lines += ["", f"A {cap['size']} RGB image under a {cap['cap_gib']:g} GiB device-memory cap: {cap['seconds']:.1f} s, "
                       f"peak {cap['peak_gib']:.2f} GiB, tiles of {cap['tile']}, {cap['oom_retries']} out-of-memory "

@@ -55,3 +55,28 @@ def test_median_seconds_synchronises_and_takes_the_median():
 def test_the_test_frame_is_a_real_photo_in_unit_range():
     frame = bench.test_frame(40, 60)
     assert frame.shape == (3, 40, 60) and 0 <= frame.min() and frame.max() <= 1 and frame.std() > 0.05
+
+
+def test_what_was_measured_is_written_before_a_later_section_fails(tmp_path, monkeypatch, one_thread):
+    monkeypatch.setattr(bench, "CPU_SIZES", [(32, 32)])
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the diffusion section broke")
+
+    monkeypatch.setattr(bench, "bench_diffusion", broken)
+    out = tmp_path / "perf.json"
+    with pytest.raises(RuntimeError, match="diffusion section"):
+        bench.run_bench("cpu", quick=True, repeats=1, out=out, log=lambda *_: None)
+    assert [row["size"] for row in json.loads(out.read_text())["xydeblur"]] == ["32x32"]
+
+
+def test_a_failed_memory_cap_run_is_reported_in_the_table():
+    report = {"quick": False, "device": "cuda (test)", "machine": "test", "torch": "x", "date": "2026-12-04",
+              "repeats": 1, "precision": "fp16",
+              "xydeblur": [{"size": "256x256", "reference_ms": 9.0, "reference_tf32_ms": 6.4, "optimised_ms": 4.8,
+                            "speedup": 1.9, "engine_ms": 16.5, "max_diff": 1e-3, "graph_ms": 2.1}],
+              "memory_cap": {"error": "ValueError: no index"},
+              "diffusion": {"denoiser": "dvsr-photo (bundled)", "steps": []}}
+    table = bench.to_markdown(report)
+    assert "The memory-cap run failed: ValueError: no index" in table
+    assert "| 256x256 | 9.0 (TF32: 6.4) | 4.8 | 1.9x |" in table and table.splitlines()[4].endswith("| 2.1 |")
