@@ -134,7 +134,7 @@ class Session:
                            "--out", str(self.stage / f"performance-{self.device}.json")], 40 if self.smoke else 200)
 
     def bench_compile(self) -> None:
-        """torch.compile at 256x256 and 720p, with whatever time the other stages left."""
+        """torch.compile at 256x256 and 720p, in the ``--compile-seconds`` training kept for it."""
         self.run("bench-compile", ["bench", "--device", self.device, "--quick", "--compile",
                                    *(["--repeats", "1"] if self.smoke else []),
                                    "--out", str(self.stage / f"performance-{self.device}-compile.json")],

@@ -21,7 +21,7 @@ def pick_device(device="auto") -> torch.device:
     name = device.lower()
     if name == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda", torch.cuda.current_device())
+            return with_index(torch.device("cuda"))
         if mps_available():
             return torch.device("mps")
         return torch.device("cpu")
@@ -33,9 +33,14 @@ def pick_device(device="auto") -> torch.device:
         picked = torch.device(name)
     except RuntimeError:
         raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'") from None
-    if picked.type == "cuda" and picked.index is None:  # CUDA memory queries want an index
-        picked = torch.device("cuda", torch.cuda.current_device())
-    return picked
+    return with_index(picked)
+
+
+def with_index(device: torch.device) -> torch.device:
+    """A CUDA device with its index (torch 2.11's memory queries refuse plain ``"cuda"``)."""
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
 
 
 def pick_dtype(precision, device: torch.device) -> torch.dtype:
@@ -54,8 +59,7 @@ def precision_name(dtype: torch.dtype) -> str:
 def free_memory(device: torch.device) -> int:
     """Bytes a run may reasonably claim on ``device`` right now."""
     if device.type == "cuda":
-        if device.index is None:  # some releases' memory queries want an index, not plain "cuda"
-            device = torch.device("cuda", torch.cuda.current_device())
+        device = with_index(device)
         free, total = torch.cuda.mem_get_info(device)
         fraction = getattr(torch.cuda, "get_per_process_memory_fraction", lambda _d: 1.0)(device)
         if fraction < 1.0:  # torch.cuda.set_per_process_memory_fraction caps this process below the card

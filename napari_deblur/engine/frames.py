@@ -89,7 +89,8 @@ def frames_apply_iter(
 def _store(target: np.ndarray, values: torch.Tensor) -> None:
     """Copy a device tensor into a contiguous host array slice: straight into it when the
     dtypes match, else through a host copy and a cast."""
-    if target.dtype == np.dtype(str(values.dtype).removeprefix("torch.")):
-        torch.from_numpy(target).copy_(values)
+    host = torch.from_numpy(target)
+    if host.dtype == values.dtype:
+        host.copy_(values)
     else:
         np.copyto(target, values.cpu().numpy(), casting="unsafe")
