@@ -353,8 +353,49 @@ def bench_memory_cap(model, device, side: int = 16384, cap_gib: float = 4.0, log
     return row
 
 
+GPU_STACKS = [("xydeblur-photo", 48, (720, 1280), np.uint8), ("xydeblur-microscopy", 24, (2048, 2048), np.uint16)]
+
+
+def bench_stacks(device, repeats: int, stacks=GPU_STACKS, log=print) -> list[dict]:
+    """Whole engine calls on stacks: ms per frame with the frames path's transfers overlapping
+    the network (the default on CUDA) and with plain synchronous copies."""
+    from .engine import frames
+    from .engine.restore import xydeblur
+    from .models.loading import load_model
+
+    rows = []
+    for name, count, (height, width), dtype in stacks:
+        model = load_model(name)
+        frame = test_frame(height, width, model.channels)
+        top = np.iinfo(dtype).max
+        stack = np.stack([np.roll(frame, 8 * i, axis=-1) for i in range(count)])
+        stack = (stack * top).round().astype(dtype)
+        stack = np.ascontiguousarray(stack.transpose(0, 2, 3, 1) if model.channels == 3 else stack[:, 0])
+        axes = "TYXC" if model.channels == 3 else "TYX"
+        row = {"model": name, "frames": count, "size": f"{height}x{width}", "dtype": np.dtype(dtype).name}
+        outputs = []
+        for overlap in (True, False):
+            frames.OVERLAP_TRANSFERS = overlap
+            try:
+                run = lambda: xydeblur(stack, model, axes=axes, device=str(device), normalize="dtype")  # noqa: E731
+                seconds = median_seconds(run, device, max(1, repeats // 2), warmup=1)
+                row["overlapped_ms_per_frame" if overlap else "synchronous_ms_per_frame"] = 1000 * seconds / count
+                outputs.append(run())
+            finally:
+                frames.OVERLAP_TRANSFERS = True
+        row["path"] = outputs[0].info["path"]
+        row["same_output"] = all(np.array_equal(getattr(outputs[0], k), getattr(outputs[1], k))
+                                 for k in ("restored", "r_hor", "r_ver"))
+        rows.append(row)
+        log(f"  {count} x {row['size']} {row['dtype']} ({name}, {row.get('path')} path): "
+            f"{row['overlapped_ms_per_frame']:.1f} ms per frame with overlapped transfers, "
+            f"{row['synchronous_ms_per_frame']:.1f} ms with synchronous copies; same output: {row['same_output']}")
+    return rows
+
+
 def run_bench(device="auto", *, quick=False, repeats=None, compile_=False, out=None, log=print) -> dict:
     """The whole benchmark; returns the report and writes it as JSON to ``out`` if given."""
+    from .engine.restore import decoder_form
     from .models.loading import load_model
 
     dev = pick_device(device)
@@ -363,7 +404,7 @@ def run_bench(device="auto", *, quick=False, repeats=None, compile_=False, out=N
     sizes = (GPU_SIZES[:2] if quick else GPU_SIZES) if gpu else (CPU_SIZES[:1] if quick else CPU_SIZES)
     model = load_model("xydeblur-photo")
     log(f"napari-deblur bench on {describe(dev)}, torch {torch.__version__}, "
-        f"precision {precision_name(pick_dtype('auto', dev))}, {repeats} repeats")
+        f"precision {precision_name(pick_dtype('auto', dev))}, decoder form {decoder_form(dev)}, {repeats} repeats")
     log("XYDeblur (xydeblur-photo) per frame:")
     report = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -372,6 +413,7 @@ def run_bench(device="auto", *, quick=False, repeats=None, compile_=False, out=N
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "precision": precision_name(pick_dtype("auto", dev)),
+        "decoder_form": decoder_form(dev),
         "quick": bool(quick),
         "repeats": repeats,
         "xydeblur": bench_xydeblur(model, dev, sizes, repeats, compile_=compile_, log=log),
@@ -384,6 +426,13 @@ def run_bench(device="auto", *, quick=False, repeats=None, compile_=False, out=N
 
     save()
     if dev.type == "cuda" and not quick:
+        log("Stacks (whole engine calls):")
+        try:
+            report["stacks"] = bench_stacks(dev, repeats, log=log)
+        except Exception as err:  # reported; the sections after it still run
+            report["stacks"] = [{"error": _short(err)}]
+            log(f"  the stack run failed: {report['stacks'][0]['error']}")
+        save()
         log("Memory cap:")
         try:
             report["memory_cap"] = bench_memory_cap(model, dev, log=log)
@@ -408,7 +457,7 @@ def to_markdown(report: dict) -> str:
     lines = [
         f"Measured by `napari-deblur bench{' --quick' if report['quick'] else ''}` on {report['device']}, "
         f"{report['machine']}, torch {report['torch']}, {report['date'][:10]}; median of {report['repeats']} "
-        "runs after warm-up.",
+        f"runs after warm-up; decoder form {report.get('decoder_form', 'two-pass')}.",
         "",
         "| XYDeblur frame | reference fp32 (ms) | optimised " + report["precision"] + " (ms) | speed-up "
         "| whole call (ms) | peak memory ref / opt (MiB) | max difference |",
@@ -429,6 +478,13 @@ def to_markdown(report: dict) -> str:
             ref += f" (TF32: {_ms(row['reference_tf32_ms'])})"
         lines.append(f"| {row['size']} | {ref} | {_ms(row['optimised_ms'])} | {speedup} "
                      f"| {_ms(row['engine_ms'])} | {peak} | {diff} |" + (f" {_ms(row.get('graph_ms'))} |" if graphs else ""))
+    stacks = [row for row in report.get("stacks", []) if "error" not in row]
+    if stacks:
+        lines += ["", "| stack (whole engine call) | ms per frame, transfers overlapped | synchronous copies |",
+                  "|---|---:|---:|"]
+        for row in stacks:
+            lines.append(f"| {row['frames']} x {row['size']} {row['dtype']} ({row['model']}) "
+                         f"| {_ms(row['overlapped_ms_per_frame'])} | {_ms(row['synchronous_ms_per_frame'])} |")
     if "error" in report.get("memory_cap", {}):
         lines += ["", f"The memory-cap run failed: {report['memory_cap']['error']}"]
     elif "memory_cap" in report:

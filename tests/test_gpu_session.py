@@ -68,7 +68,7 @@ def test_the_compile_bench_runs_last_in_the_seconds_kept_for_it(tmp_path, monkey
     module = load_script()
     calls = []
 
-    def fake_run(self, name, args, limit):
+    def fake_run(self, name, args, limit, env=None):
         calls.append((name, round(min(limit, self.left() - 5))))
         return False  # nothing trained: no export or probe follows
 
@@ -84,3 +84,23 @@ def test_the_compile_bench_runs_last_in_the_seconds_kept_for_it(tmp_path, monkey
     calls.clear()
     module.main(["--device", "cpu", "--train", "dvsr-photo", "--budget", "600", "--out", str(tmp_path / "OUT2")])
     assert [name for name, _ in calls] == ["bench", "train-dvsr-photo"]  # no --compile-seconds: no compile bench
+
+
+def test_the_bench_runs_the_decoder_form_the_variants_stage_found_fastest(tmp_path, monkeypatch):
+    module = load_script()
+    calls = []
+
+    def fake_run(self, name, args, limit, env=None):
+        calls.append((name, env))
+        if name == "variants":
+            Path(args[args.index("--out") + 1]).write_text(json.dumps({"fastest": "twin-grouped"}))
+        return True
+
+    monkeypatch.setattr(module.Session, "run", fake_run)
+    monkeypatch.setattr(module.Session, "environment", lambda self: None)
+    module.main(["--device", "cpu", "--train", "--budget", "600", "--variants-seconds", "200",
+                 "--out", str(tmp_path / "OUT")])
+    assert calls == [("variants", None), ("bench", {"NAPARI_DEBLUR_DECODER": "twin-grouped"})]
+    calls.clear()
+    module.main(["--device", "cpu", "--train", "--budget", "600", "--out", str(tmp_path / "OUT2")])
+    assert calls == [("bench", None)]  # no --variants-seconds: the engine's default form

@@ -10,6 +10,9 @@ machine, from the repository root (the package need not be installed there):
 It runs these stages in turn. Each has its own deadline. A stage that fails or runs over
 is logged, and the next one still runs.
 
+0. With ``--variants-seconds S``: ``tools/xydeblur_variants.py`` (each decoder form of
+   XYDeblur timed, its kernels profiled, torch.compile tried) in at most S seconds; the
+   bench then runs the fastest form (``NAPARI_DEBLUR_DECODER``).
 1. ``napari-deblur bench --device cuda``: XYDeblur from 256x256 to 4096x4096 (eager and
    as a CUDA graph), a 16384x16384 image under a 4 GiB cap, denoiser steps, the Fidelity
    preset at 720p.
@@ -80,6 +83,7 @@ class Session:
         self.results = {}
         self.gpu = self.torch = None
         self.keep = 0  # seconds the training leaves for the stages after it
+        self.decoder = None  # the decoder form the variants stage found fastest
 
     def left(self) -> float:
         return self.deadline - time.monotonic()
@@ -90,7 +94,7 @@ class Session:
         with open(self.log_path, "a") as log:
             log.write(stamped + "\n")
 
-    def run(self, name: str, args: list, limit: float) -> bool:
+    def run(self, name: str, args: list, limit: float, env: dict | None = None) -> bool:
         """Run ``python3 -m napari_deblur ARGS`` (or a script) for at most ``limit`` seconds."""
         limit = min(limit, self.left() - 5)
         if limit < MIN_STAGE_SECONDS:
@@ -98,7 +102,7 @@ class Session:
             self.results[name] = "skipped"
             return False
         env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-               "PYTHONUNBUFFERED": "1"}
+               "PYTHONUNBUFFERED": "1", **(env or {})}
         cmd = [sys.executable, *args] if args[0].endswith(".py") else [sys.executable, "-m", "napari_deblur", *args]
         self.log(f"{name}: {' '.join(cmd[1:])} (at most {limit:.0f} s)")
         start = time.monotonic()
@@ -127,11 +131,26 @@ class Session:
         except ImportError:
             self.log("torch is not importable")
 
+    def variants(self, seconds: float) -> None:
+        """The decoder forms timed; the fastest is what the bench then runs."""
+        out = self.stage / "variants.json"
+        small = ["--sizes", "64x64", "--repeats", "1", "--no-compile"] if self.smoke else [
+            "--compile-timeout", str(max(30, (seconds - 70) / 3))]  # up to 3 compiles after ~60 s eager
+        self.run("variants", [str(ROOT / "tools" / "xydeblur_variants.py"), "--device", self.device, *small,
+                              "--out", str(out)], seconds)
+        try:
+            self.decoder = json.loads(out.read_text())["fastest"]
+            self.log(f"the bench runs the {self.decoder} decoder form")
+        except (OSError, ValueError, KeyError):
+            self.log("no fastest form measured: the bench runs the engine's default")
+
     def bench(self) -> None:
         # 6 repeats: the first lease's XYDeblur rows took 85 s with them, the 16384^2 run 49 s
         quick = ["--quick", "--repeats", "1"] if self.smoke else ["--repeats", "6"]
+        env = {"NAPARI_DEBLUR_DECODER": self.decoder} if self.decoder else None
         self.run("bench", ["bench", "--device", self.device, *quick,
-                           "--out", str(self.stage / f"performance-{self.device}.json")], 40 if self.smoke else 200)
+                           "--out", str(self.stage / f"performance-{self.device}.json")], 40 if self.smoke else 230,
+                 env=env)
 
     def bench_compile(self) -> None:
         """torch.compile at 256x256 and 720p, in the ``--compile-seconds`` training kept for it."""
@@ -188,6 +207,8 @@ def main(argv=None) -> int:
     parser.add_argument("--no-bench", action="store_true", help="skip the benchmark stages")
     parser.add_argument("--compile-seconds", type=float, default=0,
                         help="seconds kept after training for the torch.compile bench (default 0: not run)")
+    parser.add_argument("--variants-seconds", type=float, default=0,
+                        help="seconds for tools/xydeblur_variants.py before the bench (default 0: not run)")
     parser.add_argument("--smoke", action="store_true", help="every stage in miniature (a test on the CPU)")
     args = parser.parse_args(argv)
     if len(args.train) > MAX_MODELS:
@@ -196,6 +217,8 @@ def main(argv=None) -> int:
     session = Session(args.out, args.budget, args.device, args.smoke)
     session.environment()
     if not args.no_bench:
+        if args.variants_seconds:
+            session.variants(args.variants_seconds)
         session.bench()
         session.keep = args.compile_seconds
     session.train(args.train)

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+OVERLAP_TRANSFERS = True  # the default of frames_apply_iter's overlap_transfers (the bench times both)
 FRAME_DTYPES = tuple(np.dtype(t) for t in (np.uint8, np.uint16, np.int8, np.int16, np.float16, np.float32))
 
 
@@ -33,10 +34,67 @@ def frames_fit(array_dtype, rgba: bool, colour: int, model_channels: int) -> boo
 def upload(block: np.ndarray, device: torch.device) -> torch.Tensor:
     """A host block in its own dtype -> float32 on ``device``. uint16 travels as its int16 bit
     pattern (not every device converts uint16) and is unwrapped there."""
+    return to_float(_send(block, device, None), block.dtype)
+
+
+def _send(block: np.ndarray, device: torch.device, stream) -> torch.Tensor:
+    """The raw block on ``device`` (uint16 as its int16 bit pattern). With a CUDA ``stream``
+    the block is staged in page-locked memory and copied on that stream, asynchronously."""
     block = np.ascontiguousarray(block)
-    if block.dtype == np.uint16:
-        return (torch.from_numpy(block.view(np.int16)).to(device).to(torch.int32) & 0xFFFF).to(torch.float32)
-    return torch.from_numpy(block).to(device).to(torch.float32)
+    host = torch.from_numpy(block.view(np.int16) if block.dtype == np.uint16 else block)
+    if stream is None:
+        return host.to(device)
+    with torch.cuda.stream(stream):
+        return host.pin_memory().to(device, non_blocking=True)
+
+
+def to_float(raw: torch.Tensor, dtype) -> torch.Tensor:
+    if np.dtype(dtype) == np.uint16:
+        return (raw.to(torch.int32) & 0xFFFF).to(torch.float32)
+    return raw.to(torch.float32)
+
+
+class Transfers:
+    """How batches move. On CUDA, pipelined: the next batch is uploaded on a side stream from
+    page-locked memory while the network runs on this one, and the results come back into
+    page-locked buffers asynchronously, collected one batch later. Elsewhere: plain copies."""
+
+    def __init__(self, device: torch.device, overlap: bool):
+        self.device = device
+        self.cuda = device.type == "cuda" and overlap
+        self.side = torch.cuda.Stream(device) if self.cuda else None
+
+    def send(self, block: np.ndarray):
+        raw = _send(block, self.device, self.side)
+        if not self.cuda:
+            return raw, None
+        ready = torch.cuda.Event()
+        ready.record(self.side)
+        return raw, ready
+
+    def receive(self, raw: torch.Tensor, ready) -> torch.Tensor:
+        """The uploaded block, once it has arrived, for use on the current stream."""
+        if ready is not None:
+            torch.cuda.current_stream(self.device).wait_event(ready)
+            raw.record_stream(torch.cuda.current_stream(self.device))  # freed only after this stream's use
+        return raw
+
+    def fetch(self, tensors):
+        """Start copying device tensors to the host; :meth:`collect` waits for them."""
+        if not self.cuda:
+            return [t.cpu() for t in tensors], None
+        hosts = [torch.empty(t.shape, dtype=t.dtype, pin_memory=True) for t in tensors]
+        for host, t in zip(hosts, tensors):
+            host.copy_(t, non_blocking=True)
+        done = torch.cuda.Event()
+        done.record(torch.cuda.current_stream(self.device))
+        return hosts, done
+
+    @staticmethod
+    def collect(hosts, done):
+        if done is not None:
+            done.synchronize()
+        return hosts
 
 
 def frames_apply_iter(
@@ -49,6 +107,7 @@ def frames_apply_iter(
     batch: int,
     device: torch.device,
     out_dtype,
+    overlap_transfers: bool | None = None,
 ) -> Iterator[tuple[int, int]]:
     """Restore the frames of ``bcyx`` (N, C, H, W) ``batch`` at a time; yields ``(done, total)``
     after each batch and returns ``(restored, r_hor, r_ver)`` as numpy (N, C, H, W).
@@ -56,7 +115,8 @@ def frames_apply_iter(
     ``fn`` maps a float32 device batch in [0, 1] units, padded by ``pad`` (rows, columns) to
     the network's multiple, to the two float32 residuals in the same units. ``offset`` and
     ``scale`` (per channel) map input units to [0, 1]. ``out_dtype`` is the restored image's:
-    integers are rounded and clipped to their range, floats are not clipped.
+    integers are rounded and clipped to their range, floats are not clipped. On CUDA the
+    transfers of a stack overlap the network (``overlap_transfers``, see :class:`Transfers`).
     """
     n, c, h, w = bcyx.shape
     out_dtype = np.dtype(out_dtype)
@@ -66,10 +126,15 @@ def frames_apply_iter(
     restored = np.empty((n, c, h, w), out_dtype)
     r_hor, r_ver = np.empty((n, c, h, w), np.float32), np.empty((n, c, h, w), np.float32)
     limits = np.iinfo(out_dtype) if out_dtype.kind in "ui" else None
+    narrow = NARROW.get(out_dtype)  # None for wider integers: int32 comes back
     batch = max(1, int(batch))
-    for first in range(0, n, batch):
+    moves = Transfers(device, OVERLAP_TRANSFERS if overlap_transfers is None else overlap_transfers)
+    starts = list(range(0, n, batch))
+    incoming = moves.send(bcyx[: batch])
+    outgoing = None  # the previous batch's results, on their way to the host
+    for index, first in enumerate(starts):
         last = min(n, first + batch)
-        x = upload(bcyx[first:last], device)
+        x = to_float(moves.receive(*incoming), bcyx.dtype)
         unit = (x - off) / sc
         if ph or pw:
             unit = F.pad(unit, (0, pw, 0, ph), mode="reflect")
@@ -78,19 +143,44 @@ def frames_apply_iter(
         r2 = r2[..., :h, :w] * sc
         out = x + r1 + r2
         if limits is not None:  # rounded on the device; the host only narrows the integers
-            out = out.round_().clamp_(limits.min, limits.max).to(torch.int32)
-        _store(restored[first:last], out)
-        _store(r_hor[first:last], r1)
-        _store(r_ver[first:last], r2)
-        yield last, n
+            out = out.round_().clamp_(limits.min, limits.max)
+            out = out.to(torch.int32) if narrow is None else _narrow(out, out_dtype)
+        if index + 1 < len(starts):  # the next upload runs while this batch computes
+            incoming = moves.send(bcyx[last : last + batch])
+        if outgoing is not None:
+            yield _finish(moves, outgoing, restored, r_hor, r_ver), n
+        outgoing = (first, last, *moves.fetch([out, r1, r2]))
+    yield _finish(moves, outgoing, restored, r_hor, r_ver), n
     return restored, r_hor, r_ver
 
 
+# integer outputs come back in their own width: uint16 as its int16 bit pattern
+NARROW = {np.dtype(np.uint8): torch.uint8, np.dtype(np.int8): torch.int8,
+          np.dtype(np.int16): torch.int16, np.dtype(np.uint16): torch.int16}
+
+
+def _narrow(values: torch.Tensor, out_dtype: np.dtype) -> torch.Tensor:
+    """Rounded, clipped float values -> the torch dtype of :data:`NARROW` exactly (uint16 above
+    32767 as its int16 bit pattern)."""
+    if out_dtype == np.uint16:
+        values = torch.where(values > 32767, values - 65536, values)
+    return values.to(NARROW[out_dtype])
+
+
+def _finish(moves: Transfers, outgoing, restored, r_hor, r_ver) -> int:
+    """Wait for one batch's results and put them in the output arrays; returns its end."""
+    first, last, hosts, done = outgoing
+    out, r1, r2 = moves.collect(hosts, done)
+    _store(restored[first:last], out)
+    _store(r_hor[first:last], r1)
+    _store(r_ver[first:last], r2)
+    return last
+
+
 def _store(target: np.ndarray, values: torch.Tensor) -> None:
-    """Copy a device tensor into a contiguous host array slice: straight into it when the
-    dtypes match, else through a host copy and a cast."""
-    host = torch.from_numpy(target)
-    if host.dtype == values.dtype:
-        host.copy_(values)
+    """Copy a host tensor into a contiguous host array slice: a uint16 target takes its int16
+    bit pattern as it is, another dtype is cast."""
+    if target.dtype == np.uint16 and values.dtype == torch.int16:
+        target.view(np.int16)[...] = values.numpy()
     else:
-        np.copyto(target, values.cpu().numpy(), casting="unsafe")
+        np.copyto(target, values.numpy(), casting="unsafe")

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..models.loading import WeightsError, load_model, model_manifest
+from ..models.twin import TwinDecoderXYDeblur
 from ..models.xydeblur import XYDeblur
 from .axes import from_bcyx, normalize_axes, to_bcyx
 from .device import describe, free_memory, is_out_of_memory, pick_device, pick_dtype, precision_name
@@ -32,6 +33,12 @@ from .tiling import ALIGN, round_tile, tile_apply_iter
 MIN_TILE = 64
 DEFAULT_OVERLAP = 96  # with the zero margin of ramp_window: seams below 1.1e-3 (tools/seam_check.py)
 MAX_BATCH = 16
+# How the two decoder branches run on each device type: "two-pass" (XYDeblur as it is:
+# the decoder twice, the second time on rotated features) or one pass for both,
+# "twin-grouped" / "twin-dense" (models/twin.py). Measured by tools/xydeblur_variants.py;
+# the environment variable NAPARI_DEBLUR_DECODER overrides it.
+DECODER_FORMS = ("two-pass", "twin-grouped", "twin-dense")
+DEFAULT_DECODER_FORM = {"cpu": "two-pass", "cuda": "two-pass", "mps": "two-pass"}
 
 
 @dataclass(frozen=True)
@@ -144,8 +151,17 @@ def _weights_version(model) -> tuple:
     return tuple((id(t), t._version) for t in (*model.parameters(), *model.buffers()))
 
 
+def decoder_form(device: torch.device) -> str:
+    """Which of :data:`DECODER_FORMS` the engine runs on ``device``."""
+    form = os.environ.get("NAPARI_DEBLUR_DECODER") or DEFAULT_DECODER_FORM.get(device.type, "two-pass")
+    if form not in DECODER_FORMS:
+        raise ValueError(f"NAPARI_DEBLUR_DECODER must be one of {', '.join(DECODER_FORMS)}, got {form!r}")
+    return form
+
+
 def _prepare_model(model, device, dtype):
-    """A private copy on the device (the caller's module is left as it is).
+    """A private copy on the device (the caller's module is left as it is), in the
+    :func:`decoder_form` of that device.
 
     The copy is kept for the next call with the same model, device and precision (a
     per-frame or per-chunk caller would otherwise copy and upload the weights every
@@ -154,12 +170,15 @@ def _prepare_model(model, device, dtype):
     """
     import weakref
 
-    version = _weights_version(model)
+    form = decoder_form(device)
+    version = (_weights_version(model), form)
     for ref, seen, dev, dt, work in _PREPARED:
         if ref() is model and seen == version and dev == device and dt == dtype:
             return work
     work = XYDeblur(**model.config)
     work.load_state_dict(model.state_dict())
+    if form != "two-pass":
+        work = TwinDecoderXYDeblur(work, form.split("-", 1)[1])
     work.eval().requires_grad_(False)
     work = work.to(device=device, dtype=dtype)
     if device.type == "cuda":
