@@ -8,8 +8,9 @@ XYDeblur, per frame at each size, two paths in the same process on the same inpu
   lets cuDNN use TF32 (``reference_tf32_ms``);
 - *optimised*: what the engine runs: its device copy of the model (fp16 on CUDA and
   MPS, fp32 on the CPU; channels_last and cuDNN autotuning on CUDA), under
-  ``torch.inference_mode``; with ``compile=True`` also ``torch.compile``, falling back
-  to eager (and saying so) where it is unavailable.
+  ``torch.inference_mode``; with ``compile=True`` the engine's ``torch.compile`` of it
+  (:mod:`napari_deblur.engine.compiled`), falling back to eager (and saying so) where it
+  fails; the compile time falls in the warm-up.
 
 On CUDA the optimised forward is also captured once in a CUDA graph and replayed
 (``graph_ms``, up to 2048x2048): what launch overhead costs at each size.
@@ -99,25 +100,13 @@ class PeakMemory:
             self.mib = torch.cuda.max_memory_allocated(self.device) / 2**20
 
 
-def _compiled(module, device):
-    """(module compiled by torch.compile, None) or (module, why it could not be)."""
-    try:
-        compiled = torch.compile(module, mode="max-autotune-no-cudagraphs" if device.type == "cuda" else "default")
-        return compiled, None
-    except Exception as err:  # no compiler, unsupported platform...  # noqa: BLE001
-        return module, f"{type(err).__name__}: {err}"
-
-
 def bench_xydeblur(model, device, sizes, repeats: int, *, compile_: bool = False, log=print) -> list[dict]:
     """One row per frame size: reference and optimised ms per frame, their ratio, memory, max_diff."""
     from .engine.restore import _prepare_model, xydeblur
 
     dtype = pick_dtype("auto", device)
     reference = _prepare_copy_fp32(model, device)
-    optimised = _prepare_model(model, device, dtype)
-    compile_note = None
-    if compile_:
-        optimised, compile_note = _compiled(optimised, device)
+    optimised = _prepare_model(model, device, dtype, compile_)  # the engine's own (compiled) copy
     rows = []
     for height, width in sizes:
         frame = test_frame(height, width, model.channels)
@@ -160,11 +149,11 @@ def bench_xydeblur(model, device, sizes, repeats: int, *, compile_: bool = False
         image = np.ascontiguousarray(frame.transpose(1, 2, 0))
         row["engine_ms"] = 1000 * median_seconds(
             lambda: xydeblur(image, model, axes="YXC" if model.channels == 3 else None, device=str(device),
-                             normalize="dtype"), device, max(1, repeats // 2), warmup=1)
+                             normalize="dtype", compile=compile_), device, max(1, repeats // 2), warmup=1)
         rows.append(row)
         log(_row_line(row))
-    if compile_note:
-        rows.append({"note": f"torch.compile unavailable, eager used: {compile_note}"})
+    if compile_ and optimised.error:
+        rows.append({"note": f"torch.compile failed, eager used: {optimised.error}"})
     return rows
 
 
@@ -404,7 +393,8 @@ def run_bench(device="auto", *, quick=False, repeats=None, compile_=False, out=N
     sizes = (GPU_SIZES[:2] if quick else GPU_SIZES) if gpu else (CPU_SIZES[:1] if quick else CPU_SIZES)
     model = load_model("xydeblur-photo")
     log(f"napari-deblur bench on {describe(dev)}, torch {torch.__version__}, "
-        f"precision {precision_name(pick_dtype('auto', dev))}, decoder form {decoder_form(dev)}, {repeats} repeats")
+        f"precision {precision_name(pick_dtype('auto', dev))}, decoder form {decoder_form(dev)}, "
+        f"{'torch.compile, ' if compile_ else ''}{repeats} repeats")
     log("XYDeblur (xydeblur-photo) per frame:")
     report = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -414,6 +404,7 @@ def run_bench(device="auto", *, quick=False, repeats=None, compile_=False, out=N
         "threads": torch.get_num_threads(),
         "precision": precision_name(pick_dtype("auto", dev)),
         "decoder_form": decoder_form(dev),
+        "compile": bool(compile_),
         "quick": bool(quick),
         "repeats": repeats,
         "xydeblur": bench_xydeblur(model, dev, sizes, repeats, compile_=compile_, log=log),
@@ -457,7 +448,8 @@ def to_markdown(report: dict) -> str:
     lines = [
         f"Measured by `napari-deblur bench{' --quick' if report['quick'] else ''}` on {report['device']}, "
         f"{report['machine']}, torch {report['torch']}, {report['date'][:10]}; median of {report['repeats']} "
-        f"runs after warm-up; decoder form {report.get('decoder_form', 'two-pass')}.",
+        f"runs after warm-up; decoder form {report.get('decoder_form', 'two-pass')}"
+        + ("; torch.compile (compile time not counted)." if report.get("compile") else "."),
         "",
         "| XYDeblur frame | reference fp32 (ms) | optimised " + report["precision"] + " (ms) | speed-up "
         "| whole call (ms) | peak memory ref / opt (MiB) | max difference |",

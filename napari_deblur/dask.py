@@ -249,6 +249,7 @@ def xydeblur_lazy(
     out_dtype="same",
     halo=DEFAULT_HALO,
     sample_planes=DEFAULT_SAMPLE_PLANES,
+    compile=False,  # noqa: A002
 ):
     """A lazy dask array of ``array`` restored by XYDeblur (``out``: 'restored', 'r_hor', 'r_ver').
 
@@ -289,7 +290,7 @@ def xydeblur_lazy(
     else:
         result_dtype = np.dtype(np.float32)
     data = plane_chunks(data, axes)
-    options = {"device": device, "precision": precision, "tile": tile, "out_dtype": out_dtype}
+    options = {"device": device, "precision": precision, "tile": tile, "out_dtype": out_dtype, "compile": compile}
     kwargs = {"model_ref": model_ref, "axes": axes, "scaling": scaling, "out": out, "options": options}
     meta = np.empty((0,) * data.ndim, dtype=result_dtype)
     yi, xi = axes.index("Y"), axes.index("X")

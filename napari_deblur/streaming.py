@@ -200,7 +200,7 @@ def stream_xydeblur(source, output, model=None, *, axes=None, fmt=None, overwrit
 
     ``fmt``: ``"zarr"`` or ``"tiff"`` (a folder of TIFFs; default: zarr for zarr input,
     TIFFs otherwise). ``engine``: ``device``, ``precision``, ``tile``, ``normalize``,
-    ``out_dtype`` as for :func:`napari_deblur.engine.restore.xydeblur`. ``workers``:
+    ``out_dtype``, ``compile`` as for :func:`napari_deblur.engine.restore.xydeblur`. ``workers``:
     threads of the local scheduler (each holds about one plane). ``scheduler``: a
     ``dask.distributed`` scheduler address instead.
     """

@@ -25,6 +25,7 @@ from ..models.loading import WeightsError, load_model, model_manifest
 from ..models.twin import TwinDecoderXYDeblur
 from ..models.xydeblur import XYDeblur
 from .axes import from_bcyx, normalize_axes, to_bcyx
+from .compiled import CompiledResiduals
 from .device import describe, free_memory, is_out_of_memory, pick_device, pick_dtype, precision_name
 from .frames import frames_apply_iter, frames_fit
 from .intensity import cast_like, fit_scaling
@@ -38,7 +39,9 @@ MAX_BATCH = 16
 # "twin-grouped" / "twin-dense" (models/twin.py). Measured by tools/xydeblur_variants.py;
 # the environment variable NAPARI_DEBLUR_DECODER overrides it.
 DECODER_FORMS = ("two-pass", "twin-grouped", "twin-dense")
-DEFAULT_DECODER_FORM = {"cpu": "two-pass", "cuda": "two-pass", "mps": "two-pass"}
+# On the H200, twin-dense ran 15.1 ms at 720p and 65.4 ms at 2048x2048 against 16.7 and 73.8
+# for two-pass (benchmarks/xydeblur-variants-cuda.md); on 2 CPU cores the forms tie.
+DEFAULT_DECODER_FORM = {"cpu": "two-pass", "cuda": "twin-dense", "mps": "two-pass"}
 
 
 @dataclass(frozen=True)
@@ -159,9 +162,10 @@ def decoder_form(device: torch.device) -> str:
     return form
 
 
-def _prepare_model(model, device, dtype):
+def _prepare_model(model, device, dtype, compile_: bool = False):
     """A private copy on the device (the caller's module is left as it is), in the
-    :func:`decoder_form` of that device.
+    :func:`decoder_form` of that device; with ``compile_`` its forward goes through
+    ``torch.compile`` (:class:`~.compiled.CompiledResiduals`).
 
     The copy is kept for the next call with the same model, device and precision (a
     per-frame or per-chunk caller would otherwise copy and upload the weights every
@@ -171,7 +175,7 @@ def _prepare_model(model, device, dtype):
     import weakref
 
     form = decoder_form(device)
-    version = (_weights_version(model), form)
+    version = (_weights_version(model), form, bool(compile_))
     for ref, seen, dev, dt, work in _PREPARED:
         if ref() is model and seen == version and dev == device and dt == dtype:
             return work
@@ -184,9 +188,21 @@ def _prepare_model(model, device, dtype):
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         work = work.to(memory_format=torch.channels_last)
+    if compile_:
+        work = CompiledResiduals(work)
     _PREPARED.append((weakref.ref(model), version, device, dtype, work))
     del _PREPARED[:-_PREPARED_MAX]
     return work
+
+
+def release_cached_memory(device: torch.device, share: float = 0.25) -> None:
+    """Give PyTorch's cached CUDA blocks back to the driver when they hold more than ``share``
+    of the device (so a large run does not keep its memory from other programs); smaller
+    caches stay, and the next call skips allocating them again."""
+    if device.type == "cuda":
+        total = torch.cuda.get_device_properties(device).total_memory
+        if torch.cuda.memory_reserved(device) > share * total:
+            torch.cuda.empty_cache()
 
 
 def release_prepared() -> None:
@@ -272,6 +288,7 @@ def xydeblur_iter(
     batch="auto",
     normalize="auto",
     out_dtype="same",
+    compile=False,  # noqa: A002 (the name users know from torch)
 ) -> Generator[Progress, None, XYDeblurResult]:
     """Restore ``image`` with XYDeblur, yielding progress; returns an :class:`XYDeblurResult`.
 
@@ -290,6 +307,9 @@ def xydeblur_iter(
             percentiles (see :mod:`napari_deblur.engine.intensity`).
         out_dtype: ``"same"`` (integers rounded and clipped to their range,
             floats unclipped) or ``"float32"``.
+        compile: run the network through ``torch.compile`` (faster on a GPU after a
+            compile of about 15 s per frame or tile shape; eager if it fails, which
+            ``info["compile"]`` then says). See :mod:`napari_deblur.engine.compiled`.
     """
     started = time.perf_counter()
     array = check_image(image)
@@ -314,7 +334,7 @@ def xydeblur_iter(
     dev = pick_device(device)
     dtype = pick_dtype(precision, dev)
     tile_side, per_batch = plan_memory(net, dev, dtype, h + ph, w + pw, tile, batch)
-    work = _prepare_model(net, dev, dtype)
+    work = _prepare_model(net, dev, dtype, compile)
     fn = _network_fn(work, dev, dtype, replicate_to, swap)
     try:
         while True:
@@ -342,9 +362,9 @@ def xydeblur_iter(
                     tile_side = round_tile(tile_side // 2)
                 yield Progress(0, 1, f"out of memory: retrying with tile {tile_side}, batch {per_batch}")
     finally:
+        work_status = work.status if isinstance(work, CompiledResiduals) else "eager"
         del work, fn
-        if dev.type == "cuda":
-            torch.cuda.empty_cache()
+        release_cached_memory(dev)
 
     def to_units(r):  # in place where it can: r is this call's own buffer
         r = r[:, :, :h, :w].reshape(n, colour, h, w).astype(compute, copy=False)
@@ -368,6 +388,8 @@ def xydeblur_iter(
         "device": str(dev),
         "device_info": describe(dev),
         "precision": precision_name(dtype),
+        "decoder_form": decoder_form(dev),
+        "compile": work_status,
         "path": path,  # "frames": on the device from end to end; "tiles": tiled, blended on the host
         "tile": tile_side,
         "overlap": overlap,
