@@ -85,6 +85,22 @@ def test_xy_one_channel_model_on_rgb_and_float_output(tmp_path, photo, models):
     assert_like(tmp_path / "out" / "photo_deblurred.tif", photo, dtype=np.float32)
 
 
+def test_xy_compile_reaches_the_engine(tmp_path, photo, models, monkeypatch):
+    from napari_deblur.engine import restore
+
+    seen = []
+    real = restore.xydeblur_iter
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("compile"))
+        return real(*args, **{**kwargs, "compile": False})  # the plumbing is tested, not the compiler
+
+    monkeypatch.setattr(restore, "xydeblur_iter", spy)
+    assert main(["xy", str(photo), "-o", str(tmp_path / "out"), "--model", models[3], "--compile", "-q"]) == 0
+    assert main(["xy", str(photo), "-o", str(tmp_path / "out2"), "--model", models[3], "-q"]) == 0
+    assert seen == [True, False]
+
+
 def test_xy_several_inputs_and_tile(tmp_path, stack, photo, models):
     two = stack.with_name("other.tif")
     two.write_bytes(stack.read_bytes())

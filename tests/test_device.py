@@ -60,3 +60,14 @@ def test_auto_tile_follows_free_memory(monkeypatch):
     small_tile, batch = plan_memory(model, cpu, torch.float32, 4000, 4000)
     assert big_tile == 1024 and 128 <= small_tile < big_tile and batch >= 1
     assert small_tile % 32 == 0
+
+
+def test_a_large_gpu_takes_a_4096_frame_in_one_piece(monkeypatch):
+    model = tiny_model(width=32, blocks=1)
+    cuda = torch.device("cuda", 0)  # only planned, nothing runs there
+    monkeypatch.setattr("napari_deblur.engine.restore.free_memory", lambda d: 120 << 30)
+    tile, batch = plan_memory(model, cuda, torch.float16, 4096, 4096)
+    assert tile == 4096 and batch >= 1
+    monkeypatch.setattr("napari_deblur.engine.restore.free_memory", lambda d: 8 << 30)  # a laptop GPU: tiles
+    tile, _ = plan_memory(model, cuda, torch.float16, 4096, 4096)
+    assert 1024 <= tile < 4096 and tile % 32 == 0

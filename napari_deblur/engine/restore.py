@@ -32,6 +32,11 @@ from .intensity import cast_like, fit_scaling
 from .tiling import ALIGN, round_tile, tile_apply_iter
 
 MIN_TILE = 64
+CPU_TILE_CAP = 1024
+# A frame up to this side, with the memory for it, goes through the network in one piece (the
+# frames path). At 2048 a 4096x4096 frame was tiled: the H200 whole call took 4.1 s, nearly all
+# of it host blending, for a network time of 0.26 s and 12.6 GB peak (benchmarks/performance-cuda.md).
+GPU_TILE_CAP = 4096
 DEFAULT_OVERLAP = 96  # with the zero margin of ramp_window: seams below 1.1e-3 (tools/seam_check.py)
 MAX_BATCH = 16
 # How the two decoder branches run on each device type: "two-pass" (XYDeblur as it is:
@@ -104,7 +109,7 @@ def plan_memory(model, device, dtype, height, width, tile="auto", batch="auto"):
     bpp = bytes_per_pixel(model, dtype)
     if tile == "auto" or tile is None:
         side = int((budget / bpp) ** 0.5)
-        cap = 1024 if device.type == "cpu" else 2048
+        cap = CPU_TILE_CAP if device.type == "cpu" else GPU_TILE_CAP
         tile = max(MIN_TILE * 2, min(cap, side) // 32 * 32)
     else:
         tile = int(tile)
