@@ -71,3 +71,24 @@ def test_a_large_gpu_takes_a_4096_frame_in_one_piece(monkeypatch):
     monkeypatch.setattr("napari_deblur.engine.restore.free_memory", lambda d: 8 << 30)  # a laptop GPU: tiles
     tile, _ = plan_memory(model, cuda, torch.float16, 4096, 4096)
     assert 1024 <= tile < 4096 and tile % 32 == 0
+
+
+def test_cached_cuda_memory_is_released_only_when_it_holds_a_large_share(monkeypatch):
+    from types import SimpleNamespace
+
+    from napari_deblur.engine import restore
+
+    emptied = []
+    reserved = {"bytes": 0}
+    monkeypatch.setattr(restore.torch.cuda, "get_device_properties", lambda d: SimpleNamespace(total_memory=100))
+    monkeypatch.setattr(restore.torch.cuda, "memory_reserved", lambda d: reserved["bytes"])
+    monkeypatch.setattr(restore.torch.cuda, "empty_cache", lambda: emptied.append(True))
+    cuda = torch.device("cuda", 0)
+    reserved["bytes"] = 20  # a 720p frame's working memory on a large card: kept for the next call
+    restore.release_cached_memory(cuda)
+    assert emptied == []
+    reserved["bytes"] = 30  # over a quarter of the device: given back
+    restore.release_cached_memory(cuda)
+    assert emptied == [True]
+    restore.release_cached_memory(torch.device("cpu"))  # nothing to do off CUDA
+    assert emptied == [True]
