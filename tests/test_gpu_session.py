@@ -104,3 +104,23 @@ def test_the_bench_runs_the_decoder_form_the_variants_stage_found_fastest(tmp_pa
     calls.clear()
     module.main(["--device", "cpu", "--train", "--budget", "600", "--out", str(tmp_path / "OUT2")])
     assert calls == [("bench", None)]  # no --variants-seconds: the engine's default form
+
+
+@pytest.mark.slow
+def test_a_denoiser_trains_against_its_predictor_retrained_in_the_same_session(tmp_path):
+    from napari_deblur.models.loading import load_model, weights_sha256
+
+    out = tmp_path / "OUT"
+    # listed denoiser first: the session still trains the predictor first
+    assert load_script().main(["--device", "cpu", "--smoke", "--no-bench", "--train", "dvsr-photo", "xydeblur-photo",
+                               "--out", str(out), "--budget", "400"]) == 0
+    assert {"xydeblur-photo.safetensors", "dvsr-photo.safetensors"} <= {p.name for p in out.iterdir()}
+    new_predictor = weights_sha256(load_model(str(out / "xydeblur-photo.safetensors")))
+    assert new_predictor != weights_sha256(load_model("xydeblur-photo"))  # it did train
+    manifest = json.loads((out / "dvsr-photo.json").read_text())
+    assert manifest["predictor"] == "xydeblur-photo" and manifest["predictor_sha256"] == new_predictor
+    with tarfile.open(out / "report.tar.gz") as tar:
+        results = json.load(tar.extractfile("results.json"))
+        log = tar.extractfile("session.log").read().decode()
+    assert log.index("train-xydeblur-photo:") < log.index("train-dvsr-photo:")
+    assert "use the new xydeblur-photo" in log and results["probe-dvsr-photo"]["exit"] == 0

@@ -18,7 +18,9 @@ is logged, and the next one still runs.
    preset at 720p.
 2. Training: each model named by ``--train`` continues from its bundled weights, and the
    time left (less ``--compile-seconds``) is split between them. Each is then exported
-   (fp16 + manifest) with the GPU named.
+   (fp16 + manifest) with the GPU named. XYDeblurs train first; a denoiser whose predictor
+   was just retrained (``--train xydeblur-photo dvsr-photo``) then trains against the new
+   one, and its manifest pins that one's checksum, so the two ship together.
 3. ``tools/probe_denoiser.py`` on each trained denoiser: Fidelity against x_init on
    held-out crops.
 4. With ``--compile-seconds S``: the bench with ``--quick --compile`` (torch.compile at
@@ -62,6 +64,8 @@ RECIPES = {
     "xydeblur-microscopy": ["xydeblur", "--preset", "microscopy", "--batch", "16", "--crop", "192", "--lr", "2e-4",
                             "--ema", "0.995", "--fft-weight", "0.05"],
 }
+# the XYDeblur each denoiser trains against (the presets' defaults in training/train_dvsr.py)
+PREDICTOR_OF = {"dvsr-photo": "xydeblur-photo", "dvsr-microscopy": "xydeblur-microscopy"}
 SMOKE_RECIPE = ["--batch", "2", "--crop", "32"]
 RESERVE_PER_MODEL = 45  # seconds kept back for each model's export and probe
 MAX_MODELS = 3  # 2 files each and the report: 7 of the 8 files a lease brings back
@@ -159,7 +163,22 @@ class Session:
                                    "--out", str(self.stage / f"performance-{self.device}-compile.json")],
                  40 if self.smoke else 150)
 
+    def predictors_overlay(self, name: str) -> dict:
+        """A resources folder in which the just-exported XYDeblur ``name`` replaces the bundled
+        one, as the environment for the stages after it: a denoiser that pairs with ``name``
+        then trains against, records the checksum of, and is probed with the new predictor."""
+        folder = self.work / "resources"
+        if not folder.is_dir():  # the checkout's (this script runs from one, not an installed wheel)
+            shutil.copytree(os.environ.get("NAPARI_DEBLUR_RESOURCES") or ROOT / "resources", folder)
+        for suffix in (".safetensors", ".json"):
+            shutil.copy2(self.out / f"{name}{suffix}", folder / f"{name}{suffix}")
+        self.log(f"the stages after this one use the new {name} (resources overlay {folder})")
+        return {"NAPARI_DEBLUR_RESOURCES": str(folder)}
+
     def train(self, names: list) -> None:
+        # predictors first: a denoiser whose predictor is retrained here trains against the new one
+        names = sorted(names, key=lambda name: RECIPES[name][0] != "xydeblur")
+        env = None
         for index, name in enumerate(names):
             remaining = len(names) - index
             seconds = (self.left() - self.keep - RESERVE_PER_MODEL * remaining) / remaining
@@ -172,7 +191,7 @@ class Session:
                     "--val-every", str(1 if self.smoke else 1000), "--ckpt-every", str(10 * iters),
                     "--time-limit", str(max(1, int(seconds - 30))), "--fit-iters", "--device", self.device,
                     "--out", str(run_dir)]
-            if not self.run(f"train-{name}", args, seconds + 30):
+            if not self.run(f"train-{name}", args, seconds + 30, env=env):
                 continue
             log = run_dir / "log.jsonl"
             if log.is_file():
@@ -180,13 +199,17 @@ class Session:
             device = f"{self.gpu}, PyTorch {self.torch}, tools/gpu_session.py" if self.gpu else "CPU (smoke run)"
             note = ("continued from the bundled weights on a GPU lease by tools/gpu_session.py; "
                     "ship only after `napari-deblur eval` shows an improvement")
-            if self.run(f"export-{name}", ["export", str(run_dir), "--name", name, "--out", str(self.out),
-                                           "--device", device, "--note", note], 30) and kind == "dvsr":
+            if not self.run(f"export-{name}", ["export", str(run_dir), "--name", name, "--out", str(self.out),
+                                               "--device", device, "--note", note], 30, env=env):
+                continue
+            if kind == "xydeblur" and any(PREDICTOR_OF.get(later) == name for later in names[index + 1:]):
+                env = self.predictors_overlay(name)
+            if kind == "dvsr":
                 size = ["--crops", "16"]
                 if self.smoke:
                     size = ["--crops", "2", "--crop", "32", "--steps", "2", "--samples", "2"]
                 self.run(f"probe-{name}", [str(ROOT / "tools" / "probe_denoiser.py"), str(run_dir), *size,
-                                           "--device", self.device], 60 if self.smoke else 40)
+                                           "--device", self.device], 60 if self.smoke else 40, env=env)
 
     def pack(self) -> Path:
         (self.stage / "results.json").write_text(json.dumps(self.results, indent=1) + "\n")
