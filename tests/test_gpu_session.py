@@ -23,23 +23,34 @@ def load_script():
 
 @pytest.mark.slow
 def test_smoke_session_trains_exports_probes_and_packs_within_the_lease_limits(tmp_path):
+    """A denoiser and its predictor in one session: the predictor trains first (though listed
+    second), and the denoiser trains, is probed and is exported against the new predictor."""
+    from napari_deblur.models.loading import load_model, weights_sha256
+
     out = tmp_path / "OUT"
-    assert load_script().main(["--device", "cpu", "--smoke", "--no-bench", "--train", "dvsr-photo",
-                               "--out", str(out), "--budget", "300"]) == 0
+    assert load_script().main(["--device", "cpu", "--smoke", "--no-bench", "--train", "dvsr-photo", "xydeblur-photo",
+                               "--out", str(out), "--budget", "400"]) == 0
     files = sorted(p.name for p in out.rglob("*"))
-    assert files == ["dvsr-photo.json", "dvsr-photo.safetensors", "report.tar.gz"]  # no checkpoints, no logs loose
+    assert files == ["dvsr-photo.json", "dvsr-photo.safetensors", "report.tar.gz",  # no checkpoints, no logs loose
+                     "xydeblur-photo.json", "xydeblur-photo.safetensors"]
     assert all(p.stat().st_size < 16 * 2**20 for p in out.iterdir())  # what a lease brings back
     with tarfile.open(out / "report.tar.gz") as tar:
         names = set(tar.getnames())
         results = json.load(tar.extractfile("results.json"))
         probe = tar.extractfile("probe-dvsr-photo.log").read().decode()
-    assert {"session.log", "train-dvsr-photo.jsonl", "train-dvsr-photo.log"} <= names
-    stages = ("train-dvsr-photo", "export-dvsr-photo", "probe-dvsr-photo")
-    assert [results[stage]["exit"] for stage in stages] == [0] * 3
+        log = tar.extractfile("session.log").read().decode()
+    assert {"session.log", "train-dvsr-photo.jsonl", "train-dvsr-photo.log", "train-xydeblur-photo.log"} <= names
+    stages = ("train-xydeblur-photo", "export-xydeblur-photo", "train-dvsr-photo", "export-dvsr-photo",
+              "probe-dvsr-photo")
+    assert [results[stage]["exit"] for stage in stages] == [0] * 5
+    assert log.index("train-xydeblur-photo:") < log.index("train-dvsr-photo:")
+    assert "use the new xydeblur-photo" in log
     assert "x_init" in probe and "T=2, N=2: PSNR" in probe
     manifest = json.loads((out / "dvsr-photo.json").read_text())
     assert manifest["device"] == "CPU (smoke run)" and "gpu_session" in manifest["note"]
-    assert manifest["predictor"] == "xydeblur-photo"
+    new_predictor = weights_sha256(load_model(str(out / "xydeblur-photo.safetensors")))
+    assert new_predictor != weights_sha256(load_model("xydeblur-photo"))  # it did train
+    assert manifest["predictor"] == "xydeblur-photo" and manifest["predictor_sha256"] == new_predictor
 
 
 def test_a_stage_that_runs_over_is_logged_and_the_session_goes_on(tmp_path, monkeypatch):
@@ -104,23 +115,3 @@ def test_the_bench_runs_the_decoder_form_the_variants_stage_found_fastest(tmp_pa
     calls.clear()
     module.main(["--device", "cpu", "--train", "--budget", "600", "--out", str(tmp_path / "OUT2")])
     assert calls == [("bench", None)]  # no --variants-seconds: the engine's default form
-
-
-@pytest.mark.slow
-def test_a_denoiser_trains_against_its_predictor_retrained_in_the_same_session(tmp_path):
-    from napari_deblur.models.loading import load_model, weights_sha256
-
-    out = tmp_path / "OUT"
-    # listed denoiser first: the session still trains the predictor first
-    assert load_script().main(["--device", "cpu", "--smoke", "--no-bench", "--train", "dvsr-photo", "xydeblur-photo",
-                               "--out", str(out), "--budget", "400"]) == 0
-    assert {"xydeblur-photo.safetensors", "dvsr-photo.safetensors"} <= {p.name for p in out.iterdir()}
-    new_predictor = weights_sha256(load_model(str(out / "xydeblur-photo.safetensors")))
-    assert new_predictor != weights_sha256(load_model("xydeblur-photo"))  # it did train
-    manifest = json.loads((out / "dvsr-photo.json").read_text())
-    assert manifest["predictor"] == "xydeblur-photo" and manifest["predictor_sha256"] == new_predictor
-    with tarfile.open(out / "report.tar.gz") as tar:
-        results = json.load(tar.extractfile("results.json"))
-        log = tar.extractfile("session.log").read().decode()
-    assert log.index("train-xydeblur-photo:") < log.index("train-dvsr-photo:")
-    assert "use the new xydeblur-photo" in log and results["probe-dvsr-photo"]["exit"] == 0
