@@ -45,7 +45,8 @@ MAX_BATCH = 16
 # the environment variable NAPARI_DEBLUR_DECODER overrides it.
 DECODER_FORMS = ("two-pass", "twin-grouped", "twin-dense")
 # On the H200, twin-dense ran 15.1 ms at 720p and 65.4 ms at 2048x2048 against 16.7 and 73.8
-# for two-pass (benchmarks/xydeblur-variants-cuda.md); on 2 CPU cores the forms tie.
+# for two-pass (benchmarks/xydeblur-variants-cuda.md); on 2 CPU cores two-pass is fastest
+# (benchmarks/xydeblur-variants-cpu.json).
 DEFAULT_DECODER_FORM = {"cpu": "two-pass", "cuda": "twin-dense", "mps": "two-pass"}
 
 
