@@ -7,7 +7,7 @@ import torch
 
 from napari_deblur import xydeblur
 from napari_deblur.engine import restore
-from napari_deblur.engine.frames import frames_fit, upload
+from napari_deblur.engine.frames import frames_fit, send, to_float
 from factories import tiny_model
 
 RNG = np.random.default_rng(1)
@@ -85,7 +85,7 @@ def test_which_images_fit():
 
 def test_uint16_travels_as_its_bit_pattern():
     block = np.array([[0, 1, 32767, 32768, 65535]], np.uint16)
-    np.testing.assert_array_equal(upload(block, torch.device("cpu")).numpy(), block.astype(np.float32))
+    np.testing.assert_array_equal(to_float(send(block, torch.device("cpu")), block.dtype).numpy(), block.astype(np.float32))
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16])

@@ -19,6 +19,8 @@ the first size within 1e-2 of fp32 (the bench then runs with
 """
 
 import argparse
+import copy
+import functools
 import json
 import subprocess
 import sys
@@ -39,8 +41,14 @@ FORMS = ("two-pass", "twin-grouped", "twin-dense")
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
 
+@functools.lru_cache(maxsize=1)
+def bundled_photo_model():
+    """xydeblur-photo, read once (every variant copies it)."""
+    return load_model("xydeblur-photo").float().eval()
+
+
 def build(form: str, device, dtype, channels_last: bool):
-    model = load_model("xydeblur-photo").float().eval()
+    model = copy.deepcopy(bundled_photo_model())
     net = model if form == "two-pass" else TwinDecoderXYDeblur(model, form.split("-", 1)[1]).eval()
     net = net.to(device=device, dtype=dtype).requires_grad_(False)
     return net.to(memory_format=torch.channels_last) if channels_last else net

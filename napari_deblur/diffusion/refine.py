@@ -55,6 +55,7 @@ from ..engine.restore import (
     check_image,
     model_items,
     plan_memory,
+    release_cached_memory,
     run_to_end,
 )
 from ..engine.tiling import tile_apply_iter
@@ -251,7 +252,7 @@ def refine_iter(
                 p_batch, p_tile = _smaller(p_batch, p_tile, 4)
     finally:
         del pwork, pfn
-        _empty_cache(dev)
+        release_cached_memory(dev)  # the allocator reuses the predictor's blocks for the denoiser
     base = (r1 + r2).astype(np.float32)  # g(y) - y in [0, 1] units, padded
     x_init_items = items + base
     del r1, r2
@@ -359,7 +360,7 @@ def refine_iter(
             del z
     finally:
         work = fn = cond = None
-        _empty_cache(dev)
+        release_cached_memory(dev)
 
     mean_r = stats.mean.cpu().numpy()
     std = residual_units(stats.std().cpu().numpy())

@@ -21,7 +21,6 @@ class CompiledResiduals:
 
     def __init__(self, net):
         self.net = net
-        self.config = net.config
         self.error = None
         try:
             self._compiled = torch.compile(net.residuals, dynamic=False)

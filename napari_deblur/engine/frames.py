@@ -6,10 +6,12 @@ network (benchmarks/performance-cuda.md). A frame that fits in one tile needs no
 blending, so this path sends each batch of frames in its own dtype (a uint8 photo is a
 quarter of its float32 size) and does the scaling, the padding, the network, the residuals
 in input units, the restored image and its rounding on the device; the three outputs come
-back, integers in their own width. On CUDA a stack is pipelined (:class:`Transfers`): the next
-batch is uploaded while the network runs, and results come back asynchronously (on the H200 a
-48-frame 720p stack ran at 18.6 ms a frame so, 44.3 ms with synchronous copies). The arithmetic is the tiled path's, in the same order (float32; round half to even,
-then clip to the dtype's range), so the two agree to float rounding.
+back, integers in their own width. On CUDA a stack is pipelined (:class:`Transfers`): the
+next batch is uploaded while the network runs, and results come back asynchronously (on the
+H200 a 48-frame 720p stack ran at 18.6 ms a frame so, 44.3 ms with synchronous copies).
+
+The arithmetic is the tiled path's, in the same order (float32; round half to even, then
+clip to the dtype's range), so the two agree to float rounding.
 
 Which images: uint8, uint16, int8, int16, float16 and float32 without NaN, no alpha
 channel, and a model that sees the colour channels jointly or a single-channel image. The
@@ -33,15 +35,11 @@ def frames_fit(array_dtype, rgba: bool, colour: int, model_channels: int) -> boo
             and (model_channels == colour or colour == 1))
 
 
-def upload(block: np.ndarray, device: torch.device) -> torch.Tensor:
-    """A host block in its own dtype -> float32 on ``device``. uint16 travels as its int16 bit
-    pattern (not every device converts uint16) and is unwrapped there."""
-    return to_float(_send(block, device, None), block.dtype)
-
-
-def _send(block: np.ndarray, device: torch.device, stream) -> torch.Tensor:
-    """The raw block on ``device`` (uint16 as its int16 bit pattern). With a CUDA ``stream``
-    the block is staged in page-locked memory and copied on that stream, asynchronously."""
+def send(block: np.ndarray, device: torch.device, stream=None) -> torch.Tensor:
+    """The raw block on ``device`` in its own dtype; uint16 travels as its int16 bit pattern
+    (not every device converts uint16) and :func:`to_float` unwraps it there. With a CUDA
+    ``stream`` the block is staged in page-locked memory and copied on that stream,
+    asynchronously."""
     block = np.ascontiguousarray(block)
     host = torch.from_numpy(block.view(np.int16) if block.dtype == np.uint16 else block)
     if stream is None:
@@ -51,6 +49,7 @@ def _send(block: np.ndarray, device: torch.device, stream) -> torch.Tensor:
 
 
 def to_float(raw: torch.Tensor, dtype) -> torch.Tensor:
+    """A block from :func:`send` as float32 in its input units (``dtype``: the host dtype)."""
     if np.dtype(dtype) == np.uint16:
         return (raw.to(torch.int32) & 0xFFFF).to(torch.float32)
     return raw.to(torch.float32)
@@ -67,7 +66,7 @@ class Transfers:
         self.side = torch.cuda.Stream(device) if self.cuda else None
 
     def send(self, block: np.ndarray):
-        raw = _send(block, self.device, self.side)
+        raw = send(block, self.device, self.side)
         if not self.cuda:
             return raw, None
         ready = torch.cuda.Event()

@@ -202,13 +202,16 @@ def _prepare_model(model, device, dtype, compile_: bool = False):
 
 
 def release_cached_memory(device: torch.device, share: float = 0.25) -> None:
-    """Give PyTorch's cached CUDA blocks back to the driver when they hold more than ``share``
-    of the device (so a large run does not keep its memory from other programs); smaller
-    caches stay, and the next call skips allocating them again."""
+    """After a run: give PyTorch's cached CUDA blocks back to the driver when they hold more
+    than ``share`` of the device (so a large run does not keep its memory from other
+    programs); smaller caches stay, and the next call skips allocating them again. On MPS,
+    whose memory is the system's, the cache is always given back."""
     if device.type == "cuda":
         total = torch.cuda.get_device_properties(device).total_memory
         if torch.cuda.memory_reserved(device) > share * total:
             torch.cuda.empty_cache()
+    elif device.type == "mps":
+        torch.mps.empty_cache()
 
 
 def release_prepared() -> None:

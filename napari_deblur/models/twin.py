@@ -19,7 +19,7 @@ import copy
 import torch
 from torch import nn
 
-from .xydeblur import ResBlock, XYDeblur
+from .xydeblur import ResBlock, XYDeblur, check_size
 
 MODES = ("grouped", "dense")
 
@@ -89,20 +89,9 @@ class TwinDecoderXYDeblur(nn.Module):
         self.decode2 = stage(model.Decoder1_2.layers)
         self.merge1 = _twin_basic(model.Convs1_2, mode, turn=False)
         self.decode1 = stage([*model.Decoder1_3.layers, model.Decoder1_4])
-        if hasattr(model, "weights_info"):
-            self.weights_info = dict(model.weights_info)
-
-    @property
-    def channels(self) -> int:
-        return self.config["channels"]
-
-    def receptive_radius(self) -> int:
-        return 11 + 28 * self.config["blocks"]
 
     def residuals(self, x):
-        h, w = x.shape[-2:]
-        if h % 4 or w % 4:
-            raise ValueError(f"XYDeblur needs height and width divisible by 4, got {h}x{w}")
+        check_size(x)
         e1 = self.Encoder1(x)
         e2 = self.Encoder2(e1)
         z = self.Encoder3(e2)

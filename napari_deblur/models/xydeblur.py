@@ -27,6 +27,13 @@ def unrot90(t: torch.Tensor) -> torch.Tensor:
     return t.transpose(2, 3).flip(3)
 
 
+def check_size(x: torch.Tensor) -> None:
+    """XYDeblur's two downsamplings need height and width divisible by 4."""
+    h, w = x.shape[-2:]
+    if h % 4 or w % 4:
+        raise ValueError(f"XYDeblur needs height and width divisible by 4, got {h}x{w}")
+
+
 class BasicConv(nn.Module):
     """Convolution (or transposed convolution) with bias, optional ReLU, no norm."""
 
@@ -121,9 +128,7 @@ class XYDeblur(nn.Module):
 
     def residuals(self, x):
         """(r_hor, r_ver) for a batch whose H and W are multiples of 4."""
-        h, w = x.shape[-2:]
-        if h % 4 or w % 4:
-            raise ValueError(f"XYDeblur needs height and width divisible by 4, got {h}x{w}")
+        check_size(x)
         e1, e2, z = self.encode(x)
         r_hor = self.decode(e1, e2, z)
         r_ver = unrot90(self.decode(rot90(e1), rot90(e2), rot90(z)))
