@@ -20,7 +20,11 @@ same array, axes, scale and unit.
 
 ``scale`` holds the pixel size in ``unit`` for ``X``, ``Y`` and ``Z``; ``T`` is
 the frame interval (ImageJ's ``finterval``, in its ``tunit``, seconds unless
-the metadata says otherwise).
+the metadata says otherwise). A calibration is ImageJ's ``unit``, OME's
+PhysicalSize, tifffile's JSON ``scale`` or resolution tags in a metric unit;
+resolution in inches or without a unit (image editors write 72 dpi when nothing
+is known) is not a pixel size: such a file has no scale and no unit, and its dots
+per inch stay in ``metadata["dpi"]``.
 """
 
 import os
@@ -43,6 +47,8 @@ _NOT_FORWARDED = {"ImageJ", "images", "channels", "slices", "frames", "hyperstac
                   "spacing", "unit", "finterval", "description", "photometric", "format", "dpi", "pil_mode"}
 _LENGTH_TO_CM = {"cm": 1.0, "centimeter": 1.0, "mm": 0.1, "millimeter": 0.1, "micron": 1e-4, "um": 1e-4,
                  "µm": 1e-4, "micrometer": 1e-4, "nm": 1e-7, "nanometer": 1e-7}
+_RESOLUTION_UNITS = {2: "inch", 3: "cm", 4: "mm", 5: "micron"}  # TIFF ResolutionUnit; 1 is none
+_MICRONS_PER_UNIT = {"cm": 1e4, "mm": 1e3, "micron": 1.0}
 _BIG = 2**32 - 2**25  # beyond this a classic TIFF cannot hold the data
 
 
@@ -157,23 +163,35 @@ def _read_tiff(path: Path, lazy: bool = False, chunk_planes: int = 1) -> ImageFi
 
 
 def _tiff_metadata(tif, series) -> tuple[str, dict, str | None, dict]:
-    """Axes (tifffile's letters, ``S`` included), scale, unit and metadata; reads no pixels."""
+    """Axes (tifffile's letters, ``S`` included), scale, unit and metadata; reads no pixels.
+
+    A calibration comes from ImageJ's ``unit`` (with the resolution tags, ``spacing`` and
+    ``finterval``), OME's PhysicalSize, tifffile's own JSON ``scale``, or resolution tags in
+    a metric unit (microscope software). Resolution in inches or without a unit is what
+    image editors write when nothing is known (72 dpi...): not a pixel size.
+    """
     axes, page = series.axes.upper(), series.keyframe
     photometric = getattr(page.photometric, "name", str(page.photometric)).lower()
     metadata = {"photometric": photometric}
-    scale, unit = _tag_scale(page)
+    per_unit, resolution_unit = _tag_resolution(page)
+    if resolution_unit == "inch" and per_unit:
+        metadata["dpi"] = tuple(per_unit.values())
+    scale, unit = _metric_scale(per_unit, resolution_unit)
     explicit = False  # a scale we wrote ourselves is kept as it is
     if tif.is_imagej:
         ij = dict(tif.imagej_metadata or {})
         metadata.update({k: v for k, v in ij.items() if k not in ("ImageJ", "images", "hyperstack")})
-        unit = _from_imagej_unit(ij.get("unit"))
+        ij_unit = _from_imagej_unit(ij.get("unit"))
+        if ij_unit:  # ImageJ's pixel size is 1/resolution in its own unit, whatever ResolutionUnit says
+            scale, unit = {axis: _rounded(1.0 / n) for axis, n in per_unit.items()}, ij_unit
         if "spacing" in ij:
             scale["Z"] = float(ij["spacing"])
         if ij.get("finterval"):
             scale["T"] = float(ij["finterval"])
     elif tif.is_ome:
-        ome_scale, unit = _ome_scale(tif.ome_metadata)
+        ome_scale, ome_unit = _ome_scale(tif.ome_metadata)
         scale.update(ome_scale)
+        unit = ome_unit or unit
     elif tif.is_shaped and tif.shaped_metadata:
         shaped = tif.shaped_metadata[0]
         if isinstance(shaped.get("scale"), dict):
@@ -213,19 +231,26 @@ def _tiff_dask(tif, series, path: Path, chunk_planes: int):
     return da.from_zarr(stored, chunks=tuple(chunks), name=name)
 
 
-def _tag_scale(page) -> tuple[dict, str | None]:
-    """Pixel sizes from the X/YResolution tags (pixels per unit) and ResolutionUnit."""
-    scale = {}
+def _tag_resolution(page) -> tuple[dict, str | None]:
+    """Pixels per unit from the X/YResolution tags (0 left out), and ResolutionUnit's name."""
+    per_unit = {}
     for axis, tag in (("X", "XResolution"), ("Y", "YResolution")):
         value = page.tags.get(tag)
-        if value is not None and value.value[0]:
-            num, den = value.value
-            scale[axis] = float(f"{den / num:.10g}")
-    unit = {2: "inch", 3: "cm", 4: "mm", 5: "micron"}.get(int(page.resolutionunit or 1))
-    if unit in ("cm", "mm"):  # microscopy in metric tags: micrometres are the usual unit
-        scale = {k: float(f"{v * _LENGTH_TO_CM[unit] / 1e-4:.10g}") for k, v in scale.items()}
-        unit = "micron"
-    return scale, unit
+        if value is not None and value.value[0] and value.value[1]:
+            per_unit[axis] = value.value[0] / value.value[1]
+    return per_unit, _RESOLUTION_UNITS.get(int(page.resolutionunit or 1))
+
+
+def _metric_scale(per_unit: dict, resolution_unit: str | None) -> tuple[dict, str | None]:
+    """Pixel sizes in micrometres from resolution in a metric unit; nothing from inches or no unit."""
+    if resolution_unit not in _MICRONS_PER_UNIT:
+        return {}, None
+    return {axis: _rounded(_MICRONS_PER_UNIT[resolution_unit] / n) for axis, n in per_unit.items()}, "micron"
+
+
+def _rounded(value: float) -> float:
+    """``value`` to 10 significant digits: 1 / (1 / 0.1) is 0.1 again."""
+    return float(f"{value:.10g}")
 
 
 def _ome_scale(xml: str) -> tuple[dict, str | None]:

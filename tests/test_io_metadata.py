@@ -1,0 +1,96 @@
+"""What the TIFF reader makes of calibration metadata: real calibrations are kept, print
+resolutions (dpi) are not a pixel size, unusable values are ignored with a warning, and
+images napari cannot show are refused with one clear line."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from napari_deblur.io import read_image, read_image_lazy
+
+POLLEN = Path("/work/shared/data/fluorescence/sdeconv/pollen.tif")  # development data, may be absent
+PIXELS = np.arange(2 * 8 * 10, dtype=np.uint16).reshape(2, 8, 10)
+
+
+def lazy_read(path):
+    pytest.importorskip("dask.array")
+    pytest.importorskip("zarr")
+    image = read_image_lazy(path)
+    image.array = image.array.compute()
+    return image
+
+
+READS = [pytest.param(read_image, id="eager"), pytest.param(lazy_read, id="lazy")]
+
+
+# -- item 10: a print resolution is not a calibration ------------------------------------
+
+
+@pytest.mark.parametrize("read", READS)
+@pytest.mark.parametrize("dpi", [72, 96, 150, 300, 600])
+def test_dots_per_inch_are_not_a_pixel_size(tmp_path, read, dpi):
+    path = tmp_path / "edited.tif"
+    tifffile.imwrite(path, PIXELS, resolution=(dpi, dpi), resolutionunit="inch")
+    image = read(path)
+    assert image.scale == {} and image.unit is None
+    assert image.metadata["dpi"] == (dpi, dpi)  # kept for reference, not as a scale
+    np.testing.assert_array_equal(image.array, PIXELS)
+
+
+def test_resolution_without_a_unit_is_not_a_calibration(tmp_path):
+    tifffile.imwrite(tmp_path / "none.tif", PIXELS, resolution=(4, 4), resolutionunit="none")
+    image = read_image(tmp_path / "none.tif")
+    assert image.scale == {} and image.unit is None
+
+
+def test_imagej_file_without_a_unit_is_uncalibrated_in_x_and_y(tmp_path):
+    tifffile.imwrite(tmp_path / "ij.tif", PIXELS, imagej=True, resolution=(72, 72), resolutionunit="inch",
+                     metadata={"axes": "ZYX", "spacing": 2.0})
+    image = read_image(tmp_path / "ij.tif")
+    assert image.scale == {"Z": 2.0} and image.unit is None  # ImageJ's voxel depth, in pixels
+
+
+@pytest.mark.parametrize("unit", ["um", "inch"])
+def test_imagej_unit_is_a_calibration_whatever_the_resolution_unit(tmp_path, unit):
+    tifffile.imwrite(tmp_path / "ij.tif", PIXELS, imagej=True, resolution=(72, 72), resolutionunit="inch",
+                     metadata={"axes": "ZYX", "unit": unit, "spacing": 0.5})
+    image = read_image(tmp_path / "ij.tif")
+    assert image.unit == unit and image.scale == pytest.approx({"X": 1 / 72, "Y": 1 / 72, "Z": 0.5})
+
+
+def test_imagej_centimetre_calibration_is_in_centimetres(tmp_path):
+    # ImageJ writes ResolutionUnit=CENTIMETER and unit=cm for a calibration in cm
+    tifffile.imwrite(tmp_path / "cm.tif", PIXELS, imagej=True, resolution=(1e4, 1e4), resolutionunit="centimeter",
+                     metadata={"axes": "ZYX", "unit": "cm"})
+    image = read_image(tmp_path / "cm.tif")
+    assert image.unit == "cm" and image.scale == pytest.approx({"X": 1e-4, "Y": 1e-4})
+
+
+def test_ome_calibration_wins_over_a_print_resolution(tmp_path):
+    tifffile.imwrite(tmp_path / "o.ome.tif", PIXELS, resolution=(72, 72), resolutionunit="inch",
+                     metadata={"axes": "ZYX", "PhysicalSizeX": 0.2, "PhysicalSizeY": 0.2})
+    image = read_image(tmp_path / "o.ome.tif")
+    assert image.unit == "µm" and image.scale == pytest.approx({"X": 0.2, "Y": 0.2})
+
+
+def test_ome_without_sizes_keeps_a_metric_resolution(tmp_path):
+    tifffile.imwrite(tmp_path / "o.ome.tif", PIXELS, resolution=(1e4, 1e4), resolutionunit="centimeter",
+                     metadata={"axes": "ZYX"})
+    image = read_image(tmp_path / "o.ome.tif")
+    assert image.unit == "micron" and image.scale == pytest.approx({"X": 1.0, "Y": 1.0})
+
+
+def test_reader_gives_pixel_units_for_a_72_dpi_file(tmp_path):
+    from napari_deblur.plugin.reader import read_tiffs
+
+    tifffile.imwrite(tmp_path / "edited.tif", PIXELS[0], resolution=(72, 72), resolutionunit="inch")
+    [(_, kwargs, _)] = read_tiffs(str(tmp_path / "edited.tif"))
+    assert kwargs["scale"] == (1.0, 1.0) and kwargs["units"] == ("pixel", "pixel")
+
+
+@pytest.mark.skipif(not POLLEN.is_file(), reason="development data not present")
+def test_pollen_from_an_image_editor_is_uncalibrated():
+    image = read_image(POLLEN)
+    assert image.scale == {} and image.unit is None and image.metadata["dpi"] == (72.0, 72.0)
