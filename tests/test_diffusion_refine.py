@@ -320,3 +320,11 @@ def test_a_replaced_predictor_warns_and_the_trained_one_does_not(bundled_pairs, 
     bundle_model(bundled_pairs, "xydeblur-photo", tiny_model(channels=3, seed=7))  # new weights, same name
     with pytest.warns(PredictorMismatchWarning, match="dvsr-photo.*trained against predictor weights"):
         refine(rgb, "dvsr-photo", steps=1, device="cpu")
+
+
+@pytest.mark.parametrize("dtype", [np.uint32, np.int64, np.uint64])
+def test_same_dtype_saturates_wide_integers_instead_of_wrapping(dtype):
+    top = np.full((16, 16), np.iinfo(dtype).max, dtype)
+    res = refine(top, (constant_residual_model(value=0.1), ResidualDenoiser(1, width=8).eval()), steps=1,
+                 device="cpu", out_dtype="same", clip=None)
+    assert res.mean.dtype == dtype and np.all(res.x_init == np.iinfo(dtype).max)

@@ -318,3 +318,35 @@ def test_a_device_memory_cap_shrinks_the_tiles_and_leaves_no_seams(monkeypatch):
     assert result.info["tile"] == 128 and result.info["batch"] == 1 and max(sides) == 320
     # the blended tiles agree with the whole image to 1e-4 of the range: no seam
     np.testing.assert_allclose(result.restored, whole, atol=2e-4)
+
+
+WIDE_INTEGERS = [np.int32, np.uint32, np.int64, np.uint64]
+
+
+@pytest.mark.parametrize("dtype", WIDE_INTEGERS)
+def test_wide_integers_saturate_instead_of_wrapping(dtype):
+    info = np.iinfo(dtype)
+    top = xydeblur(np.full((16, 16), info.max, dtype), constant_residual_model(value=0.1), device="cpu").restored
+    assert top.dtype == dtype and np.all(top == info.max)
+    bottom = xydeblur(np.full((16, 16), info.min, dtype), constant_residual_model(value=-0.1), device="cpu").restored
+    assert np.all(bottom == info.min)
+
+
+@pytest.mark.parametrize("dtype", WIDE_INTEGERS)
+def test_wide_integers_keep_every_digit(dtype):
+    info = np.iinfo(dtype)
+    image = np.random.default_rng(1).integers(info.max // 2, info.max, (12, 16), dtype=dtype, endpoint=True)
+    image[0, 0] = info.max
+    np.testing.assert_array_equal(xydeblur(image, constant_residual_model(), device="cpu").restored, image)
+
+
+@pytest.mark.parametrize("dtype", WIDE_INTEGERS)
+def test_cast_like_clips_at_the_exact_integer_bounds(dtype):
+    from napari_deblur.engine.intensity import cast_like
+
+    info = np.iinfo(dtype)
+    values = np.array([-1e30, float(info.min) - 1e4, float(info.min), 0.0, float(info.max), float(info.max) + 1e4,
+                       1e30, 2.0**64])
+    got = cast_like(values, dtype)
+    expected = np.array([info.min, info.min, info.min, 0, info.max, info.max, info.max, info.max], dtype=dtype)
+    np.testing.assert_array_equal(got, expected)

@@ -106,11 +106,54 @@ def fit_scaling(x: np.ndarray, dtype: np.dtype, normalize="auto", per_channel: b
     return Scaling(offset, np.asarray(his, dtype=np.float64) - offset, f"percentile({lo_p},{hi_p})")
 
 
-def cast_like(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
-    """Float values back to ``dtype``: integers rounded and clipped to the dtype's range."""
+def work_dtype(dtype) -> np.dtype:
+    """The float dtype the engine does its arithmetic in for images of ``dtype``: float64 for
+    float64 and for integers wider than 16 bits (float32 holds only 24 bits exactly: a
+    uint32 pixel would lose its last digits), float32 for everything else."""
     dtype = np.dtype(dtype)
-    if dtype.kind in "ui":
-        info = np.iinfo(dtype)
-        rounded = np.rint(values)
-        return np.clip(rounded, info.min, info.max, out=rounded).astype(dtype)
-    return values.astype(dtype, copy=False)
+    wide = dtype == np.float64 or (dtype.kind in "ui" and dtype.itemsize > 2)
+    return np.dtype(np.float64 if wide else np.float32)
+
+
+def cast_like(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Float values back to ``dtype``: integers rounded and clipped to the dtype's range
+    exactly (a value at or beyond the largest int64/uint64, whose float is 2**63/2**64,
+    becomes that largest integer, never wraps around), floats cast as they are."""
+    dtype = np.dtype(dtype)
+    if dtype.kind not in "ui":
+        return values.astype(dtype, copy=False)
+    info = np.iinfo(dtype)
+    rounded = np.rint(values.astype(np.float64, copy=False) if dtype.itemsize > 2 else values)
+    top = float(info.max)
+    inexact_top = int(top) != info.max  # 64-bit types: float(max) rounds up to 2**63 or 2**64
+    high = rounded >= top if inexact_top else None
+    np.clip(rounded, info.min, top, out=rounded)
+    if high is not None:
+        rounded[high] = 0  # cast below, then set to the exact largest integer
+    out = rounded.astype(dtype)
+    if high is not None:
+        out[high] = info.max
+    return out
+
+
+def add_rounded(image: np.ndarray, delta: np.ndarray) -> np.ndarray:
+    """``image`` (integers) plus ``delta`` (floats) rounded to integers, exactly, saturated at
+    the dtype's bounds. For 64-bit integers, whose large values float64 cannot hold to the
+    last digit (near 2**63 it steps by 1024). The sum runs in unsigned 64-bit arithmetic on
+    order-preserving coordinates (a signed value plus 2**63), each step clipped to the room
+    left before the bound, so nothing overflows."""
+    dtype = image.dtype
+    info = np.iinfo(dtype)
+    signed = dtype.kind == "i"
+    shift = 1 << 63 if signed else 0
+    flip = np.uint64(shift)
+    coords = image.astype(np.int64 if signed else np.uint64).view(np.uint64) ^ flip
+    low, high = np.uint64(int(info.min) + shift), np.uint64(int(info.max) + shift)
+    steps = np.rint(delta.astype(np.float64, copy=False))
+    size = np.abs(steps)
+    beyond = size >= 2.0**64  # more than any 64-bit range: saturates
+    size = np.minimum(size, np.nextafter(2.0**64, 0)).astype(np.uint64)
+    size[beyond] = np.iinfo(np.uint64).max
+    out = np.where(steps > 0, coords + np.minimum(size, high - coords), coords - np.minimum(size, coords - low))
+    out ^= flip
+    return (out.view(np.int64) if signed else out).astype(dtype)

@@ -28,7 +28,7 @@ from .axes import from_bcyx, normalize_axes, to_bcyx
 from .compiled import CompiledResiduals
 from .device import describe, free_memory, is_out_of_memory, pick_device, pick_dtype, precision_name
 from .frames import frames_apply_iter, frames_fit
-from .intensity import cast_like, fit_scaling
+from .intensity import add_rounded, cast_like, fit_scaling, work_dtype
 from .tiling import ALIGN, round_tile, tile_apply_iter
 
 MIN_TILE = 64
@@ -277,7 +277,7 @@ def model_scaling(bcyx, layout, dtype, mc: int, normalize, verb: str = "restore"
         replicate_to = 3 if mc == 3 else 0
     else:
         raise ValueError(f"a {mc}-channel model cannot {verb} an image with {colour} colour channels")
-    compute = np.float64 if dtype == np.float64 else np.float32
+    compute = work_dtype(dtype)
     floating = np.dtype(dtype).kind == "f"
     values = bcyx[:, :colour].astype(compute) if floating else bcyx[:, :colour]  # to_unit copies integers
     nan = np.isnan(values) if floating else None
@@ -388,10 +388,13 @@ def xydeblur_iter(
         restored, r_hor, r_ver = frames_out
     else:
         r_hor, r_ver = to_units(r_hor), to_units(r_ver)
-        restored = bcyx.astype(compute)  # a copy: the caller's array is never written to
-        restored += r_hor
-        restored += r_ver
-        restored = cast_like(restored, array.dtype) if out_dtype == "same" else restored.astype(np.float32, copy=False)
+        if out_dtype == "same" and array.dtype.kind in "ui" and array.dtype.itemsize == 8:
+            restored = add_rounded(bcyx, r_hor + r_ver)  # float64 would lose the last digits
+        else:
+            restored = bcyx.astype(compute)  # a copy: the caller's array is never written to
+            restored += r_hor
+            restored += r_ver
+            restored = cast_like(restored, array.dtype) if out_dtype == "same" else restored.astype(np.float32, copy=False)
     info = {
         "model": net.weights_info["name"] if hasattr(net, "weights_info") else "XYDeblur",
         "device": str(dev),
