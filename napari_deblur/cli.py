@@ -239,9 +239,10 @@ def run_xy(args) -> int:
         raise CLIError("--residuals is not available when streaming (zarr, folders, --stream)")
     suffixes = ["_deblurred"] + (["_r_hor", "_r_ver"] if args.residuals else [])
     planned = plan_outputs(files, args.output, suffixes, args.overwrite)
-    model = load_model(args.model) if args.model is not None else None  # once, and before any work
     stream_plan = plan_streams(streamed, args)
-    args.output.mkdir(parents=True, exist_ok=True)
+    check_inputs_apart(args.inputs, [out for outputs in planned for out in outputs] + [t for _, t in stream_plan])
+    model = load_model(args.model) if args.model is not None else None  # once, and before any work
+    check_writable(args.output)
     for source, target in stream_plan:
         run_stream(source, target, model, args)
     for path, outputs in zip(files, planned):
@@ -271,19 +272,41 @@ def run_xy(args) -> int:
 
 
 def plan_streams(streamed, args) -> list:
-    """(input, output) for every streamed input, checked before any work."""
-    from .streaming import is_zarr, output_path
+    """(input, output) for every streamed input, checked before any work: no two share an output,
+    and each output may be written (:func:`napari_deblur.streaming.check_output`)."""
+    from .streaming import check_output, is_zarr, output_path
 
     plan, seen = [], set()
     for source in streamed:
-        target = output_path(source, args.output, args.stream_format or ("zarr" if is_zarr(source) else "tiff"))
-        if target.resolve() in seen or target.resolve() == source.resolve():
-            raise CLIError(f"{source}: its output {target} clashes with another input or output")
-        if target.exists() and not args.overwrite:
-            raise CLIError(f"{target} already exists (use --overwrite to replace it)")
+        fmt = args.stream_format or ("zarr" if is_zarr(source) else "tiff")
+        target = output_path(source, args.output, fmt)
+        if target.resolve() in seen:
+            raise CLIError(f"{source}: its output {target} is another input's output; process them separately")
+        try:
+            check_output(target, fmt, args.overwrite)
+        except ValueError as err:
+            raise CLIError(one_line(err)) from None
         seen.add(target.resolve())
         plan.append((source, target))
     return plan
+
+
+def check_inputs_apart(inputs, outputs) -> None:
+    """CLIError if an output is an input, lies inside one or would contain one (see
+    :func:`napari_deblur.output_safety.check_apart`)."""
+    from .output_safety import check_apart
+
+    try:
+        check_apart(inputs, outputs)
+    except ValueError as err:
+        raise CLIError(one_line(err)) from None
+
+
+def check_writable(folder: Path) -> None:
+    """Create the output folder and write a probe file there, before any computation."""
+    from .output_safety import check_writable as probe
+
+    probe(folder)
 
 
 def run_stream(source, target, model, args) -> None:

@@ -14,11 +14,23 @@
 :func:`stream_xydeblur` restores it with :func:`napari_deblur.dask.xydeblur_lazy` (one
 intensity scaling for the whole stack, one plane per task) and stores the result chunk
 by chunk into a zarr array or a folder of TIFFs, so only a few planes are in memory
-at any time, whatever the size of the input. The output is written under
-``<output>.partial`` and renamed when complete: an interrupted run leaves no output
-that looks finished. With ``scheduler=`` the address of a ``dask.distributed``
+at any time, whatever the size of the input. With ``scheduler=`` the address of a ``dask.distributed``
 scheduler, the work runs on that cluster (input and output must then be paths every
 worker can reach, and a single-TIFF input is not supported).
+
+What is written, and what is never touched (:mod:`napari_deblur.output_safety`):
+
+- an output that is the input, lies inside it or would contain it is refused, before
+  anything is read (resolved paths: symbolic links count as what they point to);
+- the result is written into a new, uniquely named hidden folder beside the output
+  (``.<name>.<random>.partial``) and moved into place only when complete: an
+  interrupted or failed run removes that folder and leaves any previous output as it was;
+- an existing output needs ``overwrite``. A folder of TIFFs then gets this run's files
+  moved into it, one by one (``os.replace``); every other file there stays. A zarr
+  store is replaced only if this software wrote it (its attributes carry
+  ``napari_deblur``); any other store, or a file where the folder goes, is refused;
+- the destination is checked to be writable before any computation, and a failed
+  write names the file and the reason (disk full, read-only, permission denied).
 
 numpy, dask, zarr and tifffile; torch only through the engine.
 """
@@ -26,12 +38,14 @@ numpy, dask, zarr and tifffile; torch only through the engine.
 import os
 import re
 import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .io import TIFF_SUFFIXES, read_image, write_image
+from .output_safety import check_apart, check_writable, output_error
 
 ZARR_SUFFIX = ".zarr"
 NGFF_AXES = {"time": "T", "channel": "C", "space": None}
@@ -151,10 +165,11 @@ class TiffFolderTarget:
     ``folder/<name>`` with the file's axes, scale and unit.
     """
 
-    def __init__(self, folder: Path, names: list, shape, dtype, axes: str, scale: dict, unit):
+    def __init__(self, folder: Path, names: list, shape, dtype, axes: str, scale: dict, unit, shown_as=None):
         self.folder, self.names, self.shape, self.dtype = Path(folder), list(names), tuple(shape), np.dtype(dtype)
         self.axes, self.scale, self.unit = axes, dict(scale), unit
         self.ndim = len(self.shape)
+        self.shown_as = Path(shown_as or folder)  # the folder named in errors (the final output)
 
     def __setitem__(self, index, block):
         index = index if isinstance(index, tuple) else (index,)
@@ -165,8 +180,25 @@ class TiffFolderTarget:
         if block.shape[1:] != self.shape[1:]:
             raise ValueError(f"a TIFF-folder block must hold whole files, got {block.shape} of {self.shape}")
         for offset, i in enumerate(range(start, stop)):
-            write_image(self.folder / self.names[i], block[offset], self.axes[1:], scale=self.scale, unit=self.unit,
-                        overwrite=True)
+            try:
+                write_image(self.folder / self.names[i], block[offset], self.axes[1:], scale=self.scale,
+                            unit=self.unit, overwrite=True)
+            except OSError as err:
+                raise output_error(self.shown_as / self.names[i], err) from None
+
+
+class ZarrTarget:
+    """A zarr array as a ``dask.array.store`` target whose write errors name ``shown_as`` and the reason."""
+
+    def __init__(self, array, shown_as):
+        self.array, self.shown_as = array, Path(shown_as)
+        self.shape, self.dtype, self.ndim = tuple(array.shape), array.dtype, array.ndim
+
+    def __setitem__(self, index, block):
+        try:
+            self.array[index] = block
+        except OSError as err:
+            raise output_error(self.shown_as, err) from None
 
 
 def output_path(source: Path, outdir: Path, fmt: str) -> Path:
@@ -179,7 +211,8 @@ def output_path(source: Path, outdir: Path, fmt: str) -> Path:
     return outdir / (f"{stem}_deblurred" + (ZARR_SUFFIX if fmt == "zarr" else ""))
 
 
-def _compute(store, scheduler, workers, progress) -> None:
+def compute_store(store, scheduler, workers, progress) -> None:
+    """Run a ``dask.array.store`` graph on ``scheduler`` (an address) or on local threads."""
     if scheduler is not None:
         from distributed import Client
 
@@ -209,51 +242,101 @@ def stream_xydeblur(source, output, model=None, *, axes=None, fmt=None, overwrit
     from .dask import plane_chunks, xydeblur_lazy
 
     source, output = Path(source), Path(output)
-    stack = open_stack(source, axes)
-    fmt = fmt or ("zarr" if stack.kind == "zarr" else "tiff")
+    fmt = fmt or ("zarr" if is_zarr(source) else "tiff")
     if fmt not in ("zarr", "tiff"):
         raise ValueError(f"format must be 'zarr' or 'tiff', got {fmt!r}")
-    if output.resolve() == source.resolve():
-        raise ValueError(f"{output} is the input; choose another output")
-    if output.exists() and not overwrite:
-        raise ValueError(f"{output} already exists (use --overwrite to replace it)")
+    check_apart([source], [output])
+    check_output(output, fmt, overwrite)
+    stack = open_stack(source, axes)
     if scheduler is not None and stack.kind == "tiff":
         raise ValueError("a single TIFF cannot be streamed on a cluster; convert it to zarr or a folder of TIFFs")
     data = plane_chunks(stack.array, stack.axes)
     yi, xi = stack.axes.index("Y"), stack.axes.index("X")
     data = data.rechunk({yi: -1, xi: -1})  # whole planes: no halo work; a plane is small next to a stack
     restored = xydeblur_lazy(data, model, axes=stack.axes, halo=halo, **engine)
-
-    partial = output.with_name(output.name + ".partial")
-    if partial.exists():
-        shutil.rmtree(partial) if partial.is_dir() else partial.unlink()
-    if fmt == "zarr":
-        import zarr
-
-        target = zarr.open_array(str(partial), mode="w", shape=restored.shape, dtype=restored.dtype,
-                                 chunks=tuple(c[0] for c in restored.chunks))
-        target.attrs.update({"axes": stack.axes, "scale": stack.scale, "unit": stack.unit,
-                             "source": str(source), "napari_deblur": "xydeblur"})
-    else:
+    names = []
+    if fmt == "tiff":
+        if restored.ndim < 3 or stack.axes[0] in "YXC":
+            raise ValueError(f"a folder of TIFFs needs a leading stack axis; axes are {stack.axes!r}: use --format zarr")
         if stack.kind == "tiff-folder":
             names = [p.name for p in stack.files]
         else:
             names = [f"{output.name}_{i:05d}.tif" for i in range(restored.shape[0])]
-        if restored.ndim < 3 or stack.axes[0] in "YXC":
-            raise ValueError(f"a folder of TIFFs needs a leading stack axis; axes are {stack.axes!r}: use --format zarr")
-        partial.mkdir(parents=True)
-        target = TiffFolderTarget(partial, names, restored.shape, restored.dtype, stack.axes, stack.scale, stack.unit)
-        restored = restored.rechunk({i: 1 if i == 0 else -1 for i in range(restored.ndim)})  # a chunk per file
+        blocked = [name for name in names if (output / name).is_dir()]
+        if blocked:
+            raise ValueError(f"{output / blocked[0]} is a folder where this run writes a TIFF; choose another output")
 
-    store = da.store(restored, target, lock=False, compute=False)
+    workdir = Path(tempfile.mkdtemp(prefix=f".{output.name}.", suffix=".partial", dir=check_writable(output.parent)))
     try:
-        _compute(store, scheduler, workers, progress)
-    except BaseException:  # an error or Ctrl-C: no half-written output is left behind
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
+        if fmt == "zarr":
+            import zarr
 
-    if output.exists():
-        shutil.rmtree(output) if output.is_dir() else output.unlink()
-    os.replace(partial, output)
+            array = zarr.open_array(str(workdir / output.name), mode="w", shape=restored.shape,
+                                    dtype=restored.dtype, chunks=tuple(c[0] for c in restored.chunks))
+            array.attrs.update({"axes": stack.axes, "scale": stack.scale, "unit": stack.unit,
+                                "source": str(source), "napari_deblur": "xydeblur"})
+            target = ZarrTarget(array, output)
+        else:
+            target = TiffFolderTarget(workdir, names, restored.shape, restored.dtype, stack.axes, stack.scale,
+                                      stack.unit, shown_as=output)
+            restored = restored.rechunk({i: 1 if i == 0 else -1 for i in range(restored.ndim)})  # a file per chunk
+        compute_store(da.store(restored, target, lock=False, compute=False), scheduler, workers, progress)
+        publish(workdir, output, fmt, names)
+    finally:  # after success it holds at most the store this run replaced; after a failure, this run's files
+        shutil.rmtree(workdir, ignore_errors=True)
     return {"input": str(source), "output": str(output), "format": fmt, "shape": tuple(restored.shape),
             "axes": stack.axes, "dtype": str(restored.dtype), "chunks": int(np.prod(restored.numblocks))}
+
+
+def written_by_this_software(path: Path) -> bool:
+    """Whether ``path`` is a zarr store whose attributes carry ``napari_deblur`` (as this module writes)."""
+    if not Path(path).is_dir() or not is_zarr(path):
+        return False
+    try:
+        import zarr
+
+        return bool(zarr.open(str(path), mode="r").attrs.get("napari_deblur"))
+    except Exception:  # not a store zarr can open: not ours  # noqa: BLE001
+        return False
+
+
+def check_output(output: Path, fmt: str, overwrite: bool) -> None:
+    """ValueError unless ``output`` may be written: absent, or (with ``overwrite``) a folder
+    that takes this run's TIFFs, or a zarr store this software wrote."""
+    output = Path(output)
+    if not output.exists() and not output.is_symlink():
+        return
+    if not overwrite:
+        raise ValueError(f"{output} already exists (use --overwrite to replace it)")
+    if fmt == "zarr" and not written_by_this_software(output):
+        raise ValueError(f"{output} exists and is not a zarr store written by napari-deblur; --overwrite replaces "
+                         "only those: choose another output")
+    if fmt == "tiff":
+        if not output.is_dir() or is_zarr(output):
+            kind = "a zarr store" if is_zarr(output) and output.is_dir() else "not a folder"
+            raise ValueError(f"{output} exists and is {kind}; a folder of TIFFs goes there: choose another output")
+        check_writable(output)
+
+
+def publish(workdir: Path, output: Path, fmt: str, names: list) -> None:
+    """Move a finished result from ``workdir`` to ``output``: the TIFFs ``names`` one by one into
+    the folder (other files there stay), or the zarr store in place of the previous one."""
+    try:
+        if fmt == "tiff":
+            output.mkdir(exist_ok=True)
+            for name in names:
+                os.replace(workdir / name, output / name)
+            return
+        finished = workdir / output.name
+        if not output.exists() and not output.is_symlink():
+            os.replace(finished, output)
+            return
+        replaced = workdir / "replaced"  # removed with workdir once the new store is in place
+        os.replace(output, replaced)
+        try:
+            os.replace(finished, output)
+        except BaseException:
+            os.replace(replaced, output)
+            raise
+    except OSError as err:
+        raise output_error(output, err) from None
