@@ -328,3 +328,8 @@ def test_same_dtype_saturates_wide_integers_instead_of_wrapping(dtype):
     res = refine(top, (constant_residual_model(value=0.1), ResidualDenoiser(1, width=8).eval()), steps=1,
                  device="cpu", out_dtype="same", clip=None)
     assert res.mean.dtype == dtype and np.all(res.x_init == np.iinfo(dtype).max)
+
+
+def test_huge_floats_are_refused(rgb):
+    with pytest.raises(ValueError, match="magnitude"):
+        refine(rgb * np.float32(3e38), pair(), steps=1, device="cpu")

@@ -350,3 +350,20 @@ def test_cast_like_clips_at_the_exact_integer_bounds(dtype):
     got = cast_like(values, dtype)
     expected = np.array([info.min, info.min, info.min, 0, info.max, info.max, info.max, info.max], dtype=dtype)
     np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("dtype, value", [(np.float32, 3e38), (np.float32, -3e38), (np.float64, 1e308),
+                                          (np.float64, -1e308), (np.float64, 1e31)])
+def test_huge_floats_are_refused_not_returned_as_nan(dtype, value):
+    image = np.full((16, 16), value, dtype)
+    image[::2] = 0.5
+    with pytest.raises(ValueError, match=r"magnitude.*divide the image"):
+        xydeblur(image, tiny_model(), device="cpu")
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_large_but_allowed_floats_give_finite_results(dtype):
+    image = np.random.default_rng(2).uniform(-1e29, 1e29, (16, 16)).astype(dtype)
+    result = xydeblur(image, tiny_model(), device="cpu")
+    assert np.isfinite(result.restored).all() and np.isfinite(result.r_hor).all()
+    np.testing.assert_allclose(result.restored, image + result.r_hor + result.r_ver, rtol=1e-5, atol=0)

@@ -32,6 +32,9 @@ from .intensity import add_rounded, cast_like, fit_scaling, work_dtype
 from .tiling import ALIGN, round_tile, tile_apply_iter
 
 MIN_TILE = 64
+# Finite float values beyond this magnitude are refused: scaled, restored and returned as float32
+# residuals they would overflow (float32 ends at 3.4e38) and come back as NaN.
+MAX_MAGNITUDE = 1e30
 CPU_TILE_CAP = 1024
 # A frame up to this side, with the memory for it, goes through the network in one piece (the
 # frames path). At 2048 a 4096x4096 frame was tiled: the H200 whole call took 4.1 s, nearly all
@@ -94,6 +97,12 @@ def check_image(image) -> np.ndarray:
             raise ValueError("the image contains infinite values; replace them before deblurring")
         if np.isnan(array).all():
             raise ValueError("the image has no finite values (all NaN)")
+        peak = max(abs(float(np.nanmin(array))), abs(float(np.nanmax(array))))
+        if peak > MAX_MAGNITUDE:
+            raise ValueError(
+                f"the image has values of magnitude {peak:.3g}, beyond the {MAX_MAGNITUDE:.0e} the engine "
+                f"handles (its residuals are float32, which ends at 3.4e38): divide the image by a constant first"
+            )
     return array
 
 
