@@ -27,7 +27,9 @@ is known) is not a pixel size: such a file has no scale and no unit, and its dot
 per inch stay in ``metadata["dpi"]``.
 """
 
+import math
 import os
+import warnings
 import weakref
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -148,7 +150,7 @@ def _read_tiff(path: Path, lazy: bool = False, chunk_planes: int = 1) -> ImageFi
     tif = tifffile.TiffFile(path)
     try:
         series = _first_series(tif)
-        axes, scale, unit, metadata = _tiff_metadata(tif, series)
+        axes, scale, unit, metadata = _tiff_metadata(tif, series, path)
         array = _tiff_dask(tif, series, path, chunk_planes) if lazy else series.asarray()
     except BaseException:
         tif.close()
@@ -162,40 +164,44 @@ def _read_tiff(path: Path, lazy: bool = False, chunk_planes: int = 1) -> ImageFi
     return ImageFile(array, axes, scale, unit, metadata)
 
 
-def _tiff_metadata(tif, series) -> tuple[str, dict, str | None, dict]:
+def _tiff_metadata(tif, series, path: Path) -> tuple[str, dict, str | None, dict]:
     """Axes (tifffile's letters, ``S`` included), scale, unit and metadata; reads no pixels.
 
     A calibration comes from ImageJ's ``unit`` (with the resolution tags, ``spacing`` and
     ``finterval``), OME's PhysicalSize, tifffile's own JSON ``scale``, or resolution tags in
     a metric unit (microscope software). Resolution in inches or without a unit is what
-    image editors write when nothing is known (72 dpi...): not a pixel size.
+    image editors write when nothing is known (72 dpi...): not a pixel size. A value that
+    is not a positive finite number is left out with a warning naming ``path`` and the field.
     """
     axes, page = series.axes.upper(), series.keyframe
     photometric = getattr(page.photometric, "name", str(page.photometric)).lower()
     metadata = {"photometric": photometric}
     per_unit, resolution_unit = _tag_resolution(page)
-    if resolution_unit == "inch" and per_unit:
+    if resolution_unit == "inch" and per_unit and all(0 < n < math.inf for n in per_unit.values()):
         metadata["dpi"] = tuple(per_unit.values())
-    scale, unit = _metric_scale(per_unit, resolution_unit)
+    scale, unit = {}, None
+    if resolution_unit in _MICRONS_PER_UNIT:  # microscope software: metric tags, in micrometres
+        scale, unit = _resolution_scale(per_unit, _MICRONS_PER_UNIT[resolution_unit], path), "micron"
     explicit = False  # a scale we wrote ourselves is kept as it is
     if tif.is_imagej:
         ij = dict(tif.imagej_metadata or {})
         metadata.update({k: v for k, v in ij.items() if k not in ("ImageJ", "images", "hyperstack")})
         ij_unit = _from_imagej_unit(ij.get("unit"))
         if ij_unit:  # ImageJ's pixel size is 1/resolution in its own unit, whatever ResolutionUnit says
-            scale, unit = {axis: _rounded(1.0 / n) for axis, n in per_unit.items()}, ij_unit
-        if "spacing" in ij:
-            scale["Z"] = float(ij["spacing"])
-        if ij.get("finterval"):
-            scale["T"] = float(ij["finterval"])
+            scale, unit = _resolution_scale(per_unit, 1.0, path), ij_unit
+        for key, axis in (("spacing", "Z"), ("finterval", "T")):
+            size = _positive(ij[key], path, key) if key in ij else None
+            if size is not None:
+                scale[axis] = size
     elif tif.is_ome:
-        ome_scale, ome_unit = _ome_scale(tif.ome_metadata)
+        ome_scale, ome_unit = _ome_scale(tif.ome_metadata, path)
         scale.update(ome_scale)
         unit = ome_unit or unit
     elif tif.is_shaped and tif.shaped_metadata:
         shaped = tif.shaped_metadata[0]
         if isinstance(shaped.get("scale"), dict):
-            scale, explicit = {str(k).upper(): float(v) for k, v in shaped["scale"].items()}, True
+            sizes = {str(k).upper(): _positive(v, path, f"scale[{k!r}]") for k, v in shaped["scale"].items()}
+            scale, explicit = {k: v for k, v in sizes.items() if v is not None}, True
         unit = shaped.get("unit", unit)
     description = page.description
     if description and not description.lstrip().startswith(("{", "ImageJ=", "<")):
@@ -232,20 +238,23 @@ def _tiff_dask(tif, series, path: Path, chunk_planes: int):
 
 
 def _tag_resolution(page) -> tuple[dict, str | None]:
-    """Pixels per unit from the X/YResolution tags (0 left out), and ResolutionUnit's name."""
+    """Pixels per unit from the X/YResolution tags, and ResolutionUnit's name (None: no unit)."""
     per_unit = {}
     for axis, tag in (("X", "XResolution"), ("Y", "YResolution")):
         value = page.tags.get(tag)
-        if value is not None and value.value[0] and value.value[1]:
-            per_unit[axis] = value.value[0] / value.value[1]
+        if value is not None:
+            num, den = value.value
+            per_unit[axis] = num / den if den else math.inf
     return per_unit, _RESOLUTION_UNITS.get(int(page.resolutionunit or 1))
 
 
-def _metric_scale(per_unit: dict, resolution_unit: str | None) -> tuple[dict, str | None]:
-    """Pixel sizes in micrometres from resolution in a metric unit; nothing from inches or no unit."""
-    if resolution_unit not in _MICRONS_PER_UNIT:
-        return {}, None
-    return {axis: _rounded(_MICRONS_PER_UNIT[resolution_unit] / n) for axis, n in per_unit.items()}, "micron"
+def _resolution_scale(per_unit: dict, unit_size: float, path: Path) -> dict:
+    """Pixel sizes ``unit_size / resolution``, leaving out (with a warning) an unusable resolution."""
+    scale = {}
+    for axis, n in per_unit.items():
+        if _positive(n, path, f"{axis}Resolution") is not None:
+            scale[axis] = _rounded(unit_size / n)
+    return scale
 
 
 def _rounded(value: float) -> float:
@@ -253,16 +262,36 @@ def _rounded(value: float) -> float:
     return float(f"{value:.10g}")
 
 
-def _ome_scale(xml: str) -> tuple[dict, str | None]:
-    pixels = next((e for e in ElementTree.fromstring(xml).iter() if e.tag.split("}")[-1] == "Pixels"), None)
+def _positive(value, path: Path, field: str) -> float | None:
+    """``value`` as a positive finite number; else None, with a warning naming the file and the field."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        number = math.nan
+    if 0 < number < math.inf:
+        return number
+    warnings.warn(f"ignored {field}={value!r} in {path}: not a positive finite number, "
+                  "so that axis gets scale 1", stacklevel=2)
+    return None
+
+
+def _ome_scale(xml: str, path: Path) -> tuple[dict, str | None]:
+    """Pixel sizes (PhysicalSizeX/Y/Z), frame interval (TimeIncrement) and length unit of OME-XML."""
+    try:
+        root = ElementTree.fromstring(xml)
+    except ElementTree.ParseError as err:  # tifffile still reads the pixels; so do we
+        warnings.warn(f"ignored the OME-XML of {path}: {err}, so it has no scale", stacklevel=2)
+        return {}, None
+    pixels = next((e for e in root.iter() if e.tag.split("}")[-1] == "Pixels"), None)
     scale, unit = {}, None
-    if pixels is not None:
-        for axis in "XYZ":
-            if pixels.get(f"PhysicalSize{axis}"):
-                scale[axis] = float(pixels.get(f"PhysicalSize{axis}"))
-                unit = unit or pixels.get(f"PhysicalSize{axis}Unit", "µm")
-        if pixels.get("TimeIncrement"):
-            scale["T"] = float(pixels.get("TimeIncrement"))
+    if pixels is None:
+        return scale, unit
+    for axis, key in (("X", "PhysicalSizeX"), ("Y", "PhysicalSizeY"), ("Z", "PhysicalSizeZ"), ("T", "TimeIncrement")):
+        size = _positive(pixels.get(key), path, key) if pixels.get(key) is not None else None
+        if size is not None:
+            scale[axis] = size
+            if axis != "T":
+                unit = unit or pixels.get(f"{key}Unit", "µm")
     return scale, unit
 
 

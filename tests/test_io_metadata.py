@@ -94,3 +94,100 @@ def test_reader_gives_pixel_units_for_a_72_dpi_file(tmp_path):
 def test_pollen_from_an_image_editor_is_uncalibrated():
     image = read_image(POLLEN)
     assert image.scale == {} and image.unit is None and image.metadata["dpi"] == (72.0, 72.0)
+
+
+# -- item 11: an unusable value is ignored with a warning, the pixels are kept -----------
+
+UNUSABLE = ["abc", "0", "nan", "-1", "inf"]
+
+
+def ome_description(size_x: str, size_z="1.5", time_increment="2.0") -> str:
+    """OME-XML for a ZYX uint16 image of PIXELS' shape with the given PhysicalSize and TimeIncrement text."""
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        '<OME xmlns="http://www.openmicroscopy.org/Schemas/OME/2016-06"><Image ID="Image:0"><Pixels ID="Pixels:0" '
+        'DimensionOrder="XYZCT" Type="uint16" SizeX="10" SizeY="8" SizeZ="2" SizeC="1" SizeT="1" '
+        f'PhysicalSizeX="{size_x}" PhysicalSizeY="0.5" PhysicalSizeZ="{size_z}" TimeIncrement="{time_increment}">'
+        '<Channel ID="Channel:0:0" SamplesPerPixel="1"/><TiffData IFD="0" PlaneCount="2"/></Pixels></Image></OME>'
+    )
+
+
+def assert_finite_positive(scale: dict):
+    assert all(np.isfinite(v) and v > 0 for v in scale.values()), scale
+
+
+@pytest.mark.parametrize("read", READS)
+@pytest.mark.parametrize("value", UNUSABLE)
+def test_unusable_ome_physical_size_is_ignored_with_a_warning(tmp_path, read, value):
+    path = tmp_path / "bad.ome.tif"
+    tifffile.imwrite(path, PIXELS, description=ome_description(value), metadata=None)
+    with pytest.warns(UserWarning, match=r"PhysicalSizeX=.* in .*bad\.ome\.tif"):
+        image = read(path)
+    assert image.scale == pytest.approx({"Y": 0.5, "Z": 1.5, "T": 2.0}) and image.unit == "µm"
+    np.testing.assert_array_equal(image.array, PIXELS)
+
+
+@pytest.mark.parametrize("value", UNUSABLE)
+def test_unusable_ome_z_and_time_are_ignored_with_a_warning(tmp_path, value):
+    path = tmp_path / "bad.ome.tif"
+    tifffile.imwrite(path, PIXELS, description=ome_description("0.5", size_z=value, time_increment=value),
+                     metadata=None)
+    with pytest.warns(UserWarning) as caught:
+        image = read_image(path)
+    messages = [str(w.message) for w in caught]
+    assert any("PhysicalSizeZ" in m and "bad.ome.tif" in m for m in messages)
+    assert any("TimeIncrement" in m and "bad.ome.tif" in m for m in messages)
+    assert image.scale == pytest.approx({"X": 0.5, "Y": 0.5})
+
+
+@pytest.mark.parametrize("read", READS)
+@pytest.mark.parametrize("field", ["spacing", "finterval"])
+@pytest.mark.parametrize("value", UNUSABLE)
+def test_unusable_imagej_spacing_or_interval_is_ignored_with_a_warning(tmp_path, read, field, value):
+    path = tmp_path / "bad.tif"
+    tifffile.imwrite(path, PIXELS, imagej=True, resolution=(4, 4),
+                     metadata={"axes": "ZYX", "unit": "um", field: value})
+    with pytest.warns(UserWarning, match=rf"{field}=.* in .*bad\.tif"):
+        image = read(path)
+    assert image.scale == pytest.approx({"X": 0.25, "Y": 0.25}) and image.unit == "um"
+    np.testing.assert_array_equal(image.array, PIXELS)
+
+
+def test_zero_resolution_tag_is_ignored_with_a_warning(tmp_path):
+    path = tmp_path / "bad.tif"
+    tifffile.imwrite(path, PIXELS, resolution=((0, 1), (2, 1)), resolutionunit="centimeter")
+    with pytest.warns(UserWarning, match=r"XResolution=.* in .*bad\.tif"):
+        image = read_image(path)
+    assert image.scale == pytest.approx({"Y": 5000.0}) and image.unit == "micron"
+
+
+def test_unusable_tifffile_json_scale_is_ignored_with_a_warning(tmp_path):
+    path = tmp_path / "bad.tif"
+    tifffile.imwrite(path, PIXELS, metadata={"axes": "ZYX", "scale": {"X": "abc", "Y": 0.5, "Z": float("nan")},
+                                             "unit": "um"})
+    with pytest.warns(UserWarning) as caught:
+        image = read_image(path)
+    messages = sorted(str(w.message) for w in caught)
+    assert len(messages) == 2 and all("bad.tif" in m for m in messages)
+    assert messages[0].startswith("ignored scale['X']='abc'") and messages[1].startswith("ignored scale['Z']=nan")
+    assert image.scale == {"Y": 0.5} and image.unit == "um"
+
+
+def test_malformed_ome_xml_is_ignored_with_a_warning(tmp_path):
+    path = tmp_path / "bad.ome.tif"
+    tifffile.imwrite(path, PIXELS, description=ome_description("0.5").replace("/></Pixels>", "</Pixels>"),
+                     metadata=None)
+    with pytest.warns(UserWarning, match=r"OME-XML of .*bad\.ome\.tif"):
+        image = read_image(path)
+    assert image.scale == {} and image.unit is None
+    np.testing.assert_array_equal(image.array, PIXELS)
+
+
+def test_reader_gives_napari_a_usable_scale_despite_bad_ome_values(tmp_path):
+    from napari_deblur.plugin.reader import read_tiffs
+
+    path = tmp_path / "bad.ome.tif"
+    tifffile.imwrite(path, PIXELS, description=ome_description("nan", size_z="0"), metadata=None)
+    with pytest.warns(UserWarning, match="PhysicalSize"):
+        [(_, kwargs, _)] = read_tiffs(str(path))
+    assert kwargs["scale"] == (1.0, 0.5, 1.0) and kwargs["units"] == ("pixel", "µm", "pixel")
