@@ -157,3 +157,12 @@ def test_residual_scale_and_preconditioning_travel_with_the_weights(tmp_path):
     for bad in (dict(residual_scale=0.0), dict(residual_scale=-1.0), dict(sigma_data=-0.1)):
         with pytest.raises(ValueError, match="invalid ResidualDenoiser"):
             ResidualDenoiser(1, width=8, **bad)
+
+
+def test_non_finite_weights_are_refused_at_load_time(tmp_path):
+    model = tiny_denoiser(channels=1, mults=(1, 2), blocks=1)
+    with torch.no_grad():
+        model.output.weight[0, 0, 0, 0] = float("nan")
+    path = save_safetensors(model, tmp_path / "nan-denoiser.safetensors")
+    with pytest.raises(WeightsError, match=r"nan-denoiser.* non-finite .*output.weight"):
+        load_denoiser(path)

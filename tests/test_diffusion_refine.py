@@ -333,3 +333,13 @@ def test_same_dtype_saturates_wide_integers_instead_of_wrapping(dtype):
 def test_huge_floats_are_refused(rgb):
     with pytest.raises(ValueError, match="magnitude"):
         refine(rgb * np.float32(3e38), pair(), steps=1, device="cpu")
+
+
+def test_a_non_finite_predictor_output_is_an_error(rgb):
+    from napari_deblur.engine.restore import NonFiniteOutputError
+
+    predictor, denoiser = pair()
+    with torch.no_grad():
+        predictor.Decoder1_4.main[0].bias.fill_(float("inf"))
+    with pytest.raises(NonFiniteOutputError, match="NaN or infinite"):
+        refine(rgb, (predictor, denoiser), steps=1, device="cpu")

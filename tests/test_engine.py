@@ -367,3 +367,12 @@ def test_large_but_allowed_floats_give_finite_results(dtype):
     result = xydeblur(image, tiny_model(), device="cpu")
     assert np.isfinite(result.restored).all() and np.isfinite(result.r_hor).all()
     np.testing.assert_allclose(result.restored, image + result.r_hor + result.r_ver, rtol=1e-5, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float64])  # the frames path and the tiled path
+def test_a_non_finite_network_output_is_an_error_not_a_result(dtype):
+    model = tiny_model()
+    with torch.no_grad():
+        model.Decoder1_4.main[0].bias.fill_(float("nan"))
+    with pytest.raises(restore.NonFiniteOutputError, match="NaN or infinite"):
+        xydeblur(_image((16, 16), dtype), model, device="cpu")

@@ -142,3 +142,18 @@ def test_loaded_model_runs_like_the_original(tmp_path):
     x = torch.rand(1, 3, 16, 16)
     with torch.no_grad():
         np.testing.assert_array_equal(model(x)[2].numpy(), loaded(x)[2].numpy())
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+@pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
+def test_non_finite_weights_are_refused_at_load_time(tmp_path, bad, suffix):
+    model = tiny_model(channels=1)
+    with torch.no_grad():
+        model.Decoder1_4.main[0].bias[0] = bad
+    path = tmp_path / f"broken{suffix}"
+    if suffix == ".safetensors":
+        save_safetensors(model, path)
+    else:
+        torch.save(model.state_dict(), path)
+    with pytest.raises(WeightsError, match=r"broken.* non-finite .*Decoder1_4.main.0.bias"):
+        load_model(path)

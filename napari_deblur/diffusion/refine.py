@@ -52,6 +52,7 @@ from ..engine.restore import (
     MIN_TILE,
     _network_fn,
     _prepare_model,
+    check_finite_output,
     check_image,
     model_items,
     plan_memory,
@@ -254,6 +255,8 @@ def refine_iter(
         del pwork, pfn
         release_cached_memory(dev)  # the allocator reuses the predictor's blocks for the denoiser
     base = (r1 + r2).astype(np.float32)  # g(y) - y in [0, 1] units, padded
+    pred_name = pred.weights_info["name"] if hasattr(pred, "weights_info") else "XYDeblur"
+    check_finite_output((base,), f"predictor {pred_name}", precision_name(dtype))
     x_init_items = items + base
     del r1, r2
 
@@ -364,6 +367,8 @@ def refine_iter(
 
     mean_r = stats.mean.cpu().numpy()
     std = residual_units(stats.std().cpu().numpy())
+    den_info = getattr(den, "weights_info", {})
+    check_finite_output((mean_r, std), f"denoiser {den_info.get('name', type(den).__name__)}", precision_name(dtype))
     if nan is not None:
         std[nan] = 0
     mean = image_of(mean_r)
@@ -372,7 +377,6 @@ def refine_iter(
         mean, x_init = cast_like(mean, array.dtype), cast_like(x_init, array.dtype)
     else:
         mean, x_init = mean.astype(np.float32), x_init.astype(np.float32)
-    den_info = getattr(den, "weights_info", {})
     info = {
         "model": den_info.get("name", type(den).__name__),
         "predictor": pred.weights_info["name"] if hasattr(pred, "weights_info") else "XYDeblur",

@@ -106,6 +106,21 @@ def check_image(image) -> np.ndarray:
     return array
 
 
+class NonFiniteOutputError(ValueError):
+    """A network returned NaN or infinite values for an image whose values were finite."""
+
+
+def check_finite_output(arrays, model_name: str, precision: str) -> None:
+    """Raise :class:`NonFiniteOutputError` if any of ``arrays`` (outputs where the input was
+    finite) holds NaN or inf, rather than returning them as a result."""
+    if all(np.isfinite(a).all() for a in arrays):
+        return
+    raise NonFiniteOutputError(
+        f"the network ({model_name}, {precision}) returned NaN or infinite values for a finite image: its "
+        f"weights are damaged, or the scaled values overflow {precision} (try precision='fp32' or normalize='dtype')"
+    )
+
+
 def bytes_per_pixel(model: XYDeblur, dtype: torch.dtype) -> int:
     """Peak working memory of one forward pass per input pixel (measured ~10x width floats, doubled)."""
     return 16 * model.config["width"] * torch.tensor([], dtype=dtype).element_size() + 64
@@ -404,8 +419,11 @@ def xydeblur_iter(
             restored += r_hor
             restored += r_ver
             restored = cast_like(restored, array.dtype) if out_dtype == "same" else restored.astype(np.float32, copy=False)
+    r_hor, r_ver = r_hor.astype(np.float32, copy=False), r_ver.astype(np.float32, copy=False)
+    model_name = net.weights_info["name"] if hasattr(net, "weights_info") else "XYDeblur"
+    check_finite_output((r_hor, r_ver), model_name, precision_name(dtype))
     info = {
-        "model": net.weights_info["name"] if hasattr(net, "weights_info") else "XYDeblur",
+        "model": model_name,
         "device": str(dev),
         "device_info": describe(dev),
         "precision": precision_name(dtype),
@@ -421,8 +439,8 @@ def xydeblur_iter(
     }
     return XYDeblurResult(
         restored=from_bcyx(restored, layout),
-        r_hor=from_bcyx(r_hor.astype(np.float32, copy=False), layout),
-        r_ver=from_bcyx(r_ver.astype(np.float32, copy=False), layout),
+        r_hor=from_bcyx(r_hor, layout),
+        r_ver=from_bcyx(r_ver, layout),
         axes=axes,
         info=info,
     )

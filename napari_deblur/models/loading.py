@@ -114,6 +114,7 @@ def read_state_dict(path) -> tuple[dict, dict]:
         except (SafetensorError, OSError, ValueError) as err:
             raise WeightsError(f"{path} is not a readable safetensors file ({err})") from None
         config = json.loads(meta[_CONFIG_KEY]) if _CONFIG_KEY in meta else {}
+        check_finite(state, path)
         return state, config
     if path.suffix not in PICKLE_SUFFIXES:
         raise WeightsError(
@@ -130,7 +131,20 @@ def read_state_dict(path) -> tuple[dict, dict]:
         ) from None
     except Exception as err:  # torch raises many types for a file that is not a checkpoint
         raise WeightsError(f"{path.name} is not a PyTorch checkpoint ({type(err).__name__}: {err})") from None
-    return _extract_state_dict(obj, path), {}
+    state = _extract_state_dict(obj, path)
+    check_finite(state, path)
+    return state, {}
+
+
+def check_finite(state: dict, path) -> None:
+    """Refuse weights with NaN or infinite values: a network built from them turns every
+    image into NaN (which an integer image then shows as all zeros)."""
+    broken = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if broken:
+        raise WeightsError(
+            f"{Path(path).name} holds non-finite weights (NaN or inf) in {len(broken)} tensor(s), e.g. "
+            f"{', '.join(broken[:3])}: the file is damaged (or training diverged); use another file"
+        )
 
 
 def _check_keys(model: torch.nn.Module, state: dict, path) -> None:
