@@ -230,7 +230,7 @@ def run_xy(args) -> int:
     from .engine.restore import xydeblur_iter
     from .io import read_image, write_image
     from .models.loading import load_model
-
+    from .output_safety import removed_on_failure
     from .streaming import is_zarr
 
     streamed = [p for p in args.inputs if p.is_dir() or is_zarr(p) or (args.stream and p.is_file())]
@@ -259,11 +259,12 @@ def run_xy(args) -> int:
         same_axes = result.axes == image.axes
         metadata = image.metadata if same_axes else {k: image.metadata[k] for k in ("description",) if k in image.metadata}
         write = dict(scale=image.scale, unit=image.unit, overwrite=args.overwrite)
-        write_image(outputs[0], result.restored, result.axes, metadata=metadata, **write)
-        if args.residuals:
-            plain = {"photometric": image.metadata["photometric"]} if "photometric" in image.metadata else {}
-            write_image(outputs[1], result.r_hor, result.axes, metadata=plain, **write)
-            write_image(outputs[2], result.r_ver, result.axes, metadata=plain, **write)
+        with removed_on_failure() as written:  # all of this input's files, or none of them
+            written.append(write_image(outputs[0], result.restored, result.axes, metadata=metadata, **write))
+            if args.residuals:
+                plain = {"photometric": image.metadata["photometric"]} if "photometric" in image.metadata else {}
+                written.append(write_image(outputs[1], result.r_hor, result.axes, metadata=plain, **write))
+                written.append(write_image(outputs[2], result.r_ver, result.axes, metadata=plain, **write))
         if not args.quiet:
             info = result.info
             print(f"{path} -> {outputs[0]}  ({info.get('model')}, {info.get('device')} {info.get('precision')}, "
@@ -370,6 +371,7 @@ def run_diffuse(args) -> int:
     from .diffusion.schedule import make_schedule
     from .engine.axes import normalize_axes
     from .io import read_image, write_image
+    from .output_safety import removed_on_failure
 
     make_schedule(args.steps)  # a bad step count fails before any work
     previews = list(range(args.save_steps, args.steps + 1, args.save_steps)) if args.save_steps else []
@@ -384,19 +386,26 @@ def run_diffuse(args) -> int:
         plain = {"photometric": image.metadata["photometric"]} if "photometric" in image.metadata else {}
         write = dict(scale=image.scale, unit=image.unit, metadata=plain, overwrite=args.overwrite)
         wanted = dict(zip(previews, outputs[2:]))
-        try:
-            axes = normalize_axes(args.axes or image.axes, image.array.shape)
-            gen = refine_iter(
-                image.array, models, predictor=None if models else args.predictor, steps=args.steps,
-                samples=args.samples, seed=args.seed, sampler=args.sampler, axes=axes, device=args.device,
-                precision=args.precision, tile=args.tile, normalize=args.normalize,
-            )
-            bar = ProgressBar(path.name, enabled=not args.quiet)
-            result = drive(_saving_previews(gen, wanted, axes, write, write_image), bar)
-        except (ValueError, TypeError) as err:
-            raise CLIError(f"{path}: {one_line(err)}") from None
-        write_image(outputs[0], result.mean, result.axes, **write)
-        write_image(outputs[1], result.std, result.axes, **write)
+        # previews appear as the run goes; if it fails or is interrupted, every file it wrote for
+        # this input goes again (a replaced one too: it was this run's), so a rerun is not blocked
+        with removed_on_failure() as written:
+
+            def save(target, array, axes):
+                written.append(write_image(target, array, axes, **write))
+
+            try:
+                axes = normalize_axes(args.axes or image.axes, image.array.shape)
+                gen = refine_iter(
+                    image.array, models, predictor=None if models else args.predictor, steps=args.steps,
+                    samples=args.samples, seed=args.seed, sampler=args.sampler, axes=axes, device=args.device,
+                    precision=args.precision, tile=args.tile, normalize=args.normalize,
+                )
+                bar = ProgressBar(path.name, enabled=not args.quiet)
+                result = drive(_saving_previews(gen, wanted, axes, save), bar)
+            except (ValueError, TypeError) as err:
+                raise CLIError(f"{path}: {one_line(err)}") from None
+            save(outputs[0], result.mean, result.axes)
+            save(outputs[1], result.std, result.axes)
         if not args.quiet:
             info = result.info
             print(f"{path} -> {outputs[0]}, {outputs[1].name}  ({info.get('model')} + {info.get('predictor')}, "
@@ -405,15 +414,16 @@ def run_diffuse(args) -> int:
     return 0
 
 
-def _saving_previews(gen, wanted: dict, axes: str, write: dict, write_image):
-    """Pass a refine generator through, writing the first sample's x0 at the ``wanted`` steps."""
+def _saving_previews(gen, wanted: dict, axes: str, save):
+    """Pass a refine generator through, saving the first sample's x0 at the ``wanted`` steps
+    with ``save(path, array, axes)``."""
     while True:
         try:
             step = next(gen)
         except StopIteration as stop:
             return stop.value
         if step.step in wanted and step.samples[0] == 0:
-            write_image(wanted[step.step], step.x0[0], axes, **write)
+            save(wanted[step.step], step.x0[0], axes)
         yield step
 
 

@@ -212,3 +212,28 @@ def test_python_dash_m(tmp_path, stack, models):
     assert_like(tmp_path / "o" / "stack_deblurred.tif", stack)
     again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert again.returncode == 2 and again.stderr.startswith("napari-deblur: error:")
+
+
+def test_a_failed_write_removes_the_files_written_for_that_input(tmp_path, stack, photo, models, monkeypatch):
+    import errno
+
+    import napari_deblur.io as nio
+
+    real = nio.write_image
+
+    def full_at_r_ver(path, *args, **kwargs):
+        if Path(path).name == "stack_r_ver.tif":
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path, *args, **kwargs)
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "stack_deblurred.tif").write_bytes(b"older")  # replaced by this run: its own output
+    (out / "notes.txt").write_text("keep\n")
+    monkeypatch.setattr(nio, "write_image", full_at_r_ver)
+    code = main(["xy", str(photo), str(stack), "-o", str(out), "--model", models[1], "--residuals", "--overwrite",
+                 "-q", "--device", "cpu"])
+    assert code == 2
+    # photo.png's outputs were complete and stay; none of stack.tif's half set is left
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "photo_deblurred.tif", "photo_r_hor.tif",
+                                                     "photo_r_ver.tif"]

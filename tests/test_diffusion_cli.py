@@ -125,3 +125,46 @@ def test_default_denoiser_per_image(tmp_path, stack, monkeypatch, capsys):
                  "--device", "cpu"]) == 0
     err = capsys.readouterr().err
     assert "(dvsr-microscopy + xydeblur-microscopy," in err and "(dvsr-photo + xydeblur-photo," in err
+
+
+def interrupt_after_first_preview(monkeypatch, out):
+    """Make refine_iter raise KeyboardInterrupt once a preview TIFF has been written."""
+    from napari_deblur.diffusion import refine
+
+    real = refine.refine_iter
+
+    def interrupted(*args, **kwargs):
+        for step in real(*args, **kwargs):
+            yield step
+            if any(out.glob("*_x0_step*.tif")):
+                raise KeyboardInterrupt
+
+    monkeypatch.setattr(refine, "refine_iter", interrupted)
+
+
+def test_an_interrupted_run_leaves_none_of_its_files_and_a_rerun_works(tmp_path, stack, models, monkeypatch):
+    out = tmp_path / "out"
+    args = ["diffuse", str(stack), "-o", str(out), "--model", models["den"], "--steps", "4", "--save-steps", "1",
+            "--device", "cpu", "-q"]
+    with monkeypatch.context() as patch:
+        interrupt_after_first_preview(patch, out)
+        assert main(args) == 130
+    assert list(out.iterdir()) == []
+    assert main(args) == 0  # nothing blocks the rerun
+    assert len(list(out.glob("cells_x0_step*.tif"))) == 4
+
+
+def test_an_interrupted_overwrite_removes_only_what_it_wrote(tmp_path, stack, models, monkeypatch):
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("cells_x0_step0001.tif", "cells_x0_step0002.tif", "cells_mean.tif", "notes.txt"):
+        (out / name).write_bytes(b"older")
+    with monkeypatch.context() as patch:
+        interrupt_after_first_preview(patch, out)
+        code = main(["diffuse", str(stack), "-o", str(out), "--model", models["den"], "--steps", "2",
+                     "--save-steps", "1", "--device", "cpu", "--overwrite", "-q"])
+    assert code == 130
+    # step 1 was replaced by this run, so it was this run's own output: removed with the rest;
+    # the files the run had not reached yet are as they were
+    assert sorted(p.name for p in out.iterdir()) == ["cells_mean.tif", "cells_x0_step0002.tif", "notes.txt"]
+    assert all((out / name).read_bytes() == b"older" for name in ("cells_mean.tif", "cells_x0_step0002.tif"))
