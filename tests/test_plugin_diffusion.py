@@ -263,11 +263,15 @@ def test_keep_samples_current_slice_and_reference_metrics(dock, qtbot):
     assert samples.data.shape == (3, 1, 32, 40)  # N along the first axis, the plane kept as Z of 1
     np.testing.assert_allclose(samples.translate, (0, 2.0, 0, 0))  # on plane 1
     assert tuple(samples.axis_labels)[0] == "sample"
+    # issue 19.14: the mean and std are the plane alone (one plane of memory), placed on plane 1
+    for name in ("cells mean", "cells std"):
+        out = viewer.layers[name]
+        assert type(out.data) is np.ndarray and out.data.shape == (1, 32, 40) and out.data.dtype == np.float32
+        np.testing.assert_allclose(out.translate, (2.0, 0, 0))
+        np.testing.assert_allclose(out.data_to_world((0, 5, 7)), layer.data_to_world((1, 5, 7)))
     mean, std = viewer.layers["cells mean"].data, viewer.layers["cells std"].data
-    assert mean.shape == sharp.shape and std.shape == sharp.shape
-    np.testing.assert_array_equal(mean[[0, 2]], (sharp // 2 + 50)[[0, 2]].astype(np.float32))
-    assert np.isnan(std[[0, 2]]).all() and (std[1] >= 0).all()
-    np.testing.assert_allclose(samples.data.mean(0)[0], mean[1], rtol=1e-4, atol=1e-2)
+    assert np.isfinite(std).all() and (std >= 0).all()
+    np.testing.assert_allclose(samples.data.mean(0), mean, rtol=1e-4, atol=1e-2)
     metrics = widget.last[0].metrics
     assert set(metrics) == {"input", "result"}
     assert "PSNR" in widget.metrics_label.text() and "mean" in widget.metrics_label.text()

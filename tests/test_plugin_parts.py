@@ -53,6 +53,18 @@ def test_plane_index_follows_scale_translate_and_clips():
     assert plane_index(rgb, "ZYXC", (3.0, 0, 0)) == (3, slice(None), slice(None), slice(None))
 
 
+def test_a_plane_keeps_its_axes_and_is_placed_on_its_plane():
+    from napari_deblur.plugin.plane import keepdims_index, part_shape, part_translate
+
+    index = (2, 1, slice(None), slice(None))
+    assert keepdims_index(index) == (slice(2, 3), slice(1, 2), slice(None), slice(None))
+    assert part_shape((4, 3, 8, 9), index) == (1, 1, 8, 9) and part_shape((8, 9), None) == (8, 9)
+    assert part_translate((10.0, 0, 5, 6), (2.0, 0.5, 1, 1), index, rgb=False) == (14.0, 0.5, 5.0, 6.0)
+    rgb_index = (3, slice(None), slice(None), slice(None))  # ZYXC: the colour axis has no transform
+    assert part_translate((0, 0, 0), (0.5, 1, 1), rgb_index, rgb=True) == (1.5, 0.0, 0.0)
+    assert part_translate((1, 2), (1, 1), None, rgb=False) == (1.0, 2.0)
+
+
 def test_job_on_an_rgb_stack_plane(monkeypatch):
     from napari_deblur.engine.restore import run_to_end
     from napari_deblur.models.xydeblur import XYDeblur
@@ -68,16 +80,18 @@ def test_job_on_an_rgb_stack_plane(monkeypatch):
               slice(None)), rgb=True, reference=data, region=region)
     out = run_to_end(run_job(job))
     np.testing.assert_array_equal(data, before)
-    assert out.restored.shape == data.shape and out.restored.dtype == np.uint8
-    np.testing.assert_array_equal(out.restored[[0, 2]], data[[0, 2]])
-    assert np.isnan(out.r_hor[[0, 2]]).all() and np.isfinite(out.r_hor[1]).all()
-    assert out.chroma.shape == (3, 32, 40) and np.isfinite(out.chroma[1]).all() and np.isnan(out.chroma[0]).all()
+    # the plane alone, its Z axis kept as 1 (placed on plane 1 by the layer's translate)
+    assert out.restored.shape == (1, 32, 40, 3) and out.restored.dtype == np.uint8
+    assert out.r_hor.shape == (1, 32, 40, 3) and np.isfinite(out.r_hor).all()
+    alone = run_to_end(run_job(Job(data=data[1], axes="YXC", model=model, options={"device": "cpu"}, rgb=True)))
+    np.testing.assert_array_equal(out.restored[0], alone.restored)
+    assert out.chroma.shape == (1, 32, 40) and np.isfinite(out.chroma).all()
     assert out.shift.n_pixels == 16 * 16 and out.shift_where == "region"
     assert out.metrics["input"]["psnr"] == np.inf or out.metrics["input"]["psnr"] > 90  # itself as reference
     assert out.limits["residual"] > 0 and out.limits["chroma"] > 0
 
 
-def test_a_plane_of_a_dask_stack_reads_that_plane_only_and_outputs_stay_lazy():
+def test_a_plane_of_a_dask_stack_reads_that_plane_only():
     da = pytest.importorskip("dask.array")
     from napari_deblur.engine.restore import run_to_end
     from napari_deblur.models.xydeblur import XYDeblur
@@ -102,10 +116,59 @@ def test_a_plane_of_a_dask_stack_reads_that_plane_only_and_outputs_stay_lazy():
     out = run_to_end(run_job(Job(data=lazy, axes="ZYXC", model=model, options={"device": "cpu"}, index=index,
                                  rgb=True)))
     assert all(key[0] == slice(1, 2) for key in reads)  # only plane 1 came off the "disk"
-    assert type(out.restored).__module__.startswith("dask") and type(out.r_hor).__module__.startswith("dask")
-    np.testing.assert_array_equal(out.restored.compute(), eager.restored)
-    np.testing.assert_array_equal(out.r_hor.compute(), eager.r_hor)
-    np.testing.assert_array_equal(out.chroma.compute(), eager.chroma)
+    for kind in ("restored", "r_hor", "r_ver", "chroma"):
+        np.testing.assert_array_equal(getattr(out, kind), getattr(eager, kind))
+
+
+def huge_stacks(plane):
+    """The same plane as a numpy stack of 20,000 planes (a read-only view: one plane in memory) and
+    as a dask stack of a million planes, whose float32 copy (5 GB) would not fit a small machine."""
+    da = pytest.importorskip("dask.array")
+    eager = np.broadcast_to(plane, (20_000, *plane.shape))
+    lazy = da.from_array(np.broadcast_to(plane, (1_000_000, *plane.shape)), chunks=(1000, *plane.shape))
+    return eager, lazy
+
+
+@pytest.mark.parametrize("kind", ["numpy", "dask"])
+def test_a_current_slice_run_costs_one_plane_of_a_huge_stack(kind):
+    """Issue 19.14: the outputs of a current-slice run are the plane (as numpy), never the stack."""
+    from napari_deblur.engine.restore import run_to_end
+    from napari_deblur.plugin.job import Job, run_job
+    from factories import tiny_model
+
+    plane = np.random.default_rng(1).integers(100, 4000, (32, 40), dtype=np.uint16)
+    stack = dict(zip(("numpy", "dask"), huge_stacks(plane)))[kind]
+    index = (7, slice(None), slice(None))
+    out = run_to_end(run_job(Job(data=stack, axes="ZYX", model=tiny_model(), options={"device": "cpu"},
+                                 index=index)))
+    alone = run_to_end(run_job(Job(data=plane, axes="YX", model=tiny_model(), options={"device": "cpu"})))
+    for name, dtype in (("restored", np.uint16), ("r_hor", np.float32), ("r_ver", np.float32)):
+        data = getattr(out, name)
+        assert type(data) is np.ndarray and data.shape == (1, 32, 40) and data.dtype == dtype, name
+        assert data.nbytes == plane.size * dtype().itemsize, name
+    np.testing.assert_array_equal(out.restored[0], alone.restored)
+
+
+@pytest.mark.parametrize("kind", ["numpy", "dask"])
+def test_a_current_slice_diffusion_costs_one_plane_of_a_huge_stack(kind):
+    """Issue 19.14: the mean and std of a current-slice refinement are the plane, never the stack."""
+    from napari_deblur.engine.restore import run_to_end
+    from napari_deblur.models.denoiser import ResidualDenoiser
+    from napari_deblur.plugin.diffusion_job import DiffusionJob, run_diffusion
+    from factories import tiny_model
+
+    plane = np.random.default_rng(1).integers(100, 4000, (24, 32), dtype=np.uint16)
+    stack = dict(zip(("numpy", "dask"), huge_stacks(plane)))[kind]
+    torch.manual_seed(0)
+    pair = (tiny_model(), ResidualDenoiser(1, width=8).eval())
+    job = DiffusionJob(data=stack, axes="ZYX", model=pair, steps=2, samples=2, options={"device": "cpu"},
+                       index=(7, slice(None), slice(None)))
+    out = run_to_end(run_diffusion(job))
+    for name in ("mean", "std"):
+        data = getattr(out, name)
+        assert type(data) is np.ndarray and data.shape == (1, 24, 32) and data.dtype == np.float32, name
+        assert np.isfinite(data).all(), name
+    assert out.trajectory.shape == (2, 1, 24, 32)
 
 
 def test_engine_runtime_errors_reach_the_widget(monkeypatch):

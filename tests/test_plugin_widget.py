@@ -129,21 +129,38 @@ def test_whole_stack_run_then_rerun_replaces(dock, qtbot, weights):
     np.testing.assert_array_equal(layer.data, image)
 
 
-def test_current_slice_changes_only_that_plane(dock, qtbot, weights):
+def test_current_slice_adds_the_plane_alone_on_its_plane(dock, qtbot, weights):
+    """Issue 19.14: a preview costs one plane; the layers sit on that plane (2D and 3D)."""
     viewer, widget = dock
     image = stack((3, 40, 48))
-    layer = viewer.add_image(image.copy(), name="cells", scale=(2.0, 1.0, 1.0))
+    layer = viewer.add_image(image.copy(), name="cells", scale=(2.0, 0.5, 0.5), translate=(1.0, 3.0, 4.0),
+                             axis_labels=("Z", "Y", "X"), units=("um", "um", "um"))
     setup(widget, layer, weights(1), scope="current slice")
-    viewer.dims.set_point(0, 1 * 2.0)  # world coordinate of plane 1
+    viewer.dims.set_point(0, 1.0 + 1 * 2.0)  # world coordinate of plane 1
     run_and_wait(qtbot, widget)
+    assert "Done" in widget.status_label.text(), widget.status_label.text()
+    for name in OUTPUTS:
+        out = viewer.layers[f"cells {name}"]
+        assert type(out.data) is np.ndarray and out.data.shape == (1, 40, 48), name
+        assert out.data.nbytes == 40 * 48 * out.data.dtype.itemsize, name  # one plane, not the stack
+        np.testing.assert_allclose(out.scale, (2.0, 0.5, 0.5))
+        np.testing.assert_allclose(out.translate, (3.0, 3.0, 4.0))  # on plane 1
+        np.testing.assert_allclose(out.data_to_world((0, 5, 7)), layer.data_to_world((1, 5, 7)))
+        assert tuple(out.axis_labels) == ("Z", "Y", "X") and tuple(str(u) for u in out.units) == ("micrometer",) * 3
     restored = viewer.layers["cells deblurred"].data
-    r_hor = viewer.layers["cells r_hor"].data
-    assert restored.shape == image.shape
-    np.testing.assert_array_equal(restored[[0, 2]], image[[0, 2]])
-    assert not np.array_equal(restored[1], image[1])
-    assert np.isnan(r_hor[[0, 2]]).all() and np.isfinite(r_hor[1]).all()
+    assert restored.dtype == image.dtype and not np.array_equal(restored[0], image[1])
+    assert np.isfinite(viewer.layers["cells r_hor"].data).all()
     assert viewer.layers["cells deblurred"].metadata["napari_deblur"]["plane"] == {"Z": 1}
     np.testing.assert_array_equal(layer.data, image)
+    viewer.dims.ndisplay = 3  # in 3D too the plane sits at Z = 3, inside the stack's range
+    np.testing.assert_allclose(viewer.layers["cells deblurred"].extent.world[:, 0], (3.0, 3.0))
+    np.testing.assert_allclose(viewer.dims.range[0][:2], (1.0, 5.0))
+    viewer.dims.ndisplay = 2
+    widget.scope_combo.setCurrentText("whole stack")  # the same layers take the whole stack back
+    run_and_wait(qtbot, widget)
+    out = viewer.layers["cells deblurred"]
+    assert out.data.shape == image.shape
+    np.testing.assert_allclose(out.translate, (1.0, 3.0, 4.0))
 
 
 def slow_engine(monkeypatch, delay=0.05):

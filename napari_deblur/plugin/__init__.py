@@ -8,7 +8,8 @@ the engine inside functions, so discovering or opening the plugin stays cheap.
 - ``sample_data``: the blurred samples with their sharp references
 - ``axes``: which engine axes string an Image layer stands for, and its current plane
 - ``layers``: output layer names, properties copied from the input, add-or-replace
-- ``job``: one restoration (engine run, full-shape outputs, colour shift, metrics), no Qt
+- ``job``: one restoration (engine run, output layers' data, colour shift, metrics), no Qt
+- ``plane``: where a "current slice" result goes (the plane alone, placed by ``translate``)
 - ``readout``: the colour-shift region mask and the text the widget shows
 - ``compare``: the side-by-side grid view toggle
 - ``options``: the model, device, precision and tile controls ("Load weights..." included)

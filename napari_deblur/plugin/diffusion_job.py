@@ -8,15 +8,14 @@ the raw state ``z_t`` of the first sample in flight) at most every ``preview_int
 seconds and on the very last step, so the main thread draws at most ~10 frames a second
 however fast the steps come. The :class:`Trajectory` (every k-th step's ``x0`` of sample
 0, within a frame count and memory budget) is collected here in the worker thread too.
-It returns a :class:`DiffusionOutput` with full-shape ``mean`` and ``std``.
+It returns a :class:`DiffusionOutput` with ``mean`` and ``std``.
 
-Scope "current slice" refines only the YX plane at the viewer's dims point. The plane is
-taken *with its other axes kept as length 1* (``image[2:3, :, :]`` rather than
-``image[2]``), so the live layers, the trajectory and the samples have the input's
-dimensionality and sit on the right plane through their ``translate``
-(:func:`part_translate`). ``mean`` and ``std`` have the input's full shape, like the
-XYDeblur outputs: ``mean`` is the input (as float32) with that plane replaced, ``std`` is
-NaN outside it.
+Scope "current slice" refines only the YX plane at the viewer's dims point, and reads and
+outputs only that plane. The plane is taken *with its other axes kept as length 1*
+(``image[2:3, :, :]`` rather than ``image[2]``), so every output (live layers, ``mean``,
+``std``, trajectory, samples) has the input's dimensionality and sits on the right plane
+through its ``translate`` (:mod:`napari_deblur.plugin.plane`): nothing the size of the
+stack is allocated.
 """
 
 import math
@@ -27,6 +26,7 @@ import numpy as np
 
 from .job import RunError
 from .layers import symmetric_limit, upper_limit
+from .plane import keepdims_index
 from .readout import reference_metrics
 
 PREVIEW_INTERVAL = 0.1  # seconds between preview frames: at most ~10 redraws a second
@@ -71,10 +71,8 @@ class DiffusionTick:
 
 @dataclass
 class DiffusionOutput:
-    mean: np.ndarray  # the input's full shape, float32
-    std: np.ndarray  # full shape (RGB: without the colour axis), float32, NaN outside a refined plane
-    part_mean: np.ndarray  # the refined part (keepdims plane or the whole array)
-    part_std: np.ndarray
+    mean: np.ndarray  # float32, the refined part: the whole array, or the plane with its other axes as 1
+    std: np.ndarray  # float32, the same shape (RGB: without the colour axis)
     trajectory: np.ndarray  # (frames, *part shape), float32
     trajectory_steps: tuple  # the step of each frame
     samples: np.ndarray | None  # (N, *part shape) with keep_samples
@@ -83,24 +81,6 @@ class DiffusionOutput:
     info: dict
     metrics: dict | None = None
     limits: dict = field(default_factory=dict)  # 'std': (0, upper)
-
-
-def keepdims_index(index: tuple) -> tuple:
-    """:func:`~napari_deblur.plugin.axes.plane_index`'s tuple with every integer ``i`` made
-    ``slice(i, i + 1)``: the plane keeps the input's dimensionality."""
-    return tuple(item if isinstance(item, slice) else slice(item, item + 1) for item in index)
-
-
-def part_translate(translate, scale, index, rgb: bool) -> tuple:
-    """The ``translate`` of a keepdims plane: the input's, moved to the plane along its other axes."""
-    translate = [float(t) for t in translate]
-    if index is None:
-        return tuple(translate)
-    dims = index[:-1] if rgb else index  # an RGB layer's transforms leave out the colour axis
-    for axis, item in enumerate(dims):
-        if not isinstance(item, slice):
-            translate[axis] += item * float(scale[axis])
-    return tuple(translate)
 
 
 class Trajectory:
@@ -173,28 +153,21 @@ def _run(job: DiffusionJob):
             raise
     yield DiffusionTick(job.steps, job.steps, 1, 1, "assembling the layers", stage="finish")
 
-    part_mean = np.asarray(result.mean, dtype=np.float32)
-    part_std = np.asarray(result.std, dtype=np.float32)
+    mean = np.asarray(result.mean, dtype=np.float32)
+    std = np.asarray(result.std, dtype=np.float32)
     if job.rgb:  # one uncertainty value per pixel: the RMS over the colour channels
-        colour = min(3, part_std.shape[-1])
-        part_std = np.sqrt(np.mean(np.square(part_std[..., :colour]), axis=-1))
-    if part_index is None:
-        mean, std = part_mean, part_std
-    else:
-        mean = np.array(job.data, dtype=np.float32, copy=True)  # the input is never written to
-        mean[part_index] = part_mean
-        std = np.full(mean.shape[:-1] if job.rgb else mean.shape, np.nan, np.float32)
-        std[part_index[:-1] if job.rgb else part_index] = part_std
+        colour = min(3, std.shape[-1])
+        std = np.sqrt(np.mean(np.square(std[..., :colour]), axis=-1))
 
     metrics = None
     if job.reference is not None:
         yield DiffusionTick(job.steps, job.steps, 1, 1, "measuring against the reference", stage="finish")
         reference = np.asarray(job.reference if part_index is None else job.reference[part_index])
-        metrics = reference_metrics(reference, part, part_mean, job.axes, job.rgb)
+        metrics = reference_metrics(reference, part, mean, job.axes, job.rgb)
 
     return DiffusionOutput(
-        mean=mean, std=std, part_mean=part_mean, part_std=part_std,
+        mean=mean, std=std,
         trajectory=trajectory.stack(), trajectory_steps=tuple(trajectory.at),
         samples=result.samples, seeds=tuple(result.seeds), index=job.index, info=dict(result.info),
-        metrics=metrics, limits={"std": (0.0, upper_limit(part_std))},
+        metrics=metrics, limits={"std": (0.0, upper_limit(std))},
     )

@@ -42,10 +42,11 @@ from qtpy.QtWidgets import (
 )
 
 from .axes import is_stack, layer_axes, layer_shape, plane_index
-from .diffusion_job import DiffusionJob, part_translate, run_diffusion
+from .diffusion_job import DiffusionJob, run_diffusion
 from .running import start_worker
 from .layers import CHROMA_COLORMAP, add_or_replace, source_properties
 from .options import LOAD_WEIGHTS, WEIGHTS_FILTER, RunOptions
+from .plane import part_shape, part_translate
 from .readout import format_metrics
 from .xydeblur_widget import NO_REFERENCE, SCOPES, _refill
 
@@ -400,7 +401,7 @@ class DiffusionDeblurWidget(QWidget):
         self._live = {}
         self.preview_count = 0
         try:
-            self._create_live(_part_shape(layer_shape(layer), job.index))
+            self._create_live(part_shape(layer_shape(layer), job.index))
         except (ValueError, TypeError) as err:  # e.g. napari refusing an inherited property
             self._remove_live()
             self.say(f"Cannot show the live layers: {err}", error=True)
@@ -511,7 +512,7 @@ class DiffusionDeblurWidget(QWidget):
         provenance = {**self._provenance(), **{k: v for k, v in info.items() if isinstance(v, (str, int, float))}}
         translate = ctx["part_translate"]
         try:
-            std_kwargs = _kwargs(props, provenance, "std", rgb=False)
+            std_kwargs = _kwargs(props, provenance, "std", rgb=False, translate=translate)
             std_kwargs.update(colormap=STD_COLORMAP, contrast_limits=output.limits["std"])
             if "z_t" in self._live:
                 self._live["z_t"].visible = False  # the raw state: useful while it runs, noise at the end
@@ -524,7 +525,7 @@ class DiffusionDeblurWidget(QWidget):
                 add_or_replace(self.viewer, output.samples, diffusion_name(name, "samples"), **kwargs)
             add_or_replace(self.viewer, output.std, diffusion_name(name, "std"), **std_kwargs)
             add_or_replace(self.viewer, output.mean, diffusion_name(name, "mean"),
-                           **_image_kwargs(props, provenance, "mean", rgb=rgb))
+                           **_image_kwargs(props, provenance, "mean", rgb=rgb, translate=translate))
         except (ValueError, TypeError) as err:  # e.g. napari refusing an inherited property
             self.say(f"Diffusion deblur ran but the result could not be shown: {err}", error=True)
             return
@@ -541,13 +542,6 @@ class DiffusionDeblurWidget(QWidget):
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
         self.cancel()
         super().closeEvent(event)
-
-
-def _part_shape(shape, index) -> tuple:
-    """The shape of the refined part: the whole array, or the plane with its other axes kept as 1."""
-    if index is None:
-        return tuple(shape)
-    return tuple(n if isinstance(item, slice) else 1 for n, item in zip(shape, index))
 
 
 def _clock(seconds: float) -> str:

@@ -3,15 +3,15 @@
 :func:`run_job` is the generator the widget hands to napari's ``thread_worker``: it
 yields the engine's :class:`~napari_deblur.engine.restore.Progress` (one per batch of
 tiles, so ``worker.quit()`` stops it between tiles) and returns a :class:`JobOutput`
-with full-shape layers, the colour shift of RGB input and the reference metrics.
+with the layers' data, the colour shift of RGB input and the reference metrics.
 Everything heavy (reading a lazy array, the network, copies, statistics) happens
 here, in the worker thread, so napari stays responsive.
 
 Scope "current slice": only the YX plane at the viewer's dims point is restored (all
-channels of it). The outputs still have the input's full shape so the dims sliders
-keep working: ``restored`` is a copy of the input with that plane replaced, the
-residuals and the chroma are NaN (not computed) outside it.
-Each run starts from the input again: planes restored by an earlier run are not kept.
+channels), and only that plane is read and output: ``restored``, the residuals and the
+chroma are the plane with the input's other axes kept as 1, and the widget places them
+on the plane with a ``translate`` (:mod:`napari_deblur.plugin.plane`). Nothing the size
+of the stack is allocated, however large the stack (numpy or dask).
 
 Lazy runs (:func:`lazy_restored`, for dask layers or layers larger than
 :data:`LAZY_THRESHOLD`) do no work here at all: they return a dask array
@@ -25,6 +25,7 @@ import numpy as np
 
 from .axes import sliced_axes
 from .layers import symmetric_limit, upper_limit
+from .plane import part_shape
 from .readout import compute_shift, reference_metrics
 
 
@@ -71,11 +72,11 @@ class Job:
 
 @dataclass
 class JobOutput:
-    restored: np.ndarray  # full shape, the input's dtype
-    r_hor: np.ndarray  # full shape, float32 (NaN outside a restored plane)
+    restored: np.ndarray  # the input's dtype: the whole array, or the plane with its other axes as 1
+    r_hor: np.ndarray  # the same shape, float32
     r_ver: np.ndarray
-    chroma: np.ndarray | None  # full shape less the colour axis, RGB input only
-    part: np.ndarray  # what was restored: the plane or the whole array
+    chroma: np.ndarray | None  # the same less the colour axis, RGB input only
+    part: np.ndarray  # what was restored, as the engine saw it: the plane (squeezed) or the whole array
     part_r_hor: np.ndarray
     part_r_ver: np.ndarray
     part_axes: str
@@ -95,21 +96,6 @@ def run_job(job: Job):
         raise RunError(str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__) from err
 
 
-def _full(shape, index, part, fill, dtype, chunks=None) -> np.ndarray:
-    out = np.full(shape, fill, dtype=dtype)
-    out[index] = part
-    return out
-
-
-def _full_lazy(shape, index, part, fill, dtype, chunks):
-    """A dask array of ``fill`` with ``part`` at ``index``: no full-size buffer is allocated."""
-    import dask.array as da
-
-    out = da.full(shape, fill, dtype=dtype, chunks=chunks)
-    out[index] = part
-    return out
-
-
 def is_dask(data) -> bool:
     return type(data).__module__.startswith("dask.")
 
@@ -124,28 +110,12 @@ def _run(job: Job):
     result = yield from xydeblur_iter(part, job.model, axes=part_axes, **job.options)
     yield Progress(1, 1, "assembling the layers")
 
-    full = _full_lazy if is_dask(job.data) else _full
-    if index is None:
-        restored, r_hor, r_ver = result.restored, result.r_hor, result.r_ver
-    elif is_dask(job.data):  # a plane of a stack that may not fit in memory: the rest stays on disk
-        restored = job.data.copy()  # a new graph: the layer's own array is not touched
-        restored[index] = result.restored
-        r_hor = full(restored.shape, index, result.r_hor, np.nan, np.float32, job.data.chunks)
-        r_ver = full(restored.shape, index, result.r_ver, np.nan, np.float32, job.data.chunks)
-    else:
-        restored = np.array(job.data, copy=True)  # the input is never written to
-        restored[index] = result.restored
-        r_hor = _full(restored.shape, index, result.r_hor, np.nan, np.float32)
-        r_ver = _full(restored.shape, index, result.r_ver, np.nan, np.float32)
-
+    shape = part.shape if index is None else part_shape(job.data.shape, index)  # the plane keeps its axes as 1
+    restored, r_hor, r_ver = (np.reshape(a, shape) for a in (result.restored, result.r_hor, result.r_ver))
     shift, where, chroma = None, "", None
     if job.rgb:
         shift, where = compute_shift(part, result.r_hor, result.r_ver, job.region)
-        if index is None:
-            chroma = shift.chroma_sum
-        else:
-            chunks = job.data.chunks[:-1] if is_dask(job.data) else None
-            chroma = full(restored.shape[:-1], index[:-1], shift.chroma_sum, np.nan, np.float32, chunks)
+        chroma = np.reshape(shift.chroma_sum, shape[:-1])
 
     limits = {"residual": symmetric_limit(result.r_hor, result.r_ver)}
     if chroma is not None:

@@ -5,7 +5,8 @@ napari ``thread_worker`` generator (:func:`napari_deblur.plugin.job.run_job`), i
 progress shows in the widget and in napari's activity dock, and Cancel stops it between
 two batches of tiles without touching any layer. When it is done the widget adds (or
 replaces) ``<name> deblurred``, ``<name> r_hor``, ``<name> r_ver`` and, for RGB input,
-``<name> chroma``; it shows the colour shift of the residuals over the whole image or a
+``<name> chroma`` (for "current slice", the plane alone, placed on it: see
+:mod:`napari_deblur.plugin.plane`); it shows the colour shift of the residuals over the whole image or a
 Shapes layer's region, and PSNR/SSIM against a reference layer when one is picked.
 Compare shows input, restored and the two residuals side by side in a grid.
 
@@ -21,6 +22,7 @@ from .job import Job, can_be_lazy, lazy_restored, run_job
 from .running import start_worker
 from .layers import add_outputs, output_name, source_properties
 from .options import RunOptions
+from .plane import part_translate
 from .readout import compute_shift, format_metrics, format_shift, region_mask
 
 NO_REFERENCE = "(none)"
@@ -143,8 +145,10 @@ class XYDeblurWidget(QWidget):
         job = Job(data=layer.data, axes=axes, model=model, options=self.options.engine_options(), index=index,
                   rgb=bool(layer.rgb), reference=None if reference is None else reference.data, region=region)
         plane = None if index is None else {a: i for a, i in zip(axes, index) if not isinstance(i, slice)}
-        context = {"name": layer.name, "props": source_properties(layer), "rgb": bool(layer.rgb), "axes": axes,
+        props = source_properties(layer)
+        context = {"name": layer.name, "props": props, "rgb": bool(layer.rgb), "axes": axes,
                    "scope": "whole stack" if index is None else "current slice", "plane": plane,
+                   "translate": part_translate(props["translate"], props["scale"], index, bool(layer.rgb)),
                    "reference": None if reference is None else reference.name, "notes": notes}
         return job, context
 
@@ -241,7 +245,8 @@ class XYDeblurWidget(QWidget):
                       **{k: v for k, v in info.items() if isinstance(v, (str, int, float))}}
         outputs = {"restored": output.restored, "r_hor": output.r_hor, "r_ver": output.r_ver, "chroma": output.chroma}
         try:
-            add_outputs(self.viewer, name, outputs, ctx["props"], provenance, rgb=rgb, limits=output.limits)
+            props = {**ctx["props"], "translate": ctx["translate"]}  # a plane sits on its plane
+            add_outputs(self.viewer, name, outputs, props, provenance, rgb=rgb, limits=output.limits)
         except (ValueError, TypeError) as err:  # e.g. napari refusing an inherited property
             self.say(f"XYDeblur ran but the result could not be shown: {err}", error=True)
             return
