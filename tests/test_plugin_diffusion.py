@@ -223,6 +223,26 @@ def test_previews_are_throttled_and_update_the_live_layers(dock, qtbot, monkeypa
     assert viewer.layers["img z_t"].data.shape == (32, 32)
 
 
+def test_the_live_layers_start_from_the_input_not_black(dock, qtbot):
+    """Issue 19.15: until the first preview frame the live layers show the input's plane, drawn like it."""
+    viewer, widget = dock
+    data = image((3, 32, 40))
+    layer = viewer.add_image(data, name="cells", scale=(2.0, 1.0, 1.0), colormap="green", contrast_limits=(100, 3000))
+    widget.set_models(*tiny_pair(1))
+    configure(widget, layer, steps=2, samples=1, scope="current slice")
+    viewer.dims.set_point(0, 2 * 2.0)  # plane 2
+    widget.run()  # adds the live layers, starts the worker; no tick is handled before the event loop runs
+    x0, z_t = viewer.layers["cells x0 estimate"], viewer.layers["cells z_t"]
+    assert viewer.layers[-1] is x0 and x0.visible
+    for live in (x0, z_t):
+        np.testing.assert_array_equal(live.data, data[2:3])  # the input's plane, not zeros
+        assert np.shares_memory(live.data, data)  # a view: nothing allocated for it
+        assert tuple(live.contrast_limits) == (100, 3000) and live.colormap.name == "green"
+        np.testing.assert_allclose(live.translate, (4.0, 0, 0))
+    qtbot.waitUntil(lambda: widget.worker is None, timeout=120000)
+    np.testing.assert_array_equal(layer.data, image((3, 32, 40)))  # the input is untouched
+
+
 def test_cancel_removes_live_layers_adds_nothing_and_runs_again(dock, qtbot, monkeypatch):
     viewer, widget = dock
     layer = viewer.add_image(image((32, 32)), name="img")

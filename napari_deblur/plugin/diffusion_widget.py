@@ -10,7 +10,8 @@ steps, samples, seed and sampler, and where to run it, then Run.
 The run is a napari ``thread_worker`` generator
 (:func:`napari_deblur.plugin.diffusion_job.run_diffusion`) that yields after every step,
 so Cancel stops it within one step. While it runs, ``<name> x0 estimate`` and
-``<name> z_t`` show the first sample in flight (at most ~10 redraws a second) and the
+``<name> z_t`` show the first sample in flight (at most ~10 redraws a second; the input
+until the first frame) and the
 progress bar shows steps/s and the time left. At the end the widget adds (or replaces)
 ``<name> mean``, ``<name> std`` (an uncertainty map, colormap magma), ``<name> trajectory``
 (x0 of sample 0 every k-th step, its own slider axis) and, with "keep samples",
@@ -46,7 +47,7 @@ from .diffusion_job import DiffusionJob, run_diffusion
 from .running import start_worker
 from .layers import CHROMA_COLORMAP, add_or_replace, source_properties
 from .options import LOAD_WEIGHTS, WEIGHTS_FILTER, RunOptions
-from .plane import part_shape, part_translate
+from .plane import keepdims_index, part_translate
 from .readout import format_metrics
 from .xydeblur_widget import NO_REFERENCE, SCOPES, _refill
 
@@ -401,7 +402,7 @@ class DiffusionDeblurWidget(QWidget):
         self._live = {}
         self.preview_count = 0
         try:
-            self._create_live(part_shape(layer_shape(layer), job.index))
+            self._create_live(layer.data if job.index is None else layer.data[keepdims_index(job.index)])
         except (ValueError, TypeError) as err:  # e.g. napari refusing an inherited property
             self._remove_live()
             self.say(f"Cannot show the live layers: {err}", error=True)
@@ -446,35 +447,32 @@ class DiffusionDeblurWidget(QWidget):
         if self._pbar is not None:  # napari's progress processes events: the run may have ended meanwhile
             self._pbar.update(tick.done - self._pbar.n)
 
-    def _create_live(self, shape) -> None:
-        """Add (or take over) the live layers before the run starts, blank (zeros).
+    def _create_live(self, start) -> None:
+        """Add (or take over) the live layers before the run starts, showing ``start`` (the part
+        of the input the run refines, a view of it) drawn like the input until the first frame.
 
-        Adding a layer is the expensive part of showing one in napari (layer controls, the
-        vispy visual, a redraw: a few hundred ms on a slow machine), so it is done once, at
-        the click, and during the run the previews only replace the layers' data.
+        The predictor runs before the first step (seconds on a CPU): meanwhile the canvas shows
+        the input, not a black layer. Adding a layer is the expensive part of showing one in
+        napari (layer controls, the vispy visual, a redraw: a few hundred ms on a slow
+        machine), so it is done once, at the click, and the previews only replace the data.
         """
         ctx = self._context
         rgb, translate = ctx["rgb"], ctx["part_translate"]
-        blank = np.zeros(shape, np.float32)
         for kind in LIVE[::-1]:  # z_t below, the x0 estimate on top
-            if kind == "x0":
-                kwargs = _image_kwargs(ctx["props"], self._provenance(), "x0", rgb=rgb, translate=translate)
-            else:
-                kwargs = _kwargs(ctx["props"], self._provenance(), "z_t", rgb=rgb, translate=translate)
-                kwargs["contrast_limits"] = (-1.0, 1.0)
-                if not rgb:
-                    kwargs["colormap"] = "gray"
-            self._live[kind] = add_or_replace(self.viewer, blank, diffusion_name(ctx["name"], kind), **kwargs)
+            kwargs = _image_kwargs(ctx["props"], self._provenance(), kind, rgb=rgb, translate=translate)
+            self._live[kind] = add_or_replace(self.viewer, start, diffusion_name(ctx["name"], kind), **kwargs)
             self._live[kind].visible = True
 
     def _show_live(self, tick) -> None:
-        """Draw a preview frame: new data for the live layers."""
+        """Draw a preview frame: new data for the live layers (z_t: grey, symmetric limits)."""
         for kind, data in (("z_t", tick.z_t), ("x0", tick.x0)):
             layer = self._live.get(kind)
             if layer is None or layer not in self.viewer.layers:  # the user deleted it: fine
                 continue
             layer.data = data
             if kind == "z_t":
+                if self.preview_count == 0 and not layer.rgb:
+                    layer.colormap = "gray"
                 layer.contrast_limits = (-tick.z_limit, tick.z_limit)
         self.preview_count += 1
 
