@@ -69,8 +69,9 @@ class ImageFile:
 def read_image(path) -> ImageFile:
     """Read a TIFF (ImageJ, OME, tifffile or plain), PNG, JPEG or BMP.
 
-    Raises ValueError, naming the file, when it is missing, of an unknown type
-    or cannot be decoded.
+    Raises ValueError, naming the file, when it is missing, of an unknown type,
+    cannot be decoded, or is not an image: fewer than 2 dimensions besides colour
+    samples, or an axis of size 0.
     """
     path = _checked_path(path, READ_SUFFIXES)
     with _reading(path):
@@ -150,6 +151,7 @@ def _read_tiff(path: Path, lazy: bool = False, chunk_planes: int = 1) -> ImageFi
     tif = tifffile.TiffFile(path)
     try:
         series = _first_series(tif)
+        _check_image_shape(series.shape, series.axes.upper())
         axes, scale, unit, metadata = _tiff_metadata(tif, series, path)
         array = _tiff_dask(tif, series, path, chunk_planes) if lazy else series.asarray()
     except BaseException:
@@ -162,6 +164,16 @@ def _read_tiff(path: Path, lazy: bool = False, chunk_planes: int = 1) -> ImageFi
             array, axes = np.moveaxis(array, axes.index("S"), -1), axes.replace("S", "") + "S"
         axes = axes.replace("S", "C")
     return ImageFile(array, axes, scale, unit, metadata)
+
+
+def _check_image_shape(shape, axes: str):
+    """ValueError unless the image has at least 2 dimensions besides colour samples (``S``), none empty."""
+    if 0 in shape:
+        raise ValueError(f"the image is empty (shape {tuple(shape)}); every axis needs a size of at least 1")
+    dimensions = sum(1 for letter in axes if letter != "S")
+    if dimensions < 2:
+        raise ValueError(f"the image has {dimensions} dimension{'s' * (dimensions != 1)} (shape {tuple(shape)}); "
+                         "an image needs at least 2 (Y and X)")
 
 
 def _tiff_metadata(tif, series, path: Path) -> tuple[str, dict, str | None, dict]:

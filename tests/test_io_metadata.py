@@ -2,6 +2,7 @@
 resolutions (dpi) are not a pixel size, unusable values are ignored with a warning, and
 images napari cannot show are refused with one clear line."""
 
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -191,3 +192,51 @@ def test_reader_gives_napari_a_usable_scale_despite_bad_ome_values(tmp_path):
     with pytest.warns(UserWarning, match="PhysicalSize"):
         [(_, kwargs, _)] = read_tiffs(str(path))
     assert kwargs["scale"] == (1.0, 0.5, 1.0) and kwargs["units"] == ("pixel", "µm", "pixel")
+
+
+# -- item 12: images napari cannot show are refused with one line naming the file --------
+
+NOT_IMAGES = {  # name: (array, whether tifffile writes its JSON shape, why it is refused)
+    "empty": (np.zeros((0,), np.uint8), True, "empty"),
+    "empty_plane": (np.zeros((0,), np.uint8), False, "empty"),  # without the JSON tifffile reads (0, 0)
+    "empty_stack": (np.zeros((0, 8, 8), np.uint16), True, "empty"),
+    "no_columns": (np.zeros((8, 0), np.uint16), True, "empty"),
+    "line": (np.arange(10, dtype=np.uint16), True, "1 dimension"),
+    "rgb_line": (np.zeros((10, 3), np.uint8), True, "1 dimension"),
+}
+
+
+def write_not_image(path, name):
+    array, with_json, _ = NOT_IMAGES[name]
+    kwargs = {"photometric": "rgb"} if name.startswith("rgb") else {}
+    with pytest.warns(UserWarning) if array.size == 0 else nullcontext():  # tifffile: "nonconformant TIFF"
+        tifffile.imwrite(path, array, metadata={} if with_json else None, **kwargs)
+    with tifffile.TiffFile(path) as tif:  # what the reader will see
+        assert tif.series[0].shape == ((0, 0) if name == "empty_plane" else array.shape)
+    return path
+
+
+@pytest.mark.parametrize("read", [read_image, read_image_lazy], ids=["eager", "lazy"])
+@pytest.mark.parametrize("name", NOT_IMAGES)
+def test_empty_or_one_dimensional_tiff_is_refused_with_one_line(tmp_path, read, name):
+    if read is read_image_lazy:
+        pytest.importorskip("dask.array")
+        pytest.importorskip("zarr")
+    path = write_not_image(tmp_path / f"{name}.tif", name)
+    with pytest.raises(ValueError, match=rf"{name}\.tif.*{NOT_IMAGES[name][2]}") as err:
+        read(path)
+    assert "\n" not in str(err.value) and "at least" in str(err.value)
+
+
+def test_a_single_row_is_still_an_image(tmp_path):
+    tifffile.imwrite(tmp_path / "row.tif", np.arange(10, dtype=np.uint16)[None])
+    image = read_image(tmp_path / "row.tif")
+    assert image.axes == "YX" and image.array.shape == (1, 10)
+
+
+def test_reader_refuses_an_empty_tiff_with_a_value_error(tmp_path):
+    from napari_deblur.plugin.reader import get_reader
+
+    path = write_not_image(tmp_path / "empty.tif", "empty")
+    with pytest.raises(ValueError, match=r"empty\.tif.*empty"):
+        get_reader(str(path))(str(path))

@@ -144,3 +144,20 @@ def test_sample_data_opens_with_hidden_references(make_napari_viewer):
     assert stack[0].data.dtype == np.uint16 and stack[0].data.shape == (5, 256, 256)
     np.testing.assert_allclose(stack[0].scale, (0.5, 0.1, 0.1))
     assert tuple(stack[1].axis_labels) == ("Z", "Y", "X") and not stack[1].visible
+
+
+@pytest.mark.parametrize("array", [np.zeros((0, 8, 8), np.uint16), np.arange(10, dtype=np.uint16)], ids=["empty", "1-D"])
+def test_viewer_reports_why_an_image_it_cannot_show_is_refused(make_napari_viewer, tmp_path, array):
+    import warnings
+
+    path = tmp_path / "bad.tif"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tifffile warns that a zero-size TIFF is nonconformant
+        tifffile.imwrite(path, array)
+    viewer = make_napari_viewer()
+    # the reader raises (napari passes a reader's error on to the user: with a preferred reader
+    # as napari's ReaderPluginError quoting it), rather than napari failing while adding the layer
+    with pytest.raises(ValueError, match=r"cannot read .*bad\.tif: the image (is empty|has 1 dimension)") as err:
+        viewer.open(str(path), plugin="napari-deblur")
+    assert "\n" not in str(err.value) and "at least" in str(err.value)
+    assert len(viewer.layers) == 0

@@ -12,12 +12,18 @@ The size comes from the TIFF header, so deciding reads no pixels. What napari ge
   layer per channel, named ``<file> [c<i>]`` like ``<file>`` when there is one channel;
 - RGB(A) (the channel axis last, 3 or 4 samples, photometric RGB) stays one ``rgb=True`` layer;
 - ``scale`` holds the pixel size of every non-channel axis, Z spacing and frame interval
-  included (1 where the file says nothing), ``axis_labels`` the file's axis letters and
+  included (1 where the file says nothing, or nothing usable: a print resolution in dots
+  per inch is no pixel size, and a zero, negative, NaN or non-numeric size is ignored with
+  a warning naming the file and the field), ``axis_labels`` the file's axis letters and
   ``units`` the length unit for X, Y and Z, seconds (or ImageJ's ``tunit``) for T, and
   ``pixel`` where nothing is known;
 - ``metadata`` keeps ``path``, ``axes`` (the file's axes string, ``C`` included),
   ``lazy`` (True for a dask layer read from the file on demand) and the rest of what the
   file said under ``file_metadata``.
+
+A file napari could not show (an axis of size 0, fewer than 2 dimensions besides colour
+samples) or cannot decode raises ValueError, one line naming the file and the reason, which
+napari passes on to the user (returning None would hand the file to another reader).
 
 PNG and JPEG are left to napari's builtin reader, which opens them well (RGB as RGB).
 No torch here: napari may import this module at start-up.
