@@ -146,7 +146,8 @@ def test_sample_data_opens_with_hidden_references(make_napari_viewer):
     assert tuple(stack[1].axis_labels) == ("Z", "Y", "X") and not stack[1].visible
 
 
-@pytest.mark.parametrize("array", [np.zeros((0, 8, 8), np.uint16), np.arange(10, dtype=np.uint16)], ids=["empty", "1-D"])
+@pytest.mark.parametrize("array", [np.zeros((0, 8, 8), np.uint16), np.arange(10, dtype=np.uint16)],
+                         ids=["empty", "1-D"])
 def test_viewer_reports_why_an_image_it_cannot_show_is_refused(make_napari_viewer, tmp_path, array):
     import warnings
 
