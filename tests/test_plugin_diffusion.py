@@ -195,7 +195,8 @@ def test_run_streams_previews_and_ends_with_mean_std_trajectory(dock, qtbot, pai
     assert tuple(trajectory.axis_labels) == ("step", "Z", "Y", "X")
     np.testing.assert_allclose(trajectory.scale, (1.0, 2.0, 0.5, 0.5))
     assert trajectory.metadata["napari_deblur"]["trajectory_steps"] == [1, 2, 3, 4, 5, 6]
-    assert "cells x0 estimate" in viewer.layers and "cells samples" not in viewer.layers
+    # issue 19.16: the live previews are gone; what stays is the result
+    assert [lay.name for lay in viewer.layers] == ["cells", "cells trajectory", "cells std", "cells mean"]
     np.testing.assert_array_equal(layer.data, data)  # the input is untouched
 
     count = len(viewer.layers)
@@ -215,12 +216,14 @@ def test_previews_are_throttled_and_update_the_live_layers(dock, qtbot, monkeypa
     changes = []
     qtbot.waitUntil(lambda: "img x0 estimate" in viewer.layers, timeout=60000)
     viewer.layers["img x0 estimate"].events.data.connect(lambda e: changes.append(time.perf_counter()))
+    z_t = viewer.layers["img z_t"]
     qtbot.waitUntil(lambda: widget.worker is None, timeout=120000)
     assert len(changes) >= 2, "the x0 estimate should change several times during a run"
     assert widget.preview_count < 20  # not one redraw per step
     gaps = np.diff(changes[:-1])  # the last frame (final step) is not throttled
     assert gaps.size == 0 or gaps.min() > 0.05
-    assert viewer.layers["img z_t"].data.shape == (32, 32)
+    assert z_t.data.shape == (32, 32) and z_t.data.dtype == np.float32  # the last frame it showed
+    assert viewer.layers["img trajectory"].data.shape == (20, 32, 32)  # a 2D image: (steps, Y, X)
 
 
 def test_the_live_layers_start_from_the_input_not_black(dock, qtbot):
@@ -289,6 +292,12 @@ def test_keep_samples_current_slice_and_reference_metrics(dock, qtbot):
         assert type(out.data) is np.ndarray and out.data.shape == (1, 32, 40) and out.data.dtype == np.float32
         np.testing.assert_allclose(out.translate, (2.0, 0, 0))
         np.testing.assert_allclose(out.data_to_world((0, 5, 7)), layer.data_to_world((1, 5, 7)))
+    # the trajectory keeps the plane's place on Z: its step axis is a slider of its own, in front
+    # of Z (napari lines layers up by their last axes: a (steps, Y, X) layer would put the steps on Z)
+    trajectory = viewer.layers["cells trajectory"]
+    assert trajectory.data.shape == (4, 1, 32, 40)
+    np.testing.assert_allclose(trajectory.data_to_world((3, 0, 5, 7))[1:], layer.data_to_world((1, 5, 7)))
+    assert "cells x0 estimate" not in viewer.layers and "cells z_t" not in viewer.layers
     mean, std = viewer.layers["cells mean"].data, viewer.layers["cells std"].data
     assert np.isfinite(std).all() and (std >= 0).all()
     np.testing.assert_allclose(samples.data.mean(0), mean, rtol=1e-4, atol=1e-2)

@@ -15,7 +15,8 @@ until the first frame) and the
 progress bar shows steps/s and the time left. At the end the widget adds (or replaces)
 ``<name> mean``, ``<name> std`` (an uncertainty map, colormap magma), ``<name> trajectory``
 (x0 of sample 0 every k-th step, its own slider axis) and, with "keep samples",
-``<name> samples`` (a slider over the samples). A cancelled or failed run removes its
+``<name> samples`` (a slider over the samples), and removes its live layers (the
+trajectory's last frame is the final x0 estimate). A cancelled or failed run removes its
 live layers and adds nothing else.
 
 torch and the engine are imported when the widget is built or runs, not at import.
@@ -494,12 +495,11 @@ class DiffusionDeblurWidget(QWidget):
         self.cancel_button.setEnabled(False)
         self.progress_bar.setRange(0, 1)
         self.progress_bar.setFormat("%p%")
+        self._remove_live()  # previews only: the result is the mean, std and trajectory
         if self._cancelled or self._failed:
-            self._remove_live()  # a preview of an unfinished chain is no result
             self.progress_bar.setValue(0)
             if self._cancelled:
                 self.say("Cancelled: the live layers were removed; no mean or std was added.")
-        self._live = {}
         self.update_ready()
 
     def _on_returned(self, output) -> None:
@@ -512,8 +512,6 @@ class DiffusionDeblurWidget(QWidget):
         try:
             std_kwargs = _kwargs(props, provenance, "std", rgb=False, translate=translate)
             std_kwargs.update(colormap=STD_COLORMAP, contrast_limits=output.limits["std"])
-            if "z_t" in self._live:
-                self._live["z_t"].visible = False  # the raw state: useful while it runs, noise at the end
             if output.trajectory.size:
                 kwargs = _stacked(_image_kwargs(props, provenance, "trajectory", rgb=rgb, translate=translate), "step")
                 kwargs["metadata"]["napari_deblur"]["trajectory_steps"] = list(output.trajectory_steps)
