@@ -380,7 +380,7 @@ def run_diffuse(args) -> int:
     # a named model loads once, before any work; by default each image gets the bundled
     # denoiser for its channel count (dvsr-photo for RGB, dvsr-microscopy otherwise)
     models = resolve_models(args.model, args.predictor) if args.model else None
-    args.output.mkdir(parents=True, exist_ok=True)
+    check_writable(args.output)
     for path, outputs in zip(args.inputs, planned):
         image = read_image(path)
         plain = {"photometric": image.metadata["photometric"]} if "photometric" in image.metadata else {}

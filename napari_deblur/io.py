@@ -344,9 +344,15 @@ def write_image(path, array, axes, *, scale=None, unit=None, metadata=None, sour
 
     ``scale``, ``unit`` and ``metadata`` default to those of ``source`` (an
     :class:`ImageFile`). An existing file is replaced only with ``overwrite=True``
-    (else FileExistsError); the file appears complete or not at all.
+    (else FileExistsError); the file appears complete or not at all. A failed write
+    raises :class:`~napari_deblur.output_safety.OutputError` (an OSError) naming the
+    file and the reason: ``disk full``, ``read-only file system``, ``permission denied``...
     """
+    import secrets
+
     import tifffile
+
+    from .output_safety import output_error
 
     path, array = Path(path), np.asarray(array)
     if not path.name.lower().endswith(TIFF_SUFFIXES):
@@ -360,6 +366,8 @@ def write_image(path, array, axes, *, scale=None, unit=None, metadata=None, sour
     metadata = dict(metadata or {})
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} already exists (pass overwrite=True to replace it)")
+    if path.is_dir():
+        raise IsADirectoryError(f"cannot write {path}: a folder of that name exists")
 
     rgb = axes.endswith("C") and array.shape[-1] in (3, 4) and metadata.get("photometric", "rgb") == "rgb"
     tiff_axes = axes[:-1] + "S" if rgb else axes
@@ -392,13 +400,21 @@ def write_image(path, array, axes, *, scale=None, unit=None, metadata=None, sour
             kwargs["description"] = description
         kwargs.update(metadata=shaped, bigtiff=array.nbytes > _BIG)
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.part")
+    # written under a new hidden name beside the file, then renamed: never a half file, and
+    # never a clash with a file of the user's; a failure says which file and why (disk full...)
+    partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
     try:
-        tifffile.imwrite(partial, array, **kwargs)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(partial, "xb") as handle:
+            tifffile.imwrite(handle, array, **kwargs)
         os.replace(partial, path)
+    except OSError as err:
+        raise output_error(path, err) from None
     finally:
-        partial.unlink(missing_ok=True)
+        try:
+            partial.unlink(missing_ok=True)
+        except OSError:
+            pass  # the write's own error says more
     return path
 
 

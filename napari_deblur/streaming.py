@@ -212,19 +212,33 @@ def output_path(source: Path, outdir: Path, fmt: str) -> Path:
 
 
 def compute_store(store, scheduler, workers, progress) -> None:
-    """Run a ``dask.array.store`` graph on ``scheduler`` (an address) or on local threads."""
+    """Run a ``dask.array.store`` graph on ``scheduler`` (an address) or on local threads.
+
+    Locally it returns, or raises, only once no task is still running: after a failure
+    (or Ctrl-C) the planes in flight finish and queued ones are dropped, so nothing is
+    written after the caller has cleaned up.
+    """
     if scheduler is not None:
         from distributed import Client
 
         with Client(scheduler) as client:
             client.compute(store, sync=True)
-    elif progress:
-        from dask.diagnostics import ProgressBar
+        return
+    from concurrent.futures import ThreadPoolExecutor
 
-        with ProgressBar():
-            store.compute(scheduler="threads", num_workers=int(workers))
-    else:
-        store.compute(scheduler="threads", num_workers=int(workers))
+    import dask.threaded
+
+    executor = getattr(dask.threaded, "ContextAwareThreadPoolExecutor", ThreadPoolExecutor)(int(workers))
+    try:
+        if progress:
+            from dask.diagnostics import ProgressBar
+
+            with ProgressBar():
+                store.compute(scheduler="threads", pool=executor)
+        else:
+            store.compute(scheduler="threads", pool=executor)
+    finally:
+        executor.shutdown(wait=True, cancel_futures=True)
 
 
 def stream_xydeblur(source, output, model=None, *, axes=None, fmt=None, overwrite=False, scheduler=None,

@@ -192,3 +192,143 @@ def test_the_api_refuses_the_same_cases(tmp_path, weights):
     with pytest.raises(ValueError, match="contain the input"):
         stream_xydeblur(movie, tmp_path, weights, overwrite=True)
     assert sorted(os.listdir(movie)) == ["f0.tif", "f1.tif"]
+
+
+# ---------------------------------------------------------------- 3. unwritable destinations, full disks
+
+
+def refuse_probe_in(monkeypatch, folder, code=errno.EROFS):
+    """Make creating files in ``folder`` fail as a read-only file system would (root ignores chmod)."""
+    real = os.open
+
+    def guarded(path, flags, *args, **kwargs):
+        if os.path.dirname(os.path.abspath(path)) == str(folder) and flags & os.O_CREAT:
+            raise OSError(code, os.strerror(code), path)
+        return real(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", guarded)
+
+
+def engine_never_runs(monkeypatch):
+    from napari_deblur.diffusion import refine
+    from napari_deblur.engine import restore
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the computation started")
+
+    monkeypatch.setattr(restore, "xydeblur_iter", forbidden)
+    monkeypatch.setattr(refine, "refine_iter", forbidden)
+
+
+@pytest.fixture
+def denoiser(tmp_path, weights):
+    from napari_deblur.models.denoiser import PREDICTOR_KEY, ResidualDenoiser
+
+    return str(save_safetensors(ResidualDenoiser(1, width=8), tmp_path / "den.safetensors",
+                                metadata={PREDICTOR_KEY: weights}))
+
+
+@pytest.mark.parametrize("command", ["xy", "diffuse"])
+def test_a_read_only_output_folder_is_found_before_any_work(tmp_path, weights, denoiser, monkeypatch, capsys,
+                                                             command):
+    image = tmp_path / "in" / "a.tif"
+    write_image(image, np.ones((16, 16), np.uint16), "YX")
+    out = tmp_path / "out"
+    out.mkdir()
+    refuse_probe_in(monkeypatch, out)
+    engine_never_runs(monkeypatch)
+    model = weights if command == "xy" else denoiser
+    assert main([command, str(image), "-o", str(out), "--model", model, "--device", "cpu", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"napari-deblur: error: cannot write into {out}: read-only file system\n"
+    assert list(out.iterdir()) == []
+
+
+def test_a_read_only_stream_output_folder_is_found_before_any_work(tmp_path, weights, monkeypatch, capsys):
+    movie = planes(tmp_path / "movie")
+    out = tmp_path / "out"
+    (out / "movie_deblurred").mkdir(parents=True)
+    refuse_probe_in(monkeypatch, out / "movie_deblurred", errno.EACCES)
+    engine_never_runs(monkeypatch)
+    assert xy(movie, "-o", out, "--overwrite", weights=weights) == 2
+    assert f"cannot write into {out / 'movie_deblurred'}: permission denied" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
+                    reason="root writes into read-only folders; the monkeypatched tests above cover it")
+def test_a_chmod_read_only_output_folder_is_refused(tmp_path, weights, capsys):
+    image = tmp_path / "in" / "a.tif"
+    write_image(image, np.ones((16, 16), np.uint16), "YX")
+    out = tmp_path / "out"
+    out.mkdir()
+    out.chmod(0o500)
+    try:
+        assert main(["xy", str(image), "-o", str(out), "--model", weights, "-q"]) == 2
+    finally:
+        out.chmod(0o700)
+    assert "permission denied" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("failure, reason", [
+    (OSError(errno.ENOSPC, "No space left on device"), "disk full"),
+    (OSError("262144 requested and 130904 written"), "disk full or over quota (130904 of 262144 bytes written)"),
+    (OSError(errno.EDQUOT, "Disk quota exceeded"), "disk quota exceeded"),
+])
+def test_a_full_disk_names_the_file_and_leaves_nothing(tmp_path, monkeypatch, failure, reason):
+    import tifffile
+
+    def half_written(target, *args, **kwargs):
+        if hasattr(target, "write"):
+            target.write(b"II*\0" + bytes(1000))
+        else:
+            with open(target, "wb") as f:
+                f.write(b"II*\0" + bytes(1000))
+        raise failure
+
+    monkeypatch.setattr(tifffile, "imwrite", half_written)
+    path = tmp_path / "a.tif"
+    with pytest.raises(OSError) as caught:
+        write_image(path, np.ones((256, 512), np.uint16), "YX")
+    assert str(caught.value) == f"cannot write {path}: {reason}"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_disk_while_streaming_names_the_output(tmp_path, weights, monkeypatch, capsys):
+    source = make_zarr(tmp_path / "cells.zarr", written_by_us=False)
+    out = tmp_path / "out"
+
+    def full(self, index, value):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(zarr.Array, "__setitem__", full)
+    assert xy(source, "-o", out, weights=weights) == 2
+    assert capsys.readouterr().err == f"napari-deblur: error: cannot write {out / 'cells_deblurred.zarr'}: disk full\n"
+    assert list(out.iterdir()) == []
+
+
+def test_a_failed_stream_waits_for_planes_in_flight_before_cleaning_up(tmp_path, weights, monkeypatch, capsys):
+    """One plane's write fails while another is still being written: nothing may appear afterwards."""
+    import threading
+    import time
+
+    from napari_deblur import streaming
+
+    movie = planes(tmp_path / "movie")
+    out = tmp_path / "out"
+    real = streaming.write_image
+    failed = threading.Event()
+
+    def racing(path, *args, **kwargs):
+        if path.name == "f1.tif":
+            failed.set()
+            raise OSError(errno.ENOSPC, "No space left on device")
+        failed.wait(5)
+        time.sleep(0.5)  # still writing when the run gives up
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(streaming, "write_image", racing)
+    assert main(["xy", str(movie), "-o", str(out), "--model", weights, "--device", "cpu", "--normalize", "dtype",
+                 "--workers", "2", "-q"]) == 2
+    assert "disk full" in capsys.readouterr().err
+    time.sleep(1.0)
+    assert list(out.iterdir()) == []
