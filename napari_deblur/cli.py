@@ -241,6 +241,7 @@ def run_xy(args) -> int:
     planned = plan_outputs(files, args.output, suffixes, args.overwrite)
     stream_plan = plan_streams(streamed, args)
     check_inputs_apart(args.inputs, [out for outputs in planned for out in outputs] + [t for _, t in stream_plan])
+    check_fits_in_memory(files)
     model = load_model(args.model) if args.model is not None else None  # once, and before any work
     check_writable(args.output)
     for source, target in stream_plan:
@@ -275,11 +276,16 @@ def run_xy(args) -> int:
 def plan_streams(streamed, args) -> list:
     """(input, output) for every streamed input, checked before any work: no two share an output,
     and each output may be written (:func:`napari_deblur.streaming.check_output`)."""
-    from .streaming import check_output, is_zarr, output_path
+    from .extras import MissingExtraError, require
+    from .streaming import check_output, is_zarr, output_path, required_packages
 
     plan, seen = [], set()
     for source in streamed:
         fmt = args.stream_format or ("zarr" if is_zarr(source) else "tiff")
+        try:
+            require(required_packages(source, fmt, args.scheduler), f"streaming {source}")
+        except MissingExtraError as err:
+            raise CLIError(str(err)) from None
         target = output_path(source, args.output, fmt)
         if target.resolve() in seen:
             raise CLIError(f"{source}: its output {target} is another input's output; process them separately")
@@ -290,6 +296,39 @@ def plan_streams(streamed, args) -> list:
         seen.add(target.resolve())
         plan.append((source, target))
     return plan
+
+
+def check_fits_in_memory(files) -> None:
+    """CLIError for a TIFF whose pixels alone exceed the memory available (from its header,
+    before anything is read): it needs --stream, and --stream may need packages to install."""
+    from .extras import MissingExtraError, memory_available, require
+    from .io import TIFF_SUFFIXES, tiff_nbytes
+
+    available = memory_available()
+    if available is None:
+        return
+    for path in files:
+        if not path.name.lower().endswith(TIFF_SUFFIXES):
+            continue
+        try:
+            nbytes = tiff_nbytes(path)
+        except ValueError:
+            continue  # a bad file is reported when its turn comes
+        if nbytes > available:
+            advice = "rerun with --stream to restore it plane by plane"
+            try:
+                require(["dask.array", "zarr"], "--stream")
+            except MissingExtraError as err:
+                advice += f" ({err})"
+            raise CLIError(f"{path} holds {readable_size(nbytes)} of pixels, more than the "
+                           f"{readable_size(available)} of memory available: {advice}")
+
+
+def readable_size(nbytes: int) -> str:
+    for unit, factor in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if nbytes >= factor:
+            return f"{nbytes / factor:.1f} {unit}"
+    return f"{nbytes} bytes"
 
 
 def check_inputs_apart(inputs, outputs) -> None:

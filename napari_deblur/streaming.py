@@ -44,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .extras import require
 from .io import TIFF_SUFFIXES, read_image, write_image
 from .output_safety import check_apart, check_writable, output_error
 
@@ -87,6 +88,7 @@ def open_stack(path, axes: str | None = None) -> Stack:
     path = Path(path)
     if not path.exists():
         raise ValueError(f"cannot read {path}: no such file or folder")
+    require(required_packages(path), f"streaming {path}")
     if is_zarr(path):
         return _open_zarr(path, axes)
     if path.is_dir():
@@ -98,6 +100,19 @@ def open_stack(path, axes: str | None = None) -> Stack:
         return Stack(image.array, _checked_axes(axes or image.axes, image.array.shape, path), image.scale,
                      image.unit, "tiff", [path])
     raise ValueError(f"cannot stream {path}: expected a .zarr store, a folder of TIFFs or a TIFF file")
+
+
+def required_packages(source, fmt: str | None = None, scheduler=None) -> list[str]:
+    """Import names that streaming ``source`` needs: dask.array always; zarr for a zarr store
+    in or out and for a single TIFF (read through tifffile's zarr view); distributed for a
+    ``scheduler``. A folder of TIFFs written as TIFFs needs no zarr."""
+    source = Path(source)
+    modules = ["dask.array"]
+    if is_zarr(source) or fmt == "zarr" or not source.is_dir():
+        modules.append("zarr")
+    if scheduler is not None:
+        modules.append("distributed")
+    return modules
 
 
 def _checked_axes(axes, shape, path) -> str:
@@ -249,16 +264,19 @@ def stream_xydeblur(source, output, model=None, *, axes=None, fmt=None, overwrit
     TIFFs otherwise). ``engine``: ``device``, ``precision``, ``tile``, ``normalize``,
     ``out_dtype``, ``compile`` as for :func:`napari_deblur.engine.restore.xydeblur`. ``workers``:
     threads of the local scheduler (each holds about one plane). ``scheduler``: a
-    ``dask.distributed`` scheduler address instead.
+    ``dask.distributed`` scheduler address instead. ``overwrite``: see the module docstring.
+    A missing optional package raises :class:`~napari_deblur.extras.MissingExtraError`
+    (an ImportError) naming the extra to install, before anything is read.
     """
-    import dask.array as da
-
-    from .dask import plane_chunks, xydeblur_lazy
-
     source, output = Path(source), Path(output)
     fmt = fmt or ("zarr" if is_zarr(source) else "tiff")
     if fmt not in ("zarr", "tiff"):
         raise ValueError(f"format must be 'zarr' or 'tiff', got {fmt!r}")
+    require(required_packages(source, fmt, scheduler), f"streaming {source}")
+    import dask.array as da
+
+    from .dask import plane_chunks, xydeblur_lazy
+
     check_apart([source], [output])
     check_output(output, fmt, overwrite)
     stack = open_stack(source, axes)

@@ -100,12 +100,20 @@ def opens_lazily(nbytes: int, threshold: int) -> bool:
 def read_tiff(path, threshold: int | None = None):
     """An :class:`~napari_deblur.io.ImageFile`: in memory, or lazy when larger than ``threshold``
     (default :func:`lazy_threshold`). Without dask or zarr, or for a layout tifffile's zarr
-    store does not support, it is read into memory, with a warning."""
+    store does not support, it is read into memory, with a warning; without dask or zarr
+    and larger than the memory available, :class:`~napari_deblur.extras.MissingExtraError`
+    says what to install."""
+    from .. import extras
+
     threshold = lazy_threshold() if threshold is None else threshold
-    if opens_lazily(tiff_nbytes(path), threshold):
+    nbytes = tiff_nbytes(path)
+    if opens_lazily(nbytes, threshold):
         try:
             return read_image_lazy(path)
         except (ImportError, NotImplementedError) as err:
+            available = extras.memory_available()
+            if isinstance(err, ImportError) and available is not None and nbytes > available:
+                extras.require(["dask.array", "zarr"], f"{path} is larger than the memory available; opening it lazily")
             warnings.warn(f"reading {path} into memory: cannot open it lazily ({err})", stacklevel=2)
     return read_image(path)
 
