@@ -280,6 +280,7 @@ def stream_xydeblur(source, output, model=None, *, axes=None, fmt=None, overwrit
     check_apart([source], [output])
     check_output(output, fmt, overwrite)
     stack = open_stack(source, axes)
+    check_apart([source, *stack.files], [output])  # a file of the folder may be a link to elsewhere
     if scheduler is not None and stack.kind == "tiff":
         raise ValueError("a single TIFF cannot be streamed on a cluster; convert it to zarr or a folder of TIFFs")
     data = plane_chunks(stack.array, stack.axes)

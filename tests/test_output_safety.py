@@ -332,3 +332,15 @@ def test_a_failed_stream_waits_for_planes_in_flight_before_cleaning_up(tmp_path,
     assert "disk full" in capsys.readouterr().err
     time.sleep(1.0)
     assert list(out.iterdir()) == []
+
+
+def test_a_linked_input_file_inside_the_output_folder_is_refused(tmp_path, weights, capsys):
+    """The input folder is elsewhere, but one of its files is a link into the output folder."""
+    out = tmp_path / "out"
+    old = planes(out / "movie_deblurred", names=("kept.tif",))
+    movie = planes(tmp_path / "movie", names=("f0.tif",))
+    (movie / "f1.tif").symlink_to(old / "kept.tif")
+    before = snapshot(tmp_path)
+    assert xy(movie, "-o", out, "--overwrite", weights=weights) == 2
+    assert "contain the input" in capsys.readouterr().err
+    assert snapshot(tmp_path) == before
