@@ -27,7 +27,6 @@ import random
 import time
 from pathlib import Path
 
-import numpy as np
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QCheckBox,
