@@ -166,3 +166,36 @@ def test_non_finite_weights_are_refused_at_load_time(tmp_path):
     path = save_safetensors(model, tmp_path / "nan-denoiser.safetensors")
     with pytest.raises(WeightsError, match=r"nan-denoiser.* non-finite .*output.weight"):
         load_denoiser(path)
+
+
+@pytest.mark.parametrize("config, match", [
+    ({"width": 4096}, r"width must be an integer from 1 to 1024, got 4096"),
+    ({"blocks": 100000}, r"blocks must be an integer from 1 to 64, got 100000"),
+    ({"width": "8"}, r"width must be an integer from 1 to 1024, got '8'"),
+    ({"mults": [1, 2, 3]}, r"config says mults=\[1, 2, 3\] but the tensors are mults=\[1, 2\]"),
+    ({"residual_scale": float("nan")}, r"residual_scale must be a number"),
+    ({"sigma_data": -1}, r"sigma_data must be a number from 0.0"),
+])
+def test_a_header_is_checked_against_the_tensors_before_anything_is_built(tmp_path, config, match):
+    import json
+
+    from safetensors.torch import save_file
+
+    model = tiny_denoiser(channels=1, mults=(1, 2), blocks=1)
+    header = json.dumps({**model.config, **config})
+    path = tmp_path / "lying-denoiser.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path),
+              metadata={"napari_deblur.architecture": "ResidualDenoiser", "napari_deblur.config": header})
+    with pytest.raises(WeightsError, match=r"^lying-denoiser\.safetensors: .*" + match):
+        load_denoiser(path)
+
+
+def test_a_broken_header_names_the_file(tmp_path):
+    from safetensors.torch import save_file
+
+    model = tiny_denoiser(channels=1, mults=(1, 2), blocks=1)
+    path = tmp_path / "bad-json.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path),
+              metadata={"napari_deblur.architecture": "ResidualDenoiser", "napari_deblur.config": "{oops"})
+    with pytest.raises(WeightsError, match=r"^bad-json\.safetensors: .*not valid JSON"):
+        load_denoiser(path)

@@ -157,3 +157,42 @@ def test_non_finite_weights_are_refused_at_load_time(tmp_path, bad, suffix):
         torch.save(model.state_dict(), path)
     with pytest.raises(WeightsError, match=r"broken.* non-finite .*Decoder1_4.main.0.bias"):
         load_model(path)
+
+
+def _with_header(tmp_path, model, name, config_text):
+    """``model``'s weights with ``config_text`` as the napari_deblur.config header."""
+    from safetensors.torch import save_file
+
+    path = tmp_path / name
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(path), metadata={"napari_deblur.architecture": type(model).__name__,
+                                          "napari_deblur.config": config_text})
+    return path
+
+
+@pytest.mark.parametrize("config, match", [
+    ({"width": 4096, "blocks": 1, "channels": 1}, r"width must be an integer from 1 to 1024, got 4096"),
+    ({"width": 4, "blocks": 100000, "channels": 1}, r"blocks must be an integer from 0 to 64, got 100000"),
+    ({"width": 512, "blocks": 1, "channels": 1}, r"config says width=512 but the tensors are width=4"),
+    ({"width": "32", "blocks": 1, "channels": 1}, r"width must be an integer from 1 to 1024, got '32'"),
+    ({"width": 4, "blocks": True, "channels": 1}, r"blocks must be an integer"),
+])
+def test_a_header_is_checked_against_the_tensors_before_anything_is_built(tmp_path, config, match):
+    path = _with_header(tmp_path, tiny_model(channels=1), "lying.safetensors", json.dumps(config))
+    with pytest.raises(WeightsError, match=r"^lying\.safetensors: .*" + match):
+        load_model(path)
+
+
+@pytest.mark.parametrize("text, match", [("{width: 4}", "not valid JSON"), ("[4, 1, 1]", "must be a JSON object")])
+def test_a_broken_header_names_the_file(tmp_path, text, match):
+    path = _with_header(tmp_path, tiny_model(channels=1), "broken-header.safetensors", text)
+    with pytest.raises(WeightsError, match=r"^broken-header\.safetensors: .*" + match):
+        load_model(path)
+
+
+def test_tensor_shapes_are_checked_before_the_model_is_built(tmp_path):
+    """One small tensor whose shape claims width 1024: refused from the shapes, no model built."""
+    path = tmp_path / "one-tensor.pt"
+    torch.save({"Encoder1.layers.0.main.0.weight": torch.zeros(1024, 3, 3, 3)}, path)
+    with pytest.raises(WeightsError, match=r"one-tensor\.pt does not match XYDeblur: .*missing keys"):
+        load_model(path)

@@ -23,7 +23,6 @@ activations' scale from growing with depth.
 with a checksum); a bundled denoiser's manifest names the predictor it was trained with.
 """
 
-import json
 import math
 from pathlib import Path
 
@@ -32,11 +31,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from .loading import (
-    _ARCH_KEY,
-    _CONFIG_KEY,
+    ARCH_KEY,
     WeightsError,
-    _check_keys,
     bundled_file,
+    check_agreement,
+    check_keys,
+    checked_config,
     read_state_dict,
 )
 
@@ -44,6 +44,9 @@ ARCHITECTURE = "ResidualDenoiser"
 PREDICTOR_KEY = "napari_deblur.predictor"
 PREDICTOR_SHA_KEY = "napari_deblur.predictor_sha256"
 CONFIG_FIELDS = ("channels", "width", "mults", "blocks", "residual_scale", "sigma_data")
+# What a denoiser config may say: (type, smallest, largest); list: the per-level multipliers.
+DENOISER_CONFIG = {"channels": (int, 1, 16), "width": (int, 1, 1024), "mults": (list, 1, 64),
+                   "blocks": (int, 1, 64), "residual_scale": (float, 1e-6, 1e6), "sigma_data": (float, 0.0, 1e6)}
 _SQRT_HALF = 1 / math.sqrt(2)
 _LOGSNR_SCALE = 50.0  # log-SNR spans about -5..16; scaled, it spans the usual sinusoid range
 _MAX_PERIOD = 10_000.0
@@ -227,6 +230,8 @@ def denoiser_config_from_state_dict(state: dict) -> dict:
     blocks = 0
     while f"down.0.{blocks}.conv1.weight" in state:
         blocks += 1
+    if not mults:
+        raise KeyError("down.0.0.conv1.weight")
     # the weights do not tell the diffusion's residual scale or preconditioning: the defaults
     return {"channels": channels, "width": width, "mults": mults, "blocks": blocks,
             "residual_scale": 1.0, "sigma_data": 0.0}
@@ -262,24 +267,22 @@ def load_denoiser(name_or_path, *, verify: bool = True) -> ResidualDenoiser:
 
     state, config = read_state_dict(path)
     header = _header(path)
-    arch = header.get(_ARCH_KEY)
+    arch = header.get(ARCH_KEY)
     if arch and arch != ARCHITECTURE:
         raise WeightsError(f"{path.name} holds a {arch}, not a diffusion denoiser ({ARCHITECTURE})")
     if manifest is not None:
-        config = {**config, **manifest.get("architecture", {})}
-    elif _CONFIG_KEY in header and not config:
-        config = json.loads(header[_CONFIG_KEY])
-    config = {k: config[k] for k in CONFIG_FIELDS if k in config}
-    if not config:
-        try:
-            config = denoiser_config_from_state_dict(state)
-        except KeyError:
-            config = {}  # not denoiser-shaped: the key check below says how
+        config = {**config, **(manifest.get("architecture") or {})}
+    declared = checked_config(config, DENOISER_CONFIG, path.name)
     try:
-        model = ResidualDenoiser(**config)
-    except (TypeError, ValueError) as err:
-        raise WeightsError(f"{path}: unusable denoiser configuration {config} ({err})") from None
-    _check_keys(model, state, path)
+        found = checked_config(denoiser_config_from_state_dict(state), DENOISER_CONFIG, f"{path.name} (tensor shapes)")
+    except KeyError:
+        found = {}  # not denoiser-shaped: the key check below says how
+    shaped = {k: found[k] for k in ("channels", "width", "mults", "blocks") if k in found}
+    check_agreement(declared, shaped, path.name)
+    config = {**shaped, **{k: declared[k] for k in ("residual_scale", "sigma_data") if k in declared}}
+    with torch.device("meta"):  # the expected shapes, nothing allocated: checked before building
+        check_keys(ResidualDenoiser(**config), state, path)
+    model = ResidualDenoiser(**config)
     model.load_state_dict({k: v.float() for k, v in state.items()})
     model.eval()
     predictor = (manifest or {}).get("predictor") or header.get(PREDICTOR_KEY) or None

@@ -11,6 +11,7 @@ its manifest (sha256, architecture config, recipe, data, measured quality).
 
 import hashlib
 import json
+import math
 import pickle
 from pathlib import Path
 
@@ -22,8 +23,11 @@ from ..resources import resources_dir
 from .xydeblur import XYDeblur, config_from_state_dict
 
 PICKLE_SUFFIXES = {".pkl", ".pt", ".pth", ".ckpt", ".bin"}
-_CONFIG_KEY = "napari_deblur.config"
-_ARCH_KEY = "napari_deblur.architecture"
+CONFIG_KEY = "napari_deblur.config"  # safetensors header: the architecture's config as JSON
+ARCH_KEY = "napari_deblur.architecture"  # safetensors header: the class name
+_CONFIG_KEY, _ARCH_KEY = CONFIG_KEY, ARCH_KEY  # the old private names, still read by evaluation/diffusion.py
+# What an XYDeblur config may say: (type, smallest, largest). The official model is 32/6/3.
+XYDEBLUR_CONFIG = {"width": (int, 1, 1024), "blocks": (int, 0, 64), "channels": (int, 1, 16)}
 
 
 class WeightsError(ValueError):
@@ -113,7 +117,7 @@ def read_state_dict(path) -> tuple[dict, dict]:
             state = load_file(str(path))
         except (SafetensorError, OSError, ValueError) as err:
             raise WeightsError(f"{path} is not a readable safetensors file ({err})") from None
-        config = json.loads(meta[_CONFIG_KEY]) if _CONFIG_KEY in meta else {}
+        config = header_config(meta, path)
         check_finite(state, path)
         return state, config
     if path.suffix not in PICKLE_SUFFIXES:
@@ -136,6 +140,56 @@ def read_state_dict(path) -> tuple[dict, dict]:
     return state, {}
 
 
+def header_config(meta: dict, path) -> dict:
+    """The architecture config in a safetensors header (``{}`` when it has none), or a
+    :class:`WeightsError` naming the file when it is not a JSON object."""
+    if CONFIG_KEY not in meta:
+        return {}
+    try:
+        config = json.loads(meta[CONFIG_KEY])
+    except ValueError as err:
+        raise WeightsError(f"{Path(path).name}: its {CONFIG_KEY} header is not valid JSON ({err})") from None
+    if not isinstance(config, dict):
+        raise WeightsError(f"{Path(path).name}: its {CONFIG_KEY} header must be a JSON object, got {config!r:.80}")
+    return config
+
+
+def checked_config(config: dict, rules: dict, source: str) -> dict:
+    """The entries of ``config`` that ``rules`` names ({key: (int | float | list, low, high)};
+    ``list``: 1 to 8 integers, each low..high), checked for type and bounds before anything
+    is built from them; ``source`` (a file name) starts every message."""
+    checked = {}
+    for key, (kind, low, high) in rules.items():
+        if key not in config:
+            continue
+        value = config[key]
+        if kind is list:
+            ok = isinstance(value, (list, tuple)) and 1 <= len(value) <= 8 and all(
+                isinstance(v, int) and not isinstance(v, bool) and low <= v <= high for v in value)
+            allowed = f"a list of 1 to 8 integers from {low} to {high}"
+        elif kind is int:
+            ok = isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+            allowed = f"an integer from {low} to {high}"
+        else:
+            ok = (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+                  and low <= value <= high)
+            allowed = f"a number from {low} to {high}"
+        if not ok:
+            raise WeightsError(f"{source}: config {key} must be {allowed}, got {value!r:.80}")
+        checked[key] = list(value) if kind is list else kind(value)
+    return checked
+
+
+def check_agreement(declared: dict, found: dict, source: str) -> None:
+    """Refuse a config (header or manifest) that contradicts the tensors' shapes."""
+    for key, value in declared.items():
+        if key in found and found[key] != value:
+            raise WeightsError(
+                f"{source}: its config says {key}={value!r} but the tensors are {key}={found[key]!r}; "
+                f"the header or manifest does not describe these weights"
+            )
+
+
 def check_finite(state: dict, path) -> None:
     """Refuse weights with NaN or infinite values: a network built from them turns every
     image into NaN (which an integer image then shows as all zeros)."""
@@ -147,7 +201,7 @@ def check_finite(state: dict, path) -> None:
         )
 
 
-def _check_keys(model: torch.nn.Module, state: dict, path) -> None:
+def check_keys(model: torch.nn.Module, state: dict, path) -> None:
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -210,15 +264,16 @@ def load_model(name_or_path, *, verify: bool = True) -> XYDeblur:
 
     state, config = read_state_dict(path)
     if manifest is not None:
-        config = {**config, **manifest.get("architecture", {})}
-    config = {k: config[k] for k in ("width", "blocks", "channels") if k in config}
-    if not config:
-        try:
-            config = config_from_state_dict(state)
-        except KeyError:
-            config = {}  # not XYDeblur-shaped: the key check below says how
-    model = XYDeblur(**config)
-    _check_keys(model, state, path)
+        config = {**config, **(manifest.get("architecture") or {})}
+    declared = checked_config(config, XYDEBLUR_CONFIG, path.name)
+    try:
+        found = checked_config(config_from_state_dict(state), XYDEBLUR_CONFIG, f"{path.name} (tensor shapes)")
+    except KeyError:
+        found = {}  # not XYDeblur-shaped: the key check below says how
+    check_agreement(declared, found, path.name)
+    with torch.device("meta"):  # the expected shapes, nothing allocated: checked before building
+        check_keys(XYDeblur(**found), state, path)
+    model = XYDeblur(**found)
     model.load_state_dict({k: v.float() for k, v in state.items()})
     model.eval()
     model.weights_info = {
@@ -237,7 +292,7 @@ def save_safetensors(model: torch.nn.Module, path, *, half: bool = False, metada
     path.parent.mkdir(parents=True, exist_ok=True)
     dtype = torch.float16 if half else torch.float32
     state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in model.state_dict().items()}
-    meta = {_ARCH_KEY: type(model).__name__, _CONFIG_KEY: json.dumps(getattr(model, "config", {}))}
+    meta = {ARCH_KEY: type(model).__name__, CONFIG_KEY: json.dumps(getattr(model, "config", {}))}
     meta.update({str(k): str(v) for k, v in (metadata or {}).items()})
     save_file(state, str(path), metadata=meta)
     return path
