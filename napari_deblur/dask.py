@@ -85,9 +85,9 @@ class ModelRef:
         """The XYDeblur (an instance as given, or the cached load of a name or path)."""
         if self._model is not None:
             return self._model
-        from .engine.restore import _load_cached, _version
+        from .engine.restore import load_cached
 
-        return _load_cached(self.key, _version(self.key))
+        return load_cached(self.key)
 
     def __getstate__(self):
         if self._model is None:
@@ -183,10 +183,10 @@ def lazy_scaling(array, model=None, *, axes=None, normalize="auto", sample_plane
     if isinstance(normalize, Scaling):
         return normalize
     array = as_dask(array, axes)
-    axes = normalize_axes(axes, array.shape)
+    axes_given, axes = axes is not None, normalize_axes(axes, array.shape)
     dtype = _check_dtype(array.dtype)
     c = array.shape[axes.index("C")] if "C" in axes else 1
-    net = ModelRef(model if model is not None else default_model_name(c)).get()
+    net = ModelRef(model if model is not None else default_model_name(c, axes, dtype, axes_given=axes_given)).get()
     colour, per_channel = _colour_and_mode(net, array.shape, axes)
     if normalize == "dtype" or (normalize == "auto" and dtype == np.uint8):
         return fit_scaling(np.zeros((1, colour, 1, 1), np.float32), dtype, "dtype", per_channel)
@@ -268,7 +268,7 @@ def xydeblur_lazy(
     if out_dtype not in ("same", "float32"):
         raise ValueError(f"out_dtype must be 'same' or 'float32', got {out_dtype!r}")
     data = as_dask(array, axes)
-    axes = normalize_axes(axes, data.shape)
+    axes_given, axes = axes is not None, normalize_axes(axes, data.shape)
     dtype = _check_dtype(data.dtype)
     if data.size == 0:
         raise ValueError(f"the image is empty (shape {data.shape})")
@@ -278,7 +278,7 @@ def xydeblur_lazy(
     from .engine.restore import default_model_name
 
     c = data.shape[axes.index("C")] if "C" in axes else 1
-    model_ref = ModelRef(model if model is not None else default_model_name(c))
+    model_ref = ModelRef(model if model is not None else default_model_name(c, axes, dtype, axes_given=axes_given))
     _colour_and_mode(model_ref.get(), data.shape, axes)  # a model that cannot fit fails now, not per chunk
     if scaling is None:
         scaling = lazy_scaling(data, model_ref, axes=axes, normalize=normalize, sample_planes=sample_planes)

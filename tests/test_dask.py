@@ -251,3 +251,16 @@ def test_a_local_cluster_of_two_worker_processes_gives_the_local_result(rng):
     np.testing.assert_array_equal(remote, local)
     assert len(per_worker) == 2
     assert all(count == 1 for count in per_worker.values())  # the model was rebuilt once per worker process
+
+
+def test_the_lazy_default_model_follows_the_same_policy(tmp_path, monkeypatch, rng):
+    from factories import bundle_model
+
+    monkeypatch.setenv("NAPARI_DEBLUR_RESOURCES", str(tmp_path))
+    bundle_model(tmp_path, "xydeblur-photo", tiny_model(channels=3))
+    bundle_model(tmp_path, "xydeblur-microscopy", tiny_model(channels=1))
+    stack = rng.integers(100, 4000, (3, 16, 16), dtype=np.uint16)
+    lazy = xydeblur_lazy(stack, axes="CYX", device="cpu", normalize="dtype")
+    eager = restore.xydeblur(stack, axes="CYX", device="cpu", normalize="dtype")
+    assert eager.info["model"] == "xydeblur-microscopy"
+    np.testing.assert_array_equal(lazy.compute(), eager.restored)

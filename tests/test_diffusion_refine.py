@@ -343,3 +343,10 @@ def test_a_non_finite_predictor_output_is_an_error(rgb):
         predictor.Decoder1_4.main[0].bias.fill_(float("inf"))
     with pytest.raises(NonFiniteOutputError, match="NaN or infinite"):
         refine(rgb, (predictor, denoiser), steps=1, device="cpu")
+
+
+def test_a_fluorescence_stack_gets_the_microscopy_pair(bundled_pairs):
+    image = np.random.default_rng(0).integers(100, 4000, (3, 16, 16), dtype=np.uint16)
+    res = refine(image, axes="CYX", steps=1, device="cpu")
+    assert res.info["model"] == "dvsr-microscopy" and res.info["channel_mode"] == "per-channel"
+    assert res.info["model_choice"] == "dvsr-microscopy, per channel: CYX uint16 is a fluorescence layout"

@@ -11,7 +11,8 @@ import warnings
 import numpy as np
 import torch
 
-from ..engine.restore import _load_cached, _version
+from ..engine.model_choice import default_preset
+from ..engine.restore import load_cached, weights_version
 from ..models.denoiser import load_denoiser
 from ..models.loading import WeightsError, available_models, weights_sha256
 from ..models.xydeblur import XYDeblur
@@ -19,11 +20,12 @@ from ..models.xydeblur import XYDeblur
 DENOISER_FOR = {"photo": "dvsr-photo", "microscopy": "dvsr-microscopy"}
 
 
-def default_denoiser_name(channels: int, bundled=None) -> str:
-    """The bundled denoiser for an image with ``channels`` colour channels: ``dvsr-photo``
-    for RGB(A), ``dvsr-microscopy`` otherwise; the other bundled one when that one is missing.
+def default_denoiser_name(channels: int, bundled=None, preset: str | None = None) -> str:
+    """The bundled denoiser for an image with ``channels`` colour channels: ``dvsr-<preset>``,
+    the preset by :func:`~napari_deblur.engine.model_choice.default_preset` (from the channel
+    count alone unless ``preset`` is given); the other bundled one when that one is missing.
     ``bundled``: the denoiser names to choose from (default: read from the resources)."""
-    wanted = DENOISER_FOR["photo" if channels in (3, 4) else "microscopy"]
+    wanted = DENOISER_FOR[preset or default_preset(channels).preset]
     if bundled is None:
         bundled = available_models("ResidualDenoiser")
     if wanted in bundled or not bundled:
@@ -57,10 +59,11 @@ def size_multiple(module) -> int:
     return int(np.lcm(m, 4))
 
 
-def resolve_models(model, predictor=None, channels: int = 3) -> tuple[XYDeblur, torch.nn.Module]:
+def resolve_models(model, predictor=None, channels: int = 3, preset: str | None = None
+                   ) -> tuple[XYDeblur, torch.nn.Module]:
     """``(predictor, denoiser)`` from a denoiser name/path/module (plus ``predictor`` or the
     one its manifest names) or a ``(predictor, denoiser)`` tuple; ``None`` is the bundled
-    denoiser for an image of ``channels`` colour channels."""
+    denoiser of ``preset`` (default: the one for an image of ``channels`` colour channels)."""
     if isinstance(model, (tuple, list)):
         if len(model) != 2:
             raise TypeError(f"model as a tuple must be (predictor, denoiser), got {len(model)} items")
@@ -68,11 +71,11 @@ def resolve_models(model, predictor=None, channels: int = 3) -> tuple[XYDeblur, 
             raise ValueError("give the predictor either in the (predictor, denoiser) tuple or as predictor=, not both")
         pred, den = model
         if isinstance(den, (str, bytes)) or not isinstance(den, torch.nn.Module):
-            den = _load_denoiser_cached(str(den), _version(den))
+            den = _load_denoiser_cached(str(den), weights_version(den))
     else:
         if model is None:
-            model = default_denoiser_name(channels)
-        den = model if isinstance(model, torch.nn.Module) else _load_denoiser_cached(str(model), _version(model))
+            model = default_denoiser_name(channels, preset=preset)
+        den = model if isinstance(model, torch.nn.Module) else _load_denoiser_cached(str(model), weights_version(model))
         pred = predictor if predictor is not None else getattr(den, "weights_info", {}).get("predictor")
         if pred is None:
             name = getattr(den, "weights_info", {}).get("name", type(den).__name__)
@@ -81,7 +84,7 @@ def resolve_models(model, predictor=None, channels: int = 3) -> tuple[XYDeblur, 
                 f"(an XYDeblur name, weights file or module)"
             )
     if not isinstance(pred, XYDeblur):
-        pred = _load_cached(str(pred), _version(pred))
+        pred = load_cached(pred)
     if _channels(den) != pred.channels:
         raise ValueError(
             f"the predictor works on {pred.channels} channels but the denoiser on {_channels(den)}; "

@@ -47,6 +47,7 @@ from ..engine.device import (
     precision_name,
 )
 from ..engine.intensity import cast_like
+from ..engine.model_choice import default_preset
 from ..engine.restore import (
     DEFAULT_OVERLAP,
     MIN_TILE,
@@ -181,8 +182,9 @@ def refine_iter(
         image: array-like, uint8/uint16/int/float32/float64, 2D or a stack.
         model: a denoiser's bundled name or weights file (its manifest or header names
             the predictor), a denoiser module (with ``predictor=``), or a
-            ``(predictor, denoiser)`` tuple; ``None``: ``dvsr-photo`` for RGB(A) images,
-            ``dvsr-microscopy`` otherwise.
+            ``(predictor, denoiser)`` tuple; ``None``: ``dvsr-photo`` for RGB(A) photographs,
+            ``dvsr-microscopy`` otherwise (the policy of :mod:`napari_deblur.engine.model_choice`;
+            ``info["model_choice"]`` says which and why).
         predictor: the XYDeblur ``g`` (name, weights file or module); overrides the one
             the denoiser names.
         steps: diffusion steps T, 1..1000 (see :mod:`.schedule`): many steps give
@@ -204,6 +206,7 @@ def refine_iter(
     """
     started = time.perf_counter()
     array = check_image(image)
+    axes_given = axes is not None
     axes = normalize_axes(axes, array.shape)
     check_sampler(sampler)
     schedule = make_schedule(steps)
@@ -221,7 +224,8 @@ def refine_iter(
     if h < 4 or w < 4:
         raise ValueError(f"the image is too small to deblur: {h}x{w} pixels in Y and X (at least 4x4)")
 
-    pred, den = resolve_models(model, predictor, channels=c)
+    choice = default_preset(c, axes, array.dtype, axes_given=axes_given) if model is None else None
+    pred, den = resolve_models(model, predictor, channels=c, preset=choice.preset if choice else None)
     mc = pred.channels
     colour, replicate_to, compute, nan, scaling, items = model_items(
         bcyx, layout, array.dtype, mc, normalize, verb="refine"
@@ -379,6 +383,7 @@ def refine_iter(
         mean, x_init = mean.astype(np.float32), x_init.astype(np.float32)
     info = {
         "model": den_info.get("name", type(den).__name__),
+        "model_choice": choice.describe(den_info.get("name", "?")) if choice else "given by the caller",
         "predictor": pred.weights_info["name"] if hasattr(pred, "weights_info") else "XYDeblur",
         "sampler": sampler,
         "steps": schedule.steps,

@@ -29,6 +29,7 @@ from .compiled import CompiledResiduals
 from .device import describe, free_memory, is_out_of_memory, pick_device, pick_dtype, precision_name
 from .frames import frames_apply_iter, frames_fit
 from .intensity import add_rounded, cast_like, fit_scaling, work_dtype
+from .model_choice import default_preset
 from .tiling import ALIGN, round_tile, tile_apply_iter
 
 MIN_TILE = 64
@@ -243,7 +244,7 @@ def release_prepared() -> None:
     _PREPARED.clear()
 
 
-def _version(name_or_path) -> str:
+def weights_version(name_or_path) -> str:
     """What identifies the weights behind a path or bundled name, for the cache: a file's
     modification time, a bundled model's resources folder and checksum."""
     try:
@@ -263,8 +264,14 @@ def _load_cached(name_or_path: str, version: str) -> XYDeblur:
     return load_model(name_or_path)
 
 
-def default_model_name(channels: int) -> str:
-    return "xydeblur-photo" if channels in (3, 4) else "xydeblur-microscopy"
+def load_cached(name_or_path) -> XYDeblur:
+    """An XYDeblur from a bundled name or weights path, read once per file version."""
+    return _load_cached(str(name_or_path), weights_version(name_or_path))
+
+
+def default_model_name(channels: int, axes=None, dtype=None, *, axes_given: bool = False) -> str:
+    """The bundled XYDeblur for an image (the policy of :func:`.model_choice.default_preset`)."""
+    return f"xydeblur-{default_preset(channels, axes, dtype, axes_given=axes_given).preset}"
 
 
 def model_items(bcyx, layout, dtype, mc: int, normalize, verb: str = "restore"):
@@ -328,7 +335,9 @@ def xydeblur_iter(
     Args:
         image: array-like, uint8/uint16/int/float32/float64, 2D or a stack.
         model: a bundled name, a weights path, or an :class:`XYDeblur`; ``None``
-            picks ``xydeblur-photo`` for RGB(A) and ``xydeblur-microscopy`` otherwise.
+            picks ``xydeblur-photo`` for RGB(A) photographs and ``xydeblur-microscopy``
+            (per channel) otherwise, e.g. for ``CYX`` or uint16 data; see
+            :mod:`napari_deblur.engine.model_choice`. ``info["model_choice"]`` says which and why.
         axes: e.g. ``"YX"``, ``"YXC"``, ``"CYX"``, ``"TZCYX"``; ``None`` guesses
             (see :mod:`napari_deblur.engine.axes`).
         device: ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"mps"``.
@@ -346,6 +355,7 @@ def xydeblur_iter(
     """
     started = time.perf_counter()
     array = check_image(image)
+    axes_given = axes is not None
     axes = normalize_axes(axes, array.shape)
     if out_dtype not in ("same", "float32"):
         raise ValueError(f"out_dtype must be 'same' or 'float32', got {out_dtype!r}")
@@ -354,9 +364,12 @@ def xydeblur_iter(
     if h < 4 or w < 4:
         raise ValueError(f"the image is too small to deblur: {h}x{w} pixels in Y and X (at least 4x4)")
 
+    model_choice = "given by the caller"
     if model is None:
-        model = default_model_name(c)
-    net = model if isinstance(model, XYDeblur) else _load_cached(str(model), _version(model))
+        choice = default_preset(c, axes, array.dtype, axes_given=axes_given)
+        model = f"xydeblur-{choice.preset}"
+        model_choice = choice.describe(model)
+    net = model if isinstance(model, XYDeblur) else load_cached(model)
     swap = getattr(net, "weights_info", {}).get("horizontal_branch", "first") == "second"
     mc = net.channels
     colour, replicate_to, compute, values, nan, scaling = model_scaling(bcyx, layout, array.dtype, mc, normalize)
@@ -424,6 +437,7 @@ def xydeblur_iter(
     check_finite_output((r_hor, r_ver), model_name, precision_name(dtype))
     info = {
         "model": model_name,
+        "model_choice": model_choice,  # why this model: the default policy's reason, or the caller's
         "device": str(dev),
         "device_info": describe(dev),
         "precision": precision_name(dtype),

@@ -1,0 +1,57 @@
+"""Which bundled model restores an image when the caller names none (one policy for both engines)."""
+
+import numpy as np
+import pytest
+from factories import bundle_model, tiny_model
+
+from napari_deblur import xydeblur
+from napari_deblur.engine.model_choice import default_preset
+
+
+@pytest.mark.parametrize("channels, axes, dtype, given, preset", [
+    (1, "YX", np.uint16, False, "microscopy"),
+    (3, "YXC", np.uint8, False, "photo"),
+    (4, "YXC", np.uint8, True, "photo"),
+    (3, "TYXC", np.uint8, True, "photo"),        # an RGB video
+    (3, "YXC", np.float32, False, "photo"),      # a float photograph in [0, 1]
+    (3, "ZYXC", np.float32, False, "photo"),     # guessed axes: a stack of photographs
+    (3, "CYX", np.uint16, True, "microscopy"),   # the fluorescence layout of the issue
+    (3, "CYX", np.uint8, True, "microscopy"),
+    (3, "ZCYX", np.float32, True, "microscopy"),
+    (3, "YXC", np.uint16, True, "microscopy"),   # integers beyond 8 bits
+    (3, "YXC", np.int32, False, "microscopy"),
+    (3, "ZYXC", np.float32, True, "microscopy"),  # an explicit z-stack with channels
+    (3, "TYXC", np.float32, True, "microscopy"),
+    (2, "CYX", np.float32, True, "microscopy"),
+    (3, None, None, False, "photo"),             # only the channel count known (the widgets)
+    (1, None, None, False, "microscopy"),
+])
+def test_default_preset(channels, axes, dtype, given, preset):
+    choice = default_preset(channels, axes, dtype, axes_given=given)
+    assert choice.preset == preset and choice.reason
+
+
+@pytest.fixture
+def presets(tmp_path, monkeypatch):
+    monkeypatch.setenv("NAPARI_DEBLUR_RESOURCES", str(tmp_path))
+    bundle_model(tmp_path, "xydeblur-photo", tiny_model(channels=3))
+    bundle_model(tmp_path, "xydeblur-microscopy", tiny_model(channels=1))
+
+
+def test_a_fluorescence_stack_gets_the_microscopy_model_per_channel(presets):
+    image = np.random.default_rng(0).integers(100, 4000, (3, 16, 20), dtype=np.uint16)
+    result = xydeblur(image, axes="CYX", device="cpu")
+    assert result.info["model"] == "xydeblur-microscopy" and result.info["channel_mode"] == "per-channel"
+    assert result.info["model_choice"] == "xydeblur-microscopy, per channel: CYX uint16 is a fluorescence layout"
+
+
+def test_an_rgb_photo_keeps_the_photo_model(presets):
+    image = np.random.default_rng(0).integers(0, 255, (16, 20, 3), dtype=np.uint8)
+    result = xydeblur(image, device="cpu")
+    assert result.info["model"] == "xydeblur-photo" and result.info["channel_mode"] == "joint"
+    assert result.info["model_choice"].startswith("xydeblur-photo: YXC uint8")
+
+
+def test_a_named_model_is_reported_as_the_callers(presets):
+    image = np.random.default_rng(0).integers(0, 255, (16, 20, 3), dtype=np.uint8)
+    assert xydeblur(image, "xydeblur-microscopy", device="cpu").info["model_choice"] == "given by the caller"
