@@ -199,3 +199,16 @@ def test_a_broken_header_names_the_file(tmp_path):
               metadata={"napari_deblur.architecture": "ResidualDenoiser", "napari_deblur.config": "{oops"})
     with pytest.raises(WeightsError, match=r"^bad-json\.safetensors: .*not valid JSON"):
         load_denoiser(path)
+
+
+def test_a_bundled_denoiser_name_wins_over_a_local_file(tmp_path, monkeypatch):
+    from napari_deblur.models.loading import ShadowedFileWarning
+
+    monkeypatch.setenv("NAPARI_DEBLUR_RESOURCES", str(tmp_path))
+    bundle_model(tmp_path, "dvsr-tiny", tiny_denoiser(), "xydeblur-tiny")
+    here = tmp_path / "work"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    (here / "dvsr-tiny").write_text("not weights")
+    with pytest.warns(ShadowedFileWarning, match="dvsr-tiny"):
+        assert load_denoiser("dvsr-tiny").weights_info["bundled"]

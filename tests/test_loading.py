@@ -196,3 +196,36 @@ def test_tensor_shapes_are_checked_before_the_model_is_built(tmp_path):
     torch.save({"Encoder1.layers.0.main.0.weight": torch.zeros(1024, 3, 3, 3)}, path)
     with pytest.raises(WeightsError, match=r"one-tensor\.pt does not match XYDeblur: .*missing keys"):
         load_model(path)
+
+
+def test_a_bundled_name_wins_over_a_file_of_that_name_in_the_current_folder(bundled, tmp_path, monkeypatch):
+    from napari_deblur.models.loading import ShadowedFileWarning
+
+    here = tmp_path / "work"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    (here / "xydeblur-test").write_text("not weights")
+    with pytest.warns(ShadowedFileWarning, match=r"'xydeblur-test' .*bundled model.*\./xydeblur-test"):
+        loaded = load_model("xydeblur-test")
+    assert loaded.weights_info["bundled"]
+    with pytest.raises(WeightsError, match="unknown weights format"):
+        load_model("./xydeblur-test")  # a path: the file
+
+
+def test_the_default_model_is_not_shadowed_by_a_local_file(tmp_path, monkeypatch):
+    import warnings
+
+    from factories import bundle_model
+
+    from napari_deblur import xydeblur
+
+    monkeypatch.setenv("NAPARI_DEBLUR_RESOURCES", str(tmp_path))
+    bundle_model(tmp_path, "xydeblur-microscopy", tiny_model(channels=1))
+    here = tmp_path / "work"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    (here / "xydeblur-microscopy").write_text("a user's notes")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the caller named nothing: nothing to warn about
+        result = xydeblur(np.zeros((16, 16), np.float32), device="cpu")
+    assert result.info["model"] == "xydeblur-microscopy"

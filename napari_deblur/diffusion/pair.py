@@ -14,7 +14,14 @@ import torch
 from ..engine.model_choice import default_preset
 from ..engine.restore import load_cached, weights_version
 from ..models.denoiser import load_denoiser
-from ..models.loading import WeightsError, available_models, weights_sha256
+from ..models.loading import (
+    WeightsError,
+    available_models,
+    is_bundled_name,
+    warn_if_shadowed,
+    weights_key,
+    weights_sha256,
+)
 from ..models.xydeblur import XYDeblur
 
 DENOISER_FOR = {"photo": "dvsr-photo", "microscopy": "dvsr-microscopy"}
@@ -35,8 +42,17 @@ def default_denoiser_name(channels: int, bundled=None, preset: str | None = None
 
 
 @functools.lru_cache(maxsize=4)
-def _load_denoiser_cached(name_or_path: str, version: str):
-    return load_denoiser(name_or_path)
+def _load_denoiser_cached(key: str, version: str):
+    return load_denoiser(key, warn=False)
+
+
+def load_denoiser_cached(name_or_path, warn: bool = True):
+    """A denoiser from a bundled name or weights path, read once per file version (names and
+    paths as :func:`~napari_deblur.models.loading.resolve_weights` reads them)."""
+    key = weights_key(name_or_path)
+    if warn and is_bundled_name(key):
+        warn_if_shadowed(key)
+    return _load_denoiser_cached(key, weights_version(key))
 
 
 def _channels(module) -> int:
@@ -70,13 +86,16 @@ def resolve_models(model, predictor=None, channels: int = 3, preset: str | None 
         if predictor is not None:
             raise ValueError("give the predictor either in the (predictor, denoiser) tuple or as predictor=, not both")
         pred, den = model
+        pred_named = True  # by the caller
         if isinstance(den, (str, bytes)) or not isinstance(den, torch.nn.Module):
-            den = _load_denoiser_cached(str(den), weights_version(den))
+            den = load_denoiser_cached(den)
     else:
+        named = model is not None
         if model is None:
             model = default_denoiser_name(channels, preset=preset)
-        den = model if isinstance(model, torch.nn.Module) else _load_denoiser_cached(str(model), weights_version(model))
+        den = model if isinstance(model, torch.nn.Module) else load_denoiser_cached(model, warn=named)
         pred = predictor if predictor is not None else getattr(den, "weights_info", {}).get("predictor")
+        pred_named = predictor is not None  # else the one the denoiser's manifest or header names
         if pred is None:
             name = getattr(den, "weights_info", {}).get("name", type(den).__name__)
             raise WeightsError(
@@ -84,7 +103,7 @@ def resolve_models(model, predictor=None, channels: int = 3, preset: str | None 
                 f"(an XYDeblur name, weights file or module)"
             )
     if not isinstance(pred, XYDeblur):
-        pred = load_cached(pred)
+        pred = load_cached(pred, warn=pred_named)
     if _channels(den) != pred.channels:
         raise ValueError(
             f"the predictor works on {pred.channels} channels but the denoiser on {_channels(den)}; "

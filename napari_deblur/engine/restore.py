@@ -21,7 +21,14 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..models.loading import WeightsError, load_model, model_manifest
+from ..models.loading import (
+    WeightsError,
+    is_bundled_name,
+    load_model,
+    model_manifest,
+    warn_if_shadowed,
+    weights_key,
+)
 from ..models.twin import TwinDecoderXYDeblur
 from ..models.xydeblur import XYDeblur
 from .axes import from_bcyx, normalize_axes, to_bcyx
@@ -41,6 +48,7 @@ CPU_TILE_CAP = 1024
 # frames path). At 2048 a 4096x4096 frame was tiled: the H200 whole call took 4.1 s, nearly all
 # of it host blending, for a network time of 0.26 s and 12.6 GB peak (benchmarks/performance-cuda.md).
 GPU_TILE_CAP = 4096
+GIVEN = "given by the caller"  # info["model_choice"] when the caller named the model
 DEFAULT_OVERLAP = 96  # with the zero margin of ramp_window: seams below 1.1e-3 (tools/seam_check.py)
 MAX_BATCH = 16
 # How the two decoder branches run on each device type: "two-pass" (XYDeblur as it is:
@@ -247,10 +255,11 @@ def release_prepared() -> None:
 def weights_version(name_or_path) -> str:
     """What identifies the weights behind a path or bundled name, for the cache: a file's
     modification time, a bundled model's resources folder and checksum."""
-    try:
-        return str(os.stat(name_or_path).st_mtime_ns)
-    except (OSError, TypeError, ValueError):
-        pass
+    if not is_bundled_name(name_or_path):
+        try:
+            return str(os.stat(name_or_path).st_mtime_ns)
+        except (OSError, TypeError, ValueError):
+            pass
     try:
         sha = model_manifest(str(name_or_path)).get("sha256", "")
     except WeightsError:
@@ -259,14 +268,19 @@ def weights_version(name_or_path) -> str:
 
 
 @functools.lru_cache(maxsize=4)
-def _load_cached(name_or_path: str, version: str) -> XYDeblur:
+def _load_cached(key: str, version: str) -> XYDeblur:
     """Weights read once per file version: a batch of files does not reload them."""
-    return load_model(name_or_path)
+    return load_model(key, warn=False)
 
 
-def load_cached(name_or_path) -> XYDeblur:
-    """An XYDeblur from a bundled name or weights path, read once per file version."""
-    return _load_cached(str(name_or_path), weights_version(name_or_path))
+def load_cached(name_or_path, warn: bool = True) -> XYDeblur:
+    """An XYDeblur from a bundled name or weights path (names and paths as
+    :func:`~napari_deblur.models.loading.resolve_weights` reads them), read once per file
+    version; ``warn``: warn when a bundled name is also a file here."""
+    key = weights_key(name_or_path)
+    if warn and is_bundled_name(key):
+        warn_if_shadowed(key)
+    return _load_cached(key, weights_version(key))
 
 
 def default_model_name(channels: int, axes=None, dtype=None, *, axes_given: bool = False) -> str:
@@ -364,12 +378,12 @@ def xydeblur_iter(
     if h < 4 or w < 4:
         raise ValueError(f"the image is too small to deblur: {h}x{w} pixels in Y and X (at least 4x4)")
 
-    model_choice = "given by the caller"
+    model_choice = GIVEN
     if model is None:
         choice = default_preset(c, axes, array.dtype, axes_given=axes_given)
         model = f"xydeblur-{choice.preset}"
         model_choice = choice.describe(model)
-    net = model if isinstance(model, XYDeblur) else load_cached(model)
+    net = model if isinstance(model, XYDeblur) else load_cached(model, warn=model_choice == GIVEN)
     swap = getattr(net, "weights_info", {}).get("horizontal_branch", "first") == "second"
     mc = net.channels
     colour, replicate_to, compute, values, nan, scaling = model_scaling(bcyx, layout, array.dtype, mc, normalize)

@@ -33,11 +33,11 @@ from torch import nn
 from .loading import (
     ARCH_KEY,
     WeightsError,
-    bundled_file,
     check_agreement,
     check_keys,
     checked_config,
     read_state_dict,
+    resolve_weights,
 )
 
 ARCHITECTURE = "ResidualDenoiser"
@@ -247,11 +247,13 @@ def _header(path: Path) -> dict:
         return dict(f.metadata() or {})
 
 
-def load_denoiser(name_or_path, *, verify: bool = True) -> ResidualDenoiser:
+def load_denoiser(name_or_path, *, verify: bool = True, warn: bool = True) -> ResidualDenoiser:
     """Load a :class:`ResidualDenoiser` from a bundled name, a ``.safetensors`` file or a
     state_dict (``.pt``/``.pth``, read with ``weights_only=True``).
 
-    The model comes back in eval mode, fp32, on the CPU. A bare state_dict does not carry
+    Names and paths follow :func:`~.loading.resolve_weights`: a bundled name wins over a file
+    of that name in the current folder (``./name`` for the file). The model comes back in
+    eval mode, fp32, on the CPU. A bare state_dict does not carry
     ``residual_scale`` and ``sigma_data`` (1.0 and 0 are assumed); safetensors files and
     bundled models do. ``model.weights_info["predictor"]`` is the predictor it pairs with (a
     bundled XYDeblur name or a path), from the manifest or the safetensors header, or
@@ -260,10 +262,8 @@ def load_denoiser(name_or_path, *, verify: bool = True) -> ResidualDenoiser:
     """
     if isinstance(name_or_path, ResidualDenoiser):
         return name_or_path
-    path, manifest = Path(str(name_or_path)).expanduser(), None
-    if not path.is_file():
-        path, manifest = bundled_file(str(name_or_path), verify, architecture=ARCHITECTURE,
-                                      kind="diffusion denoiser")
+    path, manifest = resolve_weights(name_or_path, verify, architecture=ARCHITECTURE, kind="diffusion denoiser",
+                                     warn=warn)
 
     state, config = read_state_dict(path)
     header = _header(path)

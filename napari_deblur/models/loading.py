@@ -12,7 +12,9 @@ its manifest (sha256, architecture config, recipe, data, measured quality).
 import hashlib
 import json
 import math
+import os
 import pickle
+import warnings
 from pathlib import Path
 
 import torch
@@ -32,6 +34,10 @@ XYDEBLUR_CONFIG = {"width": (int, 1, 1024), "blocks": (int, 0, 64), "channels": 
 
 class WeightsError(ValueError):
     """A weights file or bundled model name that cannot be used, and why."""
+
+
+class ShadowedFileWarning(UserWarning):
+    """A bundled model's name was given and a file of that name is in the current folder."""
 
 
 def sha256_of(path) -> str:
@@ -247,20 +253,68 @@ def bundled_file(name: str, verify: bool = True, architecture: str | None = None
     return path, manifest
 
 
-def load_model(name_or_path, *, verify: bool = True) -> XYDeblur:
+def is_bundled_name(name_or_path) -> bool:
+    """Whether ``name_or_path`` is read as a bundled model's name: a string without a path
+    separator or a suffix that names a bundled model (a :class:`~pathlib.Path` is a path)."""
+    if not isinstance(name_or_path, str):
+        return False
+    bare = not ("/" in name_or_path or "\\" in name_or_path or Path(name_or_path).suffix
+                or name_or_path.startswith("~"))
+    return bare and name_or_path in _manifests()
+
+
+def weights_key(name_or_path) -> str:
+    """A string that :func:`resolve_weights` reads as the same weights (for caches keyed by
+    strings): a bundled name as it is, a path as a path (``./name`` where the bare name
+    would read as a bundled model)."""
+    if is_bundled_name(name_or_path):
+        return name_or_path
+    text = str(name_or_path)
+    return os.path.join(os.curdir, text) if is_bundled_name(text) else text
+
+
+def warn_if_shadowed(name: str) -> None:
+    """A :class:`ShadowedFileWarning` when the bundled ``name`` is also a file or folder here."""
+    if Path(name).exists():
+        warnings.warn(f"{name!r} is a bundled model and also a file in the current folder; using the bundled "
+                      f"model (write ./{name} for the file)", ShadowedFileWarning, stacklevel=4)
+
+
+def resolve_weights(name_or_path, verify: bool = True, architecture: str | None = None, kind: str = "model",
+                    warn: bool = True) -> tuple[Path, dict | None]:
+    """``(file, manifest)`` for a bundled name or a weights path (manifest ``None`` for a path).
+
+    The rule: a bundled name (:func:`is_bundled_name`) is the bundled model, even when a file
+    of that name is in the current folder; with ``warn`` a :class:`ShadowedFileWarning` then
+    says so (write ``./name`` for the file). Anything else is a path when that file exists,
+    else looked up as a bundled name (which fails with the list of bundled models).
+    """
+    if is_bundled_name(name_or_path):
+        if warn:
+            warn_if_shadowed(name_or_path)
+        return bundled_file(name_or_path, verify, architecture, kind)
+    path = Path(str(name_or_path)).expanduser()
+    if path.is_file():
+        return path, None
+    return bundled_file(str(name_or_path), verify, architecture, kind)
+
+
+def load_model(name_or_path, *, verify: bool = True, warn: bool = True) -> XYDeblur:
     """Load an XYDeblur from a bundled name, a ``.safetensors``, an official ``.pkl``
     checkpoint or a plain state_dict (``.pt``/``.pth``).
 
-    The architecture (width, blocks, channels) is read from the file. A bundled
-    model's checksum is verified against its manifest (``verify=False`` skips it).
-    The model comes back in eval mode, fp32, on the CPU, with ``model.weights_info``
-    saying where it came from.
+    Names and paths (:func:`resolve_weights`): a string without a path separator or suffix
+    that names a bundled model loads that bundled model, even if a file of that name is in
+    the current folder (a :class:`ShadowedFileWarning` says so unless ``warn=False``; write
+    ``./name`` for the file); anything else is a file path. The architecture (width, blocks,
+    channels) is read from the file and checked against its tensors before the model is
+    built. A bundled model's checksum is verified against its manifest (``verify=False``
+    skips it). The model comes back in eval mode, fp32, on the CPU, with
+    ``model.weights_info`` saying where it came from.
     """
     if isinstance(name_or_path, XYDeblur):
         return name_or_path
-    path, manifest = Path(str(name_or_path)).expanduser(), None
-    if not path.is_file():
-        path, manifest = bundled_file(str(name_or_path), verify)
+    path, manifest = resolve_weights(name_or_path, verify, warn=warn)
 
     state, config = read_state_dict(path)
     if manifest is not None:
