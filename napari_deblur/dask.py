@@ -50,7 +50,7 @@ import uuid
 import numpy as np
 
 from .engine.axes import normalize_axes, to_bcyx
-from .engine.intensity import Scaling, fit_scaling
+from .engine.intensity import Scaling, check_normalize, fit_scaling
 
 OUTPUTS = ("restored", "r_hor", "r_ver")
 DEFAULT_HALO = "auto"
@@ -180,6 +180,7 @@ def lazy_scaling(array, model=None, *, axes=None, normalize="auto", sample_plane
     """
     from .engine.restore import default_model_name
 
+    normalize = check_normalize(normalize)
     if isinstance(normalize, Scaling):
         return normalize
     array = as_dask(array, axes)
@@ -263,10 +264,15 @@ def xydeblur_lazy(
     """
     import dask.array as da
 
+    from .engine.device import pick_device
+    from .engine.options import check_parameters
+
     if out not in OUTPUTS:
         raise ValueError(f"out must be one of {OUTPUTS}, got {out!r}")
     if out_dtype not in ("same", "float32"):
         raise ValueError(f"out_dtype must be 'same' or 'float32', got {out_dtype!r}")
+    tile, _, _, normalize = check_parameters(tile, 0, "auto", normalize)  # the engine's own checks, before any work
+    pick_device(device)
     data = as_dask(array, axes)
     axes_given, axes = axes is not None, normalize_axes(axes, data.shape)
     dtype = _check_dtype(data.dtype)

@@ -264,3 +264,11 @@ def test_the_lazy_default_model_follows_the_same_policy(tmp_path, monkeypatch, r
     eager = restore.xydeblur(stack, axes="CYX", device="cpu", normalize="dtype")
     assert eager.info["model"] == "xydeblur-microscopy"
     np.testing.assert_array_equal(lazy.compute(), eager.restored)
+
+
+@pytest.mark.parametrize("kwargs, match", [({"tile": "abc"}, "tile must be"), ({"normalize": None}, "normalize must be"),
+                                           ({"normalize": (0.1,)}, "two numbers"),
+                                           ({"device": "meta"}, "device must be")])
+def test_bad_parameters_are_refused_before_any_work(kwargs, match):
+    with pytest.raises((TypeError, ValueError), match=match):
+        xydeblur_lazy(np.zeros((8, 8), np.uint16), tiny_model(), **kwargs)

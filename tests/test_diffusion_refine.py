@@ -350,3 +350,25 @@ def test_a_fluorescence_stack_gets_the_microscopy_pair(bundled_pairs):
     res = refine(image, axes="CYX", steps=1, device="cpu")
     assert res.info["model"] == "dvsr-microscopy" and res.info["channel_mode"] == "per-channel"
     assert res.info["model_choice"] == "dvsr-microscopy, per channel: CYX uint16 is a fluorescence layout"
+
+
+@pytest.mark.parametrize("kwargs, match", [({"tile": "abc"}, "tile must be"), ({"overlap": "x"}, "overlap must be"),
+                                           ({"normalize": 5}, "normalize must be"),
+                                           ({"normalize": (0.1,)}, "two numbers"),
+                                           ({"device": "meta"}, "device must be")])
+def test_bad_parameters_say_what_is_allowed(rgb, kwargs, match):
+    with pytest.raises((TypeError, ValueError), match=match):
+        refine(rgb, pair(), steps=1, **kwargs)
+
+
+def test_a_read_only_array_reaches_torch_only_as_a_copy(monkeypatch, rgb):
+    real = torch.from_numpy
+
+    def strict(array):
+        assert array.flags.writeable, "torch.from_numpy on read-only memory (torch warns about it)"
+        return real(array)
+
+    monkeypatch.setattr(torch, "from_numpy", strict)
+    image = rgb.copy()
+    image.flags.writeable = False
+    refine(image, pair(), steps=1, device="cpu")

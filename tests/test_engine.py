@@ -376,3 +376,50 @@ def test_a_non_finite_network_output_is_an_error_not_a_result(dtype):
         model.Decoder1_4.main[0].bias.fill_(float("nan"))
     with pytest.raises(restore.NonFiniteOutputError, match="NaN or infinite"):
         xydeblur(_image((16, 16), dtype), model, device="cpu")
+
+
+BAD_PARAMETERS = [
+    ({"tile": "abc"}, ValueError, r"tile must be 'auto' or a whole number of pixels >= 64, got 'abc'"),
+    ({"tile": True}, TypeError, r"tile must be 'auto' or a whole number of pixels"),
+    ({"tile": 100.5}, TypeError, r"tile must be 'auto' or a whole number"),
+    ({"overlap": "x"}, ValueError, r"overlap must be a whole number of pixels >= 0, got 'x'"),
+    ({"overlap": -4}, ValueError, r"overlap must be a whole number of pixels >= 0, got -4"),
+    ({"batch": 0}, ValueError, r"batch must be 'auto' or a whole number >= 1, got 0"),
+    ({"normalize": 5}, TypeError, r"normalize must be 'auto', 'dtype', 'percentile', \(lo, hi\) percentiles or a "
+                                  r"Scaling, got 5"),
+    ({"normalize": None}, TypeError, r"normalize must be .*, got None"),
+    ({"normalize": (0.1,)}, ValueError, r"normalize as percentiles must be two numbers \(lo, hi\).*, got \(0.1,\)"),
+    ({"normalize": ("a", "b")}, ValueError, r"normalize as percentiles must be two numbers"),
+    ({"normalize": (50, 10)}, ValueError, r"0 <= lo < hi <= 100, got \(50, 10\)"),
+    ({"device": "meta"}, ValueError, r"device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got 'meta'"),
+    ({"device": 3}, TypeError, r"device must be a string"),
+]
+
+
+@pytest.mark.parametrize("kwargs, error, match", BAD_PARAMETERS)
+def test_bad_parameters_say_what_is_allowed(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        xydeblur(np.zeros((8, 8), np.float32), tiny_model(), **kwargs)
+
+
+def test_good_parameter_forms_are_accepted():
+    image = _image((8, 8), np.float32)
+    for kwargs in ({"tile": np.int64(64)}, {"tile": "auto"}, {"overlap": np.int32(8)}, {"batch": "auto"},
+                   {"normalize": [0, 100]}, {"normalize": (np.float32(1), 99)}, {"device": "CPU"}):
+        assert xydeblur(image, tiny_model(), **kwargs).restored.shape == image.shape
+
+
+def test_a_read_only_array_gives_no_torch_warning(monkeypatch):
+    """torch warns once per process about read-only memory, so the check is on every call."""
+    real = torch.from_numpy
+
+    def strict(array):
+        assert array.flags.writeable, "torch.from_numpy on read-only memory (torch warns about it)"
+        return real(array)
+
+    monkeypatch.setattr(torch, "from_numpy", strict)
+    for dtype in (np.uint8, np.uint16, np.float32, np.float64):  # the frames path and the tiled path
+        image = _image((2, 16, 16), dtype)
+        image.flags.writeable = False
+        xydeblur(image, tiny_model(), device="cpu")
+        assert not image.flags.writeable

@@ -48,6 +48,7 @@ from ..engine.device import (
 )
 from ..engine.intensity import cast_like
 from ..engine.model_choice import default_preset
+from ..engine.options import check_parameters
 from ..engine.restore import (
     DEFAULT_OVERLAP,
     MIN_TILE,
@@ -219,6 +220,9 @@ def refine_iter(
         in_flight = _positive_int(in_flight, "in_flight")
     if clip is not None and not clip > 0:
         raise ValueError(f"clip must be positive or None, got {clip!r}")
+    tile, overlap, batch, normalize = check_parameters(tile, overlap, batch, normalize)
+    dev = pick_device(device)
+    dtype = pick_dtype(precision, dev)
     bcyx, layout = to_bcyx(array, axes)
     n, c, h, w = bcyx.shape
     if h < 4 or w < 4:
@@ -237,9 +241,6 @@ def refine_iter(
     if ph or pw:
         items = np.pad(items, ((0, 0), (0, 0), (0, ph), (0, pw)), mode="reflect")
     H, W = h + ph, w + pw
-
-    dev = pick_device(device)
-    dtype = pick_dtype(precision, dev)
 
     # 1. the predictor, once: x_init = g(y) in [0, 1] units
     p_tile, p_batch = plan_memory(pred, dev, dtype, H, W, tile, batch)

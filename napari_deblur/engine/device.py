@@ -29,10 +29,13 @@ def pick_device(device="auto") -> torch.device:
         raise ValueError("device 'cuda' was requested but PyTorch sees no CUDA GPU (is a CUDA build of torch installed?)")
     if name == "mps" and not mps_available():
         raise ValueError("device 'mps' was requested but Apple's Metal backend is not available")
+    allowed = "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
     try:
         picked = torch.device(name)
     except RuntimeError:
-        raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'") from None
+        raise ValueError(f"device must be {allowed}, got {device!r}") from None
+    if picked.type not in ("cpu", "cuda", "mps"):  # e.g. 'meta' (no data) or a backend the engine has not met
+        raise ValueError(f"device must be {allowed}, got {device!r}")
     return with_index(picked)
 
 

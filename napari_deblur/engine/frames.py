@@ -41,6 +41,8 @@ def send(block: np.ndarray, device: torch.device, stream=None) -> torch.Tensor:
     ``stream`` the block is staged in page-locked memory and copied on that stream,
     asynchronously."""
     block = np.ascontiguousarray(block)
+    if not block.flags.writeable:  # a read-only input: torch.from_numpy would warn on it; this batch copied
+        block = block.copy()
     host = torch.from_numpy(block.view(np.int16) if block.dtype == np.uint16 else block)
     if stream is None:
         return host.to(device)

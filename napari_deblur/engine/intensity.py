@@ -50,6 +50,32 @@ class Scaling:
         return r * self.scale.reshape(1, -1, 1, 1).astype(r.dtype)
 
 
+NORMALIZE_FORMS = "'auto', 'dtype', 'percentile', (lo, hi) percentiles or a Scaling"
+
+
+def check_normalize(normalize):
+    """``normalize`` in its canonical form: one of the mode strings, a :class:`Scaling`, or
+    ``(lo, hi)`` percentiles as two floats with 0 <= lo < hi <= 100; else a TypeError or
+    ValueError that lists the allowed forms."""
+    if isinstance(normalize, Scaling):
+        return normalize
+    if isinstance(normalize, str):
+        if normalize in ("auto", "dtype", "percentile"):
+            return normalize
+        raise ValueError(f"normalize must be {NORMALIZE_FORMS}, got {normalize!r}")
+    if not isinstance(normalize, (tuple, list, np.ndarray)):
+        raise TypeError(f"normalize must be {NORMALIZE_FORMS}, got {normalize!r}")
+    given = tuple(normalize.tolist() if isinstance(normalize, np.ndarray) else normalize)
+    numbers = len(given) == 2 and all(
+        isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)) for v in given)
+    if not numbers:
+        raise ValueError(f"normalize as percentiles must be two numbers (lo, hi), 0 <= lo < hi <= 100, got {given!r}")
+    lo, hi = float(given[0]), float(given[1])
+    if not 0 <= lo < hi <= 100:  # NaN fails too
+        raise ValueError(f"normalize percentiles must satisfy 0 <= lo < hi <= 100, got {given!r}")
+    return lo, hi
+
+
 def _subsample(values: np.ndarray) -> np.ndarray:
     step = max(1, values.size // _MAX_SAMPLES)
     return values.reshape(-1)[::step]
@@ -63,14 +89,13 @@ def fit_scaling(x: np.ndarray, dtype: np.dtype, normalize="auto", per_channel: b
     """
     dtype = np.dtype(dtype)
     c = x.shape[1]
+    normalize = check_normalize(normalize)
     if isinstance(normalize, Scaling):  # fitted elsewhere (e.g. once for a lazy stack): used as it is
         if normalize.offset.shape != (c,) or normalize.scale.shape != (c,):
             raise ValueError(f"the scaling has {normalize.offset.size} channel(s), the image {c}")
         return normalize
     mode = normalize
     if isinstance(normalize, str):
-        if normalize not in ("auto", "dtype", "percentile"):
-            raise ValueError(f"normalize must be 'auto', 'dtype', 'percentile' or (lo, hi) percentiles, got {normalize!r}")
         if normalize == "auto":
             if dtype == np.uint8:
                 mode = "dtype"
@@ -87,9 +112,7 @@ def fit_scaling(x: np.ndarray, dtype: np.dtype, normalize="auto", per_channel: b
             offset, scale = 0.0, 1.0
         return Scaling(np.full(c, offset), np.full(c, scale), "dtype")
 
-    lo_p, hi_p = DEFAULT_PERCENTILES if mode == "percentile" else tuple(mode)
-    if not 0 <= lo_p < hi_p <= 100:
-        raise ValueError(f"percentiles must satisfy 0 <= lo < hi <= 100, got ({lo_p}, {hi_p})")
+    lo_p, hi_p = DEFAULT_PERCENTILES if mode == "percentile" else mode
     groups = [x[:, i] for i in range(c)] if per_channel else [x]
     los, his = [], []
     for g in groups:

@@ -37,9 +37,9 @@ from .device import describe, free_memory, is_out_of_memory, pick_device, pick_d
 from .frames import frames_apply_iter, frames_fit
 from .intensity import add_rounded, cast_like, fit_scaling, work_dtype
 from .model_choice import default_preset
+from .options import MIN_TILE, check_parameters
 from .tiling import ALIGN, round_tile, tile_apply_iter
 
-MIN_TILE = 64
 # Finite float values beyond this magnitude are refused: scaled, restored and returned as float32
 # residuals they would overflow (float32 ends at 3.4e38) and come back as NaN.
 MAX_MAGNITUDE = 1e30
@@ -141,17 +141,15 @@ def plan_memory(model, device, dtype, height, width, tile="auto", batch="auto"):
     if device.type == "cpu":
         budget = min(budget, 4 << 30)
     bpp = bytes_per_pixel(model, dtype)
-    if tile == "auto" or tile is None:
+    tile, _, batch, _ = check_parameters(tile, 0, batch)
+    if tile == "auto":
         side = int((budget / bpp) ** 0.5)
         cap = CPU_TILE_CAP if device.type == "cpu" else GPU_TILE_CAP
         tile = max(MIN_TILE * 2, min(cap, side) // 32 * 32)
     else:
-        tile = int(tile)
-        if tile < MIN_TILE:
-            raise ValueError(f"tile must be 'auto' or at least {MIN_TILE} pixels, got {tile}")
         tile = round_tile(tile)
     th, tw = min(tile, height), min(tile, width)
-    if batch == "auto" or batch is None:
+    if batch == "auto":
         batch = int(max(1, min(MAX_BATCH, budget // (bpp * th * tw))))
     return tile, int(batch)
 
@@ -373,6 +371,9 @@ def xydeblur_iter(
     axes = normalize_axes(axes, array.shape)
     if out_dtype not in ("same", "float32"):
         raise ValueError(f"out_dtype must be 'same' or 'float32', got {out_dtype!r}")
+    tile, overlap, batch, normalize = check_parameters(tile, overlap, batch, normalize)
+    dev = pick_device(device)
+    dtype = pick_dtype(precision, dev)
     bcyx, layout = to_bcyx(array, axes)
     n, c, h, w = bcyx.shape
     if h < 4 or w < 4:
@@ -391,8 +392,6 @@ def xydeblur_iter(
     on_device = frames_fit(array.dtype, layout.rgba, colour, mc) and (nan is None or not nan.any())
     items = None
 
-    dev = pick_device(device)
-    dtype = pick_dtype(precision, dev)
     tile_side, per_batch = plan_memory(net, dev, dtype, h + ph, w + pw, tile, batch)
     work = _prepare_model(net, dev, dtype, compile)
     fn = _network_fn(work, dev, dtype, replicate_to, swap)
