@@ -423,3 +423,14 @@ def test_a_read_only_array_gives_no_torch_warning(monkeypatch):
         image.flags.writeable = False
         xydeblur(image, tiny_model(), device="cpu")
         assert not image.flags.writeable
+
+
+@pytest.mark.parametrize("with_nan", [False, True])  # the frames path and the tiled path
+def test_float16_saturates_at_its_finite_range_instead_of_inf(with_nan):
+    image = np.full((16, 16), 65000, np.float16)
+    if with_nan:
+        image[0, 0] = np.nan
+    restored = xydeblur(image, constant_residual_model(value=0.1), device="cpu").restored
+    finite = ~np.isnan(image)
+    assert restored.dtype == np.float16 and np.all(restored[finite] == np.finfo(np.float16).max)
+    assert np.isnan(restored[~finite]).all()

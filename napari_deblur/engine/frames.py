@@ -118,7 +118,7 @@ def frames_apply_iter(
     ``fn`` maps a float32 device batch in [0, 1] units, padded by ``pad`` (rows, columns) to
     the network's multiple, to the two float32 residuals in the same units. ``offset`` and
     ``scale`` (per channel) map input units to [0, 1]. ``out_dtype`` is the restored image's:
-    integers are rounded and clipped to their range, floats are not clipped. On CUDA the
+    integers are rounded and clipped to their range, float16 clipped to its finite range. On CUDA the
     transfers of a stack overlap the network (``overlap_transfers``, see :class:`Transfers`).
     """
     n, c, h, w = bcyx.shape
@@ -129,6 +129,7 @@ def frames_apply_iter(
     restored = np.empty((n, c, h, w), out_dtype)
     r_hor, r_ver = np.empty((n, c, h, w), np.float32), np.empty((n, c, h, w), np.float32)
     limits = np.iinfo(out_dtype) if out_dtype.kind in "ui" else None
+    float_limit = float(np.finfo(out_dtype).max) if out_dtype == np.float16 else None  # saturate, never inf
     narrow = NARROW.get(out_dtype)  # None for wider integers: int32 comes back
     batch = max(1, int(batch))
     moves = Transfers(device, OVERLAP_TRANSFERS if overlap_transfers is None else overlap_transfers)
@@ -148,6 +149,8 @@ def frames_apply_iter(
         if limits is not None:  # rounded on the device; the host only narrows the integers
             out = out.round_().clamp_(limits.min, limits.max)
             out = out.to(torch.int32) if narrow is None else _narrow(out, out_dtype)
+        elif float_limit is not None:
+            out = out.clamp_(-float_limit, float_limit)
         if index + 1 < len(starts):  # the next upload runs while this batch computes
             incoming = moves.send(bcyx[last : last + batch])
         if outgoing is not None:

@@ -141,8 +141,12 @@ def work_dtype(dtype) -> np.dtype:
 def cast_like(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """Float values back to ``dtype``: integers rounded and clipped to the dtype's range
     exactly (a value at or beyond the largest int64/uint64, whose float is 2**63/2**64,
-    becomes that largest integer, never wraps around), floats cast as they are."""
+    becomes that largest integer, never wraps around); floats clipped to the finite range of
+    a narrower float (float16 ends at 65504), NaN kept."""
     dtype = np.dtype(dtype)
+    if dtype.kind == "f" and values.dtype.kind == "f" and np.finfo(dtype).max < np.finfo(values.dtype).max:
+        limit = np.finfo(dtype).max  # a narrower float saturates at its finite range instead of turning inf
+        return np.clip(values, -limit, limit).astype(dtype)
     if dtype.kind not in "ui":
         return values.astype(dtype, copy=False)
     info = np.iinfo(dtype)

@@ -360,7 +360,9 @@ def xydeblur_iter(
         normalize: ``"auto"``, ``"dtype"``, ``"percentile"`` or ``(lo, hi)``
             percentiles (see :mod:`napari_deblur.engine.intensity`).
         out_dtype: ``"same"`` (integers rounded and clipped to their range,
-            floats unclipped) or ``"float32"``.
+            float16 clipped to its finite range, wider floats unclipped) or ``"float32"``.
+            Wide integers are computed in float64 (64-bit ones added exactly) and saturate at
+            their bounds; finite float values beyond :data:`MAX_MAGNITUDE` are refused.
         compile: run the network through ``torch.compile`` (faster on a GPU after a
             compile of about 15 s per frame or tile shape; eager if it fails, which
             ``info["compile"]`` then says). See :mod:`napari_deblur.engine.compiled`.
@@ -444,7 +446,8 @@ def xydeblur_iter(
             restored = bcyx.astype(compute)  # a copy: the caller's array is never written to
             restored += r_hor
             restored += r_ver
-            restored = cast_like(restored, array.dtype) if out_dtype == "same" else restored.astype(np.float32, copy=False)
+            same = out_dtype == "same"
+            restored = cast_like(restored, array.dtype) if same else restored.astype(np.float32, copy=False)
     r_hor, r_ver = r_hor.astype(np.float32, copy=False), r_ver.astype(np.float32, copy=False)
     model_name = net.weights_info["name"] if hasattr(net, "weights_info") else "XYDeblur"
     check_finite_output((r_hor, r_ver), model_name, precision_name(dtype))
