@@ -481,6 +481,19 @@ def add_train(subparsers):
                         help="what to train: xydeblur, or dvsr (the diffusion denoiser of a frozen XYDeblur)")
     parser.add_argument("--preset", choices=["photo", "microscopy"], default="photo")
     parser.add_argument("--pairs", default=None, metavar="DIR", help="a folder with blur/ and sharp/ (or raw/ and target/)")
+    data = parser.add_argument_group(
+        "real sharp images", "Synthetic pairs made from your own sharp images: photos, or fluorescence planes and "
+                             "stacks, blurred and made noisy like real optics and sensors; the procedural scenes stay "
+                             "as a minority. The benchmark's held-out files are always left out.")
+    data.add_argument("--sharp", nargs="+", default=None, metavar="DIR|FILE|BANK.npz",
+                      help="folders (searched recursively), image files or crop banks (napari-deblur pack)")
+    data.add_argument("--psf", dest="psfs", nargs="+", default=None, metavar="TIFF",
+                      help="microscopy: measured or computed PSFs (2D, or 3D Z stacks) added to the training PSFs")
+    data.add_argument("--real-share", type=float, default=0.9, help="share of sharp tiles from --sharp (default 0.9)")
+    data.add_argument("--identity-prob", type=float, default=0.08,
+                      help="share of unblurred (noisy) inputs, which must come back as they are (default 0.08)")
+    data.add_argument("--jpeg-prob", type=float, default=0.25,
+                      help="photo: share of JPEG-compressed inputs, quality 70-95 (default 0.25)")
     parser.add_argument("--init", default=None, metavar="NAME|PATH", help="start from these weights (e.g. a bundled model)")
     parser.add_argument("--predictor", default=None, metavar="NAME|PATH",
                         help="dvsr: the frozen XYDeblur g(y) (default: xydeblur-photo or xydeblur-microscopy)")
@@ -517,19 +530,61 @@ def run_train(args) -> int:
     if args.architecture == "dvsr":
         from .training.train_dvsr import run_from_args
 
-        return run_from_args(args)
+        return run_from_args(args, data_options(args))
     from .training.train import Trainer, TrainConfig
 
     crop, blocks = args.crop if args.crop is not None else 192, args.blocks if args.blocks is not None else 6
     cfg = TrainConfig(
         preset=args.preset, iters=args.iters, batch=args.batch, crop=crop, lr=args.lr, warmup=args.warmup,
         fft_weight=args.fft_weight, ema=args.ema, seed=args.seed, width=args.width, blocks=blocks, init=args.init,
-        pairs=args.pairs, val_every=args.val_every, ckpt_every=args.ckpt_every,
+        val_every=args.val_every, ckpt_every=args.ckpt_every, **data_options(args),
     )
     summary = Trainer(cfg, args.out, device=args.device, log=lambda line: print(line, file=sys.stderr)).run(
         time_limit=args.time_limit, fit_iters=args.fit_iters
     )
     print(summary)
+    return 0
+
+
+def data_options(args) -> dict:
+    """The :class:`napari_deblur.training.sources.DataOptions` fields from ``train``'s arguments."""
+    if args.pairs and args.sharp:
+        raise CLIError("--pairs and --sharp are two different data sources; give one")
+    for name in ("real_share", "identity_prob", "jpeg_prob"):
+        if not 0 <= getattr(args, name) <= 1:
+            raise CLIError(f"--{name.replace('_', '-')} must be between 0 and 1, got {getattr(args, name)}")
+    return {"pairs": args.pairs, "sharp": [str(p) for p in args.sharp] if args.sharp else None,
+            "psfs": [str(p) for p in args.psfs] if args.psfs else None, "real_share": args.real_share,
+            "identity_prob": args.identity_prob, "jpeg_prob": args.jpeg_prob}
+
+
+@subcommand
+def add_pack(subparsers):
+    parser = subparsers.add_parser(
+        "pack", help="pack a seeded bank of sharp crops for training elsewhere (e.g. on a GPU machine)",
+        description="Draw random square crops from sharp images (folders, files; the benchmark's held-out files "
+                    "left out) and write them as one compressed .npz plus OUT.json, the record of what went in. "
+                    "`napari-deblur train --sharp OUT.npz` trains on it.",
+    )
+    parser.add_argument("--sharp", nargs="+", required=True, metavar="DIR|FILE", help="sharp images")
+    parser.add_argument("--preset", choices=["photo", "microscopy"], required=True)
+    parser.add_argument("--crops", type=positive_int, default=160, help="number of crops (default 160)")
+    parser.add_argument("--size", type=positive_int, default=256, help="crop side in pixels (default 256)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", required=True, type=Path, metavar="BANK.npz")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing bank")
+    parser.set_defaults(handler=run_pack)
+
+
+def run_pack(args) -> int:
+    from .data.bank import pack_bank
+
+    if args.out.exists() and not args.overwrite:
+        raise CLIError(f"{args.out} already exists (use --overwrite to replace it)")
+    record = pack_bank(args.sharp, args.preset, args.out, crops=args.crops, size=args.size, seed=args.seed)
+    print(f"{args.out}: {record['crops']} crops of {record['size']} px from {len(record['files'])} files "
+          f"({record['heldout_skipped'] and len(record['heldout_skipped'])} held-out files left out), "
+          f"{record['bytes'] / 2**20:.1f} MiB; record in {args.out}.json")
     return 0
 
 

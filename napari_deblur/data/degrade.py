@@ -137,10 +137,13 @@ def _apply_blur(x, kernels, weights):
 
 def degrade_photo(sharp: torch.Tensor, kernels, weights=None, generator=None, *, highlight_prob=0.3,
                   highlight_gain=(1.5, 6.0), exposure=(0.8, 1.25), noise_prob=0.8, photons=(100.0, 20000.0),
-                  read_sigma=(1e-4, 2e-3), post_sigma=0.01, quantize_prob=0.5):
+                  read_sigma=(1e-4, 2e-3), post_sigma=0.01, quantize_prob=0.5, jpeg_prob=0.0,
+                  jpeg_quality=(70.0, 95.0)):
     """sRGB tiles (B, 3, H, W) in [0, 1] -> (blurred, sharp), both cropped by the kernel radius, in [0, 1].
 
     ``kernels`` (B, k, k), or (B, M, k, k) with ``weights`` (B, M, H, W) for a spatially varying blur.
+    A share ``jpeg_prob`` of the blurred images is compressed at a JPEG quality drawn from
+    ``jpeg_quality`` (:func:`jpeg_like`), after the noise and the 8-bit rounding.
     """
     dev, b = sharp.device, sharp.shape[0]
     m = torch.as_tensor(kernels).shape[-1] // 2
@@ -157,7 +160,58 @@ def degrade_photo(sharp: torch.Tensor, kernels, weights=None, generator=None, *,
     blurred = gaussian_noise(blurred, _uniform(0, post_sigma, b, generator, dev) * noisy, generator)
     rounded = torch.rand(b, 1, 1, 1, generator=generator, device=dev) < quantize_prob
     blurred = torch.where(rounded, torch.round(blurred.clamp(0, 1) * 255) / 255, blurred)
+    if jpeg_prob > 0:
+        compressed = torch.rand(b, 1, 1, 1, generator=generator, device=dev) < jpeg_prob
+        quality = _uniform(*jpeg_quality, b, generator, dev).view(b)
+        blurred = torch.where(compressed, jpeg_like(blurred.clamp(0, 1), quality), blurred)
     return blurred.clamp(0, 1), linear_to_srgb(lin)
+
+
+# JPEG's example quantisation tables (ITU-T T.81, Annex K), luminance and chrominance, row by row.
+_Q_LUMA = (16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
+           14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+           49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99)
+_Q_CHROMA = (17, 18, 24, 47, 99, 99, 99, 99, 18, 21, 26, 66, 99, 99, 99, 99, 24, 26, 56, 99, 99, 99, 99, 99,
+             47, 66, 99, 99, 99, 99, 99, 99) + (99,) * 32
+
+
+def _dct_matrix(n: int = 8, device="cpu") -> torch.Tensor:
+    k = torch.arange(n, dtype=torch.float64)
+    m = torch.cos(math.pi * (2 * k[None, :] + 1) * k[:, None] / (2 * n)) * math.sqrt(2 / n)
+    m[0] /= math.sqrt(2)
+    return m.to(device, torch.float32)
+
+
+def jpeg_like(srgb: torch.Tensor, quality: torch.Tensor) -> torch.Tensor:
+    """JPEG's lossy core on (B, 3, H, W) sRGB in [0, 1]: YCbCr, 4:2:0 chroma, 8x8 DCT quantised with
+    the Annex K tables scaled to ``quality`` (B,) in 1..100 (the usual IJG scaling), and back.
+    No entropy coding (it is lossless); blocks are aligned to the top-left corner."""
+    b, _, h, w = srgb.shape
+    ph, pw = (-h) % 16, (-w) % 16
+    x = F.pad(srgb.float(), (0, pw, 0, ph), mode="replicate") * 255
+    r, g, bl = x.unbind(1)
+    y = 0.299 * r + 0.587 * g + 0.114 * bl
+    cb = -0.168736 * r - 0.331264 * g + 0.5 * bl
+    cr = 0.5 * r - 0.418688 * g - 0.081312 * bl
+    chroma = F.avg_pool2d(torch.stack([cb, cr], 1), 2)
+    q = quality.to(srgb.device, torch.float32).clamp(1, 100).view(b, 1, 1, 1)
+    scale = torch.where(q < 50, 5000 / q, 200 - 2 * q)
+    dct = _dct_matrix(device=srgb.device)
+
+    def quantise(planes: torch.Tensor, table) -> torch.Tensor:  # (B, P, H, W), H and W multiples of 8
+        n, p, hh, ww = planes.shape
+        blocks = planes.reshape(n, p, hh // 8, 8, ww // 8, 8).transpose(3, 4)
+        coeff = dct @ blocks @ dct.T
+        t = torch.tensor(table, dtype=torch.float32, device=srgb.device).view(8, 8)
+        step = ((t * scale.view(n, 1, 1, 1, 1, 1) + 50) // 100).clamp_min(1)
+        blocks = dct.T @ (torch.round(coeff / step) * step) @ dct
+        return blocks.transpose(3, 4).reshape(n, p, hh, ww)
+
+    y = quantise(y[:, None] - 128, _Q_LUMA)[:, 0] + 128
+    chroma = F.interpolate(quantise(chroma, _Q_CHROMA), scale_factor=2, mode="bilinear", align_corners=False)
+    cb, cr = chroma.unbind(1)
+    rgb = torch.stack([y + 1.402 * cr, y - 0.344136 * cb - 0.714136 * cr, y + 1.772 * cb], 1) / 255
+    return rgb[..., :h, :w].clamp(0, 1)
 
 
 def percentile_scale(blurred: torch.Tensor, sharp: torch.Tensor, lo=0.1, hi=99.9):

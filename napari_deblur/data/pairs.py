@@ -14,8 +14,14 @@ the batch counter) resumes a run exactly.
 Presets: ``"photo"`` (3 channels; scikit-image photographs and dead leaves;
 camera shake, motion, defocus and Gaussian kernels) and ``"microscopy"`` (1
 channel; fluorescence-like scenes and some grey dead leaves; Born & Wolf PSFs
-plus a few small Gaussian or shake kernels). :class:`FolderPairs` serves
-random aligned crops of a user's paired images instead (see :mod:`.folder`).
+plus a few small Gaussian or shake kernels). With ``sharp`` (real images,
+:class:`.real.SharpImages`) a share ``real_share`` of the sharp tiles are random
+crops of those images, rescaled at random (photos 0.35-1x, fluorescence 0.5-1x),
+and the procedural scenes are the rest; ``psfs`` adds 2D PSFs (slices of measured
+or computed 3D PSFs, :func:`.psf.psf_slices`) to the microscopy kernel pool; a share
+``identity_prob`` of the kernels is the identity, so that already sharp inputs (with
+noise) stay as they are. :class:`FolderPairs` serves random aligned crops of a
+user's paired images instead (see :mod:`.folder`).
 """
 
 from concurrent.futures import ThreadPoolExecutor
@@ -27,8 +33,9 @@ import torch.nn.functional as F
 from . import sharp as sources
 from .degrade import degrade_microscopy, degrade_photo, smooth_weights
 from .folder import FolderPairs, dihedral
-from .kernels import random_photo_kernel
+from .kernels import delta, pad_kernel, random_photo_kernel
 from .psf import random_microscopy_psf
+from .real import SharpImages
 
 PRESETS = {"photo": 3, "microscopy": 1}
 ROUNDS = 8  # a pool is fully renewed after this many refreshes
@@ -45,12 +52,21 @@ def _photo_tile(rng, photos: dict, tile: int) -> np.ndarray | None:
     names = [n for n, im in photos.items() if min(im.shape[1:]) >= tile]
     if not names:
         return None
-    im = photos[names[rng.integers(len(names))]]
+    return _rescaled_crop(rng, photos[names[rng.integers(len(names))]], tile, 0.35)
+
+
+def _real_tile(rng, images: SharpImages, eligible: np.ndarray, tile: int, min_scale: float) -> np.ndarray:
+    """A random crop of a real image (drawn by weight among those at least ``tile`` on a side), rescaled."""
+    return _rescaled_crop(rng, images.images[int(rng.choice(eligible[0], p=eligible[1]))], tile, min_scale)
+
+
+def _rescaled_crop(rng, im: np.ndarray, tile: int, min_scale: float) -> np.ndarray:
+    """A ``tile``-sided crop of ``im`` after a random downscale by 1 to 1 / ``min_scale`` (antialiased)."""
     h, w = im.shape[1:]
-    scale = rng.uniform(max(0.35, tile / min(h, w)), 1.0)
+    scale = rng.uniform(max(min_scale, tile / min(h, w)), 1.0)
     side = min(h, w, int(round(tile / scale)))
     y, x = rng.integers(0, h - side + 1), rng.integers(0, w - side + 1)
-    crop = torch.from_numpy(np.ascontiguousarray(im[:, y : y + side, x : x + side]))[None]
+    crop = torch.from_numpy(np.array(im[:, y : y + side, x : x + side], np.float32))[None]  # a writable copy
     if side != tile:
         crop = F.interpolate(crop, size=(tile, tile), mode="bilinear", antialias=True, align_corners=False)
     return crop[0].clamp(0, 1).numpy()
@@ -70,7 +86,8 @@ class PairSampler:
 
     def __init__(self, preset="photo", crop=192, batch=16, device="cpu", seed=0, *, heldout=False,
                  pool_size=48, kernel_pool=192, refresh_every=100, kernel_size=31, max_blur=None,
-                 spatial_prob=0.25, tile_slack=32, degrade_options=None):
+                 spatial_prob=0.25, tile_slack=32, degrade_options=None, sharp: SharpImages | None = None,
+                 real_share=0.9, psfs=None, psf_share=0.25, identity_prob=0.0):
         if preset not in PRESETS:
             raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
         if kernel_size % 2 == 0:
@@ -86,8 +103,19 @@ class PairSampler:
         self.degrade_options = dict(degrade_options or {})  # keyword arguments of degrade_photo/_microscopy
         self.step = 0
         self._photos = {}
-        if preset == "photo":
+        if preset == "photo" and sharp is None:
             self._photos = sources.heldout_photos() if heldout else sources.training_photos()
+        self.real_share, self.psf_share, self.identity_prob = float(real_share), float(psf_share), float(identity_prob)
+        self._real, self._eligible = sharp, None
+        if sharp is not None:
+            sides = np.array([min(im.shape[-2:]) for im in sharp.images])
+            keep = np.flatnonzero(sides >= self.tile)
+            if not len(keep):
+                raise ValueError(f"no sharp image is at least {self.tile} px on a side (crop {self.crop} plus the "
+                                 f"kernel margin and slack); the largest is {sides.max()} px: use a smaller --crop")
+            weights = sharp.probabilities()[keep]
+            self._eligible = (keep, weights / weights.sum())
+        self._psfs = [pad_kernel(np.asarray(k, np.float32), self.kernel_size) for k in (psfs or [])]
         self.pool = torch.zeros(pool_size, self.channels, self.tile, self.tile, device=self.device)
         self.kernels = torch.zeros(kernel_pool, self.kernel_size, self.kernel_size, device=self.device)
         self._sharp_versions = np.full(pool_size, -1)
@@ -98,6 +126,8 @@ class PairSampler:
     # pools -------------------------------------------------------------------------------------
     def _sharp_item(self, i: int, version: int) -> np.ndarray:
         rng = _rng(self.seed, 0, i, version, self.heldout)
+        if self._real is not None and rng.random() < self.real_share:
+            return _real_tile(rng, self._real, self._eligible, self.tile, 0.35 if self.preset == "photo" else 0.5)
         if self.preset == "photo":
             if self._photos and (self.heldout or rng.random() < 0.6):
                 tile = _photo_tile(rng, self._photos, self.tile)
@@ -110,6 +140,10 @@ class PairSampler:
 
     def _kernel_item(self, i: int, version: int) -> np.ndarray:
         rng = _rng(self.seed, 1, i, version, self.heldout)
+        if self.identity_prob and rng.random() < self.identity_prob:  # no draw when off: streams stay as they were
+            return delta(self.kernel_size)
+        if self._psfs and self.preset == "microscopy" and rng.random() < self.psf_share:
+            return self._psfs[int(rng.integers(len(self._psfs)))]
         if self.preset == "photo":
             return random_photo_kernel(rng, self.max_blur, self.kernel_size)
         pick = rng.random()
@@ -202,7 +236,11 @@ class PairSampler:
 def make_sampler(preset, crop, batch, device="cpu", seed=0, pairs=None, heldout=False, **options):
     """The training data source: :class:`FolderPairs` when ``pairs`` names a folder, else :class:`PairSampler`.
 
-    Held-out samplers (``heldout=True``, for validation) use small pools.
+    Held-out samplers (``heldout=True``, for validation) use small pools. With real
+    ``sharp`` images their validation crops come from the same images (the benchmark's
+    held-out images are never loaded for training, see :mod:`.heldout`), drawn from a
+    separate seed stream: a check of the fit, while ``napari-deblur eval --real`` judges
+    generalisation.
     """
     if pairs:
         return FolderPairs(pairs, crop, batch, device, seed, channels=PRESETS[preset], heldout=heldout)

@@ -121,3 +121,50 @@ def random_microscopy_psf(rng, size: int = 31, return_params: bool = False):
     else:
         k = widefield_psf(size, na, emission, pixel, z, n)
     return (k, params) if return_params else k
+
+
+def psf_slices(stack, size: int = 31, planes: int = 5, step: int = 2) -> list[np.ndarray]:
+    """2D PSFs from a measured or computed PSF (2D, or a 3D Z stack): the focal plane (the brightest)
+    and ``planes - 1`` others ``step`` planes apart around it, out of focus.
+
+    Each slice has the stack's background (the median of its outer frame) removed, is
+    clipped at 0, cut to ``size`` x ``size`` around its centre of mass and normalised;
+    slices with no signal left are skipped.
+    """
+    size = _check_size(size)
+    arr = np.asarray(stack, np.float64)
+    if arr.ndim == 2:
+        arr = arr[None]
+    if arr.ndim != 3 or min(arr.shape[1:]) < 3:
+        raise ValueError(f"a PSF must be a 2D image or a 3D (Z, Y, X) stack, got shape {arr.shape}")
+    frame = np.concatenate([arr[:, 0].ravel(), arr[:, -1].ravel(), arr[:, :, 0].ravel(), arr[:, :, -1].ravel()])
+    arr = np.clip(arr - np.median(frame), 0, None)
+    focus = int(np.argmax(arr.reshape(len(arr), -1).max(1)))
+    offsets = sorted(range(-(planes // 2), planes - planes // 2), key=abs)
+    out = []
+    for z in (focus + o * step for o in offsets):
+        if not 0 <= z < len(arr) or arr[z].sum() <= 0:
+            continue
+        plane = arr[z]
+        total = plane.sum()
+        cy = int(round((plane.sum(1) * np.arange(plane.shape[0])).sum() / total))
+        cx = int(round((plane.sum(0) * np.arange(plane.shape[1])).sum() / total))
+        half = size // 2
+        padded = np.pad(plane, half)
+        cut = padded[cy : cy + size, cx : cx + size]
+        if cut.sum() > 0:
+            out.append(normalise(_centred(cut)).astype(np.float32))
+    return out
+
+
+def _centred(k: np.ndarray) -> np.ndarray:
+    """``k`` shifted by a sub-pixel amount (a Fourier phase ramp) so that its centre of mass is the
+    centre pixel; negative ringing is clipped."""
+    total = k.sum()
+    idx = np.arange(k.shape[0])
+    com = np.array([(k.sum(1) * idx).sum(), (k.sum(0) * idx).sum()]) / total
+    dy, dx = k.shape[0] // 2 - com
+    fy = np.fft.fftfreq(k.shape[0])[:, None]
+    fx = np.fft.fftfreq(k.shape[1])[None, :]
+    shifted = np.fft.ifft2(np.fft.fft2(k) * np.exp(-2j * np.pi * (fy * dy + fx * dx))).real
+    return np.clip(shifted, 0, None)

@@ -26,12 +26,13 @@ from ..engine.device import pick_device
 from ..models.loading import load_model
 from ..models.xydeblur import XYDeblur
 from .checkpoint import load_checkpoint, save_checkpoint
+from .sources import DataOptions, make_samplers
 
 PRESET_CHANNELS = {"photo": 3, "microscopy": 1}
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(DataOptions):
     preset: str = "photo"
     iters: int = 10000
     batch: int = 16
@@ -46,7 +47,6 @@ class TrainConfig:
     width: int = 32
     blocks: int = 6
     init: str | None = None
-    pairs: str | None = None
     val_every: int = 500
     ckpt_every: int = 500
     val_crops: int = 8
@@ -82,8 +82,6 @@ class Trainer:
     """One training run in ``out`` (created or resumed)."""
 
     def __init__(self, cfg: TrainConfig, out, device="auto", log=print):
-        from ..data.pairs import make_sampler  # torch-only data pipeline
-
         self.cfg, self.out, self.log = cfg, Path(out), log
         self.out.mkdir(parents=True, exist_ok=True)
         self.device = pick_device(device)
@@ -103,9 +101,7 @@ class Trainer:
         self.opt = torch.optim.AdamW(
             self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay
         )
-        self.sampler = make_sampler(cfg.preset, cfg.crop, cfg.batch, self.device, cfg.seed, pairs=cfg.pairs)
-        self.val = make_sampler(cfg.preset, cfg.val_crop, cfg.val_crops, self.device, 10_000 + cfg.seed,
-                                pairs=cfg.pairs, heldout=True).sample()
+        self.sampler, self.val = make_samplers(cfg, self.device, log)
         self.iteration, self.seconds = 0, 0.0
         if (self.out / "checkpoint" / "index.json").is_file():
             self._resume()

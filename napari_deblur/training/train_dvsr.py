@@ -34,13 +34,14 @@ from ..engine.device import pick_device
 from ..models.denoiser import ResidualDenoiser, load_denoiser
 from ..models.loading import load_model, weights_sha256
 from .checkpoint import load_checkpoint
+from .sources import DataOptions, make_samplers
 from .train import Trainer, learning_rate, psnr
 
 DEFAULT_PREDICTORS = {"photo": "xydeblur-photo", "microscopy": "xydeblur-microscopy"}
 
 
 @dataclass
-class DVSRConfig:
+class DVSRConfig(DataOptions):
     preset: str = "photo"
     predictor: str | None = None  # default: the bundled XYDeblur of the preset
     iters: int = 20000
@@ -58,7 +59,6 @@ class DVSRConfig:
     residual_scale: float = 5.0  # measured residual std about 0.08 -> about 0.4 diffused
     sigma_data: float = 0.4  # the output preconditioning (ResidualDenoiser), for that std
     init: str | None = None  # denoiser weights to start from
-    pairs: str | None = None
     val_every: int = 500
     ckpt_every: int = 500
     val_crops: int = 8
@@ -74,8 +74,6 @@ class DVSRTrainer(Trainer):
     """
 
     def __init__(self, cfg: DVSRConfig, out, device="auto", log=print):
-        from ..data.pairs import make_sampler  # torch-only data pipeline
-
         if cfg.preset not in PRESETS:
             raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {cfg.preset!r}")
         if cfg.predictor is None:
@@ -110,9 +108,7 @@ class DVSRTrainer(Trainer):
             self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay
         )
         self.noise = torch.Generator(device=self.device).manual_seed(20_000 + cfg.seed)
-        self.sampler = make_sampler(cfg.preset, cfg.crop, cfg.batch, self.device, cfg.seed, pairs=cfg.pairs)
-        blurred, sharp = make_sampler(cfg.preset, cfg.val_crop, cfg.val_crops, self.device, 10_000 + cfg.seed,
-                                      pairs=cfg.pairs, heldout=True).sample()
+        self.sampler, (blurred, sharp) = make_samplers(cfg, self.device, log)
         self.val = (blurred, sharp, self._predict(blurred))
         self.iteration, self.seconds = 0, 0.0
         if (self.out / "checkpoint" / "index.json").is_file():
@@ -215,8 +211,9 @@ class DVSRTrainer(Trainer):
         }
 
 
-def run_from_args(args) -> int:
-    """``napari-deblur train dvsr ...`` (called by :func:`napari_deblur.cli.run_train`)."""
+def run_from_args(args, data_options: dict) -> int:
+    """``napari-deblur train dvsr ...`` (called by :func:`napari_deblur.cli.run_train`, which parses the
+    :class:`.sources.DataOptions` fields into ``data_options``)."""
     import sys
 
     cfg = DVSRConfig(
@@ -225,8 +222,8 @@ def run_from_args(args) -> int:
         ema=args.ema, seed=args.seed, width=args.width,
         residual_scale=getattr(args, "residual_scale", None) or DVSRConfig.residual_scale,
         sigma_data=DVSRConfig.sigma_data if getattr(args, "sigma_data", None) is None else args.sigma_data,
-        blocks=args.blocks if args.blocks is not None else DVSRConfig.blocks, init=args.init, pairs=args.pairs,
-        val_every=args.val_every, ckpt_every=args.ckpt_every,
+        blocks=args.blocks if args.blocks is not None else DVSRConfig.blocks, init=args.init,
+        val_every=args.val_every, ckpt_every=args.ckpt_every, **data_options,
     )
     trainer = DVSRTrainer(cfg, args.out, device=args.device, log=lambda line: print(line, file=sys.stderr))
     print(trainer.run(time_limit=args.time_limit, fit_iters=getattr(args, "fit_iters", False)))

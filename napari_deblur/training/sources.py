@@ -1,0 +1,71 @@
+"""Where a training run's pairs come from: the data options both trainers share.
+
+:class:`DataOptions` is the part of a run's config that picks and mixes the data
+(:class:`napari_deblur.training.train.TrainConfig` and
+:class:`napari_deblur.training.train_dvsr.DVSRConfig` both extend it), and
+:func:`make_samplers` turns it into the training sampler and the fixed validation
+batch: a user's paired folder (``pairs``), or synthetic pairs made from real sharp
+images (``sharp``: folders, files or crop banks) with procedural scenes as a minority,
+or (neither given) from the procedural scenes and scikit-image's photographs alone.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+@dataclass
+class DataOptions:
+    pairs: str | None = None  # a folder of the user's (blurred, sharp) pairs
+    sharp: list | None = None  # folders, files or .npz crop banks of real sharp images
+    psfs: list | None = None  # microscopy: PSF files (2D, or 3D Z stacks) added to the kernel pool
+    real_share: float = 0.9  # share of sharp tiles cut from the real images (the rest procedural)
+    identity_prob: float = 0.08  # share of identity kernels: sharp (noisy) inputs must stay sharp
+    jpeg_prob: float = 0.25  # photos: share of blurred inputs JPEG-compressed (quality 70-95)
+
+
+def load_psf_files(paths, size: int = 31) -> list[np.ndarray]:
+    """2D training PSFs from TIFF files of measured or computed PSFs (:func:`..data.psf.psf_slices`)."""
+    import tifffile
+
+    from ..data.heldout import HELDOUT_PSFS, is_heldout
+    from ..data.psf import psf_slices
+
+    kernels = []
+    for path in map(Path, paths or []):
+        if is_heldout(path, HELDOUT_PSFS):
+            raise ValueError(f"--psf {path}: this PSF is held out for the benchmark (see napari_deblur.data.heldout)")
+        try:
+            kernels += psf_slices(tifffile.imread(path), size)
+        except (OSError, ValueError) as err:
+            raise ValueError(f"--psf {path}: {err}") from None
+    return kernels
+
+
+def make_samplers(cfg, device, log=print):
+    """``(sampler, validation batch)`` for a config with :class:`DataOptions` fields plus
+    ``preset``, ``crop``, ``batch``, ``seed``, ``val_crop`` and ``val_crops``."""
+    from ..data.pairs import make_sampler
+    from ..data.real import load_sharp
+
+    options = {}
+    if cfg.sharp and not cfg.pairs:
+        images = load_sharp(cfg.sharp, cfg.preset)
+        summary = images.summary()
+        log(f"real sharp images: {summary['images']} planes, {summary['pixels'] / 1e6:.1f} Mpx "
+            f"({summary['heldout_skipped']} held-out files left out)")
+        psfs = load_psf_files(cfg.psfs) if cfg.preset == "microscopy" else []
+        options = {"sharp": images, "real_share": cfg.real_share, "psfs": psfs}
+    if not cfg.pairs:
+        options["identity_prob"] = cfg.identity_prob
+        if cfg.preset == "photo":
+            options["degrade_options"] = {"jpeg_prob": cfg.jpeg_prob}
+    sampler = make_sampler(cfg.preset, cfg.crop, cfg.batch, device, cfg.seed, pairs=cfg.pairs, **options)
+    val_crop = cfg.val_crop
+    if "sharp" in options:  # validation crops must fit in the largest real image (crop banks are small)
+        largest = max(min(im.shape[-2:]) for im in options["sharp"].images)
+        val_crop = max(16, min(val_crop, (largest - 2 * (sampler.kernel_size // 2)) // 16 * 16))
+    val = make_sampler(cfg.preset, val_crop, cfg.val_crops, device, 10_000 + cfg.seed, pairs=cfg.pairs,
+                       heldout=True, **options).sample()
+    return sampler, val
