@@ -600,6 +600,14 @@ def add_export(subparsers):
     parser.add_argument("--note", default="", help="a remark for the manifest")
     parser.add_argument("--benchmark", type=Path, default=None, metavar="JSON",
                         help="a benchmark.json from `napari-deblur eval`: this model's results go into the manifest")
+    parser.add_argument("--real", type=Path, default=None, metavar="DATA",
+                        help="the do-no-harm gate: score the candidate on the real-data tracks of DATA (e.g. "
+                             "../shared/data) and write it only if it passes; required to export into the bundled "
+                             "resources folder")
+    parser.add_argument("--quick-gate", action="store_true", help="with --real: the quick (small) real tracks")
+    parser.add_argument("--gate-report", type=Path, default=None, metavar="DIR",
+                        help="with --real: where the candidate's real.md/real.json go (default: a temporary folder)")
+    parser.add_argument("--gate-device", default="auto", help="with --real: where the candidate runs")
     parser.set_defaults(handler=run_export)
 
 
@@ -616,7 +624,25 @@ def run_export(args) -> int:
         from .evaluation.summary import model_results
 
         benchmark = model_results(json.loads(args.benchmark.read_text()), args.name)
-    print(export(args.run, args.name, args.out, device=args.device, note=args.note, benchmark=benchmark))
+    kwargs = dict(device=args.device, note=args.note, benchmark=benchmark)
+    if args.real is None:
+        from .resources import resources_dir
+
+        if args.out.resolve() == resources_dir().resolve():
+            raise CLIError(f"exporting into the bundled models ({args.out}) needs --real DATA: the do-no-harm gate")
+        print(export(args.run, args.name, args.out, **kwargs))
+        return 0
+    from .training.export import gated_export
+
+    written, verdict = gated_export(export, args.run, args.name, args.out, args.real, quick=args.quick_gate,
+                                    run_device=args.gate_device, bench_dir=args.gate_report,
+                                    log=lambda line: print(line, file=sys.stderr), **kwargs)
+    for check in verdict["checks"]:
+        print(f"{'ok   ' if check['passed'] else 'FAIL '} {check['track']}: {check['check']}: {check['value']}",
+              file=sys.stderr)
+    if written is None:
+        raise CLIError(f"{args.name} failed the do-no-harm gate; nothing was written to {args.out}")
+    print(written)
     return 0
 
 
@@ -645,11 +671,29 @@ def add_eval(subparsers):
                         help="images per noise level for the diffusion rows (default: 4; 1 with --quick)")
     parser.add_argument("--diffusion-crop", type=positive_int, default=None, metavar="PX",
                         help="crop side for the diffusion rows (default: 256; 64 with --quick)")
+    parser.add_argument("--real", type=Path, default=None, metavar="DATA",
+                        help="instead, the real-data tracks on the project's data folder (e.g. ../shared/data): "
+                             "real GoPro pairs, held-out real photos and fluorescence, identity tracks, the "
+                             "do-no-harm gate and a contact sheet; writes DIR/real.md, real.json, contact_sheet.png")
     parser.set_defaults(handler=run_eval)
 
 
 def run_eval(args) -> int:
     from .evaluation.benchmark import run_benchmark
+
+    if args.real is not None:
+        from .evaluation.benchmark import select_models, split_model_names
+        from .evaluation.real import run_real_benchmark
+
+        from .evaluation.diffusion import select_denoisers
+
+        xy_names, den_names = split_model_names(args.models)
+        models = select_models(xy_names) if xy_names is None or xy_names else []
+        run_real_benchmark(args.real, args.out, models=models, denoisers=select_denoisers(den_names),
+                           quick=args.quick, device=args.device, diffusion_cases=args.diffusion_cases or 3,
+                           log=lambda line: print(line, file=sys.stderr))
+        print((args.out / "real.md").read_text())
+        return 0
 
     diffusion = {k: v for k, v in (("cases", args.diffusion_cases), ("crop", args.diffusion_crop)) if v}
     run_benchmark(args.out, quick=args.quick, models=args.models, device=args.device, diffusion=diffusion,

@@ -23,6 +23,66 @@ DATA_DESCRIPTION = {
 }
 
 
+def data_description(config: dict) -> str:
+    """What a run trained on, from its config: a paired folder, real sharp images (plus the procedural
+    minority), or the synthetic recipe of its preset."""
+    if config.get("pairs"):
+        return f"paired images from {config['pairs']}"
+    if config.get("sharp"):
+        kind = "photographs" if config.get("preset") == "photo" else "fluorescence images"
+        psfs = f"; measured/computed PSFs {', '.join(config['psfs'])}" if config.get("psfs") else ""
+        return (f"real {kind} from {', '.join(config['sharp'])} (benchmark hold-outs excluded, "
+                f"napari_deblur.data.heldout) for {config.get('real_share', 0.9):.0%} of the sharp tiles, procedural "
+                f"scenes for the rest; identity kernels {config.get('identity_prob', 0):.0%}"
+                + (f", JPEG {config.get('jpeg_prob', 0):.0%}" if config.get("preset") == "photo" else "")
+                + f"; blur and noise as {DATA_DESCRIPTION.get(config.get('preset'), '')}{psfs}")
+    return DATA_DESCRIPTION.get(config.get("preset"), "")
+
+
+def gated_export(export, run_dir, name: str, out_dir, real_data, *, quick=False, run_device="auto",
+                 bench_dir=None, log=print, **kwargs) -> tuple[Path | None, dict]:
+    """Export into a staging folder, score the candidate on the real-data tracks and apply the
+    do-no-harm gate (:func:`napari_deblur.evaluation.real.gate`); only a model that passes reaches
+    ``out_dir``, with the real-track numbers and the gate in its manifest. Returns (manifest or None,
+    gate). ``bench_dir`` keeps the candidate's real.md/real.json (default: in the staging folder)."""
+    import shutil
+    import tempfile
+
+    from ..evaluation.real import INPUT, run_real_benchmark
+
+    out_dir = Path(out_dir)
+    staging = Path(tempfile.mkdtemp(prefix=f"napari-deblur-export-{name}-"))
+    manifest_path = export(run_dir, name, staging, **kwargs)
+    manifest = json.loads(manifest_path.read_text())
+    weights = staging / manifest["file"]
+    channels = manifest["architecture"]["channels"]
+    entry = {"name": name, "source": str(weights), "channels": channels}
+    if manifest["architecture"]["class"] == "ResidualDenoiser":
+        entry["predictor"] = manifest.get("predictor")
+        models, denoisers = [], [entry]
+    else:
+        models, denoisers = [entry], []
+    report = run_real_benchmark(real_data, bench_dir or staging / "real", models=models, denoisers=denoisers,
+                                quick=quick, device=run_device, log=log)
+    verdict = report["gate"][name]
+    tracks = {}
+    for track, data in report["tracks"].items():
+        section = data.get("diffusion", {}).get(name, data)
+        if name in section["means"]:
+            tracks[track] = {k: section["means"][k] for k in (INPUT, "predictor", name) if k in section["means"]}
+    manifest["real_benchmark"] = {"mode": report["mode"], "device": report["device"], "date": report["date"],
+                                  "tracks": tracks, "gate": verdict}
+    manifest_path.write_text(json.dumps(manifest, indent=1) + "\n")
+    if not verdict["passed"]:
+        log(f"{name} did not pass the do-no-harm gate; nothing written to {out_dir} (candidate left in {staging})")
+        return None, verdict
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for f in (weights, manifest_path):
+        shutil.copy2(f, out_dir / f.name)
+    shutil.rmtree(staging, ignore_errors=True)
+    return out_dir / manifest_path.name, verdict
+
+
 def git_commit() -> str:
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
@@ -51,7 +111,7 @@ def write_bundle(run_dir, name: str, out_dir, model, state: dict, *, manifest_ex
         **manifest_extra,
         "precision": "fp16",
         "recipe": config,
-        "data": DATA_DESCRIPTION.get(config.get("preset"), config.get("pairs") or ""),
+        "data": data_description(config),
         "iterations": int(state["iteration"]),
         "train_seconds": round(float(state["seconds"]), 1),
         "device": device,
