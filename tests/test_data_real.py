@@ -169,3 +169,15 @@ def test_pack_and_train_from_the_command_line(tmp_path):
     config = json.loads((run / "config.json").read_text())
     assert config["sharp"] == [str(bank)] and config["identity_prob"] == 0.08
     assert main(args[:-2] + ["--pairs", str(tmp_path), "--out", str(tmp_path / "r2")]) == 2  # one source only
+
+
+def test_a_microscopy_bank_carries_its_psfs(tmp_path):
+    rng = np.random.default_rng(2)
+    tifffile.imwrite(tmp_path / "cells.tif", (100 + rng.poisson(50, (60, 60)) + 2000 * (rng.random((60, 60)) > 0.99)).astype(np.uint16))
+    z, y, x = np.mgrid[-2:3, -10:11, -10:11]
+    tifffile.imwrite(tmp_path / "psf.tif", np.exp(-(y**2 + x**2) / (2 * (1 + abs(z)) ** 2)).astype(np.float32))
+    record = pack_bank([tmp_path / "cells.tif"], "microscopy", tmp_path / "b.npz", crops=2, size=48,
+                       psfs=[tmp_path / "psf.tif"])
+    assert record["psf_slices"] == 3  # focus and 2 planes either side, one of every 2 planes
+    images = load_sharp([tmp_path / "b.npz"], "microscopy")
+    assert len(images.psfs) == 3 and images.psfs[0].shape == (31, 31)

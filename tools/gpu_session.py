@@ -36,6 +36,13 @@ Back on a CPU machine: unpack the report, copy ``performance-cuda*.{json,md}`` i
 OUT/NAME.safetensors`` before shipping it. Replace a bundled model only when the benchmark
 improves.
 
+Real data: pack the crop banks first (outside git: ``banks/`` is ignored) and carry them,
+``napari-deblur pack --preset photo --sharp ../shared/data/photos --out banks/photo.npz`` and
+``napari-deblur pack --preset microscopy --sharp ../shared/data/fluorescence --psf
+../shared/data/psfs/flowdec_psfgen/psfgen1.tif ../shared/data/fluorescence/flowdec_bars/kernel.tif
+--crops 240 --out banks/microscopy.npz`` (about 36 MiB together), then run with ``--banks banks``.
+Gate what comes back with ``napari-deblur export ... --real ../shared/data`` before shipping.
+
 ``--device cpu --smoke`` runs every stage in miniature. It is how this script is tested
 without a GPU.
 """
@@ -76,8 +83,8 @@ class Session:
     """The stages' bookkeeping. Logs and training runs live in a scratch folder, so ``out``
     only ever holds what should come back, even if the lease ends mid-stage."""
 
-    def __init__(self, out: Path, budget: float, device: str, smoke: bool):
-        self.out, self.device, self.smoke = out, device, smoke
+    def __init__(self, out: Path, budget: float, device: str, smoke: bool, banks: Path | None = None):
+        self.out, self.device, self.smoke, self.banks = out, device, smoke, banks
         self.out.mkdir(parents=True, exist_ok=True)
         self.deadline = time.monotonic() + budget
         self.work = Path(tempfile.mkdtemp(prefix="napari-deblur-gpu-session-"))
@@ -187,6 +194,10 @@ class Session:
             recipe = [*RECIPES[name][:3], *SMOKE_RECIPE] if self.smoke else RECIPES[name]
             iters = 4 if self.smoke else 200_000  # an upper bound: --fit-iters sets the length
             run_dir = self.work / "runs" / name
+            preset = recipe[recipe.index("--preset") + 1]
+            bank = self.banks / f"{preset}.npz" if self.banks else None
+            if bank is not None and bank.is_file():  # real sharp images (napari-deblur pack), PSFs included
+                recipe = [*recipe, "--sharp", str(bank)]
             args = ["train", *recipe, "--init", name, "--iters", str(iters), "--warmup", str(1 if self.smoke else 100),
                     "--val-every", str(1 if self.smoke else 1000), "--ckpt-every", str(10 * iters),
                     "--time-limit", str(max(1, int(seconds - 30))), "--fit-iters", "--device", self.device,
@@ -233,11 +244,14 @@ def main(argv=None) -> int:
     parser.add_argument("--variants-seconds", type=float, default=0,
                         help="seconds for tools/xydeblur_variants.py before the bench (default 0: not run)")
     parser.add_argument("--smoke", action="store_true", help="every stage in miniature (a test on the CPU)")
+    parser.add_argument("--banks", type=Path, default=None, metavar="DIR",
+                        help="train on the crop banks DIR/photo.npz and DIR/microscopy.npz (napari-deblur pack; "
+                             "carried to the device, never committed) instead of the procedural data")
     args = parser.parse_args(argv)
     if len(args.train) > MAX_MODELS:
         parser.error(f"--train takes at most {MAX_MODELS} models: a lease brings back 8 files, 2 per model")
 
-    session = Session(args.out, args.budget, args.device, args.smoke)
+    session = Session(args.out, args.budget, args.device, args.smoke, args.banks)
     session.environment()
     if not args.no_bench:
         if args.variants_seconds:

@@ -37,8 +37,9 @@ def _crop(image: np.ndarray, size: int, rng) -> tuple[np.ndarray, list]:
     return image[:, y : y + size, x : x + size], [y, x]
 
 
-def pack_bank(paths, preset: str, out, crops: int = 160, size: int = 256, seed: int = 0) -> dict:
-    """Write ``out`` (.npz) and ``out.json``; returns the record."""
+def pack_bank(paths, preset: str, out, crops: int = 160, size: int = 256, seed: int = 0, psfs=None) -> dict:
+    """Write ``out`` (.npz) and ``out.json``; returns the record. ``psfs``: microscopy PSF files whose
+    slices (:func:`napari_deblur.training.sources.load_psf_files`) travel in the bank too."""
     out = Path(out)
     if out.suffix.lower() != ".npz":
         raise ValueError(f"a crop bank is an .npz file, got {out}")
@@ -55,11 +56,17 @@ def pack_bank(paths, preset: str, out, crops: int = 160, size: int = 256, seed: 
         bank[n] = np.round(np.clip(crop, 0, 1) * top).astype(dtype)
         where.append({"source": images.names[i], "yx": yx})
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out, crops=bank)
+    arrays = {"crops": bank}
+    if psfs:
+        from ..training.sources import load_psf_files
+
+        arrays["psfs"] = np.stack(load_psf_files(psfs))
+    np.savez_compressed(out, **arrays)
     record = {
         "kind": KIND, "preset": preset, "crops": crops, "size": size, "seed": int(seed), "dtype": np.dtype(dtype).name,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "sources": [str(p) for p in paths], "images": images.summary(),
+        "psf_files": [str(p) for p in psfs or []], "psf_slices": int(len(arrays.get("psfs", []))),
         "files": sorted({n.split("[")[0] for n in images.names}),
         "heldout_skipped": images.skipped, "picks": where,
         "sha256": hashlib.sha256(out.read_bytes()).hexdigest(), "bytes": out.stat().st_size,
@@ -75,6 +82,7 @@ def load_bank(path, preset: str) -> SharpImages:
         if "crops" not in data.files:
             raise ValueError(f"{path} is not a crop bank (no 'crops' array)")
         crops = data["crops"]
+        psfs = list(data["psfs"]) if "psfs" in data.files else []
     record_path = Path(f"{path}.json")
     if record_path.is_file():
         record = json.loads(record_path.read_text())
@@ -85,7 +93,7 @@ def load_bank(path, preset: str) -> SharpImages:
         raise ValueError(f"{path}: expected (N, {channels}, S, S) uint8/uint16 crops for {preset}, "
                          f"got {crops.shape} {crops.dtype}")
     top = float(np.iinfo(crops.dtype).max)
-    images = SharpImages()
+    images = SharpImages(psfs=[np.asarray(k, np.float32) for k in psfs])
     for i, crop in enumerate(crops):
         images.add(crop.astype(np.float32) / top, f"{path.name}[{i}]")
     return images

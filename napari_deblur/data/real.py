@@ -36,6 +36,7 @@ class SharpImages:
     names: list = field(default_factory=list)
     weights: list = field(default_factory=list)
     skipped: list = field(default_factory=list)  # held-out files that were found and left out
+    psfs: list = field(default_factory=list)  # 2D training PSFs that came with a crop bank
 
     def __len__(self) -> int:
         return len(self.images)
@@ -52,6 +53,7 @@ class SharpImages:
         self.names += other.names
         self.weights += other.weights
         self.skipped += other.skipped
+        self.psfs += other.psfs
 
     def probabilities(self) -> np.ndarray:
         w = np.asarray(self.weights, np.float64)

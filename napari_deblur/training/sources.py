@@ -55,7 +55,7 @@ def make_samplers(cfg, device, log=print):
         summary = images.summary()
         log(f"real sharp images: {summary['images']} planes, {summary['pixels'] / 1e6:.1f} Mpx "
             f"({summary['heldout_skipped']} held-out files left out)")
-        psfs = load_psf_files(cfg.psfs) if cfg.preset == "microscopy" else []
+        psfs = load_psf_files(cfg.psfs) + images.psfs if cfg.preset == "microscopy" else []
         options = {"sharp": images, "real_share": cfg.real_share, "psfs": psfs}
     if not cfg.pairs:
         options["identity_prob"] = cfg.identity_prob
