@@ -181,3 +181,12 @@ def test_a_microscopy_bank_carries_its_psfs(tmp_path):
     assert record["psf_slices"] == 3  # focus and 2 planes either side, one of every 2 planes
     images = load_sharp([tmp_path / "b.npz"], "microscopy")
     assert len(images.psfs) == 3 and images.psfs[0].shape == (31, 31)
+
+
+def test_an_unblurred_sample_has_its_own_input_as_target(tmp_path):
+    _photo(tmp_path / "a.png", (120, 120))
+    s = PairSampler("photo", crop=32, batch=16, seed=0, pool_size=6, kernel_pool=8, kernel_size=15,
+                    sharp=load_sharp([tmp_path], "photo"), identity_prob=0.5, spatial_prob=0.0)
+    blurred, sharp = s.sample()
+    same = [torch.equal(b, t) for b, t in zip(blurred, sharp)]
+    assert 0 < sum(same) < 16  # identity samples: target == noisy input; the others: a sharper target

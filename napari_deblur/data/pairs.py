@@ -19,8 +19,9 @@ plus a few small Gaussian or shake kernels). With ``sharp`` (real images,
 crops of those images, rescaled at random (photos 0.35-1x, fluorescence 0.5-1x),
 and the procedural scenes are the rest; ``psfs`` adds 2D PSFs (slices of measured
 or computed 3D PSFs, :func:`.psf.psf_slices`) to the microscopy kernel pool; a share
-``identity_prob`` of the kernels is the identity, so that already sharp inputs (with
-noise) stay as they are. :class:`FolderPairs` serves random aligned crops of a
+``identity_prob`` of the kernels is the identity, and for those samples the target is the
+(noisy) input itself: an already sharp image must come back as it is, not denoised or
+otherwise rewritten. :class:`FolderPairs` serves random aligned crops of a
 user's paired images instead (see :mod:`.folder`).
 """
 
@@ -218,6 +219,9 @@ class PairSampler:
             kernels = kernels[:, 0]
         degrade = degrade_photo if self.preset == "photo" else degrade_microscopy
         blurred, sharp = degrade(patch, kernels, weights, gen, **self.degrade_options)
+        if self.identity_prob:  # an unblurred input is already sharp: it must come back as it is, noise and all
+            unblurred = (self.kernels.flatten(1).amax(1) >= 1)[kidx[:, 0].to(dev)] & ~varying.to(dev)
+            sharp = torch.where(unblurred[:, None, None, None], blurred, sharp)
         self.step += 1
         return blurred.contiguous(), sharp.contiguous()
 
