@@ -94,7 +94,8 @@ def read_image_lazy(path, chunk_planes: int = 1) -> ImageFile:
     alive and is closed when that is garbage-collected: until then the file cannot
     be deleted or replaced on Windows. The array cannot be pickled (so not sent to
     a dask.distributed cluster). Needs dask and zarr (>= 3); ValueError as for
-    :func:`read_image`, which also covers a file type other than TIFF.
+    :func:`read_image`, which also covers a file type other than TIFF;
+    NotImplementedError, naming the file, for a layout tifffile's zarr store cannot read.
     """
     if int(chunk_planes) < 1:
         raise ValueError(f"chunk_planes must be at least 1, got {chunk_planes!r}")
@@ -151,9 +152,13 @@ def _read_tiff(path: Path, lazy: bool = False, chunk_planes: int = 1) -> ImageFi
     tif = tifffile.TiffFile(path)
     try:
         series = _first_series(tif)
-        _check_image_shape(series.shape, series.axes.upper())
-        axes, scale, unit, metadata = _tiff_metadata(tif, series, path)
-        array = _tiff_dask(tif, series, path, chunk_planes) if lazy else series.asarray()
+        axes = series_axes(tif, series)
+        _check_image_shape(series.shape, axes)
+        scale, unit, metadata = _tiff_metadata(tif, series, path)
+        array = _tiff_dask(tif, series, axes, path, chunk_planes) if lazy else series.asarray()
+        if array.shape != tuple(series.shape):  # tifffile could not reshape the pages as the metadata says
+            raise ValueError(f"its pixels come as shape {array.shape}, not the {tuple(series.shape)} ({axes}) "
+                             "its metadata says: the file is inconsistent")
     except BaseException:
         tif.close()
         raise
@@ -166,6 +171,34 @@ def _read_tiff(path: Path, lazy: bool = False, chunk_planes: int = 1) -> ImageFi
     return ImageFile(array, axes, scale, unit, metadata)
 
 
+def series_axes(tif, series) -> str:
+    """One distinct upper-case letter per dimension of ``series`` (tifffile's letters, ``S``
+    for colour samples).
+
+    For a file written by ``tifffile.imwrite`` without axes, tifffile guesses them from the
+    shape it recorded, and may name several stack axes ``Q`` or, with length-1 axes, put
+    ``Y`` and ``X`` on the wrong dimensions (``YXYX``, ``QYXQ``). Its writer puts the page's
+    axes (``YX``, ``YXS`` or ``SYX``) last, so those are used, with the axes before them named
+    as unknown stacks (..., ``O``, ``P``, ``Q``). Any letter still repeated is renamed the same way.
+    """
+    axes = series.axes.upper()
+    page = series.keyframe.axes.upper()
+    shaped = tif.is_shaped and tif.shaped_metadata and "axes" not in tif.shaped_metadata[0]
+    if shaped and not tif.is_imagej and not tif.is_ome and len(page) <= len(axes) and set(page) <= set("YXS"):
+        axes = "Q" * (len(axes) - len(page)) + page
+    return _distinct_letters(axes)
+
+
+def _distinct_letters(axes: str) -> str:
+    """``axes`` with every repeated letter but the last renamed to an unused one (P, O, N...)."""
+    spare = [letter for letter in "PONMLKJHGFEDBA" if letter not in axes]
+    letters, seen = [], set()
+    for letter in reversed(axes):
+        letters.append(spare.pop(0) if letter in seen else letter)
+        seen.add(letter)
+    return "".join(reversed(letters))
+
+
 def _check_image_shape(shape, axes: str):
     """ValueError unless the image has at least 2 dimensions besides colour samples (``S``), none empty."""
     if 0 in shape:
@@ -176,8 +209,8 @@ def _check_image_shape(shape, axes: str):
                          "an image needs at least 2 (Y and X)")
 
 
-def _tiff_metadata(tif, series, path: Path) -> tuple[str, dict, str | None, dict]:
-    """Axes (tifffile's letters, ``S`` included), scale, unit and metadata; reads no pixels.
+def _tiff_metadata(tif, series, path: Path) -> tuple[dict, str | None, dict]:
+    """Scale, unit and metadata; reads no pixels.
 
     A calibration comes from ImageJ's ``unit`` (with the resolution tags, ``spacing`` and
     ``finterval``), OME's PhysicalSize, tifffile's own JSON ``scale``, or resolution tags in
@@ -185,7 +218,7 @@ def _tiff_metadata(tif, series, path: Path) -> tuple[str, dict, str | None, dict
     image editors write when nothing is known (72 dpi...): not a pixel size. A value that
     is not a positive finite number is left out with a warning naming ``path`` and the field.
     """
-    axes, page = series.axes.upper(), series.keyframe
+    page = series.keyframe
     photometric = getattr(page.photometric, "name", str(page.photometric)).lower()
     metadata = {"photometric": photometric}
     per_unit, resolution_unit = _tag_resolution(page)
@@ -220,10 +253,10 @@ def _tiff_metadata(tif, series, path: Path) -> tuple[str, dict, str | None, dict
         metadata["description"] = description
     if unit is None and not explicit:  # an uncalibrated file: tifffile and ImageJ write 1 pixel per unit
         scale = {k: v for k, v in scale.items() if v != 1.0}
-    return axes, scale, unit, metadata
+    return scale, unit, metadata
 
 
-def _tiff_dask(tif, series, path: Path, chunk_planes: int):
+def _tiff_dask(tif, series, axes: str, path: Path, chunk_planes: int):
     """A dask array over tifffile's zarr store of ``series``: whole planes, ``chunk_planes`` per chunk.
 
     The store keeps ``tif`` (and its file handle) alive; a finalizer closes the file
@@ -239,7 +272,9 @@ def _tiff_dask(tif, series, path: Path, chunk_planes: int):
     stored = zarr.open(store, mode="r")
     if tuple(stored.shape) != tuple(series.shape):
         raise ValueError(f"tifffile's zarr view has shape {stored.shape}, not {series.shape}")
-    axes = series.axes.upper()
+    if any(chunk > side for chunk, side in zip(stored.chunks, stored.shape)):  # stacks of 1x1-pixel planes
+        raise NotImplementedError(f"cannot open {path} lazily: tifffile's zarr store maps its pages wrongly "
+                                  f"(chunks {tuple(stored.chunks)} for shape {tuple(stored.shape)}); use read_image")
     stack = [i for i, letter in enumerate(axes) if letter not in "YXS"]
     chunks = [1 if i in stack else -1 for i in range(len(axes))]
     if stack:
