@@ -6,6 +6,7 @@
 #   make run     the demo: napari with a blurred sample when there is a display,
 #                otherwise the same job on the command line (--headless)
 #   make eval    the benchmark (oracle baselines and bundled models) into benchmarks/
+#   make eval-real  the real-data tracks and the do-no-harm gate (DATA=../shared/data) into benchmarks/real/
 #   make bench   speed: XYDeblur reference vs optimised path, diffusion steps, into benchmarks/
 #   make clean   remove .venv and everything the build and the tests leave behind
 #
@@ -110,6 +111,12 @@ run: $(STAMP) sysdeps
 .PHONY: eval
 eval: $(STAMP)
 	$(VPY) -m napari_deblur eval --out benchmarks/
+
+# The real-data benchmark and the do-no-harm gate (needs the development data folder, DATA).
+DATA ?= ../shared/data
+.PHONY: eval-real
+eval-real: $(STAMP)
+	$(VPY) -m napari_deblur eval --real $(DATA) --out benchmarks/real/
 
 # Speed on this machine (CUDA, then MPS, then CPU): benchmarks/performance-<device>.json and .md.
 .PHONY: bench
