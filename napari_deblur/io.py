@@ -1,8 +1,9 @@
 """Reading and writing images with their axes and pixel sizes. numpy, tifffile and Pillow only.
 
-:func:`read_image` gives an :class:`ImageFile`: the array, an axes string
-(``"TZCYX"``, ``"ZYX"``, ``"YXC"``, ``"YX"``; tifffile's samples axis ``S`` is
-called ``C``), the pixel size per axis and its unit, and other metadata worth
+:func:`read_image` gives an :class:`ImageFile`: the array, an axes string of
+distinct letters (``"TZCYX"``, ``"ZYX"``, ``"YXC"``, ``"YX"``; tifffile's samples
+axis ``S`` is called ``C``; stack axes of unknown meaning are ``Q``, ``P``, ``O``...
+from the innermost), the pixel size per axis and its unit, and other metadata worth
 carrying over (ImageJ display settings, the TIFF description, the photometric
 interpretation).
 
@@ -70,8 +71,8 @@ def read_image(path) -> ImageFile:
     """Read a TIFF (ImageJ, OME, tifffile or plain), PNG, JPEG or BMP.
 
     Raises ValueError, naming the file, when it is missing, of an unknown type,
-    cannot be decoded, or is not an image: fewer than 2 dimensions besides colour
-    samples, or an axis of size 0.
+    cannot be decoded, is not an image (fewer than 2 dimensions besides colour
+    samples, or an axis of size 0) or its pixels do not fit the shape its metadata says.
     """
     path = _checked_path(path, READ_SUFFIXES)
     with _reading(path):
@@ -152,7 +153,7 @@ def _read_tiff(path: Path, lazy: bool = False, chunk_planes: int = 1) -> ImageFi
     tif = tifffile.TiffFile(path)
     try:
         series = _first_series(tif)
-        axes = series_axes(tif, series)
+        axes = _series_axes(tif, series)
         _check_image_shape(series.shape, axes)
         scale, unit, metadata = _tiff_metadata(tif, series, path)
         array = _tiff_dask(tif, series, axes, path, chunk_planes) if lazy else series.asarray()
@@ -171,7 +172,7 @@ def _read_tiff(path: Path, lazy: bool = False, chunk_planes: int = 1) -> ImageFi
     return ImageFile(array, axes, scale, unit, metadata)
 
 
-def series_axes(tif, series) -> str:
+def _series_axes(tif, series) -> str:
     """One distinct upper-case letter per dimension of ``series`` (tifffile's letters, ``S``
     for colour samples).
 
