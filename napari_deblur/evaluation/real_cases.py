@@ -60,8 +60,11 @@ class RealCase:
 
 
 def _crop(a: np.ndarray, size, rng) -> tuple[np.ndarray, list]:
+    """A random ``size`` square crop (or the whole image when ``size`` is None or too large)."""
     h, w = a.shape[-2:]
-    if size is None or (h <= size and w <= size):
+    if size is None or h < size or w < size:
+        size = None if size is None else min(size, h, w)
+    if size is None:
         return a, [0, 0]
     y, x = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
     return a[..., y : y + size, x : x + size], [y, x]
@@ -106,10 +109,11 @@ def photo_blur_cases(root: Path, mode: str) -> list[RealCase]:
         kernel, kparams = random_photo_kernel(rng, family)
         m = kernel.shape[0] // 2
         image = photo_planes(path)[0][0]
-        tile, yx = _crop(np.pad(image, ((0, 0), (m, m), (m, m)), mode="reflect"), size + 2 * m, rng)
+        side = min(size, *image.shape[1:])  # Set5's woman is 228 px wide
+        tile, yx = _crop(np.pad(image, ((0, 0), (m, m), (m, m)), mode="reflect"), side + 2 * m, rng)
         lin = srgb_to_linear(tile) * (1 + 2.0 * np.clip((srgb_to_linear(tile) - 0.9) / 0.1, 0, 1))  # hot highlights
-        blurred = linear_to_srgb(_blur_valid(lin, kernel)) + rng.normal(0, 1 / 255, (3, size, size))
-        sharp = tile[:, m : m + size, m : m + size]
+        blurred = linear_to_srgb(_blur_valid(lin, kernel)) + rng.normal(0, 1 / 255, (3, side, side))
+        sharp = tile[:, m : m + side, m : m + side]
         cases.append(RealCase(
             f"{path.stem}-{family}", "photo_blur", np.round(np.clip(blurred, 0, 1) * 255).astype(np.uint8).transpose(1, 2, 0),
             sharp.astype(np.float32), kernel=kernel, params={"file": path.name, "crop": yx, "family": family, **kparams},
