@@ -242,7 +242,7 @@ def restore_clock(out_dir: Path, models: list[dict], device: str) -> dict:
     }
 
 
-def _git_commit() -> str | None:
+def checkout_commit() -> str | None:
     repo = Path(__file__).resolve().parents[2]
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
@@ -294,7 +294,7 @@ def run_benchmark(out_dir, *, quick=False, models=None, device="auto", diffusion
         "mode": "quick" if quick else "full",
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "napari_deblur": __version__,
-        "git_commit": _git_commit(),
+        "git_commit": checkout_commit(),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "device": describe(dev),

@@ -218,7 +218,7 @@ def run_real_benchmark(root, out_dir, *, models=None, denoisers=(), quick=False,
 
     from .. import __version__
     from ..engine.device import describe, pick_device
-    from .benchmark import _git_commit, select_models
+    from .benchmark import checkout_commit, select_models
 
     root, out_dir = Path(root), Path(out_dir)
     if not (root / "photos").is_dir() or not (root / "fluorescence").is_dir():
@@ -251,7 +251,7 @@ def run_real_benchmark(root, out_dir, *, models=None, denoisers=(), quick=False,
     report = {
         "benchmark": "napari-deblur eval --real", "mode": mode,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "napari_deblur": __version__, "git_commit": _git_commit(), "torch": torch.__version__,
+        "napari_deblur": __version__, "git_commit": checkout_commit(), "torch": torch.__version__,
         "python": platform.python_version(), "device": describe(dev), "torch_threads": torch.get_num_threads(),
         "data": str(root), "models": [{k: m[k] for k in ("name", "source", "channels")} for m in models],
         "denoisers": [{k: d[k] for k in ("name", "source", "channels", "predictor")} for d in denoisers],
