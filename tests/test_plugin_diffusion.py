@@ -419,3 +419,26 @@ def test_the_bundled_denoiser_follows_the_layer_until_the_user_picks(make_napari
     widget.input_combo.setCurrentText("photo")
     widget.input_combo.setCurrentText("cells")
     assert (combo.currentText(), predictor.currentText()) == ("dvsr-photo", "xydeblur-photo")
+
+
+def test_the_denoiser_follows_the_engines_policy_and_says_why(make_napari_viewer, qtbot, monkeypatch, tmp_path):
+    """A uint16 layer with 3 channels last is a camera's range, and one labelled C, Y, X a
+    fluorescence layout: dvsr-microscopy either way (the channel count alone said photo for
+    the first); the label under the denoiser and the status after a run say why."""
+    from factories import bundle_presets
+
+    monkeypatch.setenv("NAPARI_DEBLUR_RESOURCES", str(tmp_path))
+    bundle_presets(tmp_path, tiny_pair)
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-deblur", "Diffusion deblur")
+    combo, predictor = widget.denoiser_combo, widget.options.model_combo
+    viewer.add_image(image((40, 48, 3)), name="rgb16", rgb=True)
+    assert (combo.currentText(), predictor.currentText()) == ("dvsr-microscopy", "xydeblur-microscopy")
+    assert "YXC uint16 is a microscopy range" in widget.choice_label.text()
+    viewer.add_image(image((3, 40, 48)), name="cells", axis_labels=("C", "Y", "X"))
+    configure(widget, viewer.layers["cells"], steps=2, samples=1)
+    why = "dvsr-microscopy, per channel: CYX uint16 is a fluorescence layout"
+    assert widget.choice_label.text() == f"for this layer: {why}"
+    run_and_wait(qtbot, widget)
+    assert f"Denoiser {why}." in widget.status_label.text()
+    assert viewer.layers["cells mean"].metadata["napari_deblur"]["model_choice"] == why

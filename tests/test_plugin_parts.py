@@ -42,6 +42,65 @@ def test_six_unlabelled_dimensions_ask_for_labels():
         layer_axes(image_layer((2, 2, 2, 2, 8, 8)))
 
 
+def typed_layer(shape, dtype, **kwargs):
+    from napari.layers import Image
+
+    return Image(np.zeros(shape, dtype=dtype), **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("shape", "dtype", "kwargs", "name", "why"),
+    [
+        ((3, 40, 48), np.uint16, {"axis_labels": ("C", "Y", "X")}, "xydeblur-microscopy",
+         "xydeblur-microscopy, per channel: CYX uint16 is a fluorescence layout"),
+        ((40, 48, 3), np.uint16, {"rgb": True}, "xydeblur-microscopy",  # the channel count alone said photo
+         "xydeblur-microscopy, per channel: YXC uint16 is a microscopy range (integers wider than 8 bits)"),
+        ((40, 48, 3), np.uint8, {"rgb": True}, "xydeblur-photo",
+         "xydeblur-photo: YXC uint8 with 3 channels last is an RGB(A) photograph"),
+        ((4, 40, 48, 3), np.float32, {"rgb": True, "axis_labels": ("Z", "Y", "X")}, "xydeblur-microscopy",
+         "xydeblur-microscopy, per channel: ZYXC float32 is a stack of channels, a microscopy layout"),
+        ((4, 40, 48, 3), np.float32, {"rgb": True}, "xydeblur-photo",  # guessed axes are not given ones
+         "xydeblur-photo: ZYXC float32 with 3 channels last is an RGB(A) photograph"),
+        ((3, 40, 48), np.float32, {}, "xydeblur-microscopy",
+         "xydeblur-microscopy: ZYX float32 has one channel, not RGB(A)"),
+    ],
+)
+def test_the_widgets_suggest_the_engines_default_model_and_say_why(shape, dtype, kwargs, name, why):
+    from napari_deblur.engine.axes import normalize_axes
+    from napari_deblur.engine.restore import default_model_name
+    from napari_deblur.plugin.axes import labelled_axes, layer_axes
+    from napari_deblur.plugin.model_default import suggest_predictor
+
+    layer = typed_layer(shape, dtype, **kwargs)
+    suggestion = suggest_predictor(layer)
+    assert (suggestion.name, suggestion.why) == (name, why)
+    axes = layer_axes(layer)  # what the engine picks for these axes, given as the labels give them
+    channels = shape[axes.index("C")] if "C" in axes else 1
+    given = labelled_axes(layer) is not None
+    assert default_model_name(channels, normalize_axes(axes, shape), dtype, axes_given=given) == name
+
+
+def test_denoiser_suggestion_and_what_a_run_reports():
+    from napari_deblur.plugin.model_default import Suggestion, choice_text, suggest_denoiser
+
+    cells = typed_layer((3, 40, 48), np.uint16, axis_labels=("C", "Y", "X"))
+    both = ["dvsr-microscopy", "dvsr-photo"]
+    assert suggest_denoiser(cells, both) == Suggestion(
+        "dvsr-microscopy", "dvsr-microscopy, per channel: CYX uint16 is a fluorescence layout")
+    alone = suggest_denoiser(cells, ["dvsr-photo"])
+    assert alone.name == "dvsr-photo" and alone.why.startswith("dvsr-photo: dvsr-microscopy is not bundled (CYX")
+    assert choice_text("dvsr-microscopy", suggest_denoiser(cells, both)).endswith("a fluorescence layout")
+    assert choice_text("mine.safetensors", suggest_denoiser(cells, both)) == "mine.safetensors (chosen in the widget)"
+    assert choice_text("dvsr-photo", None) == "dvsr-photo (chosen in the widget)"
+
+
+def test_no_suggestion_for_axes_the_plugin_cannot_tell():
+    from napari_deblur.plugin.model_default import suggest_predictor
+
+    with pytest.raises(ValueError, match="axis_labels"):
+        suggest_predictor(typed_layer((2, 2, 2, 2, 8, 8), np.uint16))
+
+
 def test_plane_index_follows_scale_translate_and_clips():
     from napari_deblur.plugin.axes import plane_index, sliced_axes
 

@@ -320,3 +320,35 @@ def test_the_bundled_model_follows_the_layer_until_the_user_picks_one(dock, monk
     widget.input_combo.setCurrentText("photo")
     widget.input_combo.setCurrentText("cells")
     assert combo.currentText() == "xydeblur-photo"  # kept
+
+
+def test_a_uint16_channels_first_layer_gets_the_microscopy_model_and_says_why(make_napari_viewer, qtbot,
+                                                                                monkeypatch, tmp_path):
+    """The widget's default model is the engine's policy on the layer's dtype and axes (issue 19,
+    item 8): a 3-channel uint16 layer labelled C, Y, X is a fluorescence layout, not a photo;
+    the label under the model list, the status after a run and the result's metadata say why."""
+    from factories import bundle_presets, tiny_model
+
+    from napari_deblur.models.denoiser import ResidualDenoiser
+
+    monkeypatch.setenv("NAPARI_DEBLUR_RESOURCES", str(tmp_path))
+    bundle_presets(tmp_path, lambda c: (tiny_model(c), ResidualDenoiser(c, width=8)))
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-deblur", "XYDeblur")
+    combo, why = widget.options.model_combo, "xydeblur-microscopy, per channel: CYX uint16 is a fluorescence layout"
+    viewer.add_image(stack((40, 48, 3)), name="rgb16", rgb=True)
+    widget.input_combo.setCurrentText("rgb16")
+    assert combo.currentText() == "xydeblur-microscopy"  # 3 channels last, but a camera's range
+    assert "YXC uint16 is a microscopy range" in widget.options.model_note.text()
+    viewer.add_image(stack((3, 40, 48)), name="cells", axis_labels=("C", "Y", "X"))
+    widget.input_combo.setCurrentText("cells")
+    assert combo.currentText() == "xydeblur-microscopy"
+    assert widget.options.model_note.text() == f"for this layer: {why}"
+    widget.options.device_combo.setCurrentText("cpu")
+    run_and_wait(qtbot, widget)
+    assert f"Model {why}." in widget.status_label.text()
+    assert viewer.layers["cells deblurred"].metadata["napari_deblur"]["model_choice"] == why
+    combo.setCurrentIndex(combo.findText("xydeblur-photo"))
+    widget.options._model_activated(combo.currentIndex())  # the user's choice is said as such
+    run_and_wait(qtbot, widget)
+    assert "Model xydeblur-photo (chosen in the widget)." in widget.status_label.text()

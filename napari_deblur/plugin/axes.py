@@ -55,18 +55,28 @@ def _planes(n_leading: int, spatial: str, shape) -> str:
     return _LEADING[len(_LEADING) - n_leading:] + spatial
 
 
-def layer_axes(layer) -> str:
-    """The engine axes string of an Image layer (see the module docstring)."""
+def labelled_axes(layer) -> str | None:
+    """The engine axes string the layer's axis labels name (see the module docstring), or
+    None where they do not name every axis and :func:`layer_axes` guesses."""
     shape = layer_shape(layer)
     letters = _letters(getattr(layer, "axis_labels", None))
-    if letters is not None:
-        letters = letters.replace("S", "C") if "C" not in letters else letters
+    if letters is None:
+        return None
+    letters = letters.replace("S", "C") if "C" not in letters else letters
     if getattr(layer, "rgb", False):
-        if letters is not None and len(letters) == len(shape) - 1 and _valid(letters, allow_channel=False):
-            return letters + "C"
+        named = len(letters) == len(shape) - 1 and _valid(letters, allow_channel=False)
+        return letters + "C" if named else None
+    return letters if len(letters) == len(shape) and _valid(letters, allow_channel=True) else None
+
+
+def layer_axes(layer) -> str:
+    """The engine axes string of an Image layer (see the module docstring)."""
+    labelled = labelled_axes(layer)
+    if labelled is not None:
+        return labelled
+    shape = layer_shape(layer)
+    if getattr(layer, "rgb", False):
         return _planes(len(shape) - 3, "YXC", shape)
-    if letters is not None and len(letters) == len(shape) and _valid(letters, allow_channel=True):
-        return letters
     if len(shape) < 2:
         raise ValueError(f"the layer is {len(shape)}-dimensional; deblurring needs at least Y and X")
     guess = default_axes(shape) if len(shape) <= 5 else _planes(len(shape) - 2, "YX", shape)

@@ -3,9 +3,10 @@
 Predict and refine: an XYDeblur predictor gives a first estimate and a ResidualDenoiser
 samples the rest by reverse diffusion (:mod:`napari_deblur.diffusion.refine`). Pick an
 image layer, a denoiser (a bundled one, or "Load weights..."; until the user picks one,
-the bundled denoiser follows the layer: dvsr-photo for RGB, dvsr-microscopy otherwise), the
-predictor it pairs with (chosen from the denoiser's manifest or header when it names one), the number of
-steps, samples, seed and sampler, and where to run it, then Run.
+the bundled denoiser follows the layer by the engine's policy, and a label says which and
+why: :mod:`napari_deblur.plugin.model_default`), the predictor it pairs with (chosen from
+the denoiser's manifest or header when it names one), the number of steps, samples, seed
+and sampler, and where to run it, then Run.
 
 The run is a napari ``thread_worker`` generator
 (:func:`napari_deblur.plugin.diffusion_job.run_diffusion`) that yields after every step,
@@ -46,10 +47,11 @@ from .axes import is_stack, layer_axes, layer_shape, plane_index
 from .diffusion_job import DiffusionJob, run_diffusion
 from .running import start_worker
 from .layers import CHROMA_COLORMAP, add_or_replace, source_properties
+from .model_default import choice_text, suggest_denoiser
 from .options import LOAD_WEIGHTS, WEIGHTS_FILTER, RunOptions
 from .plane import keepdims_index, part_translate
 from .readout import format_metrics
-from .xydeblur_widget import NO_REFERENCE, SCOPES, _refill
+from .xydeblur_widget import NO_REFERENCE, SCOPES, refill_combo
 
 STD_COLORMAP = CHROMA_COLORMAP  # magma: dark is certain, bright uncertain
 SAMPLERS = ("DDPM", "DDIM")
@@ -110,6 +112,7 @@ class DiffusionDeblurWidget(QWidget):
         self._denoisers = {}  # combo text -> ResidualDenoiser loaded from a file or given in memory
         self._last_denoiser = 0
         self._user_chose_denoiser = False  # until then the bundled denoiser follows the input layer
+        self._suggestion = None  # the model_default.Suggestion for the input layer
         self._live = {}  # kind -> layer of the running job
         self._build()
         for event in ("inserted", "removed", "reordered", "renamed"):
@@ -134,8 +137,9 @@ class DiffusionDeblurWidget(QWidget):
         self.denoiser_combo.currentIndexChanged.connect(self.update_ready)
         # however the denoiser changes (user, script, restore), its named predictor follows
         self.denoiser_combo.currentIndexChanged.connect(lambda _: self._denoiser_chosen(self.denoiser()))
-        self.model_label = QLabel()
+        self.model_label, self.choice_label = QLabel(), QLabel()
         self.model_label.setWordWrap(True)
+        self.choice_label.setWordWrap(True)
         self.options = RunOptions(on_message=self.say, model_label="predictor")
         self.options.model_combo.setToolTip("The XYDeblur the denoiser was trained with (its first estimate)")
 
@@ -186,6 +190,7 @@ class DiffusionDeblurWidget(QWidget):
         form = QFormLayout()
         form.addRow("image", self.input_combo)
         form.addRow("denoiser", self.denoiser_combo)
+        form.addRow("", self.choice_label)
         form.addRow("", self.model_label)
         form.addRow(self.options)
         form.addRow("steps", self.steps_slider)
@@ -212,21 +217,23 @@ class DiffusionDeblurWidget(QWidget):
 
         own = set(self._live_names())
         images = [layer.name for layer in self.viewer.layers if isinstance(layer, Image) and layer.name not in own]
-        _refill(self.input_combo, images)
-        _refill(self.reference_combo, [NO_REFERENCE, *images])
+        refill_combo(self.input_combo, images)
+        refill_combo(self.reference_combo, [NO_REFERENCE, *images])
         self._follow_layer()
 
     def _follow_layer(self, *_) -> None:
-        """Select the bundled denoiser for the input layer (dvsr-photo for RGB, dvsr-microscopy
-        otherwise) until the user picks or loads one; its predictor follows."""
-        from ..diffusion.pair import default_denoiser_name
-
-        layer = self._layer(self.input_combo)
-        if layer is None or self._user_chose_denoiser:
-            return
-        combo = self.denoiser_combo
+        """Say which bundled denoiser suits the input layer and why (the engine's policy), and
+        select it until the user picks or loads one; its predictor follows."""
+        layer, combo = self._layer(self.input_combo), self.denoiser_combo
         listed = [combo.itemText(i) for i in range(combo.count()) if combo.itemText(i) != LOAD_WEIGHTS]
-        index = combo.findText(default_denoiser_name(3 if layer.rgb else 1, listed))
+        try:
+            self._suggestion = suggest_denoiser(layer, listed) if layer is not None and listed else None
+        except ValueError:  # axes the plugin cannot tell: make_job says so at Run
+            self._suggestion = None
+        self.choice_label.setText(f"for this layer: {self._suggestion.why}" if self._suggestion else "")
+        if self._suggestion is None or self._user_chose_denoiser:
+            return
+        index = combo.findText(self._suggestion.name)
         if index >= 0 and index != combo.currentIndex():
             combo.setCurrentIndex(index)
             self._last_denoiser = index
@@ -382,6 +389,7 @@ class DiffusionDeblurWidget(QWidget):
             "part_translate": part_translate(props["translate"], props["scale"], index, bool(layer.rgb)),
             "reference": None if reference is None else reference.name, "notes": notes,
             "steps": job.steps, "samples": job.samples, "seed": job.seed, "sampler": job.sampler,
+            "model_choice": choice_text(self.denoiser_combo.currentText(), self._suggestion),
         }
         return job, context
 
@@ -506,7 +514,8 @@ class DiffusionDeblurWidget(QWidget):
             return
         ctx = self._context
         name, rgb, props, info = ctx["name"], ctx["rgb"], ctx["props"], output.info
-        provenance = {**self._provenance(), **{k: v for k, v in info.items() if isinstance(v, (str, int, float))}}
+        provenance = {**self._provenance(), **{k: v for k, v in info.items() if isinstance(v, (str, int, float))},
+                      "model_choice": ctx["model_choice"]}  # the engine was given the widget's denoiser
         translate = ctx["part_translate"]
         try:
             std_kwargs = _kwargs(props, provenance, "std", rgb=False, translate=translate)
@@ -531,8 +540,8 @@ class DiffusionDeblurWidget(QWidget):
             format_metrics(output.metrics, (ctx["reference"] or "reference") + where).replace("result", "mean"))
         notes = "; ".join(ctx["notes"])
         self.say(f"Done: {info.get('steps')} steps x {info.get('samples')} sample(s) in {info.get('seconds', 0):.1f} s "
-                 f"on {info.get('device')} ({info.get('precision')}, tile {info.get('tile')})."
-                 + (f" Note: {notes}" if notes else ""))
+                 f"on {info.get('device')} ({info.get('precision')}, tile {info.get('tile')}). "
+                 f"Denoiser {ctx['model_choice']}." + (f" Note: {notes}" if notes else ""))
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
         self.cancel()

@@ -3,10 +3,12 @@
 :class:`RunOptions` is a small form. The model list holds the bundled models
 (``napari_deblur.available_models()``), the weights files loaded so far, and
 "Load weights..." which opens a file dialog (``.safetensors``, the official ``.pkl``,
-``.pt``/``.pth``). A file that cannot be used raises ``WeightsError``; its message is
-passed to ``on_message`` (the widget shows it), never raised as a traceback. The device
-list greys out what this machine does not have; the label under it says what "auto"
-picks, the precision, and the free memory (``napari_deblur.engine.device.describe``).
+``.pt``/``.pth``); the label under it says which bundled model suits the input layer and
+why (:mod:`napari_deblur.plugin.model_default`). A file that cannot be used raises
+``WeightsError``; its message is passed to ``on_message`` (the widget shows it), never
+raised as a traceback. The device list greys out what this machine does not have; the
+label under it says what "auto" picks, the precision, and the free memory
+(``napari_deblur.engine.device.describe``).
 torch is imported when the form is built, not when this module is.
 """
 
@@ -14,6 +16,8 @@ from pathlib import Path
 
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QLabel, QWidget
+
+from .model_default import choice_text
 
 LOAD_WEIGHTS = "Load weights..."
 WEIGHTS_FILTER = "Weights (*.safetensors *.pkl *.pt *.pth);;All files (*)"
@@ -40,6 +44,7 @@ class RunOptions(QWidget):
         self._files = {}  # combo text -> XYDeblur loaded from a file
         self._last_model = 0
         self._user_chose_model = False  # until then the model follows the input layer
+        self._suggestion = None  # the model_default.Suggestion for the input layer
 
         self.model_combo = QComboBox()
         self.model_combo.addItems(available_models())
@@ -55,6 +60,8 @@ class RunOptions(QWidget):
                 self.device_combo.setItemData(i, "not available on this machine", Qt.ItemDataRole.ToolTipRole)
         self.precision_combo = QComboBox()
         self.precision_combo.addItems(PRECISIONS)
+        self.model_note = QLabel()
+        self.model_note.setWordWrap(True)
         self.device_label = QLabel()
         self.device_label.setWordWrap(True)
         self.device_combo.currentIndexChanged.connect(self.update_device_label)
@@ -73,6 +80,7 @@ class RunOptions(QWidget):
         form = QFormLayout(self)
         form.setContentsMargins(0, 0, 0, 0)
         form.addRow(model_label, self.model_combo)
+        form.addRow("", self.model_note)
         form.addRow("device", row)
         form.addRow("", self.device_label)
         form.addRow("tile", self.tile_combo)
@@ -126,12 +134,19 @@ class RunOptions(QWidget):
         self.model_combo.setCurrentIndex(index)
         self._last_model = index
 
-    def suggest_model(self, name: str) -> None:
-        """Select the bundled ``name`` for a new input layer, unless the user has chosen a model."""
-        index = self.model_combo.findText(name)
+    def suggest_model(self, suggestion) -> None:
+        """Say which bundled model suits the input layer and why (a model_default.Suggestion,
+        or None: no suggestion), and select it unless the user has chosen a model."""
+        self._suggestion = suggestion
+        self.model_note.setText(f"for this layer: {suggestion.why}" if suggestion else "")
+        index = self.model_combo.findText(suggestion.name) if suggestion else -1
         if not self._user_chose_model and index >= 0:
             self.model_combo.setCurrentIndex(index)
             self._last_model = index
+
+    def model_choice(self) -> str:
+        """Why the current model: the suggestion's reason, or that the user chose it."""
+        return choice_text(self.model_combo.currentText(), self._suggestion)
 
     def select_model(self, name) -> bool:
         """Select a bundled name, or load a weights path; False when it is neither."""

@@ -1,6 +1,7 @@
 """The XYDeblur dock widget (Plugins > XYDeblur, Layers > Filter > XYDeblur).
 
-Pick an image layer, a model and where to run it, then Run: the restoration runs in a
+Pick an image layer, a model (the bundled one that suits the layer is preselected, and the
+label under the list says why) and where to run it, then Run: the restoration runs in a
 napari ``thread_worker`` generator (:func:`napari_deblur.plugin.job.run_job`), its
 progress shows in the widget and in napari's activity dock, and Cancel stops it between
 two batches of tiles without touching any layer. When it is done the widget adds (or
@@ -21,6 +22,7 @@ from .compare import CompareView
 from .job import Job, can_be_lazy, lazy_restored, run_job
 from .running import start_worker
 from .layers import add_outputs, output_name, source_properties
+from .model_default import suggest_predictor
 from .options import RunOptions
 from .plane import part_translate
 from .readout import compute_shift, format_metrics, format_shift, region_mask
@@ -96,24 +98,29 @@ class XYDeblurWidget(QWidget):
 
         images = [layer.name for layer in self.viewer.layers if isinstance(layer, Image)]
         shapes = [layer.name for layer in self.viewer.layers if isinstance(layer, Shapes)]
-        _refill(self.input_combo, images)
-        _refill(self.reference_combo, [NO_REFERENCE, *images])
-        _refill(self.region_combo, [WHOLE_IMAGE, *shapes])
+        refill_combo(self.input_combo, images)
+        refill_combo(self.reference_combo, [NO_REFERENCE, *images])
+        refill_combo(self.region_combo, [WHOLE_IMAGE, *shapes])
         self._update_lazy()
 
     def _update_lazy(self, *_) -> None:
         """The lazy option is offered for dask layers and layers over job.LAZY_THRESHOLD; the
-        bundled model follows the layer (photo for RGB, microscopy otherwise) until the user
-        picks one."""
-        from ..engine.restore import default_model_name  # torch: loaded with the options already
-
+        bundled model follows the layer until the user picks one (see _suggest_model)."""
         layer = self._layer(self.input_combo)
         if layer is not None:
-            self.options.suggest_model(default_model_name(3 if layer.rgb else 1))
+            self._suggest_model(layer)
         usable = layer is not None and not layer.multiscale and can_be_lazy(layer.data)
         self.lazy_check.setEnabled(usable)
         if not usable:
             self.lazy_check.setChecked(False)
+
+    def _suggest_model(self, layer) -> None:
+        """The engine's default model for the layer's dtype, channels and axes, and why
+        (:mod:`napari_deblur.plugin.model_default`), under the model list."""
+        try:
+            self.options.suggest_model(suggest_predictor(layer))
+        except ValueError:  # axes the plugin cannot tell: make_job says so at Run
+            self.options.suggest_model(None)
 
     def _layer(self, combo):
         name = combo.currentText()
@@ -149,7 +156,8 @@ class XYDeblurWidget(QWidget):
         context = {"name": layer.name, "props": props, "rgb": bool(layer.rgb), "axes": axes,
                    "scope": "whole stack" if index is None else "current slice", "plane": plane,
                    "translate": part_translate(props["translate"], props["scale"], index, bool(layer.rgb)),
-                   "reference": None if reference is None else reference.name, "notes": notes}
+                   "reference": None if reference is None else reference.name, "notes": notes,
+                   "model_choice": self.options.model_choice()}
         return job, context
 
     def run(self) -> None:
@@ -191,6 +199,7 @@ class XYDeblurWidget(QWidget):
             self.say(f"XYDeblur (lazy) failed: {err}", error=True)
             return None
         provenance = {"source_layer": layer.name, "scope": "lazy", "axes": axes, "normalize": scaling.mode,
+                      "model_choice": self.options.model_choice(),
                       "scaling_offset": [float(v) for v in scaling.offset],
                       "scaling_scale": [float(v) for v in scaling.scale], **self.options.engine_options()}
         provenance = {k: v for k, v in provenance.items() if v is not None}
@@ -242,7 +251,8 @@ class XYDeblurWidget(QWidget):
         ctx = self._context
         name, rgb, info = ctx["name"], ctx["rgb"], output.info
         provenance = {"source_layer": name, "scope": ctx["scope"], "plane": ctx["plane"], "axes": ctx["axes"],
-                      **{k: v for k, v in info.items() if isinstance(v, (str, int, float))}}
+                      **{k: v for k, v in info.items() if isinstance(v, (str, int, float))},
+                      "model_choice": ctx["model_choice"]}  # the engine was given the widget's model
         outputs = {"restored": output.restored, "r_hor": output.r_hor, "r_ver": output.r_ver, "chroma": output.chroma}
         try:
             props = {**ctx["props"], "translate": ctx["translate"]}  # a plane sits on its plane
@@ -257,7 +267,8 @@ class XYDeblurWidget(QWidget):
         self.readout_label.setText(format_shift(output.shift, output.shift_where) if output.shift else "")
         notes = "; ".join(ctx["notes"])
         self.say(f"Done in {info.get('seconds', 0):.1f} s on {info.get('device')} ({info.get('precision')}, "
-                 f"tile {info.get('tile')}, {info.get('channel_mode')})." + (f" Note: {notes}" if notes else ""))
+                 f"tile {info.get('tile')}, {info.get('channel_mode')}). Model {ctx['model_choice']}."
+                 + (f" Note: {notes}" if notes else ""))
 
     # --- colour region and compare ---------------------------------------------------------
     def _region_changed(self, *_) -> None:
@@ -299,7 +310,7 @@ class XYDeblurWidget(QWidget):
         super().closeEvent(event)
 
 
-def _refill(combo: QComboBox, names: list) -> None:
+def refill_combo(combo: QComboBox, names: list) -> None:
     """Replace a combo's items, keeping the current choice when it still exists."""
     current = combo.currentText()
     combo.blockSignals(True)
