@@ -76,7 +76,7 @@ def test_fluorescence_planes_are_scaled_and_empty_planes_dropped(tmp_path):
     stack = (100 + rng.poisson(50, (3, 40, 40))).astype(np.uint16)
     stack[1] = 100  # no signal at all
     stack[2, 10:20, 10:20] = 4000
-    tifffile.imwrite(tmp_path / "cells.tif", stack)
+    tifffile.imwrite(tmp_path / "cells.tif", stack, photometric="minisblack")
     images = load_sharp([tmp_path / "cells.tif"], "microscopy")
     assert len(images) == 2 and all(im.shape == (1, 40, 40) for im in images.images)
     for im in images.images:

@@ -50,7 +50,7 @@ def data_root(tmp_path_factory):
         tifffile.imwrite(w2s / f"target_avg400_{f}.tif", np.round(_smooth(rng, (160, 160)) ** 3 * 255).astype(np.uint8))
     (root / "fluorescence" / "sdeconv").mkdir()
     tifffile.imwrite(root / "fluorescence" / "sdeconv" / "pollen.tif",
-                     (rng.random((4, 64, 64)) * 4000 + 100).astype(np.uint16))
+                     (rng.random((4, 64, 64)) * 4000 + 100).astype(np.uint16), photometric="minisblack")
     psf_dir = root / "psfs" / "lattice_lightsheet_bead"
     psf_dir.mkdir(parents=True)
     z, y, x = np.mgrid[-3:4, -20:21, -20:21]
