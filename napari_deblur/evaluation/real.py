@@ -12,7 +12,7 @@ mean PSNR on the track itself: an upper bound for those methods). On fluorescenc
 ``invented`` is the high-pass energy of (output - truth) over that of (input - truth),
 inside the in-focus structure: below 1, the output adds less false detail than the input
 error holds. ``contact_sheet.png`` puts the real blurry photos (no reference) beside the
-photo model's output.
+photo model's output, to look at; it shows the development data's photos, so it stays out of git.
 
 :func:`gate` is the do-no-harm rule a bundled model must pass (``napari-deblur export``).
 """
@@ -266,8 +266,8 @@ def run_real_benchmark(root, out_dir, *, models=None, denoisers=(), quick=False,
 
 def to_markdown(report: dict) -> str:
     lines = [f"# napari-deblur real-data benchmark ({report['mode']})", "",
-             f"- {report['date']}, commit {report['git_commit']}, device {report['device']} "
-             f"({report['torch_threads']} threads), torch {report['torch']}",
+             f"- {report['date']}, commit {report['git_commit']}, device {report['device']}, "
+             f"torch {report['torch']}",
              "- PSNR (dB) / SSIM against the sharp reference, data range 1; oracles get the true kernel and "
              "their best setting on the track; `invented`: high-pass error energy of the output over the "
              "input's, in the in-focus structure (below 1 is better); `worse`: images below the input's PSNR.",
