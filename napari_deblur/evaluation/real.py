@@ -233,12 +233,15 @@ def run_real_benchmark(root, out_dir, *, models=None, denoisers=(), quick=False,
     identity = identity_cases(root, mode)
     tracks = {}
     for track in PHOTO_TRACKS + MICROSCOPY_TRACKS:
+        channels = 3 if track in PHOTO_TRACKS else 1
+        if not any(m["channels"] == channels for m in list(models) + list(denoisers)):
+            continue  # nothing to score here
         cases = [c for c in identity if c.track == track] if track.startswith("identity") else makers[track](root, mode)
         if quick:
             cases = cases[:3]
-        fit = [m for m in models if m["channels"] == (3 if track in PHOTO_TRACKS else 1)]
+        fit = [m for m in models if m["channels"] == channels]
         tracks[track] = evaluate_real_track(track, cases, fit, str(dev), log)
-        for den in (d for d in denoisers if d["channels"] == (3 if track in PHOTO_TRACKS else 1)):
+        for den in (d for d in denoisers if d["channels"] == channels):
             started_d = time.perf_counter()
             res = evaluate_denoiser(cases, den, str(dev), diffusion_cases)
             tracks[track].setdefault("diffusion", {})[den["name"]] = res
