@@ -141,3 +141,10 @@ def test_the_real_folder_gives_the_documented_cases():
     assert len(photo_blur_cases(SHARED, "quick")) == 23
     cases = fluorescence_cases(SHARED, "quick")
     assert len(cases) == 9 and all(c.image.dtype == np.uint16 for c in cases)
+
+
+def test_the_gate_fails_a_model_whose_tracks_were_not_all_scored():
+    report = _report(26.0, 0.75, 0)
+    report["models"] = [{"name": "m", "channels": 3}]
+    verdict = gate(report, "m")
+    assert not verdict["passed"] and any(c["value"] == "missing" and c["track"] == "gopro" for c in verdict["checks"])

@@ -188,6 +188,11 @@ def gate(report: dict, name: str) -> dict:
     PSNR and SSIM are at least the input's and at most a tenth of the images lose PSNR; on an identity
     track (sharp input) its mean PSNR against the input is at least 33 dB."""
     checks = []
+    entry = next((m for m in report.get("models", []) + report.get("denoisers", []) if m["name"] == name), None)
+    if entry is not None:  # every real track of the model's kind must have been scored
+        for track in PHOTO_TRACKS if entry["channels"] == 3 else MICROSCOPY_TRACKS:
+            if track not in report["tracks"]:
+                checks.append({"track": track, "check": "scored", "value": "missing", "passed": False})
     for track, data in report["tracks"].items():
         section = data.get("diffusion", {}).get(name, data)  # a denoiser is scored on its own subset
         m, base = section["means"].get(name), section["means"][INPUT]
