@@ -23,6 +23,14 @@ DATA_DESCRIPTION = {
 }
 
 
+DEGRADATION = {
+    "photo": "camera-shake trajectories, linear motion, defocus and Gaussian blur in linear light, spatially "
+             "varying blur, saturated highlights, Poisson-Gaussian noise, 8-bit rounding",
+    "microscopy": "scalar Born-Wolf widefield/confocal PSFs in focus and defocused, Poisson-Gaussian noise at "
+                  "20-1000 photons, percentile scaling",
+}
+
+
 def data_description(config: dict) -> str:
     """What a run trained on, from its config: a paired folder, real sharp images (plus the procedural
     minority), or the synthetic recipe of its preset."""
@@ -35,7 +43,7 @@ def data_description(config: dict) -> str:
                 f"napari_deblur.data.heldout) for {config.get('real_share', 0.9):.0%} of the sharp tiles, procedural "
                 f"scenes for the rest; identity kernels {config.get('identity_prob', 0):.0%}"
                 + (f", JPEG {config.get('jpeg_prob', 0):.0%}" if config.get("preset") == "photo" else "")
-                + f"; blur and noise as {DATA_DESCRIPTION.get(config.get('preset'), '')}{psfs}")
+                + f"; {DEGRADATION.get(config.get('preset'), '')}{psfs}")
     return DATA_DESCRIPTION.get(config.get("preset"), "")
 
 
