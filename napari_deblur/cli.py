@@ -494,6 +494,11 @@ def add_train(subparsers):
                       help="share of unblurred (noisy) inputs, which must come back as they are (default 0.08)")
     data.add_argument("--jpeg-prob", type=float, default=0.25,
                       help="photo: share of JPEG-compressed inputs, quality 70-95 (default 0.25)")
+    data.add_argument("--motion-prob", type=float, default=0.0,
+                      help="photo: share of inputs blurred by dynamic-scene motion (a sharp frame averaged along "
+                           "smooth, spatially varying flows, as in GoPro-style data) instead of a kernel (default 0)")
+    data.add_argument("--kernel-size", type=int, default=31,
+                      help="side of the synthetic blur kernels and the longest motion path, odd (default 31)")
     parser.add_argument("--init", default=None, metavar="NAME|PATH", help="start from these weights (e.g. a bundled model)")
     parser.add_argument("--predictor", default=None, metavar="NAME|PATH",
                         help="dvsr: the frozen XYDeblur g(y) (default: xydeblur-photo or xydeblur-microscopy)")
@@ -550,12 +555,15 @@ def data_options(args) -> dict:
     """The :class:`napari_deblur.training.sources.DataOptions` fields from ``train``'s arguments."""
     if args.pairs and args.sharp:
         raise CLIError("--pairs and --sharp are two different data sources; give one")
-    for name in ("real_share", "identity_prob", "jpeg_prob"):
+    for name in ("real_share", "identity_prob", "jpeg_prob", "motion_prob"):
         if not 0 <= getattr(args, name) <= 1:
             raise CLIError(f"--{name.replace('_', '-')} must be between 0 and 1, got {getattr(args, name)}")
+    if args.kernel_size < 3 or args.kernel_size % 2 == 0:
+        raise CLIError(f"--kernel-size must be odd and at least 3, got {args.kernel_size}")
     return {"pairs": args.pairs, "sharp": [str(p) for p in args.sharp] if args.sharp else None,
             "psfs": [str(p) for p in args.psfs] if args.psfs else None, "real_share": args.real_share,
-            "identity_prob": args.identity_prob, "jpeg_prob": args.jpeg_prob}
+            "identity_prob": args.identity_prob, "jpeg_prob": args.jpeg_prob, "motion_prob": args.motion_prob,
+            "kernel_size": args.kernel_size}
 
 
 @subcommand

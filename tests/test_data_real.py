@@ -169,6 +169,12 @@ def test_pack_and_train_from_the_command_line(tmp_path):
     config = json.loads((run / "config.json").read_text())
     assert config["sharp"] == [str(bank)] and config["identity_prob"] == 0.08
     assert main(args[:-2] + ["--pairs", str(tmp_path), "--out", str(tmp_path / "r2")]) == 2  # one source only
+    assert main(args[:-2] + ["--motion-prob", "1.5", "--out", str(tmp_path / "r3")]) == 2
+    assert main(args[:-2] + ["--kernel-size", "30", "--out", str(tmp_path / "r4")]) == 2
+    motion = args[:-2] + ["--motion-prob", "0.5", "--kernel-size", "21", "--out", str(tmp_path / "r5")]
+    assert main(motion) == 0
+    config = json.loads((tmp_path / "r5" / "config.json").read_text())
+    assert config["motion_prob"] == 0.5 and config["kernel_size"] == 21
 
 
 def test_a_microscopy_bank_carries_its_psfs(tmp_path):

@@ -23,6 +23,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .motion import frame_average, random_flows
+
 
 def _kernels_like(kernels, images: torch.Tensor) -> torch.Tensor:
     """(k, k), (B, k, k) or (B, C, k, k) kernels as a (B or 1, C or 1, k, k) tensor on the images' device."""
@@ -138,12 +140,14 @@ def _apply_blur(x, kernels, weights):
 def degrade_photo(sharp: torch.Tensor, kernels, weights=None, generator=None, *, highlight_prob=0.3,
                   highlight_gain=(1.5, 6.0), exposure=(0.8, 1.25), noise_prob=0.8, photons=(100.0, 20000.0),
                   read_sigma=(1e-4, 2e-3), post_sigma=0.01, quantize_prob=0.5, jpeg_prob=0.0,
-                  jpeg_quality=(70.0, 95.0)):
+                  jpeg_quality=(70.0, 95.0), motion=None, motion_extent=31.0):
     """sRGB tiles (B, 3, H, W) in [0, 1] -> (blurred, sharp), both cropped by the kernel radius, in [0, 1].
 
     ``kernels`` (B, k, k), or (B, M, k, k) with ``weights`` (B, M, H, W) for a spatially varying blur.
     A share ``jpeg_prob`` of the blurred images is compressed at a JPEG quality drawn from
-    ``jpeg_quality`` (:func:`jpeg_like`), after the noise and the 8-bit rounding.
+    ``jpeg_quality`` (:func:`jpeg_like`), after the noise and the 8-bit rounding. The samples
+    where the (B,) bool tensor ``motion`` is true are blurred by dynamic-scene motion
+    instead (:func:`.motion.frame_average`, paths up to ``motion_extent`` px).
     """
     dev, b = sharp.device, sharp.shape[0]
     m = torch.as_tensor(kernels).shape[-1] // 2
@@ -151,7 +155,11 @@ def degrade_photo(sharp: torch.Tensor, kernels, weights=None, generator=None, *,
     boost = _uniform(*highlight_gain, b, generator, dev, log=True)
     boost = torch.where(torch.rand(b, 1, 1, 1, generator=generator, device=dev) < highlight_prob, boost, 1.0)
     lin = lin * (1 + (boost - 1) * ((lin - 0.8) / 0.2).clamp(0, 1))  # only near-white pixels go beyond 1
-    blurred = crop_margin(_apply_blur(lin, kernels, weights), m)
+    blurred = _apply_blur(lin, kernels, weights)
+    if motion is not None and bool(motion.any()):
+        v, a = random_flows(b, lin.shape[-2], lin.shape[-1], motion_extent, generator, dev)
+        blurred = torch.where(motion.to(dev).view(b, 1, 1, 1), frame_average(lin, v, a), blurred)
+    blurred = crop_margin(blurred, m)
     lin = crop_margin(lin, m)
     noisy = torch.rand(b, 1, 1, 1, generator=generator, device=dev) < noise_prob
     shot = poisson_gaussian(blurred, _uniform(*photons, b, generator, dev, log=True),

@@ -21,8 +21,10 @@ and the procedural scenes are the rest; ``psfs`` adds 2D PSFs (slices of measure
 or computed 3D PSFs, :func:`.psf.psf_slices`) to the microscopy kernel pool; a share
 ``identity_prob`` of the kernels is the identity, and for those samples the target is the
 (noisy) input itself: an already sharp image must come back as it is, not denoised or
-otherwise rewritten. :class:`FolderPairs` serves random aligned crops of a
-user's paired images instead (see :mod:`.folder`).
+otherwise rewritten. Photos: a share ``motion_prob`` of the samples is blurred by
+dynamic-scene motion instead of a kernel (:mod:`.motion`, paths up to ``kernel_size``
+px). :class:`FolderPairs` serves random aligned crops of a user's paired images instead
+(see :mod:`.folder`).
 """
 
 from concurrent.futures import ThreadPoolExecutor
@@ -88,7 +90,7 @@ class PairSampler:
     def __init__(self, preset="photo", crop=192, batch=16, device="cpu", seed=0, *, heldout=False,
                  pool_size=48, kernel_pool=192, refresh_every=100, kernel_size=31, max_blur=None,
                  spatial_prob=0.25, tile_slack=32, degrade_options=None, sharp: SharpImages | None = None,
-                 real_share=0.9, psfs=None, psf_share=0.25, identity_prob=0.0):
+                 real_share=0.9, psfs=None, psf_share=0.25, identity_prob=0.0, motion_prob=0.0):
         if preset not in PRESETS:
             raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
         if kernel_size % 2 == 0:
@@ -107,6 +109,7 @@ class PairSampler:
         if preset == "photo" and sharp is None:
             self._photos = sources.heldout_photos() if heldout else sources.training_photos()
         self.real_share, self.psf_share, self.identity_prob = float(real_share), float(psf_share), float(identity_prob)
+        self.motion_prob = float(motion_prob) if preset == "photo" else 0.0
         self._real, self._eligible = sharp, None
         if sharp is not None:
             sides = np.array([min(im.shape[-2:]) for im in sharp.images])
@@ -218,9 +221,15 @@ class PairSampler:
         else:
             kernels = kernels[:, 0]
         degrade = degrade_photo if self.preset == "photo" else degrade_microscopy
-        blurred, sharp = degrade(patch, kernels, weights, gen, **self.degrade_options)
+        options = dict(self.degrade_options)
+        moving = torch.zeros(b, dtype=torch.bool)
+        if self.motion_prob:  # no draw when off: streams stay as they were
+            moving = torch.rand(b, generator=cpu) < self.motion_prob
+            options.update(motion=moving.to(dev), motion_extent=float(self.kernel_size))
+        blurred, sharp = degrade(patch, kernels, weights, gen, **options)
         if self.identity_prob:  # an unblurred input is already sharp: it must come back as it is, noise and all
             unblurred = (self.kernels.flatten(1).amax(1) >= 1)[kidx[:, 0].to(dev)] & ~varying.to(dev)
+            unblurred &= ~moving.to(dev)
             sharp = torch.where(unblurred[:, None, None, None], blurred, sharp)
         self.step += 1
         return blurred.contiguous(), sharp.contiguous()

@@ -23,6 +23,8 @@ class DataOptions:
     real_share: float = 0.9  # share of sharp tiles cut from the real images (the rest procedural)
     identity_prob: float = 0.08  # share of identity kernels: sharp (noisy) inputs must stay sharp
     jpeg_prob: float = 0.25  # photos: share of blurred inputs JPEG-compressed (quality 70-95)
+    motion_prob: float = 0.0  # photos: share blurred by dynamic-scene motion (data.motion) instead of a kernel
+    kernel_size: int = 31  # side of the blur kernels (and the longest motion path), odd
 
 
 def load_psf_files(paths, size: int = 31) -> list[np.ndarray]:
@@ -59,8 +61,12 @@ def make_samplers(cfg, device, log=print):
         options = {"sharp": images, "real_share": cfg.real_share, "psfs": psfs}
     if not cfg.pairs:
         options["identity_prob"] = cfg.identity_prob
+        if cfg.kernel_size != 31:  # only when changed: older configs and their samplers stay as they were
+            options["kernel_size"] = cfg.kernel_size
         if cfg.preset == "photo":
             options["degrade_options"] = {"jpeg_prob": cfg.jpeg_prob}
+            if cfg.motion_prob:
+                options["motion_prob"] = cfg.motion_prob
     sampler = make_sampler(cfg.preset, cfg.crop, cfg.batch, device, cfg.seed, pairs=cfg.pairs, **options)
     val_crop = cfg.val_crop
     if "sharp" in options:  # validation crops must fit in the largest real image (crop banks are small)
