@@ -243,26 +243,11 @@ def xydeblur_iter(
     info = {
         "model": model_name,
         "model_choice": model_choice,  # why this model: the default policy's reason, or the caller's
-        "device": str(dev),
-        "device_info": describe(dev),
-        "precision": precision_name(dtype),
-        "decoder_form": decoder_form(dev),
-        "compile": run.compile_status,
-        "path": run.path,  # "frames": on the device from end to end; "tiles": tiled, blended on the host
-        "tile": run.tile,
-        "overlap": overlap,
-        "batch": run.batch,
-        "normalize": view.scaling.mode,
-        "channel_mode": view.channel_mode,
+        **_run_info(dev, dtype, run, overlap, view),
         "seconds": time.perf_counter() - started,
     }
-    return XYDeblurResult(
-        restored=from_bcyx(restored, layout),
-        r_hor=from_bcyx(r_hor, layout),
-        r_ver=from_bcyx(r_ver, layout),
-        axes=axes,
-        info=info,
-    )
+    restored, r_hor, r_ver = (from_bcyx(a, layout) for a in (restored, r_hor, r_ver))
+    return XYDeblurResult(restored=restored, r_hor=r_hor, r_ver=r_ver, axes=axes, info=info)
 
 
 def pick_model(model, channels: int, axes: str, dtype, axes_given: bool) -> tuple:
@@ -355,6 +340,23 @@ def _run_network(net, view: NetworkView, dev, dtype, tile, overlap, batch, compi
         work = fn = None
         runtime.release_device_cache(dev, RELEASE_SHARE)
     return NetworkRun(path, outputs, tile_side, per_batch, status)
+
+
+def _run_info(dev, dtype, run: NetworkRun, overlap: int, view: NetworkView) -> dict:
+    """The ``info`` entries that say where and how the network ran."""
+    return {
+        "device": str(dev),
+        "device_info": describe(dev),
+        "precision": precision_name(dtype),
+        "decoder_form": decoder_form(dev),
+        "compile": run.compile_status,
+        "path": run.path,  # "frames": on the device from end to end; "tiles": tiled, blended on the host
+        "tile": run.tile,
+        "overlap": overlap,
+        "batch": run.batch,
+        "normalize": view.scaling.mode,
+        "channel_mode": view.channel_mode,
+    }
 
 
 def _assemble_tiles(residuals, bcyx, view: NetworkView, dtype, out_dtype) -> tuple:
