@@ -12,9 +12,9 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "XYDeblur": "napari_deblur.models.xydeblur",
-    "load_model": "napari_deblur.models.loading",
-    "available_models": "napari_deblur.models.loading",
-    "WeightsError": "napari_deblur.models.loading",
+    "load_model": "napari_deblur.models.weights",
+    "available_models": "napari_deblur.models.registry",
+    "WeightsError": "napari_deblur.models.weights",
     "xydeblur": "napari_deblur.engine.restore",
     "xydeblur_iter": "napari_deblur.engine.restore",
     "XYDeblurResult": "napari_deblur.engine.restore",

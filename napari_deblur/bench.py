@@ -102,11 +102,12 @@ class PeakMemory:
 
 def bench_xydeblur(model, device, sizes, repeats: int, *, compile_: bool = False, log=print) -> list[dict]:
     """One row per frame size: reference and optimised ms per frame, their ratio, memory, max_diff."""
-    from .engine.restore import _prepare_model, xydeblur
+    from .engine.restore import xydeblur
+    from .engine.runtime import device_copy
 
     dtype = pick_dtype("auto", device)
-    reference = _prepare_copy_fp32(model, device)
-    optimised = _prepare_model(model, device, dtype, compile_)  # the engine's own (compiled) copy
+    reference = device_copy(model, device, reference=True)  # fp32, NCHW, eager: as the official code runs it
+    optimised = device_copy(model, device, dtype, compile=compile_)  # the engine's own (compiled) copy
     rows = []
     for height, width in sizes:
         frame = test_frame(height, width, model.channels)
@@ -197,15 +198,6 @@ def _graph_row(fn, device, repeats: int, eager) -> dict:
         torch.cuda.empty_cache()
 
 
-def _prepare_copy_fp32(model, device):
-    """The reference: an fp32 NCHW copy of ``model`` on ``device``, nothing else changed."""
-    from .models.xydeblur import XYDeblur
-
-    copy = XYDeblur(**model.config)
-    copy.load_state_dict(model.state_dict())
-    return copy.eval().to(device)
-
-
 def _short(err) -> str:
     return " ".join(f"{type(err).__name__}: {err}".split())[:160]
 
@@ -225,10 +217,11 @@ def _row_line(row) -> str:
 def bundled_denoiser(log=print):
     """(predictor, denoiser, description): ``dvsr-photo`` with its predictor if bundled, else
     an untrained ResidualDenoiser (the timings do not depend on the weights), saying why."""
-    from .models.denoiser import ARCHITECTURE, ResidualDenoiser
-    from .models.loading import available_models, load_model
+    from .models.denoiser import ResidualDenoiser
+    from .models.registry import DENOISER, available_models
+    from .models.weights import load_model
 
-    if "dvsr-photo" in available_models(ARCHITECTURE):
+    if "dvsr-photo" in available_models(DENOISER):
         from .diffusion.refine import resolve_models
 
         predictor, denoiser = resolve_models("dvsr-photo")
@@ -240,12 +233,12 @@ def bundled_denoiser(log=print):
 
 def bench_diffusion(device, settings, repeats: int, *, quick: bool = False, log=print) -> dict:
     """Denoiser step times and the Fidelity preset's wall time; see the module docstring."""
-    from .diffusion.pair import prepare_denoiser
     from .diffusion.refine import refine
+    from .engine.runtime import device_copy
 
     predictor, denoiser, which = bundled_denoiser(log)
     dtype = pick_dtype("auto", device)
-    work = prepare_denoiser(denoiser, device, dtype)
+    work = device_copy(denoiser, device, dtype)
     out = {"denoiser": which, "steps": []}
     for height, width in settings["step_sizes"][: 1 if quick else None]:
         row = {"size": f"{height}x{width}"}
@@ -301,7 +294,8 @@ def bench_memory_cap(model, device, side: int = 16384, cap_gib: float = 4.0, log
     receptive field of context on every side; ``seam_max_diff`` is the largest difference
     there between the tiled and the one-piece result, in [0, 1] units.
     """
-    from .engine.restore import release_prepared, xydeblur, xydeblur_iter
+    from .engine.restore import xydeblur, xydeblur_iter
+    from .engine.runtime import release_prepared
 
     release_prepared()
     torch.cuda.empty_cache()
@@ -350,7 +344,7 @@ def bench_stacks(device, repeats: int, stacks=GPU_STACKS, log=print) -> list[dic
     the network (the default on CUDA) and with plain synchronous copies."""
     from .engine import frames
     from .engine.restore import xydeblur
-    from .models.loading import load_model
+    from .models.weights import load_model
 
     rows = []
     for name, count, (height, width), dtype in stacks:
@@ -384,8 +378,8 @@ def bench_stacks(device, repeats: int, stacks=GPU_STACKS, log=print) -> list[dic
 
 def run_bench(device="auto", *, quick=False, repeats=None, compile_=False, out=None, log=print) -> dict:
     """The whole benchmark; returns the report and writes it as JSON to ``out`` if given."""
-    from .engine.restore import decoder_form
-    from .models.loading import load_model
+    from .engine.runtime import decoder_form
+    from .models.weights import load_model
 
     dev = pick_device(device)
     repeats = repeats or (3 if quick else 10)

@@ -229,7 +229,7 @@ def add_xy(subparsers):
 def run_xy(args) -> int:
     from .engine.restore import xydeblur_iter
     from .io import read_image, write_image
-    from .models.loading import load_model
+    from .models.weights import load_model
     from .output_safety import removed_on_failure
     from .streaming import is_zarr
 

@@ -85,9 +85,15 @@ class ModelRef:
         """The XYDeblur (an instance as given, or the cached load of a name or path)."""
         if self._model is not None:
             return self._model
-        from .engine.restore import load_cached
+        from .engine.runtime import load_cached
 
         return load_cached(self.key)
+
+    @classmethod
+    def instances_in_process(cls) -> int:
+        """How many XYDeblur instances this process holds for handles (one per token)."""
+        with cls._lock:
+            return len(cls._instances)
 
     def __getstate__(self):
         if self._model is None:
@@ -178,7 +184,7 @@ def lazy_scaling(array, model=None, *, axes=None, normalize="auto", sample_plane
     ``"dtype"`` reads nothing; percentiles (and ``"auto"`` where it may mean them) read
     ``sample_planes`` planes of the input.
     """
-    from .engine.restore import default_model_name
+    from .models.registry import default_model_name
 
     normalize = check_normalize(normalize)
     if isinstance(normalize, Scaling):
@@ -281,7 +287,7 @@ def xydeblur_lazy(
     h, w = data.shape[axes.index("Y")], data.shape[axes.index("X")]
     if h < 4 or w < 4:
         raise ValueError(f"the image is too small to deblur: {h}x{w} pixels in Y and X (at least 4x4)")
-    from .engine.restore import default_model_name
+    from .models.registry import default_model_name
 
     c = data.shape[axes.index("C")] if "C" in axes else 1
     model_ref = ModelRef(model if model is not None else default_model_name(c, axes, dtype, axes_given=axes_given))

@@ -5,7 +5,7 @@ import json
 
 import torch
 
-from napari_deblur.models.loading import save_safetensors, sha256_of
+from napari_deblur.models.weights import save_safetensors, sha256_of
 from napari_deblur.models.xydeblur import XYDeblur
 
 

@@ -73,7 +73,7 @@ def test_r_hor_carries_horizontal_blur(name):
 
 @pytest.mark.parametrize("name", available_models("ResidualDenoiser"))
 def test_bundled_denoiser_manifest_and_its_predictor(name):
-    from napari_deblur.models.denoiser import load_denoiser
+    from napari_deblur.models.weights import load_denoiser
 
     manifest = json.loads((resources_dir() / f"{name}.json").read_text())
     assert (REQUIRED - {"horizontal_branch"}) <= set(manifest), REQUIRED - set(manifest)

@@ -15,7 +15,7 @@ from PIL import Image
 from napari_deblur.cli import ProgressBar, build_parser, main
 from napari_deblur.engine.restore import Progress
 from napari_deblur.io import read_image
-from napari_deblur.models.loading import save_safetensors
+from napari_deblur.models.weights import save_safetensors
 
 REPO = Path(__file__).resolve().parents[1]
 rng = np.random.default_rng(1)

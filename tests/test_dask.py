@@ -234,7 +234,7 @@ def test_bad_input_is_refused_before_any_work():
 
 
 def _instances_in_this_process():
-    return len(ModelRef._instances)
+    return ModelRef.instances_in_process()
 
 
 @pytest.mark.slow

@@ -5,7 +5,7 @@ import pytest
 import tifffile
 
 from napari_deblur import demo, samples
-from napari_deblur.models.loading import save_safetensors
+from napari_deblur.models.weights import save_safetensors
 from factories import tiny_model
 
 

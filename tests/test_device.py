@@ -76,19 +76,21 @@ def test_a_large_gpu_takes_a_4096_frame_in_one_piece(monkeypatch):
 def test_cached_cuda_memory_is_released_only_when_it_holds_a_large_share(monkeypatch):
     from types import SimpleNamespace
 
-    from napari_deblur.engine import restore
+    from napari_deblur.engine.runtime import RELEASE_SHARE, release_device_cache
 
     emptied = []
     reserved = {"bytes": 0}
-    monkeypatch.setattr(restore.torch.cuda, "get_device_properties", lambda d: SimpleNamespace(total_memory=100))
-    monkeypatch.setattr(restore.torch.cuda, "memory_reserved", lambda d: reserved["bytes"])
-    monkeypatch.setattr(restore.torch.cuda, "empty_cache", lambda: emptied.append(True))
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda d: SimpleNamespace(total_memory=100))
+    monkeypatch.setattr(torch.cuda, "memory_reserved", lambda d: reserved["bytes"])
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: emptied.append(True))
     cuda = torch.device("cuda", 0)
     reserved["bytes"] = 20  # a 720p frame's working memory on a large card: kept for the next call
-    restore.release_cached_memory(cuda)
+    release_device_cache(cuda, RELEASE_SHARE)
     assert emptied == []
     reserved["bytes"] = 30  # over a quarter of the device: given back
-    restore.release_cached_memory(cuda)
+    release_device_cache(cuda, RELEASE_SHARE)
     assert emptied == [True]
-    restore.release_cached_memory(torch.device("cpu"))  # nothing to do off CUDA
+    release_device_cache(torch.device("cpu"), RELEASE_SHARE)  # nothing to do off CUDA
     assert emptied == [True]
+    release_device_cache(cuda)  # without a share: always given back (after running out of memory)
+    assert emptied == [True, True]

@@ -8,8 +8,8 @@ from factories import tiny_model
 
 from napari_deblur.cli import build_parser, main
 from napari_deblur.io import read_image
-from napari_deblur.models.denoiser import PREDICTOR_KEY, ResidualDenoiser
-from napari_deblur.models.loading import save_safetensors
+from napari_deblur.models.denoiser import ResidualDenoiser
+from napari_deblur.models.weights import PREDICTOR_KEY, save_safetensors
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")

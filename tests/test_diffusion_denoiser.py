@@ -5,8 +5,9 @@ import torch
 from factories import bundle_model, tiny_model
 
 from napari_deblur import ResidualDenoiser, WeightsError
-from napari_deblur.models.denoiser import PREDICTOR_KEY, denoiser_config_from_state_dict, load_denoiser
-from napari_deblur.models.loading import available_models, save_safetensors
+from napari_deblur.models.denoiser import denoiser_config_from_state_dict
+from napari_deblur.models.registry import available_models
+from napari_deblur.models.weights import PREDICTOR_KEY, load_denoiser, save_safetensors
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -202,7 +203,7 @@ def test_a_broken_header_names_the_file(tmp_path):
 
 
 def test_a_bundled_denoiser_name_wins_over_a_local_file(tmp_path, monkeypatch):
-    from napari_deblur.models.loading import ShadowedFileWarning
+    from napari_deblur.models.registry import ShadowedFileWarning
 
     monkeypatch.setenv("NAPARI_DEBLUR_RESOURCES", str(tmp_path))
     bundle_model(tmp_path, "dvsr-tiny", tiny_denoiser(), "xydeblur-tiny")

@@ -9,8 +9,8 @@ from factories import tiny_model
 
 from napari_deblur.cli import main
 from napari_deblur.diffusion.refine import refine
-from napari_deblur.models.denoiser import load_denoiser
-from napari_deblur.models.loading import available_models, save_safetensors, sha256_of
+from napari_deblur.models.registry import available_models
+from napari_deblur.models.weights import load_denoiser, save_safetensors, sha256_of
 from napari_deblur.training.checkpoint import load_checkpoint
 from napari_deblur.training.export_dvsr import export_dvsr_run
 from napari_deblur.training.train_dvsr import DVSRConfig, DVSRTrainer

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from napari_deblur import Progress, xydeblur, xydeblur_iter
-from napari_deblur.engine import restore
+from napari_deblur.engine import restore, runtime
 from factories import constant_residual_model, tiny_model
 
 RNG = np.random.default_rng(0)
@@ -235,7 +235,7 @@ def messages_and_result(gen):
 
 
 def test_out_of_memory_retries_with_smaller_batches(monkeypatch):
-    real = restore._network_fn
+    real = runtime.network_fn
 
     def flaky(*args):
         fn = real(*args)
@@ -247,12 +247,12 @@ def test_out_of_memory_retries_with_smaller_batches(monkeypatch):
 
         return wrapped
 
-    monkeypatch.setattr(restore, "_network_fn", flaky)
+    monkeypatch.setattr(runtime, "network_fn", flaky)
     image = _image((4, 32, 32), np.float32)
     messages, result = messages_and_result(xydeblur_iter(image, tiny_model(), batch=4))
     assert any("out of memory" in m for m in messages)
     assert result.info["batch"] == 1
-    monkeypatch.setattr(restore, "_network_fn", real)
+    monkeypatch.setattr(runtime, "network_fn", real)
     np.testing.assert_allclose(result.restored, xydeblur(image, tiny_model()).restored, atol=1e-6)
 
 
@@ -276,9 +276,9 @@ def test_the_device_copy_is_reused_until_the_weights_change():
     model = tiny_model()
     image = _image((24, 24), np.float32)
     first = xydeblur(image, model).restored
-    copies = list(restore._PREPARED)
+    copies = runtime.cached_device_copies()
     assert xydeblur(image, model).restored.tobytes() == first.tobytes()
-    assert [entry[-1] for entry in restore._PREPARED] == [entry[-1] for entry in copies]  # no new copy
+    assert runtime.cached_device_copies() == copies  # no new copy
     with torch.no_grad():
         model.Decoder1_4.main[0].bias.add_(0.05)  # in place: the cached copy is stale now
     changed = xydeblur(image, model).restored
@@ -295,7 +295,7 @@ def tiny_model_with_bias(delta):
 
 def test_a_device_memory_cap_shrinks_the_tiles_and_leaves_no_seams(monkeypatch):
     """Simulated allocator: any forward pass over 128x128 pixels fails as a capped GPU would."""
-    real = restore._network_fn
+    real = runtime.network_fn
     sides = []
 
     def capped(*args):
@@ -312,7 +312,7 @@ def test_a_device_memory_cap_shrinks_the_tiles_and_leaves_no_seams(monkeypatch):
     model = tiny_model()
     image = _image((320, 320), np.float32)
     whole = xydeblur(image, model, tile=512).restored
-    monkeypatch.setattr(restore, "_network_fn", capped)
+    monkeypatch.setattr(runtime, "network_fn", capped)
     messages, result = messages_and_result(xydeblur_iter(image, model, tile=512, batch=2))
     assert sum("out of memory" in m for m in messages) >= 2
     assert result.info["tile"] == 128 and result.info["batch"] == 1 and max(sides) == 320

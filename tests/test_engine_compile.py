@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from napari_deblur import xydeblur
-from napari_deblur.engine import compiled, restore
+from napari_deblur.engine import compiled, runtime
 from factories import tiny_model
 
 IMAGE = np.random.default_rng(2).integers(0, 256, (36, 40)).astype(np.uint8)
@@ -25,14 +25,14 @@ def test_a_failing_compiler_falls_back_to_eager_and_says_why(monkeypatch):
         return run
 
     monkeypatch.setattr(compiled.torch, "compile", broken_compile)
-    restore.release_prepared()
+    runtime.release_prepared()
     model = a_model()
     eager = xydeblur(IMAGE, model, out_dtype="float32")
     result = xydeblur(IMAGE, model, out_dtype="float32", compile=True)
     assert eager.info["compile"] == "eager"
     assert result.info["compile"] == "eager (compile failed: RuntimeError: no C++ compiler found)"
     np.testing.assert_array_equal(result.restored, eager.restored)
-    restore.release_prepared()
+    runtime.release_prepared()
 
 
 def test_out_of_memory_in_the_compiled_network_is_not_swallowed(monkeypatch):
@@ -50,11 +50,11 @@ def test_out_of_memory_in_the_compiled_network_is_not_swallowed(monkeypatch):
 
 @pytest.mark.slow
 def test_the_compiled_network_gives_the_eager_result():
-    restore.release_prepared()
+    runtime.release_prepared()
     model = a_model()
     eager = xydeblur(IMAGE, model, out_dtype="float32", device="cpu")
     result = xydeblur(IMAGE, model, out_dtype="float32", device="cpu", compile=True)
     assert result.info["compile"] == "compiled"
     for name in ("restored", "r_hor", "r_ver"):
         np.testing.assert_allclose(getattr(result, name), getattr(eager, name), rtol=1e-4, atol=1e-3)
-    restore.release_prepared()
+    runtime.release_prepared()

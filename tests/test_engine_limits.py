@@ -6,7 +6,7 @@ import tifffile
 from factories import constant_residual_model
 
 from napari_deblur.cli import main
-from napari_deblur.models.loading import save_safetensors
+from napari_deblur.models.weights import save_safetensors
 
 
 @pytest.mark.parametrize("dtype", [np.uint32, np.int32])

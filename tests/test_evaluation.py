@@ -15,7 +15,7 @@ from napari_deblur.evaluation.cases import microscopy_cases, photo_cases
 from napari_deblur.evaluation.kernels import (
     MICROSCOPY_PSFS, PHOTO_FAMILIES, arc_motion, microscopy_psf, polyline_motion, random_photo_kernel, ring_defocus,
 )
-from napari_deblur.models.loading import save_safetensors, sha256_of
+from napari_deblur.models.weights import save_safetensors, sha256_of
 
 from factories import tiny_model
 

@@ -12,8 +12,8 @@ from napari_deblur.evaluation import benchmark
 from napari_deblur.evaluation import diffusion as dv
 from napari_deblur.evaluation.cases import Case
 from napari_deblur.evaluation.summary import model_results
-from napari_deblur.models.denoiser import PREDICTOR_KEY, ResidualDenoiser
-from napari_deblur.models.loading import save_safetensors
+from napari_deblur.models.denoiser import ResidualDenoiser
+from napari_deblur.models.weights import PREDICTOR_KEY, save_safetensors
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

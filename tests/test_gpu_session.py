@@ -25,7 +25,7 @@ def load_script():
 def test_smoke_session_trains_exports_probes_and_packs_within_the_lease_limits(tmp_path):
     """A denoiser and its predictor in one session: the predictor trains first (though listed
     second), and the denoiser trains, is probed and is exported against the new predictor."""
-    from napari_deblur.models.loading import load_model, weights_sha256
+    from napari_deblur.models.weights import load_model, weights_sha256
 
     out = tmp_path / "OUT"
     assert load_script().main(["--device", "cpu", "--smoke", "--no-bench", "--train", "dvsr-photo", "xydeblur-photo",

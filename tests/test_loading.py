@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from napari_deblur import WeightsError, load_model
-from napari_deblur.models.loading import available_models, save_safetensors, sha256_of
+from napari_deblur.models.registry import available_models
+from napari_deblur.models.weights import save_safetensors, sha256_of
 from factories import tiny_model
 
 
@@ -199,7 +200,7 @@ def test_tensor_shapes_are_checked_before_the_model_is_built(tmp_path):
 
 
 def test_a_bundled_name_wins_over_a_file_of_that_name_in_the_current_folder(bundled, tmp_path, monkeypatch):
-    from napari_deblur.models.loading import ShadowedFileWarning
+    from napari_deblur.models.registry import ShadowedFileWarning
 
     here = tmp_path / "work"
     here.mkdir()

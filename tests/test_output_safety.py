@@ -16,7 +16,7 @@ from factories import tiny_model  # noqa: E402
 
 from napari_deblur.cli import main  # noqa: E402
 from napari_deblur.io import read_image, write_image  # noqa: E402
-from napari_deblur.models.loading import save_safetensors  # noqa: E402
+from napari_deblur.models.weights import save_safetensors  # noqa: E402
 from napari_deblur.streaming import stream_xydeblur  # noqa: E402
 
 
@@ -222,7 +222,8 @@ def engine_never_runs(monkeypatch):
 
 @pytest.fixture
 def denoiser(tmp_path, weights):
-    from napari_deblur.models.denoiser import PREDICTOR_KEY, ResidualDenoiser
+    from napari_deblur.models.denoiser import ResidualDenoiser
+    from napari_deblur.models.weights import PREDICTOR_KEY
 
     return str(save_safetensors(ResidualDenoiser(1, width=8), tmp_path / "den.safetensors",
                                 metadata={PREDICTOR_KEY: weights}))

@@ -33,8 +33,7 @@ def tiny_pair(channels=1, seed=0):
 @pytest.fixture
 def pair_files(tmp_path):
     """``pair_files(channels)`` -> (predictor path, denoiser path); the denoiser names its predictor."""
-    from napari_deblur.models.denoiser import PREDICTOR_KEY
-    from napari_deblur.models.loading import save_safetensors
+    from napari_deblur.models.weights import PREDICTOR_KEY, save_safetensors
 
     def make(channels=1):
         predictor, denoiser = tiny_pair(channels)
@@ -112,7 +111,8 @@ def test_docks_from_the_manifest_and_no_model_disables_run(make_napari_viewer, m
 
 
 def test_a_bundled_denoiser_is_preselected(dock):
-    from napari_deblur.models.loading import available_models, model_manifest
+    from napari_deblur.models.registry import available_models
+    from napari_deblur.models.weights import model_manifest
 
     bundled = available_models("ResidualDenoiser")
     if not bundled:

@@ -67,7 +67,7 @@ def typed_layer(shape, dtype, **kwargs):
 )
 def test_the_widgets_suggest_the_engines_default_model_and_say_why(shape, dtype, kwargs, name, why):
     from napari_deblur.engine.axes import normalize_axes
-    from napari_deblur.engine.restore import default_model_name
+    from napari_deblur.models.registry import default_model_name
     from napari_deblur.plugin.axes import labelled_axes, layer_axes
     from napari_deblur.plugin.model_default import suggest_predictor
 

@@ -21,7 +21,7 @@ OUTPUTS = ("deblurred", "r_hor", "r_ver")
 @pytest.fixture
 def weights(tmp_path):
     """``weights(channels)`` -> path of a tiny random-weight model in safetensors."""
-    from napari_deblur.models.loading import save_safetensors
+    from napari_deblur.models.weights import save_safetensors
     from napari_deblur.models.xydeblur import XYDeblur
 
     def make(channels=1, seed=0):

@@ -27,7 +27,7 @@ from napari_deblur import xydeblur  # noqa: E402
 from napari_deblur.cli import main  # noqa: E402
 from napari_deblur.engine.restore import MAX_MAGNITUDE  # noqa: E402
 from napari_deblur.io import read_image, read_image_lazy  # noqa: E402
-from napari_deblur.models.loading import load_model, save_safetensors  # noqa: E402
+from napari_deblur.models.weights import load_model, save_safetensors  # noqa: E402
 from napari_deblur.plugin.reader import get_reader, layer_data, read_tiff  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -18,7 +18,7 @@ from factories import tiny_model  # noqa: E402
 from napari_deblur.cli import main  # noqa: E402
 from napari_deblur.engine.restore import xydeblur  # noqa: E402
 from napari_deblur.io import read_image, write_image  # noqa: E402
-from napari_deblur.models.loading import save_safetensors  # noqa: E402
+from napari_deblur.models.weights import save_safetensors  # noqa: E402
 from napari_deblur.streaming import natural_key, open_stack, stream_xydeblur  # noqa: E402
 
 

@@ -4,7 +4,7 @@ import json
 
 import torch
 
-from napari_deblur.models.loading import load_model
+from napari_deblur.models.weights import load_model
 from napari_deblur.training.export import export_run
 from napari_deblur.training.train import Trainer, TrainConfig
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from napari_deblur import xydeblur
-from napari_deblur.engine import restore
+from napari_deblur.engine import runtime
 from napari_deblur.models.twin import TwinDecoderXYDeblur
 from factories import tiny_model
 
@@ -47,8 +47,8 @@ def test_engine_runs_the_form_it_is_told(monkeypatch, form):
         model.Decoder1_4.main[0].bias.add_(0.02)
     plain = xydeblur(image, model, axes="YXC", out_dtype="float32")
     monkeypatch.setenv("NAPARI_DEBLUR_DECODER", form)
-    assert restore.decoder_form(torch.device("cpu")) == form
-    assert isinstance(restore._prepare_model(model, torch.device("cpu"), torch.float32), TwinDecoderXYDeblur)
+    assert runtime.decoder_form(torch.device("cpu")) == form
+    assert isinstance(runtime.device_copy(model, torch.device("cpu"), torch.float32), TwinDecoderXYDeblur)
     twin = xydeblur(image, model, axes="YXC", out_dtype="float32")
     for name in ("restored", "r_hor", "r_ver"):
         np.testing.assert_allclose(getattr(twin, name), getattr(plain, name), atol=1e-3)

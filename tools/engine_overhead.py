@@ -26,12 +26,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from napari_deblur.engine import restore
-from napari_deblur.models.loading import load_model
+from napari_deblur.engine import restore, runtime
+from napari_deblur.models.weights import load_model
 
 
 def stub_network(model, device, dtype, replicate_to, swap):
-    """Stands in for ``restore._network_fn``: zero residuals, no arithmetic."""
+    """Stands in for :func:`napari_deblur.engine.runtime.network_fn`: zero residuals, no arithmetic."""
 
     def fn(batch):
         zeros = torch.zeros_like if isinstance(batch, torch.Tensor) else np.zeros_like
@@ -42,8 +42,8 @@ def stub_network(model, device, dtype, replicate_to, swap):
 
 def measure(sizes, tile: int, repeats: int) -> list[dict]:
     model = load_model("xydeblur-photo")
-    real = restore._network_fn
-    restore._network_fn = stub_network
+    real = runtime.network_fn
+    runtime.network_fn = stub_network  # the engine looks the network up there at each call
     rows = []
     try:
         for height, width in sizes:
@@ -60,7 +60,7 @@ def measure(sizes, tile: int, repeats: int) -> list[dict]:
                          "host_ms": 1000 * statistics.median(times)})
             print(f"{height:>6}x{width:<6} tile {tile} ({path}): {rows[-1]['host_ms']:8.1f} ms of host work per call")
     finally:
-        restore._network_fn = real
+        runtime.network_fn = real
     return rows
 
 

@@ -37,7 +37,7 @@ from napari_deblur.diffusion.sampler import sample
 from napari_deblur.diffusion.schedule import make_schedule
 from napari_deblur.evaluation.diffusion import edge_map, uncertainty_correlation
 from napari_deblur.models.denoiser import ResidualDenoiser
-from napari_deblur.models.loading import load_model
+from napari_deblur.models.weights import load_model
 from napari_deblur.training.checkpoint import load_checkpoint
 
 HELDOUT_SEED = 10_000  # added to the run's seed: crops the training never draws

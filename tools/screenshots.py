@@ -102,7 +102,7 @@ def new_user_tiff_stack(viewer, app, xy, diffusion, out: Path):
         xy.scope_combo.setCurrentText("current slice")
         xy.run()
         wait_for(app, xy)
-        from napari_deblur.models.loading import available_models
+        from napari_deblur.models.registry import available_models
 
         bundled = available_models("ResidualDenoiser")
         if bundled:  # what a new user gets: the widget picks the denoiser for the layer

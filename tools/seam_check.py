@@ -14,7 +14,7 @@ import numpy as np
 
 from napari_deblur.bench import test_frame
 from napari_deblur.engine.restore import xydeblur
-from napari_deblur.models.loading import load_model
+from napari_deblur.models.weights import load_model
 
 
 def main(argv=None) -> int:

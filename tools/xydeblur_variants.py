@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from napari_deblur.bench import median_seconds, synchronize, test_frame, tf32  # noqa: E402
 from napari_deblur.engine.device import describe, pick_device  # noqa: E402
-from napari_deblur.models.loading import load_model  # noqa: E402
+from napari_deblur.models.weights import load_model  # noqa: E402
 from napari_deblur.models.twin import TwinDecoderXYDeblur  # noqa: E402
 
 FORMS = ("two-pass", "twin-grouped", "twin-dense")

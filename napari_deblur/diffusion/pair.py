@@ -1,58 +1,18 @@
-"""The predictor-denoiser pair of the diffusion refinement: which modules, and their device copies.
+"""The predictor-denoiser pair of the diffusion refinement: which modules work together.
 
 A denoiser is always used with the XYDeblur ``g`` it was trained against: its manifest (or
 safetensors header) names that predictor, or the caller passes one. numpy and torch only.
 """
 
-import copy
-import functools
 import warnings
 
 import numpy as np
 import torch
 
-from ..engine.model_choice import default_preset
-from ..engine.restore import load_cached, weights_version
-from ..models.denoiser import load_denoiser
-from ..models.loading import (
-    WeightsError,
-    available_models,
-    is_bundled_name,
-    warn_if_shadowed,
-    weights_key,
-    weights_sha256,
-)
+from ..engine.runtime import load_cached
+from ..models.registry import DENOISER, default_denoiser_name
+from ..models.weights import WeightsError, weights_sha256
 from ..models.xydeblur import XYDeblur
-
-DENOISER_FOR = {"photo": "dvsr-photo", "microscopy": "dvsr-microscopy"}
-
-
-def default_denoiser_name(channels: int, bundled=None, preset: str | None = None) -> str:
-    """The bundled denoiser for an image with ``channels`` colour channels: ``dvsr-<preset>``,
-    the preset by :func:`~napari_deblur.engine.model_choice.default_preset` (from the channel
-    count alone unless ``preset`` is given); the other bundled one when that one is missing.
-    ``bundled``: the denoiser names to choose from (default: read from the resources)."""
-    wanted = DENOISER_FOR[preset or default_preset(channels).preset]
-    if bundled is None:
-        bundled = available_models("ResidualDenoiser")
-    if wanted in bundled or not bundled:
-        return wanted  # a missing name fails in the loader with the list of bundled models
-    other = [name for name in DENOISER_FOR.values() if name in bundled]
-    return (other or bundled)[0]
-
-
-@functools.lru_cache(maxsize=4)
-def _load_denoiser_cached(key: str, version: str):
-    return load_denoiser(key, warn=False)
-
-
-def load_denoiser_cached(name_or_path, warn: bool = True):
-    """A denoiser from a bundled name or weights path, read once per file version (names and
-    paths as :func:`~napari_deblur.models.loading.resolve_weights` reads them)."""
-    key = weights_key(name_or_path)
-    if warn and is_bundled_name(key):
-        warn_if_shadowed(key)
-    return _load_denoiser_cached(key, weights_version(key))
 
 
 def _channels(module) -> int:
@@ -88,12 +48,12 @@ def resolve_models(model, predictor=None, channels: int = 3, preset: str | None 
         pred, den = model
         pred_named = True  # by the caller
         if isinstance(den, (str, bytes)) or not isinstance(den, torch.nn.Module):
-            den = load_denoiser_cached(den)
+            den = load_cached(den, DENOISER)
     else:
         named = model is not None
         if model is None:
             model = default_denoiser_name(channels, preset=preset)
-        den = model if isinstance(model, torch.nn.Module) else load_denoiser_cached(model, warn=named)
+        den = model if isinstance(model, torch.nn.Module) else load_cached(model, DENOISER, warn=named)
         pred = predictor if predictor is not None else getattr(den, "weights_info", {}).get("predictor")
         pred_named = predictor is not None  # else the one the denoiser's manifest or header names
         if pred is None:
@@ -131,11 +91,3 @@ def _check_pair(pred, den) -> None:
             f"residual (retrain the denoiser with `napari-deblur train dvsr --init ...` for this predictor)",
             PredictorMismatchWarning, stacklevel=3,
         )
-
-
-def prepare_denoiser(den, device, dtype):
-    """A private copy on the device (the caller's module is left as it is)."""
-    work = copy.deepcopy(den).eval().requires_grad_(False).to(device=device, dtype=dtype)
-    if device.type == "cuda":
-        work = work.to(memory_format=torch.channels_last)
-    return work

@@ -38,31 +38,21 @@ import numpy as np
 import torch
 
 from ..engine.axes import from_bcyx, normalize_axes, to_bcyx
-from ..engine.device import (
-    describe,
-    free_memory,
-    is_out_of_memory,
-    pick_device,
-    pick_dtype,
-    precision_name,
-)
+from ..engine.device import describe, free_memory, pick_device, pick_dtype, precision_name
 from ..engine.intensity import cast_like
-from ..engine.model_choice import default_preset
-from ..engine.options import check_parameters
-from ..engine.restore import (
-    DEFAULT_OVERLAP,
-    MIN_TILE,
-    _network_fn,
-    _prepare_model,
-    check_finite_output,
-    check_image,
-    model_items,
-    plan_memory,
-    release_cached_memory,
+from ..engine.options import MIN_TILE, check_parameters
+from ..engine.restore import DEFAULT_OVERLAP, check_finite_output, check_image, model_items, plan_memory
+from ..engine.runtime import (
+    RELEASE_SHARE,
+    device_copy,
+    network_fn,
+    release_device_cache,
+    retry_out_of_memory,
     run_to_end,
 )
 from ..engine.tiling import tile_apply_iter
-from .pair import prepare_denoiser, residual_scale, resolve_models, size_multiple
+from ..models.registry import default_preset
+from .pair import residual_scale, resolve_models, size_multiple
 from .sampler import check_sampler, needs_noise
 from .sampler import step as sampler_step
 from .schedule import make_schedule
@@ -184,7 +174,7 @@ def refine_iter(
         model: a denoiser's bundled name or weights file (its manifest or header names
             the predictor), a denoiser module (with ``predictor=``), or a
             ``(predictor, denoiser)`` tuple; ``None``: ``dvsr-photo`` for RGB(A) photographs,
-            ``dvsr-microscopy`` otherwise (the policy of :mod:`napari_deblur.engine.model_choice`;
+            ``dvsr-microscopy`` otherwise (the policy of :mod:`napari_deblur.models.registry`;
             ``info["model_choice"]`` says which and why).
         predictor: the XYDeblur ``g`` (name, weights file or module); overrides the one
             the denoiser names.
@@ -244,21 +234,15 @@ def refine_iter(
 
     # 1. the predictor, once: x_init = g(y) in [0, 1] units
     p_tile, p_batch = plan_memory(pred, dev, dtype, H, W, tile, batch)
-    pwork = _prepare_model(pred, dev, dtype)
-    pfn = _network_fn(pwork, dev, dtype, replicate_to, False)
+    pwork = device_copy(pred, dev, dtype)
+    pfn = network_fn(pwork, dev, dtype, replicate_to, False)
     try:
-        while True:
-            try:
-                r1, r2 = run_to_end(tile_apply_iter(pfn, items, p_tile, overlap, p_batch))
-                break
-            except Exception as err:
-                if not is_out_of_memory(err) or (p_batch == 1 and p_tile <= MIN_TILE):
-                    raise
-                _empty_cache(dev)
-                p_batch, p_tile = _smaller(p_batch, p_tile, 4)
+        (r1, r2), p_batch, p_tile = retry_out_of_memory(
+            lambda b, t: run_to_end(tile_apply_iter(pfn, items, t, overlap, b)), p_batch, p_tile,
+            min_tile=MIN_TILE, halve_tile=lambda t: _halved(t, 4), device=dev)
     finally:
-        del pwork, pfn
-        release_cached_memory(dev)  # the allocator reuses the predictor's blocks for the denoiser
+        pwork = pfn = None
+        release_device_cache(dev, RELEASE_SHARE)  # the allocator reuses the predictor's blocks for the denoiser
     base = (r1 + r2).astype(np.float32)  # g(y) - y in [0, 1] units, padded
     pred_name = pred.weights_info["name"] if hasattr(pred, "weights_info") else "XYDeblur"
     check_finite_output((base,), f"predictor {pred_name}", precision_name(dtype))
@@ -307,7 +291,7 @@ def refine_iter(
     cond = torch.from_numpy(np.concatenate([items, x_init_items], axis=1)).to(state_dev)
     stats = RunningStats((n_items, c_item, H, W), acc_dtype, state_dev)
     kept = [] if keep_samples else None
-    work = prepare_denoiser(den, dev, dtype)
+    work = device_copy(den, dev, dtype)
     rs = residual_scale(den)  # the chains run on rs * residual; divided out of every output
     z_clip = clip * rs if clip is not None else None
     fn = denoiser_fn(work, dev, dtype, c_item, replicate_to)
@@ -332,6 +316,17 @@ def refine_iter(
 
         return render
 
+    def attempt_eps(per_batch, tile):
+        """The noise estimate of this step, on a grid of ``tile`` (rebuilt when a smaller tile
+        follows running out of memory)."""
+        nonlocal grid
+        if tile != grid.tile:
+            grid = TileGrid(H, W, tile, int(overlap), multiple, state_dev)
+        return predict_eps(fn, z, cond, n_items, level, grid, per_batch)
+
+    def halve_d_tile(tile):
+        return _halved(tile, multiple)
+
     try:
         for first in range(0, samples, in_flight):
             group = tuple(range(first, min(samples, first + in_flight)))
@@ -339,16 +334,8 @@ def refine_iter(
             z = torch.cat([torch.randn(shape, generator=g, device=state_dev) for g in gens])
             for i in range(schedule.steps, 0, -1):
                 level = float(schedule.alpha_bars[i])
-                while True:
-                    try:
-                        eps = predict_eps(fn, z, cond, n_items, level, grid, d_batch)
-                        break
-                    except Exception as err:
-                        if not is_out_of_memory(err) or (d_batch == 1 and grid.tile <= MIN_TILE):
-                            raise
-                        _empty_cache(dev)
-                        d_batch, d_tile = _smaller(d_batch, grid.tile, multiple)
-                        grid = TileGrid(H, W, d_tile, int(overlap), multiple, state_dev)
+                eps, d_batch, _ = retry_out_of_memory(attempt_eps, d_batch, grid.tile, min_tile=MIN_TILE,
+                                                      halve_tile=halve_d_tile, device=dev)
                 noise = None
                 if needs_noise(sampler, i):
                     noise = torch.cat([torch.randn(shape, generator=g, device=state_dev) for g in gens])
@@ -365,10 +352,10 @@ def refine_iter(
                 stats.update(chain)
                 if kept is not None:
                     kept.append(image_of(chain.float().cpu().numpy()).astype(np.float32))
-            del z
+            z = None
     finally:
         work = fn = cond = None
-        release_cached_memory(dev)
+        release_device_cache(dev, RELEASE_SHARE)
 
     mean_r = stats.mean.cpu().numpy()
     std = residual_units(stats.std().cpu().numpy())
@@ -417,18 +404,9 @@ def refine_iter(
     )
 
 
-def _smaller(batch, tile, multiple):
-    """After running out of memory: half the batch, or else half the tile."""
-    if batch > 1:
-        return batch // 2, tile
-    return 1, max(MIN_TILE, tile // 2 // multiple * multiple)
-
-
-def _empty_cache(device):
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-    elif device.type == "mps":
-        torch.mps.empty_cache()
+def _halved(tile, multiple):
+    """After running out of memory at a batch of 1: half the tile, a multiple of ``multiple``."""
+    return max(MIN_TILE, tile // 2 // multiple * multiple)
 
 
 def refine(image, model=None, **kwargs) -> RefineResult:

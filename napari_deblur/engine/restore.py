@@ -12,8 +12,6 @@ and its outputs are averaged back to one channel. The alpha of RGBA passes
 through untouched.
 """
 
-import functools
-import os
 import time
 from collections.abc import Generator
 from dataclasses import dataclass, field
@@ -21,23 +19,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..models.loading import (
-    WeightsError,
-    is_bundled_name,
-    load_model,
-    model_manifest,
-    warn_if_shadowed,
-    weights_key,
-)
-from ..models.twin import TwinDecoderXYDeblur
+from ..models.registry import bundled_name, default_preset
 from ..models.xydeblur import XYDeblur
+from . import runtime
 from .axes import from_bcyx, normalize_axes, to_bcyx
 from .compiled import CompiledResiduals
-from .device import describe, free_memory, is_out_of_memory, pick_device, pick_dtype, precision_name
+from .device import describe, free_memory, pick_device, pick_dtype, precision_name
 from .frames import frames_apply_iter, frames_fit
 from .intensity import add_rounded, cast_like, fit_scaling, work_dtype
-from .model_choice import default_preset
 from .options import MIN_TILE, check_parameters
+from .runtime import RELEASE_SHARE, decoder_form, load_cached, retry_out_of_memory_iter, run_to_end
 from .tiling import ALIGN, round_tile, tile_apply_iter
 
 # Finite float values beyond this magnitude are refused: scaled, restored and returned as float32
@@ -45,22 +36,12 @@ from .tiling import ALIGN, round_tile, tile_apply_iter
 MAX_MAGNITUDE = 1e30
 CPU_TILE_CAP = 1024
 # A frame up to this side, with the memory for it, goes through the network in one piece (the
-# frames path). At 2048 a 4096x4096 frame was tiled: the H200 whole call took 4.1 s, nearly all
-# of it host blending, for a network time of 0.26 s and 12.6 GB peak (benchmarks/performance-cuda.md).
+# frames path): blending the tiles of a large frame on the host costs far more than the network
+# does on a GPU (benchmarks/performance-cuda.md).
 GPU_TILE_CAP = 4096
 GIVEN = "given by the caller"  # info["model_choice"] when the caller named the model
 DEFAULT_OVERLAP = 96  # with the zero margin of ramp_window: seams below 1.1e-3 (tools/seam_check.py)
 MAX_BATCH = 16
-# How the two decoder branches run on each device type: "two-pass" (XYDeblur as it is:
-# the decoder twice, the second time on rotated features) or one pass for both,
-# "twin-grouped" / "twin-dense" (models/twin.py). Measured by tools/xydeblur_variants.py;
-# the environment variable NAPARI_DEBLUR_DECODER overrides it.
-DECODER_FORMS = ("two-pass", "twin-grouped", "twin-dense")
-# On the H200, twin-dense ran 15.1 ms at 720p and 65.4 ms at 2048x2048 against 16.7 and 73.8
-# for two-pass (benchmarks/xydeblur-variants-cuda.md); on 2 CPU cores two-pass is fastest
-# (benchmarks/xydeblur-variants-cpu.json).
-DEFAULT_DECODER_FORM = {"cpu": "two-pass", "cuda": "twin-dense", "mps": "two-pass"}
-
 
 @dataclass(frozen=True)
 class Progress:
@@ -154,138 +135,6 @@ def plan_memory(model, device, dtype, height, width, tile="auto", batch="auto"):
     return tile, int(batch)
 
 
-def _network_fn(model, device, dtype, replicate_to, swap):
-    """(n, c, h, w) float32 in [0, 1] units -> (r_hor, r_ver) float32: numpy in, numpy out
-    (uploaded and brought back), or a tensor on the device in, tensors on the device out."""
-
-    def forward(x: torch.Tensor):
-        x = x.to(dtype)
-        if replicate_to:
-            x = x.expand(-1, replicate_to, -1, -1)
-        if device.type == "cuda":
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode():
-            r1, r2 = model.residuals(x)
-        if replicate_to:
-            r1, r2 = r1.mean(1, keepdim=True), r2.mean(1, keepdim=True)
-        return (r2.float(), r1.float()) if swap else (r1.float(), r2.float())
-
-    def fn(batch):
-        if isinstance(batch, torch.Tensor):
-            return forward(batch)
-        x = torch.from_numpy(batch)
-        if device.type == "cuda":  # page-locked: the copy runs asynchronously, overlapping the launch
-            x = x.pin_memory()
-        r1, r2 = forward(x.to(device=device, non_blocking=True))
-        return r1.cpu().numpy(), r2.cpu().numpy()
-
-    return fn
-
-
-_PREPARED: list = []  # [(weakref to the caller's model, its weights' versions, device, dtype, copy)], newest last
-_PREPARED_MAX = 2
-
-
-def _weights_version(model) -> tuple:
-    """Changes whenever a parameter or buffer of ``model`` is modified in place (or replaced)."""
-    return tuple((id(t), t._version) for t in (*model.parameters(), *model.buffers()))
-
-
-def decoder_form(device: torch.device) -> str:
-    """Which of :data:`DECODER_FORMS` the engine runs on ``device``."""
-    form = os.environ.get("NAPARI_DEBLUR_DECODER") or DEFAULT_DECODER_FORM.get(device.type, "two-pass")
-    if form not in DECODER_FORMS:
-        raise ValueError(f"NAPARI_DEBLUR_DECODER must be one of {', '.join(DECODER_FORMS)}, got {form!r}")
-    return form
-
-
-def _prepare_model(model, device, dtype, compile_: bool = False):
-    """A private copy on the device (the caller's module is left as it is), in the
-    :func:`decoder_form` of that device; with ``compile_`` its forward goes through
-    ``torch.compile`` (:class:`~.compiled.CompiledResiduals`).
-
-    The copy is kept for the next call with the same model, device and precision (a
-    per-frame or per-chunk caller would otherwise copy and upload the weights every
-    time); editing the caller's weights in place makes a new copy. On CUDA it is in
-    channels_last and cuDNN picks the fastest convolution per shape.
-    """
-    import weakref
-
-    form = decoder_form(device)
-    version = (_weights_version(model), form, bool(compile_))
-    for ref, seen, dev, dt, work in _PREPARED:
-        if ref() is model and seen == version and dev == device and dt == dtype:
-            return work
-    work = XYDeblur(**model.config)
-    work.load_state_dict(model.state_dict())
-    if form != "two-pass":
-        work = TwinDecoderXYDeblur(work, form.split("-", 1)[1])
-    work.eval().requires_grad_(False)
-    work = work.to(device=device, dtype=dtype)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-        work = work.to(memory_format=torch.channels_last)
-    if compile_:
-        work = CompiledResiduals(work)
-    _PREPARED.append((weakref.ref(model), version, device, dtype, work))
-    del _PREPARED[:-_PREPARED_MAX]
-    return work
-
-
-def release_cached_memory(device: torch.device, share: float = 0.25) -> None:
-    """After a run: give PyTorch's cached CUDA blocks back to the driver when they hold more
-    than ``share`` of the device (so a large run does not keep its memory from other
-    programs); smaller caches stay, and the next call skips allocating them again. On MPS,
-    whose memory is the system's, the cache is always given back."""
-    if device.type == "cuda":
-        total = torch.cuda.get_device_properties(device).total_memory
-        if torch.cuda.memory_reserved(device) > share * total:
-            torch.cuda.empty_cache()
-    elif device.type == "mps":
-        torch.mps.empty_cache()
-
-
-def release_prepared() -> None:
-    """Forget the device copies of models (frees their device memory)."""
-    _PREPARED.clear()
-
-
-def weights_version(name_or_path) -> str:
-    """What identifies the weights behind a path or bundled name, for the cache: a file's
-    modification time, a bundled model's resources folder and checksum."""
-    if not is_bundled_name(name_or_path):
-        try:
-            return str(os.stat(name_or_path).st_mtime_ns)
-        except (OSError, TypeError, ValueError):
-            pass
-    try:
-        sha = model_manifest(str(name_or_path)).get("sha256", "")
-    except WeightsError:
-        sha = ""  # not bundled: the loader says so
-    return f"{os.environ.get('NAPARI_DEBLUR_RESOURCES', '')}:{sha}"
-
-
-@functools.lru_cache(maxsize=4)
-def _load_cached(key: str, version: str) -> XYDeblur:
-    """Weights read once per file version: a batch of files does not reload them."""
-    return load_model(key, warn=False)
-
-
-def load_cached(name_or_path, warn: bool = True) -> XYDeblur:
-    """An XYDeblur from a bundled name or weights path (names and paths as
-    :func:`~napari_deblur.models.loading.resolve_weights` reads them), read once per file
-    version; ``warn``: warn when a bundled name is also a file here."""
-    key = weights_key(name_or_path)
-    if warn and is_bundled_name(key):
-        warn_if_shadowed(key)
-    return _load_cached(key, weights_version(key))
-
-
-def default_model_name(channels: int, axes=None, dtype=None, *, axes_given: bool = False) -> str:
-    """The bundled XYDeblur for an image (the policy of :func:`.model_choice.default_preset`)."""
-    return f"xydeblur-{default_preset(channels, axes, dtype, axes_given=axes_given).preset}"
-
-
 def model_items(bcyx, layout, dtype, mc: int, normalize, verb: str = "restore"):
     """The image as the network sees it, shared by XYDeblur and the diffusion refinement.
 
@@ -349,7 +198,7 @@ def xydeblur_iter(
         model: a bundled name, a weights path, or an :class:`XYDeblur`; ``None``
             picks ``xydeblur-photo`` for RGB(A) photographs and ``xydeblur-microscopy``
             (per channel) otherwise, e.g. for ``CYX`` or uint16 data; see
-            :mod:`napari_deblur.engine.model_choice`. ``info["model_choice"]`` says which and why.
+            :mod:`napari_deblur.models.registry`. ``info["model_choice"]`` says which and why.
         axes: e.g. ``"YX"``, ``"YXC"``, ``"CYX"``, ``"TZCYX"``; ``None`` guesses
             (see :mod:`napari_deblur.engine.axes`).
         device: ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"mps"``.
@@ -377,103 +226,163 @@ def xydeblur_iter(
     dev = pick_device(device)
     dtype = pick_dtype(precision, dev)
     bcyx, layout = to_bcyx(array, axes)
-    n, c, h, w = bcyx.shape
+    _, c, h, w = bcyx.shape
     if h < 4 or w < 4:
         raise ValueError(f"the image is too small to deblur: {h}x{w} pixels in Y and X (at least 4x4)")
-
-    model_choice = GIVEN
-    if model is None:
-        choice = default_preset(c, axes, array.dtype, axes_given=axes_given)
-        model = f"xydeblur-{choice.preset}"
-        model_choice = choice.describe(model)
-    net = model if isinstance(model, XYDeblur) else load_cached(model, warn=model_choice == GIVEN)
-    swap = getattr(net, "weights_info", {}).get("horizontal_branch", "first") == "second"
-    mc = net.channels
-    colour, replicate_to, compute, values, nan, scaling = model_scaling(bcyx, layout, array.dtype, mc, normalize)
-    ph, pw = -h % ALIGN, -w % ALIGN  # padded by reflection to multiples of 4
-    on_device = frames_fit(array.dtype, layout.rgba, colour, mc) and (nan is None or not nan.any())
-    items = None
-
-    tile_side, per_batch = plan_memory(net, dev, dtype, h + ph, w + pw, tile, batch)
-    work = _prepare_model(net, dev, dtype, compile)
-    fn = _network_fn(work, dev, dtype, replicate_to, swap)
-    try:
-        while True:
-            try:
-                path = "frames" if on_device and max(h + ph, w + pw) <= tile_side else "tiles"
-                if path == "frames":  # one tile per frame: restored on the device from end to end
-                    frames_out = yield from _progress(frames_apply_iter(
-                        fn, bcyx, scaling.offset, scaling.scale, pad=(ph, pw), batch=per_batch, device=dev,
-                        out_dtype=array.dtype if out_dtype == "same" else np.float32), "frames")
-                    break
-                if items is None:  # model-shaped: (items, mc or 1, H, W) in [0, 1] units
-                    items = unit_items(values, nan, scaling, mc)
-                    if ph or pw:
-                        items = np.pad(items, ((0, 0), (0, 0), (0, ph), (0, pw)), mode="reflect")
-                r_hor, r_ver = yield from _progress(tile_apply_iter(fn, items, tile_side, overlap, per_batch))
-                break
-            except Exception as err:
-                if not is_out_of_memory(err) or (per_batch == 1 and tile_side <= MIN_TILE * 2):
-                    raise
-                if dev.type == "cuda":
-                    torch.cuda.empty_cache()
-                if per_batch > 1:
-                    per_batch //= 2
-                else:
-                    tile_side = round_tile(tile_side // 2)
-                yield Progress(0, 1, f"out of memory: retrying with tile {tile_side}, batch {per_batch}")
-    finally:
-        work_status = work.status if isinstance(work, CompiledResiduals) else "eager"
-        del work, fn
-        release_cached_memory(dev)
-
-    def to_units(r):  # in place where it can: r is this call's own buffer
-        r = r[:, :, :h, :w].reshape(n, colour, h, w).astype(compute, copy=False)
-        r *= scaling.scale.reshape(1, -1, 1, 1).astype(compute)
-        if nan is not None:
-            r[nan] = 0
-        if layout.rgba:
-            r = np.concatenate([r, np.zeros_like(r[:, :1])], axis=1)
-        return r
-
-    if path == "frames":
-        restored, r_hor, r_ver = frames_out
+    net, model_choice = pick_model(model, c, axes, array.dtype, axes_given)
+    view = NetworkView(bcyx, layout, array.dtype, net, normalize)
+    run = yield from _run_network(net, view, dev, dtype, tile, overlap, batch, compile,
+                                  array.dtype if out_dtype == "same" else np.float32)
+    if run.path == "frames":
+        restored, r_hor, r_ver = run.outputs
     else:
-        r_hor, r_ver = to_units(r_hor), to_units(r_ver)
-        if out_dtype == "same" and array.dtype.kind in "ui" and array.dtype.itemsize == 8:
-            restored = add_rounded(bcyx, r_hor + r_ver)  # float64 would lose the last digits
-        else:
-            restored = bcyx.astype(compute)  # a copy: the caller's array is never written to
-            restored += r_hor
-            restored += r_ver
-            same = out_dtype == "same"
-            restored = cast_like(restored, array.dtype) if same else restored.astype(np.float32, copy=False)
+        restored, r_hor, r_ver = _assemble_tiles(run.outputs, bcyx, view, array.dtype, out_dtype)
     r_hor, r_ver = r_hor.astype(np.float32, copy=False), r_ver.astype(np.float32, copy=False)
     model_name = net.weights_info["name"] if hasattr(net, "weights_info") else "XYDeblur"
     check_finite_output((r_hor, r_ver), model_name, precision_name(dtype))
     info = {
         "model": model_name,
         "model_choice": model_choice,  # why this model: the default policy's reason, or the caller's
+        **_run_info(dev, dtype, run, overlap, view),
+        "seconds": time.perf_counter() - started,
+    }
+    restored, r_hor, r_ver = (from_bcyx(a, layout) for a in (restored, r_hor, r_ver))
+    return XYDeblurResult(restored=restored, r_hor=r_hor, r_ver=r_ver, axes=axes, info=info)
+
+
+def pick_model(model, channels: int, axes: str, dtype, axes_given: bool) -> tuple:
+    """``(network, why)``: the XYDeblur for ``model`` (a module as it is, a name or path read
+    through the cache) and ``info["model_choice"]``; ``None`` is the bundled default for an
+    image of ``channels`` channels (:func:`~napari_deblur.models.registry.default_preset`)."""
+    model_choice = GIVEN
+    if model is None:
+        choice = default_preset(channels, axes, dtype, axes_given=axes_given)
+        model = bundled_name(choice.preset)
+        model_choice = choice.describe(model)
+    net = model if isinstance(model, XYDeblur) else load_cached(model, warn=model_choice == GIVEN)
+    return net, model_choice
+
+
+class NetworkView:
+    """The image as the network sees it (:func:`model_scaling`): the colour channels, the
+    channel mode and intensity scaling, the NaN mask, the padding to the network's grid."""
+
+    def __init__(self, bcyx, layout, dtype, net, normalize):
+        self.mc = net.channels
+        self.colour, self.replicate_to, self.compute, self.values, self.nan, self.scaling = model_scaling(
+            bcyx, layout, dtype, self.mc, normalize)
+        self.bcyx, self.layout = bcyx, layout
+        h, w = bcyx.shape[-2:]
+        self.pad = (-h % ALIGN, -w % ALIGN)  # padded by reflection to multiples of 4
+        self.padded = (h + self.pad[0], w + self.pad[1])
+        self.on_device = frames_fit(dtype, layout.rgba, self.colour, self.mc) and (
+            self.nan is None or not self.nan.any())
+        self.swap = getattr(net, "weights_info", {}).get("horizontal_branch", "first") == "second"
+        self._items = None
+
+    @property
+    def channel_mode(self) -> str:
+        if self.mc == self.colour:
+            return "joint"
+        return "replicated" if self.replicate_to else "per-channel"
+
+    def items(self) -> np.ndarray:
+        """Model-shaped items (items, mc or 1, H, W) in [0, 1] units, padded; made once."""
+        if self._items is None:
+            items = unit_items(self.values, self.nan, self.scaling, self.mc)
+            ph, pw = self.pad
+            if ph or pw:
+                items = np.pad(items, ((0, 0), (0, 0), (0, ph), (0, pw)), mode="reflect")
+            self._items = items
+        return self._items
+
+
+@dataclass
+class NetworkRun:
+    """What :func:`_run_network` did: ``path`` "frames" (``outputs``: restored, r_hor, r_ver
+    in input units) or "tiles" (``outputs``: the residuals in [0, 1] units, padded), the
+    tile and batch that fitted, and whether ``torch.compile`` ran."""
+
+    path: str
+    outputs: tuple
+    tile: int
+    batch: int
+    compile_status: str
+
+
+def _run_network(net, view: NetworkView, dev, dtype, tile, overlap, batch, compile_, frames_dtype):
+    """The network over the whole image, yielding :class:`Progress`: one frame per pass on the
+    device when a frame fits a tile, else blended tiles; out of memory, again with half the
+    batch or tile (:func:`~.runtime.retry_out_of_memory_iter`). Returns a :class:`NetworkRun`."""
+    scaling = view.scaling
+    tile_side, per_batch = plan_memory(net, dev, dtype, *view.padded, tile, batch)
+    work = runtime.device_copy(net, dev, dtype, compile=compile_)
+    fn = runtime.network_fn(work, dev, dtype, view.replicate_to, view.swap)
+
+    def attempt(per_batch, tile_side):
+        if view.on_device and max(view.padded) <= tile_side:  # one tile per frame: on the device end to end
+            outputs = yield from _progress(frames_apply_iter(
+                fn, view.bcyx, scaling.offset, scaling.scale, pad=view.pad, batch=per_batch, device=dev,
+                out_dtype=frames_dtype), "frames")
+            return "frames", outputs
+        outputs = yield from _progress(tile_apply_iter(fn, view.items(), tile_side, overlap, per_batch))
+        return "tiles", outputs
+
+    def notice(per_batch, tile_side):
+        return Progress(0, 1, f"out of memory: retrying with tile {tile_side}, batch {per_batch}")
+
+    try:
+        (path, outputs), per_batch, tile_side = yield from retry_out_of_memory_iter(
+            attempt, per_batch, tile_side, min_tile=MIN_TILE * 2, halve_tile=lambda side: round_tile(side // 2),
+            device=dev, notice=notice)
+    finally:
+        status = work.status if isinstance(work, CompiledResiduals) else "eager"
+        work = fn = None
+        runtime.release_device_cache(dev, RELEASE_SHARE)
+    return NetworkRun(path, outputs, tile_side, per_batch, status)
+
+
+def _run_info(dev, dtype, run: NetworkRun, overlap: int, view: NetworkView) -> dict:
+    """The ``info`` entries that say where and how the network ran."""
+    return {
         "device": str(dev),
         "device_info": describe(dev),
         "precision": precision_name(dtype),
         "decoder_form": decoder_form(dev),
-        "compile": work_status,
-        "path": path,  # "frames": on the device from end to end; "tiles": tiled, blended on the host
-        "tile": tile_side,
+        "compile": run.compile_status,
+        "path": run.path,  # "frames": on the device from end to end; "tiles": tiled, blended on the host
+        "tile": run.tile,
         "overlap": overlap,
-        "batch": per_batch,
-        "normalize": scaling.mode,
-        "channel_mode": "joint" if mc == colour else ("replicated" if replicate_to else "per-channel"),
-        "seconds": time.perf_counter() - started,
+        "batch": run.batch,
+        "normalize": view.scaling.mode,
+        "channel_mode": view.channel_mode,
     }
-    return XYDeblurResult(
-        restored=from_bcyx(restored, layout),
-        r_hor=from_bcyx(r_hor, layout),
-        r_ver=from_bcyx(r_ver, layout),
-        axes=axes,
-        info=info,
-    )
+
+
+def _assemble_tiles(residuals, bcyx, view: NetworkView, dtype, out_dtype) -> tuple:
+    """``(restored, r_hor, r_ver)`` from the tiles path's [0, 1]-unit residuals: cut to the
+    image, in input units (zero where the input was NaN, zero alpha), added to the input."""
+    n, _, h, w = bcyx.shape
+    compute, scaling, nan = view.compute, view.scaling, view.nan
+
+    def to_units(r):  # in place where it can: r is this call's own buffer
+        r = r[:, :, :h, :w].reshape(n, view.colour, h, w).astype(compute, copy=False)
+        r *= scaling.scale.reshape(1, -1, 1, 1).astype(compute)
+        if nan is not None:
+            r[nan] = 0
+        if view.layout.rgba:
+            r = np.concatenate([r, np.zeros_like(r[:, :1])], axis=1)
+        return r
+
+    r_hor, r_ver = (to_units(r) for r in residuals)
+    if out_dtype == "same" and dtype.kind in "ui" and dtype.itemsize == 8:
+        restored = add_rounded(bcyx, r_hor + r_ver)  # float64 would lose the last digits
+    else:
+        restored = bcyx.astype(compute)  # a copy: the caller's array is never written to
+        restored += r_hor
+        restored += r_ver
+        restored = cast_like(restored, dtype) if out_dtype == "same" else restored.astype(np.float32, copy=False)
+    return restored, r_hor, r_ver
 
 
 def _progress(tiles, unit: str = "tiles"):
@@ -484,15 +393,6 @@ def _progress(tiles, unit: str = "tiles"):
         except StopIteration as stop:
             return stop.value
         yield Progress(done, total, f"{done}/{total} {unit}")
-
-
-def run_to_end(generator):
-    """Exhaust a progress generator and return its return value."""
-    while True:
-        try:
-            next(generator)
-        except StopIteration as stop:
-            return stop.value
 
 
 def xydeblur(image, model=None, **kwargs) -> XYDeblurResult:

@@ -107,7 +107,8 @@ def tune(cases, grid_balance, grid_iterations) -> dict:
 
 def select_models(names=None) -> list[dict]:
     """``[{'name', 'source', 'channels'}]``: the requested models, or all bundled XYDeblur models."""
-    from ..models.loading import available_models, load_model, model_manifest
+    from ..models.registry import available_models
+    from ..models.weights import load_model, model_manifest
 
     bundled = available_models()
     chosen = list(names) if names else bundled
@@ -216,6 +217,7 @@ def restore_clock(out_dir: Path, models: list[dict], device: str) -> dict:
 
     from ..data.sharp import photo_dir
     from ..engine.restore import xydeblur
+    from ..models.registry import bundled_name
 
     folder = photo_dir()
     path = folder / "clock_motion.png" if folder is not None else None
@@ -224,7 +226,7 @@ def restore_clock(out_dir: Path, models: list[dict], device: str) -> dict:
     photo = [m for m in models if m["channels"] == 3]
     if not photo:
         return {"skipped": "no 3-channel (photo) model to run"}
-    model = next((m for m in photo if m["name"] == "xydeblur-photo"), photo[0])
+    model = next((m for m in photo if m["name"] == bundled_name("photo")), photo[0])
     with Image.open(path) as im:
         gray = np.asarray(im.convert("L"), np.float32) / 255
     started = time.perf_counter()

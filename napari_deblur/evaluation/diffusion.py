@@ -40,24 +40,11 @@ METRICS = ("psnr", "ssim", "blur_effect", "std_error_spearman", "edge_error_spea
 
 
 def is_denoiser(name) -> bool:
-    """True for a bundled ResidualDenoiser name or a weights file that holds one."""
-    from ..models.denoiser import ARCHITECTURE, _header
-    from ..models.loading import _ARCH_KEY, PICKLE_SUFFIXES, WeightsError, available_models, read_state_dict
+    """True for a bundled ResidualDenoiser name or a weights file that holds one
+    (:func:`napari_deblur.models.weights.is_denoiser`)."""
+    from ..models.weights import is_denoiser as holds_denoiser
 
-    if str(name) in available_models(ARCHITECTURE):
-        return True
-    path = Path(str(name)).expanduser()
-    if not path.is_file():
-        return False
-    if path.suffix == ".safetensors":
-        return _header(path).get(_ARCH_KEY) == ARCHITECTURE
-    if path.suffix in PICKLE_SUFFIXES:
-        try:
-            state, _ = read_state_dict(path)
-        except WeightsError:
-            return False  # not weights at all: the XYDeblur loader reports why
-        return "embed.mlp.0.weight" in state
-    return False
+    return holds_denoiser(name)
 
 
 def select_denoisers(names=None) -> list[dict]:
@@ -65,13 +52,12 @@ def select_denoisers(names=None) -> list[dict]:
 
     Each is resolved with its predictor now (:func:`~napari_deblur.diffusion.refine.resolve_models`),
     so a file that does not name its predictor, or a pair whose channels disagree, fails here
-    with a :class:`~napari_deblur.models.loading.WeightsError` before any work.
+    with a :class:`~napari_deblur.models.weights.WeightsError` before any work.
     """
     from ..diffusion.refine import resolve_models
-    from ..models.denoiser import ARCHITECTURE
-    from ..models.loading import available_models
+    from ..models.registry import DENOISER, available_models
 
-    bundled = available_models(ARCHITECTURE)
+    bundled = available_models(DENOISER)
     chosen = list(names) if names is not None else bundled
     out = []
     for name in chosen:

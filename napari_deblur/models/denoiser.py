@@ -18,35 +18,17 @@ block a per-channel scale and shift (FiLM) of the first convolution's output. Wi
 normalisation layer, each residual block returns ``(branch + skip) / sqrt(2)`` to keep the
 activations' scale from growing with depth.
 
-:func:`load_denoiser` reads weights the same way :func:`~.loading.load_model` does
+This module holds the network alone; :func:`~.weights.load_denoiser` reads its weights
 (safetensors with the architecture in the header, ``weights_only`` pickles, bundled names
-with a checksum); a bundled denoiser's manifest names the predictor it was trained with.
+with a checksum), and a bundled denoiser's manifest names the predictor it was trained with.
 """
 
 import math
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .loading import (
-    ARCH_KEY,
-    WeightsError,
-    check_agreement,
-    check_keys,
-    checked_config,
-    read_state_dict,
-    resolve_weights,
-)
-
-ARCHITECTURE = "ResidualDenoiser"
-PREDICTOR_KEY = "napari_deblur.predictor"
-PREDICTOR_SHA_KEY = "napari_deblur.predictor_sha256"
-CONFIG_FIELDS = ("channels", "width", "mults", "blocks", "residual_scale", "sigma_data")
-# What a denoiser config may say: (type, smallest, largest); list: the per-level multipliers.
-DENOISER_CONFIG = {"channels": (int, 1, 16), "width": (int, 1, 1024), "mults": (list, 1, 64),
-                   "blocks": (int, 1, 64), "residual_scale": (float, 1e-6, 1e6), "sigma_data": (float, 0.0, 1e6)}
 _SQRT_HALF = 1 / math.sqrt(2)
 _LOGSNR_SCALE = 50.0  # log-SNR spans about -5..16; scaled, it spans the usual sinusoid range
 _MAX_PERIOD = 10_000.0
@@ -235,65 +217,3 @@ def denoiser_config_from_state_dict(state: dict) -> dict:
     # the weights do not tell the diffusion's residual scale or preconditioning: the defaults
     return {"channels": channels, "width": width, "mults": mults, "blocks": blocks,
             "residual_scale": 1.0, "sigma_data": 0.0}
-
-
-def _header(path: Path) -> dict:
-    """The string metadata of a safetensors file ({} for other formats)."""
-    if path.suffix != ".safetensors":
-        return {}
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="pt") as f:
-        return dict(f.metadata() or {})
-
-
-def load_denoiser(name_or_path, *, verify: bool = True, warn: bool = True) -> ResidualDenoiser:
-    """Load a :class:`ResidualDenoiser` from a bundled name, a ``.safetensors`` file or a
-    state_dict (``.pt``/``.pth``, read with ``weights_only=True``).
-
-    Names and paths follow :func:`~.loading.resolve_weights`: a bundled name wins over a file
-    of that name in the current folder (``./name`` for the file). The model comes back in
-    eval mode, fp32, on the CPU. A bare state_dict does not carry
-    ``residual_scale`` and ``sigma_data`` (1.0 and 0 are assumed); safetensors files and
-    bundled models do. ``model.weights_info["predictor"]`` is the predictor it pairs with (a
-    bundled XYDeblur name or a path), from the manifest or the safetensors header, or
-    ``None`` when the file does not say; ``weights_info["predictor_sha256"]`` the checksum of
-    the predictor's weights it was trained against, where recorded.
-    """
-    if isinstance(name_or_path, ResidualDenoiser):
-        return name_or_path
-    path, manifest = resolve_weights(name_or_path, verify, architecture=ARCHITECTURE, kind="diffusion denoiser",
-                                     warn=warn)
-
-    state, config = read_state_dict(path)
-    header = _header(path)
-    arch = header.get(ARCH_KEY)
-    if arch and arch != ARCHITECTURE:
-        raise WeightsError(f"{path.name} holds a {arch}, not a diffusion denoiser ({ARCHITECTURE})")
-    if manifest is not None:
-        config = {**config, **(manifest.get("architecture") or {})}
-    declared = checked_config(config, DENOISER_CONFIG, path.name)
-    try:
-        found = checked_config(denoiser_config_from_state_dict(state), DENOISER_CONFIG, f"{path.name} (tensor shapes)")
-    except KeyError:
-        found = {}  # not denoiser-shaped: the key check below says how
-    shaped = {k: found[k] for k in ("channels", "width", "mults", "blocks") if k in found}
-    check_agreement(declared, shaped, path.name)
-    config = {**shaped, **{k: declared[k] for k in ("residual_scale", "sigma_data") if k in declared}}
-    with torch.device("meta"):  # the expected shapes, nothing allocated: checked before building
-        check_keys(ResidualDenoiser(**config), state, path)
-    model = ResidualDenoiser(**config)
-    model.load_state_dict({k: v.float() for k, v in state.items()})
-    model.eval()
-    predictor = (manifest or {}).get("predictor") or header.get(PREDICTOR_KEY) or None
-    if predictor and not Path(predictor).is_absolute() and (path.parent / predictor).is_file():
-        predictor = str(path.parent / predictor)  # a predictor file shipped next to the denoiser
-    model.weights_info = {
-        "name": manifest.get("name", path.stem) if manifest else path.stem,
-        "path": str(path),
-        "bundled": manifest is not None,
-        "manifest": manifest or {},
-        "predictor": predictor,
-        "predictor_sha256": (manifest or {}).get("predictor_sha256") or header.get(PREDICTOR_SHA_KEY) or None,
-    }
-    return model

@@ -126,7 +126,7 @@ class DiffusionDeblurWidget(QWidget):
     def _build(self) -> None:
         from superqt import QLabeledSlider
 
-        from ..models.loading import available_models  # imports torch
+        from ..models.registry import available_models  # imports torch
 
         self.input_combo, self.reference_combo = QComboBox(), QComboBox()
         self.denoiser_combo = QComboBox()
@@ -282,8 +282,7 @@ class DiffusionDeblurWidget(QWidget):
     def load_denoiser(self, path) -> bool:
         """Load a ResidualDenoiser weights file and select it (and the predictor it names);
         False and a message when it cannot be used."""
-        from ..models.denoiser import load_denoiser
-        from ..models.loading import WeightsError
+        from ..models.weights import WeightsError, load_denoiser
 
         path = Path(path)
         try:
@@ -317,7 +316,7 @@ class DiffusionDeblurWidget(QWidget):
         if model is None:
             return
         if isinstance(model, str):
-            from ..models.loading import WeightsError, model_manifest
+            from ..models.weights import WeightsError, model_manifest
 
             try:
                 predictor = model_manifest(model).get("predictor")

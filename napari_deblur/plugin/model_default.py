@@ -1,6 +1,6 @@
 """The bundled model the dock widgets suggest for a layer, and why.
 
-The engine's one policy (:func:`napari_deblur.engine.model_choice.default_preset`) applied
+The engine's one policy (:func:`napari_deblur.models.registry.default_preset`) applied
 to the layer as the plugin knows it: its dtype, its axes (:func:`~.axes.layer_axes`) and
 their colour channel count. The axes count as given where the layer's axis labels name
 them (a reader or the user set them: :func:`~.axes.labelled_axes`), as when a caller passes
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..engine.model_choice import ModelChoice, default_preset
+from ..models.registry import ModelChoice, default_preset
 from .axes import labelled_axes, layer_axes, layer_shape
 
 
@@ -49,7 +49,7 @@ def suggest_predictor(layer) -> Suggestion:
 def suggest_denoiser(layer, bundled) -> Suggestion:
     """The bundled diffusion denoiser for ``layer`` among ``bundled`` (``dvsr-<preset>``, or
     the other one when that is missing, which ``why`` then says)."""
-    from ..diffusion.pair import DENOISER_FOR, default_denoiser_name
+    from ..models.registry import DENOISER_FOR, default_denoiser_name
 
     choice = layer_choice(layer)
     wanted = DENOISER_FOR[choice.preset]

@@ -98,7 +98,7 @@ class RunOptions(QWidget):
 
     def load_weights(self, path) -> bool:
         """Load a weights file and select it; False (and a message) when it cannot be used."""
-        from ..models.loading import WeightsError, load_model
+        from ..models.weights import WeightsError, load_model
 
         path = Path(path)
         try:

@@ -5,7 +5,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from ..models.loading import save_safetensors, sha256_of
+from ..models.weights import save_safetensors, sha256_of
 from ..models.xydeblur import XYDeblur
 from .checkpoint import load_checkpoint
 from .orientation import branch_energies, orientation

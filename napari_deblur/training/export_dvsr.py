@@ -15,8 +15,8 @@ import json
 from pathlib import Path
 
 from ..diffusion.schedule import BETA_END, BETA_START, TRAIN_STEPS
-from ..models.denoiser import PREDICTOR_KEY, PREDICTOR_SHA_KEY, ResidualDenoiser
-from ..models.loading import load_model, weights_sha256
+from ..models.denoiser import ResidualDenoiser
+from ..models.weights import PREDICTOR_KEY, PREDICTOR_SHA_KEY, load_model, weights_sha256
 from .checkpoint import load_checkpoint
 from .export import write_bundle
 

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from ..engine.device import pick_device
-from ..models.loading import load_model
+from ..models.weights import load_model
 from ..models.xydeblur import XYDeblur
 from .checkpoint import load_checkpoint, save_checkpoint
 from .sources import DataOptions, make_samplers

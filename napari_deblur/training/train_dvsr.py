@@ -31,13 +31,12 @@ from ..data.pairs import PRESETS
 from ..diffusion.sampler import sample
 from ..diffusion.schedule import make_schedule, sample_alpha_bar
 from ..engine.device import pick_device
-from ..models.denoiser import ResidualDenoiser, load_denoiser
-from ..models.loading import load_model, weights_sha256
+from ..models.denoiser import ResidualDenoiser
+from ..models.registry import bundled_name
+from ..models.weights import load_denoiser, load_model, weights_sha256
 from .checkpoint import load_checkpoint
 from .sources import DataOptions, make_samplers
 from .train import Trainer, learning_rate, psnr
-
-DEFAULT_PREDICTORS = {"photo": "xydeblur-photo", "microscopy": "xydeblur-microscopy"}
 
 
 @dataclass
@@ -77,7 +76,7 @@ class DVSRTrainer(Trainer):
         if cfg.preset not in PRESETS:
             raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {cfg.preset!r}")
         if cfg.predictor is None:
-            cfg.predictor = DEFAULT_PREDICTORS[cfg.preset]
+            cfg.predictor = bundled_name(cfg.preset)  # the bundled XYDeblur of the preset
         channels = PRESETS[cfg.preset]
         self.cfg, self.out, self.log = cfg, Path(out), log
         self.out.mkdir(parents=True, exist_ok=True)

@@ -1,11 +1,18 @@
-"""Which bundled model restores an image when the caller names none (one policy for both engines)."""
+"""The bundled models: which one restores an image when the caller names none (one policy for both engines)."""
 
 import numpy as np
 import pytest
 from factories import bundle_model, tiny_model
 
 from napari_deblur import xydeblur
-from napari_deblur.engine.model_choice import default_preset
+from napari_deblur.models.registry import (
+    DENOISER,
+    available_models,
+    bundled_name,
+    default_denoiser_name,
+    default_model_name,
+    default_preset,
+)
 
 
 @pytest.mark.parametrize("channels, axes, dtype, given, preset", [
@@ -55,3 +62,39 @@ def test_an_rgb_photo_keeps_the_photo_model(presets):
 def test_a_named_model_is_reported_as_the_callers(presets):
     image = np.random.default_rng(0).integers(0, 255, (16, 20, 3), dtype=np.uint8)
     assert xydeblur(image, "xydeblur-microscopy", device="cpu").info["model_choice"] == "given by the caller"
+
+
+@pytest.mark.parametrize("channels, axes, dtype, given, name", [
+    (1, "YX", np.uint16, False, "xydeblur-microscopy"),
+    (3, "YXC", np.uint8, False, "xydeblur-photo"),
+    (3, "CYX", np.uint16, True, "xydeblur-microscopy"),
+    (3, None, None, False, "xydeblur-photo"),
+])
+def test_the_default_xydeblur_is_the_bundled_model_of_the_preset(channels, axes, dtype, given, name):
+    assert default_model_name(channels, axes, dtype, axes_given=given) == name
+    assert bundled_name(default_preset(channels, axes, dtype, axes_given=given).preset) == name
+
+
+def test_bundled_names_follow_the_architecture_and_preset():
+    assert bundled_name("photo") == "xydeblur-photo"
+    assert bundled_name("microscopy", DENOISER) == "dvsr-microscopy"
+    with pytest.raises(ValueError, match="preset must be one of"):
+        bundled_name("astronomy")
+
+
+@pytest.mark.parametrize("channels, bundled, preset, name", [
+    (3, ["dvsr-photo", "dvsr-microscopy"], None, "dvsr-photo"),
+    (1, ["dvsr-photo", "dvsr-microscopy"], None, "dvsr-microscopy"),
+    (3, ["dvsr-photo", "dvsr-microscopy"], "microscopy", "dvsr-microscopy"),  # the preset overrides the count
+    (1, ["dvsr-photo"], None, "dvsr-photo"),  # the wanted one is missing: the other bundled one
+    (1, ["my-denoiser"], None, "my-denoiser"),  # neither preset's: whatever is bundled
+    (3, [], None, "dvsr-photo"),  # none bundled: the wanted name, for the loader's message
+])
+def test_the_default_denoiser(channels, bundled, preset, name):
+    assert default_denoiser_name(channels, bundled, preset=preset) == name
+
+
+def test_the_default_denoiser_reads_the_bundled_ones(tmp_path, monkeypatch):
+    monkeypatch.setenv("NAPARI_DEBLUR_RESOURCES", str(tmp_path))
+    assert available_models(DENOISER) == []
+    assert default_denoiser_name(3) == "dvsr-photo"
