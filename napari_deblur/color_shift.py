@@ -14,8 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .metrics import srgb_to_linear
+
 __all__ = [
-    "ColorShift", "color_shift", "opponent", "srgb_to_linear",
+    "ColorShift", "color_shift", "opponent",
     "linear_srgb_to_xyz", "cct_mccamy", "correlated_color_temperature",
 ]
 
@@ -23,12 +25,6 @@ __all__ = [
 _SRGB_TO_XYZ = np.array([[0.4124, 0.3576, 0.1805],
                          [0.2126, 0.7152, 0.0722],
                          [0.0193, 0.1192, 0.9505]])
-
-
-def srgb_to_linear(v):
-    """Undo the sRGB transfer curve on values in [0, 1] (no clipping here)."""
-    v = np.asarray(v, dtype=np.float64)
-    return np.where(v <= 0.04045, v / 12.92, ((np.maximum(v, 0.04045) + 0.055) / 1.055) ** 2.4)
 
 
 def linear_srgb_to_xyz(rgb):
@@ -171,7 +167,7 @@ def color_shift(image, r_hor, r_ver, region=None, *, channel_axis=-1, value_rang
                 np.arctan2(o2, o1).astype(np.float32))
 
     def cct_of(rgb):
-        lin = srgb_to_linear(np.clip(rgb[mask] / white, 0.0, 1.0))
+        lin = srgb_to_linear(rgb[mask] / white)  # clipped to [0, 1]: full white at most
         return correlated_color_temperature(lin.mean(axis=0))
 
     (ch, hh), (cv, hv), (cs, hs) = chroma_hue(rh), chroma_hue(rv), chroma_hue(rs)

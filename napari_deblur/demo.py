@@ -14,17 +14,11 @@ import sys
 from pathlib import Path
 
 
-def psnr(reference, image) -> float:
-    import numpy as np
-
-    err = np.mean((reference.astype(np.float64) - image.astype(np.float64)) ** 2)
-    return float(10 * np.log10(255.0**2 / max(err, 1e-12)))
-
-
 def headless(outdir: Path, model: str | None) -> int:
     import tifffile
 
     from .cli import main as cli
+    from .metrics import psnr
     from .samples import blurred_photo
 
     outdir.mkdir(parents=True, exist_ok=True)
@@ -38,8 +32,8 @@ def headless(outdir: Path, model: str | None) -> int:
         return status
     restored = tifffile.imread(outdir / "coffee_blurred_deblurred.tif")
     print(f"wrote {outdir}/coffee_blurred_deblurred.tif (+ _r_hor, _r_ver)")
-    print(f"PSNR against the sharp reference: blurred {psnr(sample['sharp'], sample['blurred']):.2f} dB, "
-          f"restored {psnr(sample['sharp'], restored):.2f} dB")
+    scores = [psnr(sample["sharp"], image, data_range=255, mse_floor=1e-12) for image in (sample["blurred"], restored)]
+    print(f"PSNR against the sharp reference: blurred {scores[0]:.2f} dB, restored {scores[1]:.2f} dB")
     return 0
 
 

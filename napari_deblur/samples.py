@@ -11,9 +11,10 @@ import numpy as np
 import torch
 
 from .data import sharp as sources
-from .data.degrade import blur, linear_to_srgb, srgb_to_linear
+from .data.degrade import blur
 from .data.kernels import camera_shake
 from .data.psf import widefield_psf
+from .metrics import linear_to_srgb, srgb_to_linear
 
 
 def shake_kernel(seed: int = 7, size: int = 23) -> np.ndarray:

@@ -8,8 +8,9 @@ import pytest
 
 from napari_deblur.color_shift import (
     ColorShift, cct_mccamy, color_shift, correlated_color_temperature,
-    linear_srgb_to_xyz, opponent, srgb_to_linear,
+    linear_srgb_to_xyz, opponent,
 )
+from napari_deblur.metrics import srgb_to_linear
 
 
 def flat(rgb, shape=(8, 10), dtype=np.float32):

@@ -9,13 +9,12 @@ from napari_deblur.data.degrade import (
     blur_varying,
     degrade_microscopy,
     degrade_photo,
-    linear_to_srgb,
     percentile_scale,
     poisson_gaussian,
     smooth_weights,
-    srgb_to_linear,
 )
 from napari_deblur.data.kernels import defocus_disc, linear_motion, random_photo_kernel
+from napari_deblur.metrics import linear_to_srgb, srgb_to_linear
 
 
 def _kernels(n, size=9, seed=0):

@@ -8,12 +8,14 @@ from napari_deblur.data.kernels import (
     FAMILY_PROBS,
     camera_shake,
     center_of_mass,
+    check_size,
     defocus_disc,
     gaussian_kernel,
     linear_motion,
     pad_kernel,
     random_photo_kernel,
     shake_trajectory,
+    supersampled,
 )
 
 
@@ -120,3 +122,19 @@ def test_default_sizes_are_odd_and_at_most_31():
         assert abs(float(k.sum(dtype=np.float64)) - 1) < 1e-5
     assert linear_motion(5.0).shape[0] < 31
     assert linear_motion(50.0, size=61).shape == (61, 61)
+
+
+def test_check_size_accepts_odd_positive_sizes_only():
+    assert check_size(7) == 7 and check_size(np.int64(1)) == 1 and isinstance(check_size(5.0), int)
+    for bad in (0, -3, 4):
+        with pytest.raises(ValueError, match="odd and positive"):
+            check_size(bad)
+
+
+def test_supersampled_averages_sub_pixel_samples_around_the_centre():
+    flat = supersampled(lambda y, x: np.ones(np.broadcast_shapes(y.shape, x.shape)), 5, 4)
+    np.testing.assert_allclose(flat, np.ones((5, 5)))
+    ramp = supersampled(lambda y, x: y + 0 * x, 5, 4)  # linear: the mean is the pixel-centre value
+    np.testing.assert_allclose(ramp, np.repeat(np.arange(-2.0, 3.0)[:, None], 5, 1), atol=1e-12)
+    disc = supersampled(lambda y, x: (y * y + x * x <= 0.25).astype(float), 3, 8)  # an r=0.5 disc
+    assert disc[1, 1] == pytest.approx(np.pi / 4, abs=0.05) and disc[0, 0] == 0

@@ -10,11 +10,12 @@ from napari_deblur.cli import main
 from napari_deblur.data.kernels import center_of_mass, linear_motion
 from napari_deblur.data.sharp import available_photos, photo_dir
 from napari_deblur.evaluation import baselines
-from napari_deblur.evaluation.benchmark import score, tune
+from napari_deblur.evaluation.benchmark import tune
 from napari_deblur.evaluation.cases import microscopy_cases, photo_cases
 from napari_deblur.evaluation.kernels import (
     MICROSCOPY_PSFS, PHOTO_FAMILIES, arc_motion, microscopy_psf, polyline_motion, random_photo_kernel, ring_defocus,
 )
+from napari_deblur.metrics import score
 from napari_deblur.models.weights import save_safetensors, sha256_of
 
 from factories import tiny_model
@@ -94,13 +95,13 @@ def test_richardson_lucy_path_matches_single_runs(rng):
 
 
 def test_wiener_inverts_a_noiseless_blur_in_the_interior(rng):
-    from napari_deblur.evaluation.cases import _blur_valid
+    from napari_deblur.evaluation.cases import blur_valid
 
     sharp = np.cumsum(np.cumsum(rng.normal(0, 1, (1, 96, 96)), 1), 2)
     sharp = (sharp - sharp.min()) / np.ptp(sharp)
     k = arc_motion(6, 120, 10)
     m = k.shape[0] // 2
-    blurred = _blur_valid(sharp, k)
+    blurred = blur_valid(sharp, k)
     restored = baselines.wiener(blurred, k, 1e-5)
     inner = (slice(None), slice(m + 8, -m - 8), slice(m + 8, -m - 8))
     err_in = np.abs(blurred - sharp[:, m:-m, m:-m])[inner].mean()
@@ -117,7 +118,7 @@ def test_tuned_wiener_beats_the_blurry_input():
     assert tuned["wiener_balance"] in (1e-3, 1e-2, 1e-1, 1.0)
     gain = []
     for case in test:
-        from napari_deblur.evaluation.cases import linear_to_srgb, srgb_to_linear
+        from napari_deblur.metrics import linear_to_srgb, srgb_to_linear
 
         restored = linear_to_srgb(baselines.wiener(srgb_to_linear(case.blurred), case.kernel, tuned["wiener_balance"]))
         gain.append(score(case.sharp, restored)["psnr"] - score(case.sharp, case.blurred)["psnr"])

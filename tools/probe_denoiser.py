@@ -25,7 +25,6 @@ real information, so the gap is not what a fix of the schedule would gain.
 
 import argparse
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -35,16 +34,12 @@ from napari_deblur.data.pairs import make_sampler
 from napari_deblur.diffusion.refine import refine, resolve_models
 from napari_deblur.diffusion.sampler import sample
 from napari_deblur.diffusion.schedule import make_schedule
-from napari_deblur.evaluation.diffusion import edge_map, uncertainty_correlation
+from napari_deblur.metrics import edge_map, psnr, uncertainty_correlation
 from napari_deblur.models.denoiser import ResidualDenoiser
 from napari_deblur.models.weights import load_model
 from napari_deblur.training.checkpoint import load_checkpoint
 
 HELDOUT_SEED = 10_000  # added to the run's seed: crops the training never draws
-
-
-def psnr(estimate, sharp) -> float:
-    return 10 * math.log10(1 / float(np.mean((np.clip(estimate, 0, 1) - sharp) ** 2)))
 
 
 @torch.no_grad()
@@ -63,14 +58,14 @@ def terminal_check(predictor, denoiser, blurred, sharp, steps, samples, sampler,
     def eps_fn(z, level):
         return denoiser(z, y, xi, torch.full((len(z),), level, device=z.device))
 
-    out = {"x_init": [psnr(a.cpu().numpy(), b.cpu().numpy()) for a, b in zip(x_init, sharp)]}
+    out = {"x_init": [psnr(b.cpu().numpy(), a.cpu().numpy(), clip=True) for a, b in zip(x_init, sharp)]}
     for start in ("pure noise", "training marginal (oracle)"):
         gen = torch.Generator(device=device).manual_seed(1)
         eps = torch.randn(r0.shape, generator=gen, device=device)
         z_T = eps if start == "pure noise" else last**0.5 * r0 + (1 - last) ** 0.5 * eps
         z0 = sample(eps_fn, z_T, schedule, sampler, generator=gen, clip=scale)
         mean = (xi + z0 / scale).reshape(samples, n, *x_init.shape[1:]).mean(0)
-        out[start] = [psnr(a.cpu().numpy(), b.cpu().numpy()) for a, b in zip(mean, sharp)]
+        out[start] = [psnr(b.cpu().numpy(), a.cpu().numpy(), clip=True) for a, b in zip(mean, sharp)]
     return {k: float(np.mean(v)) for k, v in out.items()}
 
 
@@ -119,7 +114,7 @@ def main() -> None:
         channels_first = (lambda a: np.moveaxis(a, -1, 0)) if y.ndim == 3 else (lambda a: a)
         edges = edge_map(channels_first(result.x_init))
         mean, sharp_ = channels_first(result.mean), channels_first(x)
-        rows.append((psnr(y, x), psnr(result.x_init, x), psnr(result.mean, x),
+        rows.append((psnr(x, y, clip=True), psnr(x, result.x_init, clip=True), psnr(x, result.mean, clip=True),
                      uncertainty_correlation(channels_first(result.std), mean, sharp_),
                      uncertainty_correlation(edges, mean, sharp_)))
     rows = np.array(rows, dtype=float)

@@ -23,6 +23,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..metrics import linear_to_srgb, srgb_to_linear
 from .motion import frame_average, random_flows
 
 
@@ -88,18 +89,6 @@ def smooth_weights(batch: int, m: int, h: int, w: int, generator=None, device="c
     logits = torch.randn(batch, m, grid, grid, generator=generator, device=device) * sharpness
     logits = F.interpolate(logits, size=(h, w), mode="bicubic", align_corners=False)
     return torch.softmax(logits, dim=1)
-
-
-def srgb_to_linear(x: torch.Tensor) -> torch.Tensor:
-    """IEC 61966-2-1 sRGB decoding of values in [0, 1]."""
-    x = x.clamp(0, 1)
-    return torch.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
-
-
-def linear_to_srgb(x: torch.Tensor) -> torch.Tensor:
-    """IEC 61966-2-1 sRGB encoding (clips to [0, 1] first)."""
-    x = x.clamp(0, 1)
-    return torch.where(x <= 0.0031308, 12.92 * x, 1.055 * x.clamp_min(1e-12) ** (1 / 2.4) - 0.055)
 
 
 def gaussian_noise(x: torch.Tensor, sigma, generator=None) -> torch.Tensor:

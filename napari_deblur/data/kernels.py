@@ -46,7 +46,8 @@ def odd_size(extent: float, max_size: int = MAX_SIZE) -> int:
     return int(min(size, max_size if max_size % 2 else max_size - 1))
 
 
-def _check_size(size: int) -> int:
+def check_size(size: int) -> int:
+    """``size`` as an int, or ValueError unless it is odd and positive (a kernel with a centre pixel)."""
     size = int(size)
     if size < 1 or size % 2 == 0:
         raise ValueError(f"kernel size must be odd and positive, got {size}")
@@ -54,7 +55,7 @@ def _check_size(size: int) -> int:
 
 
 def delta(size: int = 1) -> np.ndarray:
-    k = np.zeros((_check_size(size),) * 2, np.float32)
+    k = np.zeros((check_size(size),) * 2, np.float32)
     k[size // 2, size // 2] = 1
     return k
 
@@ -77,7 +78,7 @@ def center_of_mass(k: np.ndarray) -> tuple[float, float]:
 
 def pad_kernel(k: np.ndarray, size: int) -> np.ndarray:
     """Zero-pad (or crop, renormalising) an odd square kernel to ``size`` around its centre."""
-    size, n = _check_size(size), k.shape[0]
+    size, n = check_size(size), k.shape[0]
     if n == size:
         return k.astype(np.float32)
     out = np.zeros((size, size), np.float32)
@@ -93,7 +94,7 @@ def splat(points: np.ndarray, size: int, weights=None) -> np.ndarray:
     Points farther from their centre of mass than the kernel allows are scaled
     towards it, so the whole path fits.
     """
-    size = _check_size(size)
+    size = check_size(size)
     pts = np.asarray(points, np.float64)
     w = np.ones(len(pts)) if weights is None else np.asarray(weights, np.float64)
     com = (pts * w[:, None]).sum(0) / w.sum()
@@ -147,7 +148,7 @@ def camera_shake(rng, size: int = MAX_SIZE, length: float | None = None, exposur
                  anxiety: float | None = None) -> np.ndarray:
     """A camera-shake PSF: the ``exposure`` fraction (0-1] of a shake path of ``length`` px."""
     rng = as_numpy_rng(rng)
-    size = _check_size(size)
+    size = check_size(size)
     length = rng.uniform(2.0, 1.5 * size) if length is None else float(length)
     exposure = rng.uniform(0.3, 1.0) if exposure is None else float(exposure)
     if not 0 < exposure <= 1:
@@ -162,7 +163,7 @@ def camera_shake(rng, size: int = MAX_SIZE, length: float | None = None, exposur
 def linear_motion(length: float, angle: float = 0.0, size: int | None = None) -> np.ndarray:
     """Uniform motion over ``length`` px at ``angle`` degrees (0: along rows, counter-clockwise)."""
     length = max(0.0, float(length))
-    size = odd_size(length + 1) if size is None else _check_size(size)
+    size = odd_size(length + 1) if size is None else check_size(size)
     n = max(2, int(math.ceil(length * 8)))
     t = (np.arange(n) + 0.5) / n - 0.5
     a = math.radians(angle)
@@ -170,7 +171,7 @@ def linear_motion(length: float, angle: float = 0.0, size: int | None = None) ->
     return splat(pts, size)
 
 
-def _supersampled(fn, size: int, ss: int) -> np.ndarray:
+def supersampled(fn, size: int, ss: int) -> np.ndarray:
     """Mean of ``fn(dy, dx)`` over ss x ss sub-pixel positions per pixel, relative to the centre."""
     c = size // 2
     sub = (np.arange(ss) + 0.5) / ss - 0.5
@@ -183,8 +184,8 @@ def _supersampled(fn, size: int, ss: int) -> np.ndarray:
 def defocus_disc(radius: float, size: int | None = None) -> np.ndarray:
     """A uniform disc (out-of-focus lens) with anti-aliased edge: pixel coverage from 8x8 sub-samples."""
     radius = max(0.0, float(radius))
-    size = odd_size(2 * radius + 1) if size is None else _check_size(size)
-    k = _supersampled(lambda y, x: (y * y + x * x <= radius * radius).astype(np.float64), size, 8)
+    size = odd_size(2 * radius + 1) if size is None else check_size(size)
+    k = supersampled(lambda y, x: (y * y + x * x <= radius * radius).astype(np.float64), size, 8)
     return normalise(k)
 
 
@@ -193,7 +194,7 @@ def gaussian_kernel(sigma_y: float, sigma_x: float | None = None, angle: float =
     """An anisotropic Gaussian; ``sigma_x`` along the axis rotated by ``angle`` degrees."""
     sy = max(float(sigma_y), 1e-3)
     sx = sy if sigma_x is None else max(float(sigma_x), 1e-3)
-    size = odd_size(6 * max(sx, sy)) if size is None else _check_size(size)
+    size = odd_size(6 * max(sx, sy)) if size is None else check_size(size)
     a = math.radians(angle)
     ca, sa = math.cos(a), math.sin(a)
 
@@ -202,7 +203,7 @@ def gaussian_kernel(sigma_y: float, sigma_x: float | None = None, angle: float =
         v = x * sa + y * ca
         return np.exp(-0.5 * ((u / sx) ** 2 + (v / sy) ** 2))
 
-    return normalise(_supersampled(density, size, 4))
+    return normalise(supersampled(density, size, 4))
 
 
 def random_photo_kernel(rng, max_size: int = MAX_SIZE, size: int | None = None, family: str | None = None):
@@ -215,7 +216,7 @@ def random_photo_kernel(rng, max_size: int = MAX_SIZE, size: int | None = None, 
     """
     rng = as_numpy_rng(rng)
     extent = max(3, int(max_size))
-    size = _check_size(size if size is not None else (extent if extent % 2 else extent - 1))
+    size = check_size(size if size is not None else (extent if extent % 2 else extent - 1))
     if family is None:
         names = list(FAMILY_PROBS)
         family = names[rng.choice(len(names), p=np.array([FAMILY_PROBS[n] for n in names]))]

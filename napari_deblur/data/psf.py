@@ -20,7 +20,7 @@ import math
 import numpy as np
 import torch
 
-from .kernels import _check_size, as_numpy_rng, normalise
+from .kernels import as_numpy_rng, check_size, normalise
 
 IMMERSION = ((0.95, 1.0), (1.25, 1.333), (10.0, 1.518))  # (largest NA, refractive index): air, water, oil
 
@@ -72,7 +72,7 @@ def _bin(fine: np.ndarray, size: int, ss: int) -> np.ndarray:
 def widefield_psf(size: int = 31, na: float = 1.4, wavelength: float = 520.0, pixel: float = 100.0,
                   z: float = 0.0, n: float | None = None, ss: int = 3) -> np.ndarray:
     """Widefield intensity PSF |h|^2 at defocus ``z`` (um); wavelength and pixel in nm."""
-    size = _check_size(size)
+    size = check_size(size)
     n = immersion_index(na) if n is None else float(n)
     return _bin(_radial_intensity(size, ss, pixel, z, na, wavelength, n), size, ss)
 
@@ -80,7 +80,7 @@ def widefield_psf(size: int = 31, na: float = 1.4, wavelength: float = 520.0, pi
 def confocal_psf(size: int = 31, na: float = 1.4, excitation: float = 488.0, emission: float = 520.0,
                  pixel: float = 100.0, z: float = 0.0, n: float | None = None, ss: int = 3) -> np.ndarray:
     """Confocal PSF: excitation times emission intensity PSFs (pinhole ignored)."""
-    size = _check_size(size)
+    size = check_size(size)
     n = immersion_index(na) if n is None else float(n)
     ex = _radial_intensity(size, ss, pixel, z, na, excitation, n)
     em = _radial_intensity(size, ss, pixel, z, na, emission, n)
@@ -105,7 +105,7 @@ def random_microscopy_psf(rng, size: int = 31, return_params: bool = False):
     would otherwise be cut off.
     """
     rng = as_numpy_rng(rng)
-    size = _check_size(size)
+    size = check_size(size)
     na = float(rng.uniform(0.4, 1.4))
     n = immersion_index(na)
     emission = float(rng.uniform(450, 650))
@@ -131,7 +131,7 @@ def psf_slices(stack, size: int = 31, planes: int = 5, step: int = 2) -> list[np
     clipped at 0, cut to ``size`` x ``size`` around its centre of mass and normalised;
     slices with no signal left are skipped.
     """
-    size = _check_size(size)
+    size = check_size(size)
     arr = np.asarray(stack, np.float64)
     if arr.ndim == 2:
         arr = arr[None]

@@ -4,8 +4,9 @@ For every track (photo, microscopy) and noise level: the blurry input itself,
 Wiener and Richardson-Lucy with the *true* kernel (their balance / iteration
 count chosen by grid search for the best mean PSNR on the separate tuning
 split) and every bundled XYDeblur that fits the track, scored by PSNR and SSIM
-(data range 1) and timed per image. Every diffusion denoiser (bundled or given) adds
-its predict-and-refine rows on a small subset of its track's cases (:mod:`.diffusion`).
+(data range 1, :func:`napari_deblur.metrics.score`) and timed per image. Every
+diffusion denoiser (bundled or given) adds its predict-and-refine rows on a small
+subset of its track's cases (:mod:`.diffusion`).
 Writes ``benchmark.md``, ``benchmark.json`` and ``clock_motion.png`` (scikit-image's real
 motion-blurred photo, input | restored).
 """
@@ -19,11 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..metrics import linear_to_srgb, score, srgb_to_linear
 from . import baselines
-from .cases import (
-    MICROSCOPY_NOISE, PHOTO_NOISE, SEED_TAG, linear_to_srgb, microscopy_cases, photo_cases, srgb_to_linear,
-    stardist_image,
-)
+from .cases import MICROSCOPY_NOISE, PHOTO_NOISE, SEED_TAG, microscopy_cases, photo_cases, stardist_image
 from .diffusion import evaluate_diffusion, is_denoiser, select_denoisers
 from .diffusion import to_markdown as diffusion_markdown
 from .kernels import MICROSCOPY_PSFS, PHOTO_FAMILIES
@@ -48,22 +47,6 @@ QUICK = {
                   "timing": {"size": 512, "steps": 3, "samples": 1}},
 }
 INPUT, WIENER, RL = "blurry input", "Wiener (true kernel)", "Richardson-Lucy (true kernel)"
-
-
-# ---------------------------------------------------------------- metrics
-
-
-def score(sharp: np.ndarray, restored: np.ndarray) -> dict:
-    """PSNR (dB) and SSIM with data range 1; photos are (3, H, W), microscopy (H, W)."""
-    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
-
-    ref = np.asarray(sharp, np.float64)
-    out = np.clip(np.asarray(restored, np.float64), 0, 1)
-    kw = {"channel_axis": 0} if ref.ndim == 3 else {}
-    return {
-        "psnr": float(peak_signal_noise_ratio(ref, out, data_range=1.0)),
-        "ssim": float(structural_similarity(ref, out, data_range=1.0, **kw)),
-    }
 
 
 # ---------------------------------------------------------------- baselines

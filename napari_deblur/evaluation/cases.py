@@ -17,6 +17,7 @@ import torch
 
 from ..data import sharp as sources
 from ..data.degrade import blur
+from ..metrics import linear_to_srgb, srgb_to_linear
 from .kernels import MICROSCOPY_PSFS, PHOTO_FAMILIES, microscopy_psf, random_photo_kernel
 
 SEED_TAG = 0xE7A1_2026
@@ -55,22 +56,12 @@ def seed_key(split: str, track: str, *rest) -> list[int]:
     return [SEED_TAG, SPLITS[split], TRACKS[track], *[int(r) for r in rest]]
 
 
-def srgb_to_linear(x: np.ndarray) -> np.ndarray:
-    x = np.clip(x, 0, 1)
-    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
-
-
-def linear_to_srgb(x: np.ndarray) -> np.ndarray:
-    x = np.clip(x, 0, 1)
-    return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.maximum(x, 1e-12) ** (1 / 2.4) - 0.055)
-
-
-def _blur_valid(tile: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    """Blur a (C, H, W) tile and drop the kernel radius on every side."""
+def blur_valid(tile: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """Blur a (C, H, W) tile with an odd square kernel (float32, :func:`~napari_deblur.data.degrade.blur`)
+    and drop the kernel radius on every side: float64, every pixel saw only the tile's content."""
     m = kernel.shape[0] // 2
     out = blur(torch.from_numpy(np.ascontiguousarray(tile, np.float32))[None], torch.from_numpy(kernel)[None])[0]
-    out = out.numpy().astype(np.float64)
-    return out[:, m : out.shape[1] - m, m : out.shape[2] - m] if m else out
+    return out.numpy().astype(np.float64)[..., m : tile.shape[-2] - m, m : tile.shape[-1] - m]
 
 
 def _noise_id(noise: str) -> int:
@@ -100,7 +91,7 @@ def photo_cases(split: str, crop: int, per_photo: int, noises, all_families: boo
                 padded = np.pad(image, ((0, 0), (m, m), (m, m)), mode="reflect")  # only for crops at the edge
                 tile = padded[:, y : y + crop + 2 * m, x : x + crop + 2 * m]
                 lin_sharp = srgb_to_linear(tile)
-                lin = _blur_valid(lin_sharp, kernel)
+                lin = blur_valid(lin_sharp, kernel)
                 sharp = linear_to_srgb(lin_sharp[:, m : m + crop, m : m + crop])
                 for noise in noises:
                     cfg = PHOTO_NOISE[noise]
@@ -159,7 +150,7 @@ def microscopy_cases(split: str, size: int, scenes: int, noises, all_psfs: bool 
             kernel, kparams = psfs[psf_name]
             m = kernel.shape[0] // 2
             tile = scene[margin - m : margin + size + m, margin - m : margin + size + m]
-            clean = _blur_valid(tile[None], kernel)[0]
+            clean = blur_valid(tile[None], kernel)[0]
             sharp = scene[margin : margin + size, margin : margin + size]
             for noise in noises:
                 cfg = MICROSCOPY_NOISE[noise]

@@ -10,13 +10,14 @@ paired with the frozen XYDeblur predictor ``g`` it names) on the track its chann
 - *perceptual*: one sample after T = 100 and after T = 500 steps (sharp, more distortion).
 
 Next to them, the sharp ground truth and the blurry input are reference rows. Every row is
-scored by PSNR and SSIM (:func:`.benchmark.score`) and by scikit-image's no-reference
+scored by PSNR and SSIM (:func:`napari_deblur.metrics.score`) and by scikit-image's no-reference
 ``blur_effect`` (0 sharp .. 1 blurry, on grayscale: colour channels averaged); the fidelity
 row also by the Spearman rank correlation between its per-pixel standard deviation and its
 absolute error (does the uncertainty map point at the errors?), next to the same correlation for
-a map that needs no sampling: the gradient magnitude of x_init (:func:`edge_map`; errors sit at
-edges), the baseline an uncertainty map has to beat to tell a user more. Runs are timed per denoiser
-step and per sample, and one separate run (``"speed"``) times the photo model on a 512x512 input.
+a map that needs no sampling: the gradient magnitude of x_init
+(:func:`~napari_deblur.metrics.edge_map`; errors sit at edges), the baseline an uncertainty map
+has to beat to tell a user more. Runs are timed per denoiser step and per sample
+(:mod:`.timing`), and one separate run (``"speed"``) times the photo model on a 512x512 input.
 
 Diffusion is slow on a CPU, so these rows use their own small subset of the cases (the
 ``"diffusion"`` entry of the benchmark's FULL/QUICK settings): ``cases`` per noise level,
@@ -28,6 +29,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from ..metrics import edge_map, score, sharpness, uncertainty_correlation
+from .timing import extrapolate, time_speed, timed_refine
 
 SHARP, INPUT, X_INIT = "sharp (ground truth)", "blurry input", "x_init = g(y)"
 TRACK_CHANNELS = {"photo": 3, "microscopy": 1}
@@ -72,67 +76,6 @@ def select_denoisers(names=None) -> list[dict]:
     return out
 
 
-# ---------------------------------------------------------------- metrics
-
-
-def sharpness(image: np.ndarray) -> float:
-    """scikit-image's ``blur_effect`` (0 sharp .. 1 blurry) of an image clipped to [0, 1];
-    a (3, H, W) photo is first averaged over its colour channels."""
-    from skimage.measure import blur_effect
-
-    x = np.clip(np.asarray(image, np.float64), 0, 1)
-    if x.ndim == 3:
-        x = x.mean(axis=0)
-    return float(blur_effect(x))
-
-
-def _ranks(x: np.ndarray) -> np.ndarray:
-    """Ranks 1..n of a 1-D array, ties sharing their average rank (as scipy's ``rankdata``)."""
-    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
-    first = np.cumsum(counts) - counts  # 0-based position of each distinct value's first copy
-    return (first + (counts + 1) / 2.0)[inverse.ravel()]
-
-
-def _spearman_numpy(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman's rho as the Pearson correlation of the (tie-averaged) ranks."""
-    ra, rb = _ranks(a), _ranks(b)
-    ra, rb = ra - ra.mean(), rb - rb.mean()
-    return float((ra * rb).sum() / np.sqrt((ra * ra).sum() * (rb * rb).sum()))
-
-
-def rank_correlation(a, b) -> float | None:
-    """Spearman rank correlation of two same-sized arrays (flattened), or None when either is
-    constant (no ranking to compare). Uses scipy when it is installed, else NumPy."""
-    a = np.asarray(a, np.float64).ravel()
-    b = np.asarray(b, np.float64).ravel()
-    if a.shape != b.shape:
-        raise ValueError(f"rank_correlation needs arrays of one size, got {a.size} and {b.size}")
-    if a.size < 2 or np.ptp(a) == 0 or np.ptp(b) == 0:
-        return None
-    try:
-        from scipy.stats import spearmanr
-    except ImportError:
-        return _spearman_numpy(a, b)
-    return float(spearmanr(a, b)[0])
-
-
-def uncertainty_correlation(std: np.ndarray, mean: np.ndarray, sharp: np.ndarray) -> float | None:
-    """Rank correlation between the per-pixel standard deviation and the absolute error
-    ``|mean - sharp|`` (mean clipped to [0, 1] as when scored), both averaged over the
-    colour channels of a (3, H, W) photo."""
-    error = np.abs(np.clip(np.asarray(mean, np.float64), 0, 1) - np.asarray(sharp, np.float64))
-    std = np.asarray(std, np.float64)
-    if error.ndim == 3:
-        error, std = error.mean(axis=0), std.mean(axis=0)
-    return rank_correlation(std, error)
-
-
-def edge_map(image: np.ndarray) -> np.ndarray:
-    """The gradient magnitude of an (H, W) or (C, H, W) image (per channel, float64): the
-    no-sampling baseline for an uncertainty map (restoration errors concentrate at edges)."""
-    return np.hypot(*np.gradient(np.asarray(image, np.float64), axis=(-2, -1)))
-
-
 # ---------------------------------------------------------------- running
 
 
@@ -162,56 +105,8 @@ def center_crop(array: np.ndarray, size) -> np.ndarray:
     return array[..., y : y + th, x : x + tw]
 
 
-def _synchronize(device: str):
-    import torch
-
-    if str(device).startswith("cuda"):
-        torch.cuda.synchronize()
-    elif str(device).startswith("mps"):
-        torch.mps.synchronize()
-
-
-def timed_refine(image: np.ndarray, source, *, steps: int, samples: int, device: str, seed: int = 0,
-                 sampler: str = "ddpm"):
-    """Refine a case's (C, H, W) or (H, W) image; returns ``(result, timing)``.
-
-    ``timing``: ``seconds`` (the whole call: predictor, set-up and every step),
-    ``seconds_per_step`` (the mean time between consecutive diffusion steps, each one
-    denoiser pass over the ``in_flight`` chains batched together; the device is
-    synchronised at every step) and ``seconds_per_sample`` (``seconds / samples``).
-    The result's arrays are put back in the case's (C, H, W) layout.
-    """
-    from ..diffusion.refine import refine_iter
-
-    photo = image.ndim == 3
-    data = image.transpose(1, 2, 0) if photo else image
-    started = time.perf_counter()
-    run = refine_iter(data, source, steps=steps, samples=samples, seed=seed, sampler=sampler,
-                      axes="YXC" if photo else "YX", device=device, normalize="dtype", out_dtype="float32")
-    stamps = []
-    while True:
-        try:
-            next(run)
-        except StopIteration as stop:
-            result = stop.value
-            break
-        _synchronize(device)
-        stamps.append(time.perf_counter())
-    seconds = time.perf_counter() - started
-    if photo:
-        result.mean, result.std, result.x_init = (a.transpose(2, 0, 1) for a in (result.mean, result.std,
-                                                                                  result.x_init))
-    per_step = (stamps[-1] - stamps[0]) / (len(stamps) - 1) if len(stamps) > 1 else seconds
-    return result, {
-        "seconds": seconds, "seconds_per_step": per_step, "seconds_per_sample": seconds / samples,
-        "in_flight": int(result.info["in_flight"]),
-    }
-
-
 def _rows_for_case(case, model: dict, cfg: dict, device: str) -> dict:
     """Every row's metrics on one case: {label: {kind, steps, samples, psnr, ssim, ...}}."""
-    from .benchmark import score
-
     sharp = center_crop(case.sharp, cfg["crop"])
     blurred = center_crop(case.blurred, cfg["crop"])
     seed, sampler = cfg.get("seed", 0), cfg.get("sampler", "ddpm")
@@ -262,9 +157,10 @@ def _mean_rows(per_case: list[dict]) -> dict:
 
 
 def check_targets(rows: dict) -> dict:
-    """The issue's targets on one noise level's mean rows (booleans; False where a value is missing):
-    fidelity PSNR above x_init's, the perceptual sample with the most steps sharper (lower
-    blur_effect) than x_init, and the std/error rank correlation above 0.3."""
+    """What refinement should achieve, checked on one noise level's mean rows (booleans; False where
+    a value is missing): fidelity PSNR above x_init's, the perceptual sample with the most steps
+    sharper (lower blur_effect) than x_init, and the std/error rank correlation above
+    ``TARGET_CORRELATION``."""
     x_init = rows[X_INIT]
     fid = next(r for r in rows.values() if r["kind"] == "fidelity")
     perceptual = [r for r in rows.values() if r["kind"] == "perceptual"]
@@ -278,28 +174,76 @@ def check_targets(rows: dict) -> dict:
     }
 
 
-def time_speed(model: dict, cfg: dict, device: str) -> dict:
-    """Time one model on a size x size input (random, seeded: time does not depend on content)
-    after an untimed warm-up of one step at the same size; per-sample times for the benchmark's
-    step counts are extrapolated from the per-step time (one chain)."""
-    from ..engine.device import describe, pick_device
+SETTINGS_NOTES = {
+    "tracks": "a denoiser runs on the track its channels fit: 3 photo, 1 microscopy",
+    "case_selection": "per noise level: evenly spaced sources (crops/scenes), kernels in turn; centre crop",
+    "blur_effect": "skimage.measure.blur_effect on the output clipped to [0, 1] (photos: mean of RGB); "
+                   "0 sharp .. 1 blurry",
+    "std_error_spearman": "Spearman rank correlation of the per-pixel std and |mean - sharp| (both averaged "
+                          "over colour channels), per image, then averaged",
+    "edge_error_spearman": "the same correlation for the gradient magnitude of x_init instead of the std (a "
+                           "baseline that needs no sampling)",
+    "time_note": "seconds per image per row (predictor, set-up and all steps); s / step: one denoiser pass "
+                 "over the chains in flight; s / sample = seconds / N; the first call per model is a warm-up",
+    "refine_call": "napari_deblur.diffusion.refine.refine_iter(float32 in [0, 1], normalize='dtype', seed)",
+}
 
-    size, steps, samples = cfg["size"], cfg["steps"], cfg.get("samples", 1)
-    shape = (model["channels"], size, size) if model["channels"] == 3 else (size, size)
-    image = np.random.default_rng(0).random(shape).astype(np.float32)
-    timed_refine(image, model["source"], steps=1, samples=1, device=device)  # warm-up: weights, kernels
-    result, timing = timed_refine(image, model["source"], steps=steps, samples=samples, device=device)
-    overhead = max(0.0, timing["seconds"] - steps * -(-samples // timing["in_flight"]) * timing["seconds_per_step"])
-    return {
-        "model": model["name"], "device": describe(pick_device(device)), "shape": list(shape), "steps": steps,
-        "samples": samples, **timing, "overhead_seconds": overhead, "tiles": result.info["tiles"],
-        "tile": result.info["tile"], "precision": result.info["precision"],
+
+def _evaluate_noise(model: dict, track: str, noise: str, cases: list, cfg: dict, device: str, log) -> dict:
+    """One model on one track's picked cases at one noise level: per-image rows, mean rows, targets."""
+    t0 = time.perf_counter()
+    per_case = [_rows_for_case(case, model, cfg, device) for case in cases]
+    rows = _mean_rows(per_case)
+    result = {
+        "images": [{"id": c.id, "kernel": c.kernel_name, "shape": list(center_crop(c.blurred, cfg["crop"]).shape),
+                    "rows": r} for c, r in zip(cases, per_case)],
+        "rows": rows, "targets": check_targets(rows), "seconds": time.perf_counter() - t0,
     }
+    fid_row = rows[fidelity_label(cfg["fidelity"]["steps"], cfg["fidelity"]["samples"])]
+    log(f"diffusion {model['name']} {track}/{noise}: {len(cases)} images in "
+        f"{time.perf_counter() - t0:.1f} s; PSNR x_init {rows[X_INIT]['psnr']:.2f}, fidelity "
+        f"{fid_row['psnr']:.2f} dB; std/error rho {_fmt(fid_row.get('std_error_spearman'), 3)} "
+        f"(edge map {_fmt(fid_row.get('edge_error_spearman'), 3)})")
+    return result
 
 
-def _extrapolate(timing: dict, step_counts) -> dict:
-    """Seconds per sample at other step counts: predictor/set-up overhead + T x one step."""
-    return {str(t): timing["overhead_seconds"] + t * timing["seconds_per_step"] for t in step_counts}
+def _evaluate_model(model: dict, track_cases: dict, cfg: dict, noises, device: str, log) -> dict:
+    """A model's entry: its rows on every track its channels fit and every noise level, and its
+    targets (met on all of them). The first refinement loads the weights and warms the device up,
+    untimed."""
+    tracks = [t for t, c in TRACK_CHANNELS.items() if c == model["channels"] and track_cases.get(t)]
+    entry = {**model, "tracks": {}, "targets": {}}
+    started = time.perf_counter()
+    warmed = False
+    for track in tracks:
+        entry["tracks"][track] = {}
+        for noise in noises:
+            cases = pick_cases([c for c in track_cases[track] if c.noise == noise], cfg["cases"])
+            if not cases:
+                continue
+            if not warmed:
+                timed_refine(center_crop(cases[0].blurred, cfg["crop"]), model["source"], steps=1, samples=1,
+                             device=device)
+                warmed = True
+            entry["tracks"][track][noise] = _evaluate_noise(model, track, noise, cases, cfg, device, log)
+    per_noise = [res["targets"] for by_noise in entry["tracks"].values() for res in by_noise.values()]
+    if per_noise:
+        entry["targets"] = {k: all(t[k] for t in per_noise) for k in per_noise[0]}
+    entry["seconds"] = time.perf_counter() - started
+    return entry
+
+
+def _speed(denoisers: list[dict], models: dict, cfg: dict, device: str, log) -> dict:
+    """The ``"speed"`` entry: the photo model (else the first) among those that ran, timed by
+    :func:`~.timing.time_speed`, with per-sample estimates at the benchmark's step counts."""
+    ran = [m for m in denoisers if models[m["name"]]["tracks"]] or denoisers
+    photo = [m for m in ran if m["channels"] == 3]
+    model = next((m for m in photo if m["name"] == "dvsr-photo"), (photo or ran)[0])
+    timing = time_speed(model, cfg["timing"], device)
+    timing["seconds_per_sample_estimated"] = extrapolate(timing, [cfg["fidelity"]["steps"], *cfg["perceptual"]])
+    log(f"diffusion {model['name']} at {timing['shape']}: {timing['seconds_per_step']:.3f} s / step, "
+        f"{timing['seconds_per_sample']:.2f} s / sample at T={timing['steps']}")
+    return timing
 
 
 def evaluate_diffusion(denoisers: list[dict], track_cases: dict, cfg: dict, noises, device: str,
@@ -318,67 +262,16 @@ def evaluate_diffusion(denoisers: list[dict], track_cases: dict, cfg: dict, nois
     started = time.perf_counter()
     settings = {
         **{k: cfg[k] for k in ("cases", "crop", "fidelity", "perceptual", "timing")},
-        "seed": cfg.get("seed", 0), "sampler": cfg.get("sampler", "ddpm"),
-        "tracks": "a denoiser runs on the track its channels fit: 3 photo, 1 microscopy",
-        "case_selection": "per noise level: evenly spaced sources (crops/scenes), kernels in turn; centre crop",
-        "blur_effect": "skimage.measure.blur_effect on the output clipped to [0, 1] (photos: mean of RGB); "
-                       "0 sharp .. 1 blurry",
-        "std_error_spearman": "Spearman rank correlation of the per-pixel std and |mean - sharp| (both averaged "
-                              "over colour channels), per image, then averaged",
-        "edge_error_spearman": "the same correlation for the gradient magnitude of x_init instead of the std (a "
-                               "baseline that needs no sampling)",
-        "time_note": "seconds per image per row (predictor, set-up and all steps); s / step: one denoiser pass "
-                  "over the chains in flight; s / sample = seconds / N; the first call per model is a warm-up",
-        "refine_call": "napari_deblur.diffusion.refine.refine_iter(float32 in [0, 1], normalize='dtype', seed)",
+        "seed": cfg.get("seed", 0), "sampler": cfg.get("sampler", "ddpm"), **SETTINGS_NOTES,
     }
     section = {"settings": settings, "device": describe(pick_device(device)), "models": {}}
     if not denoisers:
         section["skipped"] = "no diffusion denoiser (ResidualDenoiser) bundled or given"
         return section
-    fid = cfg["fidelity"]
     for model in denoisers:
-        tracks = [t for t, c in TRACK_CHANNELS.items() if c == model["channels"] and track_cases.get(t)]
-        entry = {**model, "tracks": {}, "targets": {}}
-        model_started = time.perf_counter()
-        warmed = False
-        for track in tracks:
-            entry["tracks"][track] = {}
-            for noise in noises:
-                cases = pick_cases([c for c in track_cases[track] if c.noise == noise], cfg["cases"])
-                if not cases:
-                    continue
-                if not warmed:  # loads and checks the weights, warms the device up: not timed
-                    timed_refine(center_crop(cases[0].blurred, cfg["crop"]), model["source"], steps=1, samples=1,
-                                 device=device)
-                    warmed = True
-                t0 = time.perf_counter()
-                per_case = [_rows_for_case(case, model, cfg, device) for case in cases]
-                rows = _mean_rows(per_case)
-                targets = check_targets(rows)
-                entry["tracks"][track][noise] = {
-                    "images": [{"id": c.id, "kernel": c.kernel_name, "shape": list(center_crop(c.blurred,
-                                cfg["crop"]).shape), "rows": r} for c, r in zip(cases, per_case)],
-                    "rows": rows, "targets": targets, "seconds": time.perf_counter() - t0,
-                }
-                fid_row = rows[fidelity_label(fid["steps"], fid["samples"])]
-                log(f"diffusion {model['name']} {track}/{noise}: {len(cases)} images in "
-                    f"{time.perf_counter() - t0:.1f} s; PSNR x_init {rows[X_INIT]['psnr']:.2f}, fidelity "
-                    f"{fid_row['psnr']:.2f} dB; std/error rho {_fmt(fid_row.get('std_error_spearman'), 3)} "
-                    f"(edge map {_fmt(fid_row.get('edge_error_spearman'), 3)})")
-        per_noise = [res["targets"] for by_noise in entry["tracks"].values() for res in by_noise.values()]
-        if per_noise:
-            entry["targets"] = {k: all(t[k] for t in per_noise) for k in per_noise[0]}
-        entry["seconds"] = time.perf_counter() - model_started
-        section["models"][model["name"]] = entry
+        section["models"][model["name"]] = _evaluate_model(model, track_cases, cfg, noises, device, log)
     if cfg.get("timing"):
-        ran = [m for m in denoisers if section["models"][m["name"]]["tracks"]] or denoisers
-        photo = [m for m in ran if m["channels"] == 3]
-        model = next((m for m in photo if m["name"] == "dvsr-photo"), (photo or ran)[0])
-        timing = time_speed(model, cfg["timing"], device)
-        timing["seconds_per_sample_estimated"] = _extrapolate(timing, [fid["steps"], *cfg["perceptual"]])
-        section["speed"] = timing
-        log(f"diffusion {model['name']} at {timing['shape']}: {timing['seconds_per_step']:.3f} s / step, "
-            f"{timing['seconds_per_sample']:.2f} s / sample at T={timing['steps']}")
+        section["speed"] = _speed(denoisers, section["models"], cfg, device, log)
     section["seconds"] = time.perf_counter() - started
     return section
 

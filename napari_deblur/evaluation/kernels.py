@@ -22,7 +22,7 @@ import math
 
 import numpy as np
 
-from ..data.kernels import _check_size, _supersampled, as_numpy_rng, camera_shake, normalise, odd_size, splat
+from ..data.kernels import as_numpy_rng, camera_shake, check_size, normalise, odd_size, splat, supersampled
 from ..data.psf import widefield_psf
 
 PHOTO_FAMILIES = ("arc", "polyline", "ring", "long_shake")
@@ -44,7 +44,7 @@ def _path_points(vertices: np.ndarray, per_px: int = 8) -> np.ndarray:
 
 def _fit(points: np.ndarray, size: int | None) -> int:
     extent = 2 * np.abs(points - points.mean(0)).max() + 1
-    return odd_size(extent, max_size=10**6) if size is None else _check_size(size)
+    return odd_size(extent, max_size=10**6) if size is None else check_size(size)
 
 
 def arc_motion(radius: float, sweep: float, rotation: float = 0.0, size: int | None = None) -> np.ndarray:
@@ -72,27 +72,27 @@ def ring_defocus(outer: float, inner_ratio: float = 0.5, size: int | None = None
     """An annulus (the defocus of a lens with a central obstruction): anti-aliased, hole in the middle."""
     outer = float(outer)
     inner = float(inner_ratio) * outer
-    size = odd_size(2 * outer + 1) if size is None else _check_size(size)
+    size = odd_size(2 * outer + 1) if size is None else check_size(size)
 
     def annulus(y, x):
         r2 = y * y + x * x
         return ((r2 <= outer * outer) & (r2 >= inner * inner)).astype(np.float64)
 
-    return normalise(_supersampled(annulus, size, 8))
+    return normalise(supersampled(annulus, size, 8))
 
 
 def long_shake(rng, length: float, size: int | None = None) -> np.ndarray:
     """Camera shake over a whole (exposure 1) path of ``length`` px, longer than training's 31 px."""
-    size = odd_size(length + 4, max_size=10**6) if size is None else _check_size(size)
+    size = odd_size(length + 4, max_size=10**6) if size is None else check_size(size)
     return camera_shake(as_numpy_rng(rng), size=size, length=float(length), exposure=1.0)
 
 
 def gauss_lorentz(sigma: float = 1.5, gamma: float = 2.0, weight: float = 0.6, size: int = 41) -> np.ndarray:
     """``weight`` Gaussian (``sigma`` px) plus ``1 - weight`` 2D Lorentzian (Moffat, beta 1.5, ``gamma`` px):
     a sharp core with heavy tails, like scattering in thick samples."""
-    size = _check_size(size)
-    gauss = normalise(_supersampled(lambda y, x: np.exp(-0.5 * (y * y + x * x) / sigma**2), size, 4))
-    lorentz = normalise(_supersampled(lambda y, x: (1 + (y * y + x * x) / gamma**2) ** -1.5, size, 4))
+    size = check_size(size)
+    gauss = normalise(supersampled(lambda y, x: np.exp(-0.5 * (y * y + x * x) / sigma**2), size, 4))
+    lorentz = normalise(supersampled(lambda y, x: (1 + (y * y + x * x) / gamma**2) ** -1.5, size, 4))
     return normalise(weight * gauss.astype(np.float64) + (1 - weight) * lorentz)
 
 

@@ -25,9 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..metrics import linear_to_srgb, score, sharpness, srgb_to_linear, uncertainty_correlation
 from . import baselines
-from .benchmark import score
-from .cases import linear_to_srgb, srgb_to_linear
 from .real_cases import (
     fluorescence_cases, gopro_cases, identity_cases, photo_blur_cases, real_blur_only_files,
 )
@@ -127,7 +126,6 @@ def evaluate_denoiser(cases, denoiser: dict, device: str, k: int) -> dict:
     """The Fidelity preset (10 steps, 8 samples, mean) of a denoiser and its predictor on the first ``k``
     cases: PSNR/SSIM of the input, the predictor and the mean, and the std/error rank correlation."""
     from ..diffusion.refine import refine
-    from .diffusion import uncertainty_correlation
 
     rows = []
     for c in cases[:k]:
@@ -157,8 +155,6 @@ def contact_sheet(root: Path, model, device: str, out: Path, limit: int | None, 
     """``contact_sheet.png``: each real blurry photo (a central crop of at most ``side`` px) beside the
     model's output, one pair per row; scikit-image's blur_effect (0 sharp .. 1 blurry) for both."""
     from PIL import Image
-
-    from .diffusion import sharpness
 
     files = real_blur_only_files(root)[:limit]
     rows, record = [], []

@@ -25,11 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data.degrade import blur
 from ..data.heldout import W2S_HELDOUT_FIELDS
 from ..data.psf import psf_slices
 from ..data.real import fluorescence_planes, photo_planes
-from .cases import linear_to_srgb, srgb_to_linear
+from ..metrics import linear_to_srgb, srgb_to_linear
+from .cases import blur_valid
 from .kernels import PHOTO_FAMILIES, microscopy_psf, random_photo_kernel
 
 SEED = 0x5EA1_17
@@ -70,14 +70,6 @@ def _crop(a: np.ndarray, size, rng) -> tuple[np.ndarray, list]:
     return a[..., y : y + size, x : x + size], [y, x]
 
 
-def _blur_valid(tile: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    import torch
-
-    m = kernel.shape[0] // 2
-    out = blur(torch.from_numpy(np.ascontiguousarray(tile, np.float32))[None], torch.from_numpy(kernel)[None])[0]
-    return out.numpy().astype(np.float64)[..., m : tile.shape[-2] - m, m : tile.shape[-1] - m]
-
-
 def gopro_cases(root: Path, mode: str) -> list[RealCase]:
     from PIL import Image
 
@@ -112,7 +104,7 @@ def photo_blur_cases(root: Path, mode: str) -> list[RealCase]:
         side = min(size, *image.shape[1:])  # Set5's woman is 228 px wide
         tile, yx = _crop(np.pad(image, ((0, 0), (m, m), (m, m)), mode="reflect"), side + 2 * m, rng)
         lin = srgb_to_linear(tile) * (1 + 2.0 * np.clip((srgb_to_linear(tile) - 0.9) / 0.1, 0, 1))  # hot highlights
-        blurred = linear_to_srgb(_blur_valid(lin, kernel)) + rng.normal(0, 1 / 255, (3, side, side))
+        blurred = linear_to_srgb(blur_valid(lin, kernel)) + rng.normal(0, 1 / 255, (3, side, side))
         sharp = tile[:, m : m + side, m : m + side]
         cases.append(RealCase(
             f"{path.stem}-{family}", "photo_blur", np.round(np.clip(blurred, 0, 1) * 255).astype(np.uint8).transpose(1, 2, 0),
@@ -139,7 +131,7 @@ def fluorescence_cases(root: Path, mode: str) -> list[RealCase]:
             rng = np.random.default_rng([SEED, 2, f, p])
             m = kernel.shape[0] // 2
             tile, yx = _crop(np.pad(plane, m, mode="reflect"), size + 2 * m, rng)
-            clean = _blur_valid(tile[None], kernel)[0]
+            clean = blur_valid(tile[None], kernel)[0]
             photons = FLUO_PHOTONS[n % len(FLUO_PHOTONS)] / max(float(clean.max()), 1e-6)
             n += 1
             counts = rng.poisson(np.clip(clean, 0, None) * photons) + rng.normal(0, 2.0, clean.shape) + 100

@@ -6,7 +6,7 @@
   outline on every plane.
 - :func:`compute_shift` is :func:`napari_deblur.color_shift.color_shift` over the
   region, falling back to the whole image when the region selects no pixel.
-- :func:`quality` gives PSNR and SSIM (scikit-image) of an image against a reference,
+- :func:`quality` gives PSNR and SSIM (:mod:`napari_deblur.metrics`) of an image against a reference,
   averaged over the YX planes (RGB planes as colour images).
 - :func:`format_shift` and :func:`format_metrics` make the compact text the widget shows.
 """
@@ -15,6 +15,7 @@ import numpy as np
 
 from ..color_shift import color_shift
 from ..engine.axes import to_bcyx
+from ..metrics import psnr, ssim
 
 
 def _yx_to_pixels(vertices, source_scale, source_translate, target_scale, target_translate):
@@ -56,8 +57,6 @@ def data_range(reference) -> float:
 
 
 def _ssim_planes(reference, image, axes, rgb, value_range) -> float:
-    from skimage.metrics import structural_similarity
-
     ref, _ = to_bcyx(np.asarray(reference, dtype=np.float64), axes)
     img, _ = to_bcyx(np.asarray(image, dtype=np.float64), axes)
     side = min(ref.shape[-2:])
@@ -67,18 +66,16 @@ def _ssim_planes(reference, image, axes, rgb, value_range) -> float:
     scores = []
     for n in range(ref.shape[0]):
         if rgb:
-            scores.append(structural_similarity(ref[n, :3], img[n, :3], data_range=value_range,
-                                                channel_axis=0, win_size=win))
+            scores.append(ssim(ref[n, :3], img[n, :3], data_range=value_range, channel_axis=0, win_size=win))
         else:
-            scores.extend(structural_similarity(ref[n, c], img[n, c], data_range=value_range, win_size=win)
+            scores.extend(ssim(ref[n, c], img[n, c], data_range=value_range, win_size=win)
                           for c in range(ref.shape[1]))
     return float(np.mean(scores))
 
 
 def quality(reference, image, axes: str, rgb: bool) -> dict:
-    """``{'psnr': dB, 'ssim': ...}`` of ``image`` against ``reference`` (same shape)."""
-    from skimage.metrics import peak_signal_noise_ratio
-
+    """``{'psnr': dB, 'ssim': ...}`` of ``image`` against ``reference`` (same shape); PSNR over the
+    pixels finite in both, infinite for identical images."""
     reference, image = np.asarray(reference), np.asarray(image)
     if reference.shape != image.shape:
         raise ValueError(f"the reference has shape {reference.shape}, the image {image.shape}")
@@ -87,9 +84,8 @@ def quality(reference, image, axes: str, rgb: bool) -> dict:
     ref64, img64 = reference.astype(np.float64), image.astype(np.float64)
     if ok is not None:
         ref64, img64 = ref64[ok], img64[ok]
-    with np.errstate(divide="ignore"):  # identical images: PSNR is infinite, not a warning
-        psnr = float(peak_signal_noise_ratio(ref64, img64, data_range=value_range))
-    return {"psnr": psnr, "ssim": _ssim_planes(reference, image, axes, rgb, value_range)}
+    return {"psnr": psnr(ref64, img64, data_range=value_range),
+            "ssim": _ssim_planes(reference, image, axes, rgb, value_range)}
 
 
 def reference_metrics(reference, image, restored, axes: str, rgb: bool) -> dict:

@@ -23,12 +23,15 @@ import torch
 import torch.nn.functional as F
 
 from ..engine.device import pick_device
+from ..metrics import psnr
 from ..models.weights import load_model
 from ..models.xydeblur import XYDeblur
 from .checkpoint import load_checkpoint, save_checkpoint
 from .sources import DataOptions, make_samplers
 
 PRESET_CHANNELS = {"photo": 3, "microscopy": 1}
+# validation PSNR: the output clipped to [0, 1] as a saved result would be; a perfect batch logs 120 dB, not inf
+VALIDATION_PSNR = {"clip": True, "mse_floor": 1e-12}
 
 
 @dataclass
@@ -67,11 +70,6 @@ def restoration_loss(restored, sharp, fft_weight: float):
         spec = torch.fft.rfft2(restored.float() - sharp.float(), norm="ortho")
         loss = loss + fft_weight * spec.abs().mean()
     return loss
-
-
-def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = torch.mean((a.float().clamp(0, 1) - b.float()) ** 2).item()
-    return 10 * math.log10(1 / max(mse, 1e-12))
 
 
 FITTED = "fitted_iters.json"  # the schedule length --fit-iters chose, kept for a resumed run
@@ -158,7 +156,8 @@ class Trainer:
         model = XYDeblur(**self.model.config).to(self.device).eval()
         model.load_state_dict(self.ema)
         restored = torch.cat([model(blurred[i : i + 2])[2] for i in range(0, len(blurred), 2)])
-        return {"val_psnr_input": psnr(blurred, sharp), "val_psnr": psnr(restored, sharp)}
+        return {"val_psnr_input": psnr(sharp, blurred, **VALIDATION_PSNR),
+                "val_psnr": psnr(sharp, restored, **VALIDATION_PSNR)}
 
     def step(self) -> float:
         cfg = self.cfg

@@ -31,12 +31,13 @@ from ..data.pairs import PRESETS
 from ..diffusion.sampler import sample
 from ..diffusion.schedule import make_schedule, sample_alpha_bar
 from ..engine.device import pick_device
+from ..metrics import psnr
 from ..models.denoiser import ResidualDenoiser
 from ..models.registry import bundled_name
 from ..models.weights import load_denoiser, load_model, weights_sha256
 from .checkpoint import load_checkpoint
 from .sources import DataOptions, make_samplers
-from .train import Trainer, learning_rate, psnr
+from .train import VALIDATION_PSNR, Trainer, learning_rate
 
 
 @dataclass
@@ -204,9 +205,9 @@ class DVSRTrainer(Trainer):
             refined.append(xi + sample(eps_fn, z_T[i : i + 2], schedule, "ddim", clip=scale) / scale)
         refined = torch.cat(refined)
         return {
-            "val_psnr_input": psnr(blurred, sharp),
-            "val_psnr_init": psnr(x_init, sharp),
-            "val_psnr": psnr(refined, sharp),
+            "val_psnr_input": psnr(sharp, blurred, **VALIDATION_PSNR),
+            "val_psnr_init": psnr(sharp, x_init, **VALIDATION_PSNR),
+            "val_psnr": psnr(sharp, refined, **VALIDATION_PSNR),
         }
 
 
