@@ -127,7 +127,7 @@ def test_a_plane_keeps_its_axes_and_is_placed_on_its_plane():
 def test_job_on_an_rgb_stack_plane(monkeypatch):
     from napari_deblur.engine.restore import run_to_end
     from napari_deblur.models.xydeblur import XYDeblur
-    from napari_deblur.plugin.job import Job, run_job
+    from napari_deblur.plugin.xydeblur_job import Job, run_job
 
     torch.manual_seed(0)
     model = XYDeblur(width=4, blocks=1, channels=3).eval()
@@ -154,7 +154,7 @@ def test_a_plane_of_a_dask_stack_reads_that_plane_only():
     da = pytest.importorskip("dask.array")
     from napari_deblur.engine.restore import run_to_end
     from napari_deblur.models.xydeblur import XYDeblur
-    from napari_deblur.plugin.job import Job, run_job
+    from napari_deblur.plugin.xydeblur_job import Job, run_job
 
     torch.manual_seed(0)
     model = XYDeblur(width=4, blocks=1, channels=3).eval()
@@ -192,7 +192,7 @@ def huge_stacks(plane):
 def test_a_current_slice_run_costs_one_plane_of_a_huge_stack(kind):
     """Issue 19.14: the outputs of a current-slice run are the plane (as numpy), never the stack."""
     from napari_deblur.engine.restore import run_to_end
-    from napari_deblur.plugin.job import Job, run_job
+    from napari_deblur.plugin.xydeblur_job import Job, run_job
     from factories import tiny_model
 
     plane = np.random.default_rng(1).integers(100, 4000, (32, 40), dtype=np.uint16)
@@ -232,7 +232,8 @@ def test_a_current_slice_diffusion_costs_one_plane_of_a_huge_stack(kind):
 
 def test_engine_runtime_errors_reach_the_widget(monkeypatch):
     import napari_deblur.engine.restore as restore
-    from napari_deblur.plugin.job import Job, RunError, run_job
+    from napari_deblur.plugin.running import RunError
+    from napari_deblur.plugin.xydeblur_job import Job, run_job
 
     def broken(*args, **kwargs):
         yield restore.Progress(0, 1)
@@ -241,6 +242,29 @@ def test_engine_runtime_errors_reach_the_widget(monkeypatch):
     monkeypatch.setattr(restore, "xydeblur_iter", broken)
     with pytest.raises(RunError, match="device-side assert"):
         restore.run_to_end(run_job(Job(data=np.zeros((8, 8), np.float32), axes="YX", model="x")))
+
+
+def test_job_generator_keeps_yields_and_result_and_raises_run_error_with_the_first_line():
+    from napari_deblur.plugin.running import RunError, first_line, job_generator
+
+    @job_generator
+    def job(n):
+        yield from range(n)
+        if n < 0:
+            raise RuntimeError("first\nsecond")
+        return "done"
+
+    gen = job(3)
+    assert [next(gen) for _ in range(3)] == [0, 1, 2]
+    with pytest.raises(StopIteration) as stop:
+        next(gen)
+    assert stop.value.value == "done"
+    with pytest.raises(RunError, match="^first$") as info:
+        next(job(-1))
+    assert isinstance(info.value.__cause__, RuntimeError)
+    assert first_line(RuntimeError("")) == "RuntimeError" and first_line(ValueError(" a\nb ")) == "a"
+    with pytest.raises(ValueError):  # only RuntimeError is converted
+        next(job_generator(lambda _: (_ for _ in ()).throw(ValueError("x")))(None))
 
 
 def test_limits_ignore_nan_and_are_positive():

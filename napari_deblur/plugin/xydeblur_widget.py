@@ -2,7 +2,7 @@
 
 Pick an image layer, a model (the bundled one that suits the layer is preselected, and the
 label under the list says why) and where to run it, then Run: the restoration runs in a
-napari ``thread_worker`` generator (:func:`napari_deblur.plugin.job.run_job`), its
+napari ``thread_worker`` generator (:func:`napari_deblur.plugin.xydeblur_job.run_job`), its
 progress shows in the widget and in napari's activity dock, and Cancel stops it between
 two batches of tiles without touching any layer. When it is done the widget adds (or
 replaces) ``<name> deblurred``, ``<name> r_hor``, ``<name> r_ver`` and, for RGB input,
@@ -19,7 +19,7 @@ from qtpy.QtWidgets import QCheckBox, QComboBox, QFormLayout, QHBoxLayout, QLabe
 
 from .axes import is_stack, layer_axes, layer_shape, plane_index
 from .compare import CompareView
-from .job import Job, can_be_lazy, lazy_restored, run_job
+from .xydeblur_job import Job, can_be_lazy, lazy_restored, run_job
 from .running import start_worker
 from .layers import add_outputs, output_name, source_properties
 from .model_default import suggest_predictor
@@ -104,7 +104,7 @@ class XYDeblurWidget(QWidget):
         self._update_lazy()
 
     def _update_lazy(self, *_) -> None:
-        """The lazy option is offered for dask layers and layers over job.LAZY_THRESHOLD; the
+        """The lazy option is offered for dask layers and layers over xydeblur_job.LAZY_THRESHOLD; the
         bundled model follows the layer until the user picks one (see _suggest_model)."""
         layer = self._layer(self.input_combo)
         if layer is not None:
