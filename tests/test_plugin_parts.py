@@ -267,6 +267,34 @@ def test_job_generator_keeps_yields_and_result_and_raises_run_error_with_the_fir
         next(job_generator(lambda _: (_ for _ in ()).throw(ValueError("x")))(None))
 
 
+def test_dock_text_helpers():
+    from napari_deblur.plugin.dock import engine_info, notes_text, plane_text
+
+    assert plane_text(None) == "" and plane_text({"Z": 2, "T": 0}) == " (plane Z=2, T=0)"
+    assert notes_text([]) == "" and notes_text(["a", "b"]) == " Note: a; b"
+    assert engine_info({"device": "cpu", "tile": 256, "seconds": 1.5, "shape": (2, 3), "x": None}) == {
+        "device": "cpu", "tile": 256, "seconds": 1.5}
+
+
+def test_output_kwargs_styles_and_stacked_kwargs():
+    from napari_deblur.plugin.layers import MAP_COLORMAP, output_kwargs, stacked_kwargs
+
+    props = {"scale": (2.0, 1.0, 1.0), "translate": (0.0, 0.0, 0.0), "axis_labels": ("Z", "Y", "X"),
+             "units": ("um", "um", "um"), "metadata": {"keep": 1}, "contrast_limits": (0.0, 9.0), "colormap": "green"}
+    mean = output_kwargs("mean", props, {"steps": 3}, rgb=False, translate=(4.0, 0.0, 0.0))
+    assert mean["translate"] == (4.0, 0.0, 0.0) and mean["colormap"] == "green" and mean["contrast_limits"] == (0, 9)
+    assert mean["metadata"] == {"keep": 1, "napari_deblur": {"steps": 3, "output": "mean"}}
+    assert props["metadata"] == {"keep": 1}  # the input's metadata is copied, not changed
+    std = output_kwargs("std", props, {}, rgb=True, limit=2.0)
+    assert std["rgb"] is False and std["colormap"] == MAP_COLORMAP and std["contrast_limits"] == (0.0, 2.0)
+    assert "visible" not in std and output_kwargs("chroma", props, {}, rgb=True, limit=1.0)["visible"] is False
+    residual = output_kwargs("r_hor", props, {}, rgb=True, limit=3.0)
+    assert residual["contrast_limits"] == (-3.0, 3.0) and "colormap" not in residual
+    frames = stacked_kwargs(mean, "step")
+    assert frames["scale"] == (1.0, 2.0, 1.0, 1.0) and frames["translate"] == (0.0, 4.0, 0.0, 0.0)
+    assert frames["axis_labels"] == ("step", "Z", "Y", "X") and frames["units"] == ("pixel", "um", "um", "um")
+
+
 def test_limits_ignore_nan_and_are_positive():
     from napari_deblur.plugin.layers import symmetric_limit, upper_limit
 

@@ -29,7 +29,6 @@ from .plane import part_shape
 from .readout import compute_shift, reference_metrics
 from .running import job_generator
 
-
 LAZY_THRESHOLD = 1 << 30  # bytes: larger in-memory layers are offered the lazy option too
 
 
