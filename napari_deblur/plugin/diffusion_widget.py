@@ -300,14 +300,14 @@ class DiffusionDeblurWidget(DockWidget):
 
     def announce_run(self, layer) -> None:
         self.metrics_label.setText("")
-        ctx = self._context
+        ctx = self.context
         self.say(f"Refining {layer.name} ({ctx['scope']}, {ctx['steps']} steps x {ctx['samples']} sample(s), "
                  f"{ctx['sampler'].upper()}, seed {ctx['seed']})...")
         self._started = time.perf_counter()
 
     def on_yielded(self, tick) -> None:
         """A DiffusionTick: progress with steps/s and the time left, and the preview frame if any."""
-        if self.worker is None or self._cancelled:
+        if self.worker is None or self.cancelled:
             return
         elapsed = time.perf_counter() - self._started
         if tick.stage == "step":
@@ -330,7 +330,7 @@ class DiffusionDeblurWidget(DockWidget):
         napari (layer controls, the vispy visual, a redraw: a few hundred ms on a slow
         machine), so it is done once, at the click, and the previews only replace the data.
         """
-        ctx = self._context
+        ctx = self.context
         rgb, translate = ctx["rgb"], ctx["part_translate"]
         for kind in LIVE[::-1]:  # z_t below, the x0 estimate on top
             kwargs = output_kwargs(kind, ctx["props"], self.provenance(ctx), rgb=rgb, translate=translate)
@@ -379,7 +379,7 @@ class DiffusionDeblurWidget(DockWidget):
         self.run_button.setEnabled(has_model and self.worker is None)
 
     def show_result(self, output) -> None:
-        ctx = self._context
+        ctx = self.context
         name, rgb, props, info = ctx["name"], ctx["rgb"], ctx["props"], output.info
         provenance, translate = self.provenance(ctx, info), ctx["part_translate"]
 

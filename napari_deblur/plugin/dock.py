@@ -93,8 +93,8 @@ class DockWidget(QWidget):
         self.worker = None  # the running thread_worker, if any
         self.last = None  # (output, context) of the last finished run
         self.activity = None  # the activity dock's progress bar of the running job
-        self._context = None  # what the running job was started with
-        self._cancelled = False
+        self.context = None  # what the running (or last started) job was started with: make_job's context
+        self.cancelled = False  # Cancel was pressed during the current run
         self.input_combo, self.reference_combo = QComboBox(), QComboBox()
         self.scope_combo = QComboBox()
         self.scope_combo.addItems(SCOPES)
@@ -214,12 +214,12 @@ class DockWidget(QWidget):
             self.say("Pick an image layer to deblur.", error=True)
             return
         try:
-            job, self._context = self.make_job(layer)
+            job, self.context = self.make_job(layer)
         except (ValueError, TypeError) as err:
             self.say(str(err), error=True)
             return
         self.options.update_device_label()  # free memory as of now
-        self._cancelled = False
+        self.cancelled = False
         if not self.prepare_run(layer, job):
             return
         self.start_worker(job, desc=f"{self.title} {layer.name}")
@@ -259,7 +259,7 @@ class DockWidget(QWidget):
     def cancel(self) -> None:
         """Ask the running worker to stop at its next yield; its result, if any, is dropped."""
         if self.worker is not None:
-            self._cancelled = True
+            self.cancelled = True
             self.worker.quit()
             self.say(self.cancelling_message)
 
@@ -284,7 +284,7 @@ class DockWidget(QWidget):
 
     def on_returned(self, output) -> None:
         """The job's output: shown unless the run was cancelled (quit() came after the last step)."""
-        if self._cancelled:
+        if self.cancelled:
             return
         self.show_result(output)
 
@@ -315,7 +315,7 @@ class DockWidget(QWidget):
         self.progress_bar.setRange(0, 1)
         self.progress_bar.setFormat("%p%")
         self.run_ended()
-        if self._cancelled:
+        if self.cancelled:
             self.progress_bar.setValue(0)
             self.say(self.cancelled_message)
         self.update_ready()

@@ -116,7 +116,7 @@ class XYDeblurWidget(DockWidget):
         super().run()
 
     def announce_run(self, layer) -> None:
-        self.say(f"Deblurring {layer.name} ({self._context['scope']}, axes {self._context['axes']})...")
+        self.say(f"Deblurring {layer.name} ({self.context['scope']}, axes {self.context['axes']})...")
 
     def run_lazy(self, layer):
         """Add ``<name> deblurred`` as a lazy dask layer: napari restores the planes it shows."""
@@ -158,7 +158,7 @@ class XYDeblurWidget(DockWidget):
         self.update_activity(step.done, step.total, step.message)
 
     def show_result(self, output) -> None:
-        ctx = self._context
+        ctx = self.context
         name, rgb, info = ctx["name"], ctx["rgb"], output.info
         outputs = {"restored": output.restored, "r_hor": output.r_hor, "r_ver": output.r_ver, "chroma": output.chroma}
         try:
