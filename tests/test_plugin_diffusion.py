@@ -342,13 +342,13 @@ def test_event_loop_keeps_answering_during_a_run(dock, qtbot):
     timer.timeout.connect(lambda: ticks.append((time.perf_counter(), computing["yes"] and widget.worker is not None)))
     # sampling (with its live previews) runs until the worker returns; adding the final layers
     # afterwards is napari's own work in the main thread and not what this test measures
-    on_returned = widget._on_returned
+    on_returned = widget.on_returned
 
     def returned(output):
         computing["yes"] = False
         on_returned(output)
 
-    widget._on_returned = returned
+    widget.on_returned = returned
     qtbot.wait(300)
     timer.start()
     widget.run()  # adds the two live layers (blank) before it starts the worker: not part of the run

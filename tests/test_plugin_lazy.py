@@ -45,7 +45,7 @@ def cells(seed=0):
 
 
 def test_lazy_option_only_for_dask_or_huge_layers(dock, monkeypatch):
-    from napari_deblur.plugin import job
+    from napari_deblur.plugin import xydeblur_job as job
 
     viewer, widget = dock
     viewer.add_image(cells(), name="small")

@@ -127,7 +127,7 @@ def test_a_plane_keeps_its_axes_and_is_placed_on_its_plane():
 def test_job_on_an_rgb_stack_plane(monkeypatch):
     from napari_deblur.engine.restore import run_to_end
     from napari_deblur.models.xydeblur import XYDeblur
-    from napari_deblur.plugin.job import Job, run_job
+    from napari_deblur.plugin.xydeblur_job import Job, run_job
 
     torch.manual_seed(0)
     model = XYDeblur(width=4, blocks=1, channels=3).eval()
@@ -154,7 +154,7 @@ def test_a_plane_of_a_dask_stack_reads_that_plane_only():
     da = pytest.importorskip("dask.array")
     from napari_deblur.engine.restore import run_to_end
     from napari_deblur.models.xydeblur import XYDeblur
-    from napari_deblur.plugin.job import Job, run_job
+    from napari_deblur.plugin.xydeblur_job import Job, run_job
 
     torch.manual_seed(0)
     model = XYDeblur(width=4, blocks=1, channels=3).eval()
@@ -192,7 +192,7 @@ def huge_stacks(plane):
 def test_a_current_slice_run_costs_one_plane_of_a_huge_stack(kind):
     """Issue 19.14: the outputs of a current-slice run are the plane (as numpy), never the stack."""
     from napari_deblur.engine.restore import run_to_end
-    from napari_deblur.plugin.job import Job, run_job
+    from napari_deblur.plugin.xydeblur_job import Job, run_job
     from factories import tiny_model
 
     plane = np.random.default_rng(1).integers(100, 4000, (32, 40), dtype=np.uint16)
@@ -232,7 +232,8 @@ def test_a_current_slice_diffusion_costs_one_plane_of_a_huge_stack(kind):
 
 def test_engine_runtime_errors_reach_the_widget(monkeypatch):
     import napari_deblur.engine.restore as restore
-    from napari_deblur.plugin.job import Job, RunError, run_job
+    from napari_deblur.plugin.running import RunError
+    from napari_deblur.plugin.xydeblur_job import Job, run_job
 
     def broken(*args, **kwargs):
         yield restore.Progress(0, 1)
@@ -241,6 +242,57 @@ def test_engine_runtime_errors_reach_the_widget(monkeypatch):
     monkeypatch.setattr(restore, "xydeblur_iter", broken)
     with pytest.raises(RunError, match="device-side assert"):
         restore.run_to_end(run_job(Job(data=np.zeros((8, 8), np.float32), axes="YX", model="x")))
+
+
+def test_job_generator_keeps_yields_and_result_and_raises_run_error_with_the_first_line():
+    from napari_deblur.plugin.running import RunError, first_line, job_generator
+
+    @job_generator
+    def job(n):
+        yield from range(n)
+        if n < 0:
+            raise RuntimeError("first\nsecond")
+        return "done"
+
+    gen = job(3)
+    assert [next(gen) for _ in range(3)] == [0, 1, 2]
+    with pytest.raises(StopIteration) as stop:
+        next(gen)
+    assert stop.value.value == "done"
+    with pytest.raises(RunError, match="^first$") as info:
+        next(job(-1))
+    assert isinstance(info.value.__cause__, RuntimeError)
+    assert first_line(RuntimeError("")) == "RuntimeError" and first_line(ValueError(" a\nb ")) == "a"
+    with pytest.raises(ValueError):  # only RuntimeError is converted
+        next(job_generator(lambda _: (_ for _ in ()).throw(ValueError("x")))(None))
+
+
+def test_dock_text_helpers():
+    from napari_deblur.plugin.dock import engine_info, notes_text, plane_text
+
+    assert plane_text(None) == "" and plane_text({"Z": 2, "T": 0}) == " (plane Z=2, T=0)"
+    assert notes_text([]) == "" and notes_text(["a", "b"]) == " Note: a; b"
+    assert engine_info({"device": "cpu", "tile": 256, "seconds": 1.5, "shape": (2, 3), "x": None}) == {
+        "device": "cpu", "tile": 256, "seconds": 1.5}
+
+
+def test_output_kwargs_styles_and_stacked_kwargs():
+    from napari_deblur.plugin.layers import MAP_COLORMAP, output_kwargs, stacked_kwargs
+
+    props = {"scale": (2.0, 1.0, 1.0), "translate": (0.0, 0.0, 0.0), "axis_labels": ("Z", "Y", "X"),
+             "units": ("um", "um", "um"), "metadata": {"keep": 1}, "contrast_limits": (0.0, 9.0), "colormap": "green"}
+    mean = output_kwargs("mean", props, {"steps": 3}, rgb=False, translate=(4.0, 0.0, 0.0))
+    assert mean["translate"] == (4.0, 0.0, 0.0) and mean["colormap"] == "green" and mean["contrast_limits"] == (0, 9)
+    assert mean["metadata"] == {"keep": 1, "napari_deblur": {"steps": 3, "output": "mean"}}
+    assert props["metadata"] == {"keep": 1}  # the input's metadata is copied, not changed
+    std = output_kwargs("std", props, {}, rgb=True, limit=2.0)
+    assert std["rgb"] is False and std["colormap"] == MAP_COLORMAP and std["contrast_limits"] == (0.0, 2.0)
+    assert "visible" not in std and output_kwargs("chroma", props, {}, rgb=True, limit=1.0)["visible"] is False
+    residual = output_kwargs("r_hor", props, {}, rgb=True, limit=3.0)
+    assert residual["contrast_limits"] == (-3.0, 3.0) and "colormap" not in residual
+    frames = stacked_kwargs(mean, "step")
+    assert frames["scale"] == (1.0, 2.0, 1.0, 1.0) and frames["translate"] == (0.0, 4.0, 0.0, 0.0)
+    assert frames["axis_labels"] == ("step", "Z", "Y", "X") and frames["units"] == ("pixel", "um", "um", "um")
 
 
 def test_limits_ignore_nan_and_are_positive():

@@ -92,7 +92,7 @@ def test_large_files_open_lazily_with_the_same_layer_kwargs(tmp_path, monkeypatc
 def test_viewer_shows_a_lazy_stack_the_widget_can_restore_lazily(make_napari_viewer, tmp_path, monkeypatch):
     da = pytest.importorskip("dask.array")
     pytest.importorskip("zarr")
-    from napari_deblur.plugin.job import can_be_lazy
+    from napari_deblur.plugin.xydeblur_job import can_be_lazy
 
     path = tmp_path / "cells.tif"
     data = write_hyperstack(path)

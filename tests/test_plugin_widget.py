@@ -219,13 +219,13 @@ def test_event_loop_keeps_answering_during_a_run(dock, qtbot, weights):
     started = time.perf_counter()
     # the restoration runs until the worker returns; adding the result layers afterwards is
     # napari's own work in the main thread and not what this test measures
-    on_returned = widget._on_returned
+    on_returned = widget.on_returned
 
     def returned(output):
         computing["yes"] = False
         on_returned(output)
 
-    widget._on_returned = returned
+    widget.on_returned = returned
     computing["yes"] = True
     widget.run()  # only starts the worker: counted in the first gap
     qtbot.waitUntil(lambda: widget.worker is None, timeout=120000)

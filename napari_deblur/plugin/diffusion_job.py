@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .job import RunError
 from .layers import symmetric_limit, upper_limit
 from .plane import keepdims_index
 from .readout import reference_metrics
+from .running import job_generator
 
 PREVIEW_INTERVAL = 0.1  # seconds between preview frames: at most ~10 redraws a second
 TRAJECTORY_FRAMES = 100
@@ -110,15 +110,10 @@ class Trajectory:
         return np.stack(self.frames) if self.frames else np.zeros((0,), np.float32)
 
 
+@job_generator
 def run_diffusion(job: DiffusionJob):
-    """Generator for ``thread_worker``: yields :class:`DiffusionTick`, returns :class:`DiffusionOutput`."""
-    try:
-        return (yield from _run(job))
-    except RuntimeError as err:
-        raise RunError(str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__) from err
-
-
-def _run(job: DiffusionJob):
+    """Generator for ``thread_worker``: yields :class:`DiffusionTick`, returns :class:`DiffusionOutput`
+    (a RuntimeError is raised as :class:`~napari_deblur.plugin.running.RunError`)."""
     from ..diffusion import refine as engine  # torch: only ever in the worker thread
 
     yield DiffusionTick(0, job.steps, 0, 1, "reading the image", stage="start")  # an early cancel stops here

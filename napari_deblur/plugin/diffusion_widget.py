@@ -18,12 +18,12 @@ progress bar shows steps/s and the time left. At the end the widget adds (or rep
 (x0 of sample 0 every k-th step, its own slider axis) and, with "keep samples",
 ``<name> samples`` (a slider over the samples), and removes its live layers (the
 trajectory's last frame is the final x0 estimate). A cancelled or failed run removes its
-live layers and adds nothing else.
+live layers and adds nothing else. What it shares with the XYDeblur widget (layer lists,
+the run and its worker) is in :mod:`napari_deblur.plugin.dock`.
 
 torch and the engine are imported when the widget is built or runs, not at import.
 """
 
-import copy
 import random
 import time
 from pathlib import Path
@@ -33,81 +33,40 @@ from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
     QFileDialog,
-    QFormLayout,
     QHBoxLayout,
     QLabel,
-    QProgressBar,
     QPushButton,
     QSpinBox,
-    QVBoxLayout,
-    QWidget,
 )
 
-from .axes import is_stack, layer_axes, layer_shape, plane_index
 from .diffusion_job import DiffusionJob, run_diffusion
-from .running import start_worker
-from .layers import CHROMA_COLORMAP, add_or_replace, source_properties
+from .dock import ERROR_STYLE, DockWidget, check_single_scale, notes_text
+from .layers import add_or_replace, output_kwargs, output_name, stacked_kwargs
 from .model_default import choice_text, suggest_denoiser
-from .options import LOAD_WEIGHTS, WEIGHTS_FILTER, RunOptions
-from .plane import keepdims_index, part_translate
-from .readout import format_metrics
-from .xydeblur_widget import NO_REFERENCE, SCOPES, refill_combo
+from .options import LOAD_WEIGHTS, WEIGHTS_FILTER
+from .plane import keepdims_index
 
-STD_COLORMAP = CHROMA_COLORMAP  # magma: dark is certain, bright uncertain
 SAMPLERS = ("DDPM", "DDIM")
 PRESETS = {"Fidelity": (10, 8), "Perceptual": (500, 1)}  # (steps, samples)
 MAX_STEPS = 1000
 MAX_SEED = 2**31 - 1
 LIVE = ("x0", "z_t")
-_SUFFIX = {"x0": "x0 estimate", "z_t": "z_t", "mean": "mean", "std": "std",
-           "trajectory": "trajectory", "samples": "samples"}
 NO_DENOISER = ("No denoiser weights are bundled yet: load a ResidualDenoiser file "
                "(.safetensors, .pt) with 'Load weights...'.")
 
 
-def diffusion_name(source_name: str, kind: str) -> str:
-    """``'<source> mean'``, ``'<source> std'``, ``'<source> x0 estimate'``, ... for a kind."""
-    return f"{source_name} {_SUFFIX[kind]}"
+class DiffusionDeblurWidget(DockWidget):
+    title = "Diffusion deblur"
+    model_label = "predictor"
+    cancelling_message = "Cancelling after the current step..."
+    cancelled_message = "Cancelled: the live layers were removed; no mean or std was added."
+    settings = ("steps", "samples", "seed", "sampler")
+    job_function = staticmethod(run_diffusion)
 
-
-def _kwargs(props: dict, provenance: dict, kind: str, *, rgb: bool, translate=None) -> dict:
-    """``add_image`` keyword arguments for a same-dimensional output (the input's grid)."""
-    metadata = copy.deepcopy(props["metadata"])
-    metadata["napari_deblur"] = {**provenance, "output": kind}
-    return {"scale": props["scale"], "translate": props["translate"] if translate is None else translate,
-            "axis_labels": props["axis_labels"], "units": props["units"], "metadata": metadata, "rgb": rgb}
-
-
-def _image_kwargs(props, provenance, kind, *, rgb, translate=None) -> dict:
-    """Drawn like the input: its contrast limits and colormap."""
-    kwargs = _kwargs(props, provenance, kind, rgb=rgb, translate=translate)
-    kwargs["contrast_limits"] = props["contrast_limits"]
-    if not rgb and props.get("colormap") is not None:
-        kwargs["colormap"] = props["colormap"]
-    return kwargs
-
-
-def _stacked(kwargs: dict, label: str) -> dict:
-    """The same kwargs for data with one more leading axis (frames or samples): its own slider."""
-    out = dict(kwargs)
-    out["scale"] = (1.0, *kwargs["scale"])
-    out["translate"] = (0.0, *kwargs["translate"])
-    out["axis_labels"] = (label, *kwargs["axis_labels"])
-    out["units"] = ("pixel", *kwargs["units"])
-    return out
-
-
-class DiffusionDeblurWidget(QWidget):
     def __init__(self, napari_viewer):
-        super().__init__()
-        self.viewer = napari_viewer
-        self.worker = None  # the running thread_worker, if any
-        self.last = None  # (DiffusionOutput, context) of the last finished run
+        super().__init__(napari_viewer)
         self.preview_count = 0  # preview frames drawn in the current/last run
-        self._context = None
-        self._cancelled = False
         self._failed = False
-        self._pbar = None
         self._started = 0.0
         self._denoisers = {}  # combo text -> ResidualDenoiser loaded from a file or given in memory
         self._last_denoiser = 0
@@ -115,20 +74,15 @@ class DiffusionDeblurWidget(QWidget):
         self._suggestion = None  # the model_default.Suggestion for the input layer
         self._live = {}  # kind -> layer of the running job
         self._build()
-        for event in ("inserted", "removed", "reordered", "renamed"):
-            getattr(napari_viewer.layers.events, event).connect(self.refresh_layers)
         self.input_combo.currentIndexChanged.connect(self._follow_layer)
-        self.refresh_layers()
+        self.watch_layers()
         self._denoiser_chosen(self.denoiser())  # a preselected bundled denoiser brings its predictor
         self.update_ready()
 
     # --- building --------------------------------------------------------------------------
     def _build(self) -> None:
-        from superqt import QLabeledSlider
-
         from ..models.registry import available_models  # imports torch
 
-        self.input_combo, self.reference_combo = QComboBox(), QComboBox()
         self.denoiser_combo = QComboBox()
         self.denoiser_combo.addItems(available_models("ResidualDenoiser"))
         self.denoiser_combo.addItem(LOAD_WEIGHTS)
@@ -140,8 +94,21 @@ class DiffusionDeblurWidget(QWidget):
         self.model_label, self.choice_label = QLabel(), QLabel()
         self.model_label.setWordWrap(True)
         self.choice_label.setWordWrap(True)
-        self.options = RunOptions(on_message=self.say, model_label="predictor")
         self.options.model_combo.setToolTip("The XYDeblur the denoiser was trained with (its first estimate)")
+        presets, seed_row = self._build_sampling()
+        self.keep_samples_check = QCheckBox("keep samples")
+        self.keep_samples_check.setToolTip("Also show every sample as one stack layer (N full images in memory)")
+        rows = [("image", self.input_combo), ("denoiser", self.denoiser_combo), ("", self.choice_label),
+                ("", self.model_label), (self.options,), ("steps", self.steps_slider), ("presets", presets),
+                ("samples", self.samples_spin), ("seed", seed_row), ("sampler", self.sampler_combo),
+                ("", self.keep_samples_check), ("scope", self.scope_combo), ("reference", self.reference_combo)]
+        self.lay_out(rows, (self.run_button, self.cancel_button),
+                     (self.progress_bar, self.status_label, self.metrics_label))
+
+    def _build_sampling(self):
+        """The steps slider, preset buttons, samples, seed (with its dice) and sampler controls;
+        returns the preset and seed rows (layouts)."""
+        from superqt import QLabeledSlider
 
         self.steps_slider = QLabeledSlider(Qt.Orientation.Horizontal)
         self.steps_slider.setRange(1, MAX_STEPS)
@@ -171,60 +138,20 @@ class DiffusionDeblurWidget(QWidget):
         self.sampler_combo = QComboBox()
         self.sampler_combo.addItems(SAMPLERS)
         self.sampler_combo.setToolTip("DDPM: ancestral, as in the paper; DDIM: deterministic given the seed")
-        self.keep_samples_check = QCheckBox("keep samples")
-        self.keep_samples_check.setToolTip("Also show every sample as one stack layer (N full images in memory)")
-        self.scope_combo = QComboBox()
-        self.scope_combo.addItems(SCOPES)
-        self.scope_combo.setToolTip("current slice: the YX plane at the viewer's dims point (fast preview)")
+        return presets, seed_row
 
-        self.run_button, self.cancel_button = QPushButton("Run"), QPushButton("Cancel")
-        self.cancel_button.setEnabled(False)
-        self.run_button.clicked.connect(self.run)
-        self.cancel_button.clicked.connect(self.cancel)
-        self.progress_bar = QProgressBar()
-        self.progress_bar.setRange(0, 1)
-        self.progress_bar.setValue(0)
-        self.status_label, self.metrics_label = QLabel(), QLabel()
-        self.status_label.setWordWrap(True)
+    # --- layer lists ---------------------------------------------------------------------
+    def own_layer_names(self) -> list:
+        """The live layers of the running job, which are no input."""
+        return [layer.name for layer in self._live.values()]
 
-        form = QFormLayout()
-        form.addRow("image", self.input_combo)
-        form.addRow("denoiser", self.denoiser_combo)
-        form.addRow("", self.choice_label)
-        form.addRow("", self.model_label)
-        form.addRow(self.options)
-        form.addRow("steps", self.steps_slider)
-        form.addRow("presets", presets)
-        form.addRow("samples", self.samples_spin)
-        form.addRow("seed", seed_row)
-        form.addRow("sampler", self.sampler_combo)
-        form.addRow("", self.keep_samples_check)
-        form.addRow("scope", self.scope_combo)
-        form.addRow("reference", self.reference_combo)
-        buttons = QHBoxLayout()
-        buttons.addWidget(self.run_button)
-        buttons.addWidget(self.cancel_button)
-        layout = QVBoxLayout(self)
-        layout.addLayout(form)
-        layout.addLayout(buttons)
-        for widget in (self.progress_bar, self.status_label, self.metrics_label):
-            layout.addWidget(widget)
-        layout.addStretch(1)
-
-    # --- layer lists and messages --------------------------------------------------------
-    def refresh_layers(self, *_) -> None:
-        from napari.layers import Image
-
-        own = set(self._live_names())
-        images = [layer.name for layer in self.viewer.layers if isinstance(layer, Image) and layer.name not in own]
-        refill_combo(self.input_combo, images)
-        refill_combo(self.reference_combo, [NO_REFERENCE, *images])
+    def layers_changed(self) -> None:
         self._follow_layer()
 
     def _follow_layer(self, *_) -> None:
         """Say which bundled denoiser suits the input layer and why (the engine's policy), and
         select it until the user picks or loads one; its predictor follows."""
-        layer, combo = self._layer(self.input_combo), self.denoiser_combo
+        layer, combo = self.combo_layer(self.input_combo), self.denoiser_combo
         listed = [combo.itemText(i) for i in range(combo.count()) if combo.itemText(i) != LOAD_WEIGHTS]
         try:
             self._suggestion = suggest_denoiser(layer, listed) if layer is not None and listed else None
@@ -238,17 +165,6 @@ class DiffusionDeblurWidget(QWidget):
             combo.setCurrentIndex(index)
             self._last_denoiser = index
 
-    def _live_names(self) -> list:
-        return [layer.name for layer in self._live.values()]
-
-    def _layer(self, combo):
-        name = combo.currentText()
-        return self.viewer.layers[name] if name in self.viewer.layers else None
-
-    def say(self, text: str, error: bool = False) -> None:
-        self.status_label.setText(text)
-        self.status_label.setStyleSheet("color: #e05050;" if error else "")
-
     # --- models ------------------------------------------------------------------------------
     def denoiser(self):
         """The chosen denoiser: a module loaded from a file or given in memory, a bundled name, or None."""
@@ -256,18 +172,6 @@ class DiffusionDeblurWidget(QWidget):
         if text == LOAD_WEIGHTS or not text:
             return None
         return self._denoisers.get(text, text)
-
-    def update_ready(self, *_) -> None:
-        """Run is enabled only with a denoiser chosen and no run going; the label says why not."""
-        has_model = self.denoiser() is not None
-        if not has_model:
-            bundled = self.denoiser_combo.count() > 1
-            self.model_label.setText("Pick a denoiser, or load one with 'Load weights...'." if bundled else NO_DENOISER)
-            self.model_label.setStyleSheet("color: #e05050;")
-        elif self.model_label.styleSheet():
-            self.model_label.setText("")
-            self.model_label.setStyleSheet("")
-        self.run_button.setEnabled(has_model and self.worker is None)
 
     def _denoiser_activated(self, index: int) -> None:
         if self.denoiser_combo.itemText(index) != LOAD_WEIGHTS:
@@ -355,8 +259,7 @@ class DiffusionDeblurWidget(QWidget):
     # --- running -------------------------------------------------------------------------
     def make_job(self, layer):
         """The DiffusionJob and its context for ``layer`` with the current settings (ValueError if none)."""
-        if layer.multiscale:
-            raise ValueError("multiscale (pyramid) layers are not supported: open the full-resolution image")
+        check_single_scale(layer)
         denoiser = self.denoiser()
         if denoiser is None:
             raise ValueError(NO_DENOISER)
@@ -366,13 +269,7 @@ class DiffusionDeblurWidget(QWidget):
         if predictor is None and not isinstance(denoiser, str):
             raise ValueError("Pick the predictor (the XYDeblur the denoiser was trained with).")
         model = denoiser if predictor is None else (predictor, denoiser)  # a bundled denoiser names its own
-        axes, shape = layer_axes(layer), layer_shape(layer)
-        whole = self.scope_combo.currentText() == "whole stack" or not is_stack(axes)
-        index = None if whole else plane_index(layer, axes, self.viewer.dims.point)
-        reference, notes = self._layer(self.reference_combo), []
-        if reference is not None and layer_shape(reference) != shape:
-            notes.append(f"reference {reference.name!r} skipped: shape {layer_shape(reference)} is not {shape}")
-            reference = None
+        axes, _, index, reference, notes = self.run_target(layer)
         job = DiffusionJob(
             data=layer.data, axes=axes, model=model, steps=int(self.steps_slider.value()),
             samples=int(self.samples_spin.value()), seed=int(self.seed_spin.value()),
@@ -380,32 +277,16 @@ class DiffusionDeblurWidget(QWidget):
             rgb=bool(layer.rgb), reference=None if reference is None else reference.data,
             keep_samples=self.keep_samples_check.isChecked(),
         )
-        props = source_properties(layer)
-        plane = None if index is None else {a: i for a, i in zip(axes, index) if not isinstance(i, slice)}
-        context = {
-            "name": layer.name, "props": props, "rgb": bool(layer.rgb), "axes": axes,
-            "scope": "whole stack" if index is None else "current slice", "plane": plane,
-            "part_translate": part_translate(props["translate"], props["scale"], index, bool(layer.rgb)),
-            "reference": None if reference is None else reference.name, "notes": notes,
-            "steps": job.steps, "samples": job.samples, "seed": job.seed, "sampler": job.sampler,
-            "model_choice": choice_text(self.denoiser_combo.currentText(), self._suggestion),
-        }
+        context = self.run_context(
+            layer, axes, index, reference, notes,
+            steps=job.steps, samples=job.samples, seed=job.seed, sampler=job.sampler,
+            model_choice=choice_text(self.denoiser_combo.currentText(), self._suggestion),
+        )
         return job, context
 
-    def run(self) -> None:
-        if self.worker is not None:
-            return
-        layer = self._layer(self.input_combo)
-        if layer is None:
-            self.say("Pick an image layer to deblur.", error=True)
-            return
-        try:
-            job, self._context = self.make_job(layer)
-        except (ValueError, TypeError) as err:
-            self.say(str(err), error=True)
-            return
-        self.options.update_device_label()
-        self._cancelled = self._failed = False
+    def prepare_run(self, layer, job) -> bool:
+        """Add the live layers (showing the input's part) before the worker starts."""
+        self._failed = False
         self._live = {}
         self.preview_count = 0
         try:
@@ -413,28 +294,19 @@ class DiffusionDeblurWidget(QWidget):
         except (ValueError, TypeError) as err:  # e.g. napari refusing an inherited property
             self._remove_live()
             self.say(f"Cannot show the live layers: {err}", error=True)
-            return
-        start_worker(self, run_diffusion, job, desc=f"Diffusion deblur {layer.name}", on_yielded=self._on_tick)
+            return False
+        return True
+
+    def announce_run(self, layer) -> None:
         self.metrics_label.setText("")
-        ctx = self._context
+        ctx = self.context
         self.say(f"Refining {layer.name} ({ctx['scope']}, {ctx['steps']} steps x {ctx['samples']} sample(s), "
                  f"{ctx['sampler'].upper()}, seed {ctx['seed']})...")
         self._started = time.perf_counter()
-        self.worker.start()
 
-    def cancel(self) -> None:
-        if self.worker is not None:
-            self._cancelled = True
-            self.worker.quit()
-            self.say("Cancelling after the current step...")
-
-    def _provenance(self) -> dict:
-        ctx = self._context
-        return {"source_layer": ctx["name"], "scope": ctx["scope"], "plane": ctx["plane"], "axes": ctx["axes"],
-                "steps": ctx["steps"], "samples": ctx["samples"], "seed": ctx["seed"], "sampler": ctx["sampler"]}
-
-    def _on_tick(self, tick) -> None:
-        if self.worker is None or self._cancelled:
+    def on_yielded(self, tick) -> None:
+        """A DiffusionTick: progress with steps/s and the time left, and the preview frame if any."""
+        if self.worker is None or self.cancelled:
             return
         elapsed = time.perf_counter() - self._started
         if tick.stage == "step":
@@ -443,16 +315,10 @@ class DiffusionDeblurWidget(QWidget):
             text = f"{tick.message}  {rate:.1f} steps/s, {_clock(left)} left"
         else:
             text = tick.message
-        self.progress_bar.setRange(0, max(1, tick.total))
-        self.progress_bar.setValue(tick.done)
-        self.progress_bar.setFormat(f"%p%  {text}")
+        self.show_progress(tick.done, tick.total, text)
         if tick.x0 is not None:
             self._show_live(tick)
-        if self._pbar is not None:
-            self._pbar.total = tick.total
-            self._pbar.set_description(f"Diffusion deblur: {tick.message}")
-        if self._pbar is not None:  # napari's progress processes events: the run may have ended meanwhile
-            self._pbar.update(tick.done - self._pbar.n)
+        self.update_activity(tick.done, tick.total, tick.message)
 
     def _create_live(self, start) -> None:
         """Add (or take over) the live layers before the run starts, showing ``start`` (the part
@@ -463,11 +329,11 @@ class DiffusionDeblurWidget(QWidget):
         napari (layer controls, the vispy visual, a redraw: a few hundred ms on a slow
         machine), so it is done once, at the click, and the previews only replace the data.
         """
-        ctx = self._context
+        ctx = self.context
         rgb, translate = ctx["rgb"], ctx["part_translate"]
         for kind in LIVE[::-1]:  # z_t below, the x0 estimate on top
-            kwargs = _image_kwargs(ctx["props"], self._provenance(), kind, rgb=rgb, translate=translate)
-            self._live[kind] = add_or_replace(self.viewer, start, diffusion_name(ctx["name"], kind), **kwargs)
+            kwargs = output_kwargs(kind, ctx["props"], self.provenance(ctx), rgb=rgb, translate=translate)
+            self._live[kind] = add_or_replace(self.viewer, start, output_name(ctx["name"], kind), **kwargs)
             self._live[kind].visible = True
 
     def _show_live(self, tick) -> None:
@@ -489,62 +355,55 @@ class DiffusionDeblurWidget(QWidget):
                 self.viewer.layers.remove(layer)
         self._live = {}
 
-    def _on_error(self, err) -> None:
+    def on_error(self, err) -> None:
         self._failed = True
-        self.say(f"Diffusion deblur failed: {err}", error=True)
+        super().on_error(err)
 
-    def _on_finished(self) -> None:
-        if self._pbar is not None:
-            self._pbar.close()
-            self._pbar = None
-        self.worker = None
-        self.cancel_button.setEnabled(False)
-        self.progress_bar.setRange(0, 1)
-        self.progress_bar.setFormat("%p%")
-        self._remove_live()  # previews only: the result is the mean, std and trajectory
-        if self._cancelled or self._failed:
+    def run_ended(self) -> None:
+        """Remove the live layers (previews only: the result is the mean, std and trajectory)."""
+        self._remove_live()
+        if self._failed:
             self.progress_bar.setValue(0)
-            if self._cancelled:
-                self.say("Cancelled: the live layers were removed; no mean or std was added.")
-        self.update_ready()
 
-    def _on_returned(self, output) -> None:
-        if self._cancelled:  # quit() came after the last step: drop the result
-            return
-        ctx = self._context
+    def update_ready(self, *_) -> None:
+        """Run is enabled only with a denoiser chosen and no run going; the label says why not."""
+        has_model = self.denoiser() is not None
+        if not has_model:
+            bundled = self.denoiser_combo.count() > 1
+            self.model_label.setText("Pick a denoiser, or load one with 'Load weights...'." if bundled else NO_DENOISER)
+            self.model_label.setStyleSheet(ERROR_STYLE)
+        elif self.model_label.styleSheet():
+            self.model_label.setText("")
+            self.model_label.setStyleSheet("")
+        self.run_button.setEnabled(has_model and self.worker is None)
+
+    def show_result(self, output) -> None:
+        ctx = self.context
         name, rgb, props, info = ctx["name"], ctx["rgb"], ctx["props"], output.info
-        provenance = {**self._provenance(), **{k: v for k, v in info.items() if isinstance(v, (str, int, float))},
-                      "model_choice": ctx["model_choice"]}  # the engine was given the widget's denoiser
-        translate = ctx["part_translate"]
+        provenance, translate = self.provenance(ctx, info), ctx["part_translate"]
+
+        def kwargs(kind, **extra):
+            return output_kwargs(kind, props, provenance, rgb=rgb, translate=translate, **extra)
+
         try:
-            std_kwargs = _kwargs(props, provenance, "std", rgb=False, translate=translate)
-            std_kwargs.update(colormap=STD_COLORMAP, contrast_limits=output.limits["std"])
+            std_kwargs = kwargs("std", limit=output.limits["std"][1])
             if output.trajectory.size:
-                kwargs = _stacked(_image_kwargs(props, provenance, "trajectory", rgb=rgb, translate=translate), "step")
-                kwargs["metadata"]["napari_deblur"]["trajectory_steps"] = list(output.trajectory_steps)
-                add_or_replace(self.viewer, output.trajectory, diffusion_name(name, "trajectory"), **kwargs)
+                trajectory_kwargs = stacked_kwargs(kwargs("trajectory"), "step")
+                trajectory_kwargs["metadata"]["napari_deblur"]["trajectory_steps"] = list(output.trajectory_steps)
+                add_or_replace(self.viewer, output.trajectory, output_name(name, "trajectory"), **trajectory_kwargs)
             if output.samples is not None:
-                kwargs = _stacked(_image_kwargs(props, provenance, "samples", rgb=rgb, translate=translate), "sample")
-                add_or_replace(self.viewer, output.samples, diffusion_name(name, "samples"), **kwargs)
-            add_or_replace(self.viewer, output.std, diffusion_name(name, "std"), **std_kwargs)
-            add_or_replace(self.viewer, output.mean, diffusion_name(name, "mean"),
-                           **_image_kwargs(props, provenance, "mean", rgb=rgb, translate=translate))
+                add_or_replace(self.viewer, output.samples, output_name(name, "samples"),
+                               **stacked_kwargs(kwargs("samples"), "sample"))
+            add_or_replace(self.viewer, output.std, output_name(name, "std"), **std_kwargs)
+            add_or_replace(self.viewer, output.mean, output_name(name, "mean"), **kwargs("mean"))
         except (ValueError, TypeError) as err:  # e.g. napari refusing an inherited property
-            self.say(f"Diffusion deblur ran but the result could not be shown: {err}", error=True)
+            self.show_failure(err)
             return
         self.last = (output, ctx)
-        plane = ctx["plane"]
-        where = "" if plane is None else " (plane " + ", ".join(f"{a}={i}" for a, i in plane.items()) + ")"
-        self.metrics_label.setText(
-            format_metrics(output.metrics, (ctx["reference"] or "reference") + where).replace("result", "mean"))
-        notes = "; ".join(ctx["notes"])
+        self.metrics_label.setText(self.metrics_text(output, ctx).replace("result", "mean"))
         self.say(f"Done: {info.get('steps')} steps x {info.get('samples')} sample(s) in {info.get('seconds', 0):.1f} s "
                  f"on {info.get('device')} ({info.get('precision')}, tile {info.get('tile')}). "
-                 f"Denoiser {ctx['model_choice']}." + (f" Note: {notes}" if notes else ""))
-
-    def closeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
-        self.cancel()
-        super().closeEvent(event)
+                 f"Denoiser {ctx['model_choice']}." + notes_text(ctx["notes"]))
 
 
 def _clock(seconds: float) -> str:

@@ -12,6 +12,12 @@ Residuals are shown with a diverging colormap (``PiYG``: green is positive, pink
 negative, white zero) and contrast limits symmetric around zero, shared by ``r_hor``
 and ``r_ver`` so the two can be compared by eye. RGB residuals stay RGB layers, with
 the same symmetric limits: zero is mid-grey and a colour cast shows as a tint.
+
+The diffusion widget's outputs are named and built the same way: ``cells mean``,
+``cells trajectory`` and ``cells samples`` (and the live ``cells x0 estimate`` and
+``cells z_t``) are drawn like the input, ``cells std`` is a non-negative map like the
+chroma. :func:`output_kwargs` is the one builder of ``add_image`` keyword arguments for
+every output; :func:`stacked_kwargs` adapts them to data with one more leading axis.
 """
 
 import copy
@@ -19,14 +25,22 @@ import copy
 import numpy as np
 
 RESIDUAL_COLORMAP = "PiYG"
-CHROMA_COLORMAP = "magma"
+MAP_COLORMAP = "magma"  # non-negative maps (chroma, std): dark is low, bright high
 OUTPUTS = ("restored", "r_hor", "r_ver", "chroma")
-_SUFFIX = {"restored": "deblurred", "r_hor": "r_hor", "r_ver": "r_ver", "chroma": "chroma"}
+_SUFFIX = {"restored": "deblurred", "r_hor": "r_hor", "r_ver": "r_ver", "chroma": "chroma",
+           "x0": "x0 estimate", "z_t": "z_t", "mean": "mean", "std": "std",
+           "trajectory": "trajectory", "samples": "samples"}
+# how each kind is drawn: 'input' like the input layer (its contrast limits and colormap),
+# 'residual' symmetric around zero, 'map' a non-negative single-channel map
+STYLES = {"restored": "input", "r_hor": "residual", "r_ver": "residual", "chroma": "map",
+          "x0": "input", "z_t": "input", "mean": "input", "std": "map", "trajectory": "input", "samples": "input"}
+HIDDEN = ("chroma",)  # kinds added hidden
 _SAMPLE = 1 << 20  # pixels looked at to choose contrast limits
 
 
 def output_name(source_name: str, kind: str) -> str:
-    """``'<source> deblurred'``, ``'<source> r_hor'``, ``'<source> r_ver'`` or ``'<source> chroma'``."""
+    """``'<source> deblurred'``, ``'<source> r_hor'``, ``'<source> mean'``, ``'<source> x0 estimate'``, ...
+    for an output kind (a key of :data:`STYLES`)."""
     return f"{source_name} {_SUFFIX[kind]}"
 
 
@@ -70,30 +84,53 @@ def upper_limit(array, percentile: float = 99.9) -> float:
     return limit if limit > 0 else 1e-6
 
 
-def output_kwargs(kind: str, props: dict, provenance: dict, *, rgb: bool, limit=None) -> dict:
-    """Keyword arguments of ``viewer.add_image`` for one output layer."""
+def output_kwargs(kind: str, props: dict, provenance: dict, *, rgb: bool, limit=None, translate=None) -> dict:
+    """Keyword arguments of ``viewer.add_image`` for one output layer of ``kind``.
+
+    ``props`` are the input's :func:`source_properties`; the metadata gets
+    ``metadata['napari_deblur'] = {**provenance, 'output': kind}``. ``translate`` replaces the
+    input's (a plane placed on its plane). The kind's :data:`STYLES` entry sets the rest:
+    'input' gives ``rgb`` and the input's contrast limits and colormap, 'residual' gives
+    ``rgb`` and limits ``(-limit, limit)`` (colormap :data:`RESIDUAL_COLORMAP` unless RGB),
+    'map' gives ``rgb=False``, :data:`MAP_COLORMAP` and limits ``(0, limit)``; kinds in
+    :data:`HIDDEN` start hidden.
+    """
     metadata = copy.deepcopy(props["metadata"])
     metadata["napari_deblur"] = {**provenance, "output": kind}
     kwargs = {
         "scale": props["scale"],
-        "translate": props["translate"],
+        "translate": props["translate"] if translate is None else translate,
         "axis_labels": props["axis_labels"],
         "units": props["units"],
         "metadata": metadata,
     }
-    if kind == "restored":
+    style = STYLES[kind]
+    if style == "input":
         kwargs["rgb"] = rgb
         kwargs["contrast_limits"] = props["contrast_limits"]
         if not rgb and props.get("colormap") is not None:
             kwargs["colormap"] = props["colormap"]
-    elif kind in ("r_hor", "r_ver"):
+    elif style == "residual":
         kwargs["rgb"] = rgb
         kwargs["contrast_limits"] = (-limit, limit)
         if not rgb:
             kwargs["colormap"] = RESIDUAL_COLORMAP
-    else:  # chroma: one value per pixel, never RGB; hidden when first added
-        kwargs.update(rgb=False, colormap=CHROMA_COLORMAP, contrast_limits=(0.0, limit), visible=False)
+    else:  # a map: one value per pixel, never RGB
+        kwargs.update(rgb=False, colormap=MAP_COLORMAP, contrast_limits=(0.0, limit))
+    if kind in HIDDEN:
+        kwargs["visible"] = False
     return kwargs
+
+
+def stacked_kwargs(kwargs: dict, label: str) -> dict:
+    """``kwargs`` for data with one more leading axis (frames or samples): its own slider
+    ``label``, unit scale, no offset, unit ``'pixel'``. The metadata is shared, not copied."""
+    out = dict(kwargs)
+    out["scale"] = (1.0, *kwargs["scale"])
+    out["translate"] = (0.0, *kwargs["translate"])
+    out["axis_labels"] = (label, *kwargs["axis_labels"])
+    out["units"] = ("pixel", *kwargs["units"])
+    return out
 
 
 def add_or_replace(viewer, data, name: str, **kwargs):

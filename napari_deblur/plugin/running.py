@@ -1,25 +1,39 @@
-"""Starting a widget's job in napari's worker thread: the wiring both dock widgets share."""
+"""How a job generator reports a failed run to the widget that started it, with no Qt in it.
+
+The widgets hand their job generators (:func:`napari_deblur.plugin.xydeblur_job.run_job`,
+:func:`napari_deblur.plugin.diffusion_job.run_diffusion`) to napari's ``thread_worker``,
+whose ``errored`` signal the widget shows. superqt's worker turns a ``RuntimeError`` into a
+warning instead of emitting ``errored``, and the engine and torch report most failures
+(CUDA errors, out of memory) as ``RuntimeError``; :func:`job_generator` passes those on as
+:class:`RunError`, with the error's first line as the message.
+"""
+
+import functools
 
 
-def start_worker(widget, function, job, *, desc: str, on_yielded):
-    """Run the generator ``function(job)`` in a napari ``thread_worker`` for ``widget``.
+class RunError(Exception):
+    """A run failed. (superqt's worker swallows a RuntimeError into a warning, so engine and
+    torch RuntimeErrors are passed on as this.)"""
 
-    ``on_yielded`` gets every yielded value; the widget's ``_on_returned``, ``_on_error``
-    and ``_on_finished`` get the rest. An activity-dock progress bar (``widget._pbar``) is
-    opened, Run is disabled and Cancel enabled, the widget's bar shows "busy"; the worker
-    is stored as ``widget.worker`` and returned, not yet started.
+
+def first_line(err: BaseException) -> str:
+    """The first line of ``err``'s message, or its type's name when the message is empty."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def job_generator(function):
+    """Decorate the generator function ``function(job)`` so a RuntimeError it raises is
+    raised as :class:`RunError` (chained to the original), with :func:`first_line` as message.
+
+    What it yields, returns and does on ``close()`` (a cancelled run) is unchanged.
     """
-    from napari.qt.threading import thread_worker
-    from napari.utils import progress
 
-    widget._pbar = progress(total=0, desc=desc)
-    worker = thread_worker(function, ignore_errors=True)(job)
-    worker.yielded.connect(on_yielded)
-    worker.returned.connect(widget._on_returned)
-    worker.errored.connect(widget._on_error)
-    worker.finished.connect(widget._on_finished)
-    widget.run_button.setEnabled(False)
-    widget.cancel_button.setEnabled(True)
-    widget.progress_bar.setRange(0, 0)
-    widget.worker = worker
-    return worker
+    @functools.wraps(function)
+    def generator(job):
+        try:
+            return (yield from function(job))
+        except RuntimeError as err:
+            raise RunError(first_line(err)) from err
+
+    return generator

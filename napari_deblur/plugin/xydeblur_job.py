@@ -27,7 +27,7 @@ from .axes import sliced_axes
 from .layers import symmetric_limit, upper_limit
 from .plane import part_shape
 from .readout import compute_shift, reference_metrics
-
+from .running import job_generator
 
 LAZY_THRESHOLD = 1 << 30  # bytes: larger in-memory layers are offered the lazy option too
 
@@ -51,11 +51,6 @@ def lazy_restored(job: "Job", normalize="auto"):
     options = {k: v for k, v in job.options.items() if k in ("device", "precision", "tile")}
     scaling = lazy_scaling(job.data, job.model, axes=job.axes, normalize=normalize)
     return xydeblur_lazy(job.data, job.model, axes=job.axes, scaling=scaling, **options), scaling
-
-
-class RunError(Exception):
-    """A run failed. (superqt's worker swallows a RuntimeError into a warning, so engine and
-    torch RuntimeErrors are passed on as this.)"""
 
 
 @dataclass
@@ -88,19 +83,15 @@ class JobOutput:
     limits: dict = field(default_factory=dict)  # contrast limits: 'residual' (+-), 'chroma' (0..)
 
 
-def run_job(job: Job):
-    """Generator for ``thread_worker``: yields Progress, returns a :class:`JobOutput`."""
-    try:
-        return (yield from _run(job))
-    except RuntimeError as err:
-        raise RunError(str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__) from err
-
-
 def is_dask(data) -> bool:
+    """True for a dask array (checked by its type's module, without importing dask)."""
     return type(data).__module__.startswith("dask.")
 
 
-def _run(job: Job):
+@job_generator
+def run_job(job: Job):
+    """Generator for ``thread_worker``: yields Progress, returns a :class:`JobOutput`
+    (a RuntimeError is raised as :class:`~napari_deblur.plugin.running.RunError`)."""
     from ..engine.restore import Progress, xydeblur_iter  # torch: only ever in the worker thread
 
     index = job.index
