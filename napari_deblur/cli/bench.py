@@ -8,6 +8,7 @@ from .common import positive_int
 
 
 def add_bench(subparsers):
+    """Add the ``bench`` parser."""
     parser = subparsers.add_parser(
         "bench", help="time XYDeblur (reference vs optimised path) and the diffusion refinement on this machine",
         description="Times XYDeblur per frame at several sizes, a reference path written like the official code "
@@ -29,6 +30,7 @@ def add_bench(subparsers):
 
 
 def run_bench_command(args) -> int:
+    """Time this machine, write the JSON and Markdown reports and print the table; returns 0."""
     from ..bench import run_bench, to_markdown
     from ..engine.device import pick_device
 

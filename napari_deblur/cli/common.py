@@ -110,6 +110,7 @@ class ProgressBar:
         self.name, self.width, self.started, self.last, self.shown = name, width, time.perf_counter(), 0.0, 0
 
     def update(self, progress):
+        """Redraw the bar for an engine progress report (at most every 0.1 s, and at the end)."""
         now = time.perf_counter()
         if not self.enabled or (now - self.last < 0.1 and progress.done < progress.total):
             return

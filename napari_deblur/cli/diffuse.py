@@ -18,6 +18,7 @@ from .common import (
 
 
 def add_diffuse(subparsers):
+    """Add the ``diffuse`` parser."""
     parser = subparsers.add_parser(
         "diffuse", help="refine with residual diffusion: mean and uncertainty over samples",
         description="Deblur images by predict-and-refine diffusion (Whang et al., CVPR 2022): an XYDeblur "
@@ -51,6 +52,7 @@ def add_diffuse(subparsers):
 
 
 def run_diffuse(args) -> int:
+    """Refine every input and write its mean, std and previews; returns 0."""
     from ..diffusion.refine import refine_iter, resolve_models
     from ..diffusion.schedule import make_schedule
     from ..engine.axes import normalize_axes

@@ -8,6 +8,7 @@ from .common import positive_int
 
 
 def add_eval(subparsers):
+    """Add the ``eval`` parser."""
     parser = subparsers.add_parser(
         "eval", help="benchmark the bundled models against oracle Wiener and Richardson-Lucy",
         description="A fixed, seeded benchmark on held-out photos and synthetic fluorescence scenes, blurred by "
@@ -36,6 +37,7 @@ def add_eval(subparsers):
 
 
 def run_eval(args) -> int:
+    """Run the benchmark (or the real-data tracks) and print its Markdown report; returns 0."""
     from ..evaluation.benchmark import run_benchmark
 
     if args.real is not None:

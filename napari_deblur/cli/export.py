@@ -1,20 +1,38 @@
 """``napari-deblur export``: a training run's EMA weights as a bundled model (fp16 safetensors
 plus a JSON manifest), optionally through the do-no-harm gate on real data."""
 
+import argparse
 import sys
 from pathlib import Path
 
-from .common import CLIError
+from .common import PROG, CLIError
+
+
+class DeprecatedAlias(argparse.Action):
+    """Store an option's value under the option it stands for (``replacement``), with a warning
+    on stderr that names the option to use instead."""
+
+    def __init__(self, option_strings, dest, replacement: str, **kwargs):
+        super().__init__(option_strings, dest, **kwargs)
+        self.replacement = replacement
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"{PROG}: warning: {option_string} is deprecated; use {self.replacement}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
 
 
 def add_export(subparsers):
+    """Add the ``export`` parser."""
     parser = subparsers.add_parser(
         "export", help="write a training run's EMA weights as a bundled model (fp16 safetensors + manifest)",
     )
     parser.add_argument("run", type=Path, metavar="RUN_DIR")
     parser.add_argument("--name", required=True, help="model name, e.g. xydeblur-photo")
     parser.add_argument("--out", type=Path, default=Path("resources"), metavar="DIR")
-    parser.add_argument("--device", default="", help="where it was trained, for the manifest (e.g. 'NVIDIA H100')")
+    parser.add_argument("--trained-on", dest="trained_on", default="", metavar="DEVICE",
+                        help="where it was trained, a label for the manifest (e.g. 'NVIDIA H100')")
+    parser.add_argument("--device", dest="trained_on", default="", metavar="DEVICE",
+                        action=DeprecatedAlias, replacement="--trained-on", help="deprecated alias for --trained-on")
     parser.add_argument("--note", default="", help="a remark for the manifest")
     parser.add_argument("--benchmark", type=Path, default=None, metavar="JSON",
                         help="a benchmark.json from `napari-deblur eval`: this model's results go into the manifest")
@@ -30,6 +48,7 @@ def add_export(subparsers):
 
 
 def run_export(args) -> int:
+    """Export the run's weights (through the gate with ``--real``); returns 0."""
     import json
 
     from ..training.export import export_run
@@ -42,7 +61,7 @@ def run_export(args) -> int:
         from ..evaluation.summary import model_results
 
         benchmark = model_results(json.loads(args.benchmark.read_text()), args.name)
-    kwargs = dict(device=args.device, note=args.note, benchmark=benchmark)
+    kwargs = dict(device=args.trained_on, note=args.note, benchmark=benchmark)
     if args.real is None:
         from ..resources import resources_dir
 

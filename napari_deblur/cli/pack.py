@@ -7,6 +7,7 @@ from .common import CLIError, positive_int
 
 
 def add_pack(subparsers):
+    """Add the ``pack`` parser."""
     parser = subparsers.add_parser(
         "pack", help="pack a seeded bank of sharp crops for training elsewhere (e.g. on a GPU machine)",
         description="Draw random square crops from sharp images (folders, files; the benchmark's held-out files "
@@ -26,6 +27,7 @@ def add_pack(subparsers):
 
 
 def run_pack(args) -> int:
+    """Write the crop bank and its record; returns 0."""
     from ..data.bank import pack_bank
 
     if args.out.exists() and not args.overwrite:

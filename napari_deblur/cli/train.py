@@ -12,6 +12,7 @@ from .common import CLIError
 
 
 def add_train(subparsers):
+    """Add the ``train`` parser."""
     parser = subparsers.add_parser(
         "train", help="train (or continue training) a model on synthetic or paired data",
         description="Train XYDeblur (or, with dvsr, a diffusion denoiser for a frozen XYDeblur) in OUT. Running the same command again on the same OUT resumes "
@@ -70,6 +71,7 @@ def add_train(subparsers):
 
 
 def run_train(args) -> int:
+    """Train (or resume) the run in ``--out``; returns 0."""
     if args.fit_iters and args.time_limit is None:
         raise CLIError("--fit-iters needs --time-limit (the time to fit the schedule into)")
     if args.architecture == "dvsr":

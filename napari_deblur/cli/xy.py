@@ -24,6 +24,7 @@ from .common import (
 
 
 def add_xy(subparsers):
+    """Add the ``xy`` parser."""
     parser = subparsers.add_parser(
         "xy", help="remove in-plane blur with XYDeblur",
         description="Deblur images with XYDeblur and write OUTDIR/<name>_deblurred.tif with the "
@@ -62,6 +63,7 @@ def add_xy(subparsers):
 
 
 def run_xy(args) -> int:
+    """Restore every input (files, then streams), writing its outputs; returns 0."""
     from ..engine.restore import xydeblur_iter
     from ..io import read_image, write_image
     from ..models.loading import load_model
@@ -160,6 +162,7 @@ def check_fits_in_memory(files) -> None:
 
 
 def readable_size(nbytes: int) -> str:
+    """``nbytes`` in the largest binary unit it fills (``1.5 GiB``)."""
     for unit, factor in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if nbytes >= factor:
             return f"{nbytes / factor:.1f} {unit}"
@@ -178,6 +181,7 @@ def check_inputs_apart(inputs, outputs) -> None:
 
 
 def run_stream(source, target, model, args) -> None:
+    """Stream one .zarr store or TIFF folder through XYDeblur into ``target``."""
     from ..streaming import stream_xydeblur
 
     started = time.perf_counter()
