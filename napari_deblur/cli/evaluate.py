@@ -42,9 +42,8 @@ def run_eval(args) -> int:
 
     if args.real is not None:
         from ..evaluation.benchmark import select_models, split_model_names
-        from ..evaluation.real import run_real_benchmark
-
         from ..evaluation.diffusion import select_denoisers
+        from ..evaluation.real import run_real_benchmark
 
         xy_names, den_names = split_model_names(args.models)
         models = select_models(xy_names) if xy_names is None or xy_names else []

@@ -78,7 +78,7 @@ def run_train(args) -> int:
         from ..training.train_dvsr import run_from_args
 
         return run_from_args(args, data_options(args))
-    from ..training.train import Trainer, TrainConfig
+    from ..training.train import TrainConfig, Trainer
 
     crop, blocks = args.crop if args.crop is not None else 192, args.blocks if args.blocks is not None else 6
     cfg = TrainConfig(
