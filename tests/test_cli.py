@@ -237,3 +237,26 @@ def test_a_failed_write_removes_the_files_written_for_that_input(tmp_path, stack
     # photo.png's outputs were complete and stay; none of stack.tif's half set is left
     assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "photo_deblurred.tif", "photo_r_hor.tif",
                                                      "photo_r_ver.tif"]
+
+
+@pytest.mark.parametrize("flag, warned", [("--trained-on", False), ("--device", True)])
+def test_export_writes_the_training_device_label(tmp_path, monkeypatch, capsys, flag, warned):
+    import napari_deblur.training.export as export
+
+    calls = []
+    monkeypatch.setattr(export, "export_run", lambda *args, **kwargs: calls.append(kwargs) or "written")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text("{}")
+    assert main(["export", str(run), "--name", "m", "--out", str(tmp_path / "res"), flag, "NVIDIA H100"]) == 0
+    assert calls == [{"device": "NVIDIA H100", "note": "", "benchmark": None}]
+    err = capsys.readouterr().err
+    assert ("--device is deprecated; use --trained-on" in err) == warned
+    assert build_parser().parse_args(["export", str(run), "--name", "m"]).trained_on == ""
+
+
+def test_python_dash_m_cli_package(tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-m", "napari_deblur.cli", "--version"], capture_output=True, text=True,
+                          env=env, timeout=300)
+    assert done.returncode == 0 and done.stdout.startswith("napari-deblur ")

@@ -211,7 +211,7 @@ class Session:
             note = ("continued from the bundled weights on a GPU lease by tools/gpu_session.py; "
                     "ship only after `napari-deblur eval` shows an improvement")
             if not self.run(f"export-{name}", ["export", str(run_dir), "--name", name, "--out", str(self.out),
-                                               "--device", device, "--note", note], 30, env=env):
+                                               "--trained-on", device, "--note", note], 30, env=env):
                 continue
             if kind == "xydeblur" and any(PREDICTOR_OF.get(later) == name for later in names[index + 1:]):
                 env = self.predictors_overlay(name)

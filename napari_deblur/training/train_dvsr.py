@@ -212,7 +212,7 @@ class DVSRTrainer(Trainer):
 
 
 def run_from_args(args, data_options: dict) -> int:
-    """``napari-deblur train dvsr ...`` (called by :func:`napari_deblur.cli.run_train`, which parses the
+    """``napari-deblur train dvsr ...`` (called by :func:`napari_deblur.cli.train.run_train`, which parses the
     :class:`.sources.DataOptions` fields into ``data_options``)."""
     import sys
 
