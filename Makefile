@@ -7,6 +7,7 @@
 #                otherwise the same job on the command line (--headless)
 #   make eval    the benchmark (oracle baselines and bundled models) into benchmarks/
 #   make eval-real  the real-data tracks and the do-no-harm gate (DATA=../shared/data) into benchmarks/real/
+#   make lint    ruff: lint and format check of the package, the tests and tools/
 #   make bench   speed: XYDeblur reference vs optimised path, diffusion steps, into benchmarks/
 #   make clean   remove .venv and everything the build and the tests leave behind
 #
@@ -42,7 +43,7 @@ PY_VERSION_CHECK := import sys; v = sys.version_info[:2]; sys.exit(0 if v >= (3,
 
 XVFB_RUN := xvfb-run -a -s '-screen 0 1280x1024x24'
 
-.PHONY: all venv install sysdeps test run clean
+.PHONY: all venv install sysdeps test lint run clean
 
 all: test
 
@@ -96,6 +97,11 @@ test: $(STAMP) sysdeps
 		echo "$(VPY) -m pytest -q $(PYTEST_ARGS)"; \
 		$(VPY) -m pytest -q $(PYTEST_ARGS); \
 	fi
+
+# Lint and format check (ruff, pinned in the testing extra; configured in pyproject.toml).
+lint: $(STAMP)
+	$(VENV)/bin/ruff check napari_deblur tests tools
+	$(VENV)/bin/ruff format --check napari_deblur tests tools
 
 run: $(STAMP) sysdeps
 	@if [ -n "$$DISPLAY" ]; then \
