@@ -128,3 +128,9 @@ def test_stacks_are_timed_both_ways_and_tabled(one_thread):
               "diffusion": {"denoiser": "dvsr-photo (bundled)", "steps": []}}
     table = to_markdown(report)
     assert "| 3 x 32x40 uint16 (xydeblur-microscopy) |" in table and "decoder form twin-grouped" in table
+
+
+def test_the_speed_package_needs_no_gui():
+    from test_imports import GUI_MODULES, loaded_after_import
+
+    assert not loaded_after_import("napari_deblur.speed") & set(GUI_MODULES)
