@@ -3,10 +3,10 @@
 residuals back to input units, rounding), with the network replaced by a stub that returns
 zero residuals at once.
 
-On a GPU the network is fast and this host work is most of a whole call: the H200 bench
-(benchmarks/performance-cuda.md) measured 16.9 ms for the network and 112 ms for the call at
-720p. On a CPU it is hidden under the network, so ``napari-deblur bench`` cannot show it there;
-this script can, on any machine.
+On a GPU the network is fast and this host work can be most of a whole call (compare the
+network and whole-call columns of benchmarks/performance-cuda.md). On a CPU it is hidden
+under the network, so ``napari-deblur bench`` cannot show it there; this script can, on any
+machine.
 
     python tools/engine_overhead.py                       # 720p, 2048^2, 4096^2 RGB uint8
     python tools/engine_overhead.py --sizes 720x1280 --repeats 5 --out overhead.json

@@ -12,9 +12,9 @@ import argparse
 
 import numpy as np
 
-from napari_deblur.bench import test_frame
 from napari_deblur.engine.restore import xydeblur
 from napari_deblur.models.weights import load_model
+from napari_deblur.speed.timing import sample_frame
 
 
 def main(argv=None) -> int:
@@ -25,7 +25,7 @@ def main(argv=None) -> int:
     parser.add_argument("--tile", type=int, default=256)
     args = parser.parse_args(argv)
     model = load_model(args.model)
-    image = np.ascontiguousarray(test_frame(args.size, args.size, model.channels).transpose(1, 2, 0))
+    image = np.ascontiguousarray(sample_frame(args.size, args.size, model.channels).transpose(1, 2, 0))
     axes = "YXC" if model.channels == 3 else None
     image = image if axes else image[..., 0]
     common = dict(axes=axes, device="cpu", precision="fp32", normalize="dtype")

@@ -1,6 +1,6 @@
 """Which form of the XYDeblur forward pass is fastest on this device, and where its time goes.
 
-The engine runs XYDeblur in one of three decoder forms (``napari_deblur.engine.restore.
+The engine runs XYDeblur in one of three decoder forms (``napari_deblur.engine.runtime.
 DECODER_FORMS``): ``two-pass`` (the decoder twice, the second time on rotated features, as
 the official code does) or both branches in one pass with rotated kernels (``twin-grouped``:
 convolutions of two groups; ``twin-dense``: block-diagonal dense convolutions). This script
@@ -32,12 +32,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from napari_deblur.bench import median_seconds, synchronize, test_frame, tf32  # noqa: E402
 from napari_deblur.engine.device import describe, pick_device  # noqa: E402
-from napari_deblur.models.weights import load_model  # noqa: E402
+from napari_deblur.engine.runtime import DECODER_FORMS, synchronize  # noqa: E402
 from napari_deblur.models.twin import TwinDecoderXYDeblur  # noqa: E402
+from napari_deblur.models.weights import load_model  # noqa: E402
+from napari_deblur.speed.timing import median_seconds, sample_frame, short_error, tf32  # noqa: E402
 
-FORMS = ("two-pass", "twin-grouped", "twin-dense")
+FORMS = DECODER_FORMS
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
 
 
@@ -56,7 +57,7 @@ def build(form: str, device, dtype, channels_last: bool):
 
 def frame(size, device, dtype, channels_last: bool):
     height, width = size
-    x = torch.from_numpy(test_frame(height, width, 3)[None]).to(device=device, dtype=dtype)
+    x = torch.from_numpy(sample_frame(height, width, 3)[None]).to(device=device, dtype=dtype)
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
@@ -80,7 +81,7 @@ def time_variant(form, precision, layout, size, device, repeats, expected) -> di
         row["ms"] = 1000 * median_seconds(lambda: forward(net, x), device, repeats, warmup=3)
         row["max_diff"] = float((forward(net, x).float() - expected).abs().max())
     except Exception as err:  # an unsupported layout or precision on this device  # noqa: BLE001
-        row["error"] = " ".join(f"{type(err).__name__}: {err}".split())[:160]
+        row["error"] = short_error(err)
     return row
 
 

@@ -31,8 +31,8 @@ def add_bench(subparsers):
 
 def run_bench_command(args) -> int:
     """Time this machine, write the JSON and Markdown reports and print the table; returns 0."""
-    from ..bench import run_bench, to_markdown
     from ..engine.device import pick_device
+    from ..speed import run_bench, to_markdown
 
     out = args.out or Path("benchmarks") / f"performance-{pick_device(args.device).type}.json"
     report = run_bench(args.device, quick=args.quick, repeats=args.repeats, compile_=args.compile_, out=out,

@@ -1,11 +1,11 @@
 """``torch.compile`` for the engine's networks, with a fallback to eager execution.
 
-On the H200 the compiled XYDeblur forward took 10.3 ms at 720p against 15-17 ms eager
-(``tools/xydeblur_variants.py``; benchmarks/xydeblur-variants-cuda.md): half of the eager
-time went to separate ReLU and residual-add kernels, which the compiler fuses. Compiling
-costs about 15 s per input shape on that machine, so it is an option (``compile=True`` in
-:func:`napari_deblur.xydeblur`, ``--compile`` on the command line) for long runs, not the
-default of an interactive plugin.
+Eager XYDeblur on a GPU spends much of its time launching small separate kernels (the
+ReLUs and residual additions between convolutions); the compiler fuses them, which makes the
+forward markedly faster (``tools/xydeblur_variants.py`` times both; the README gives the
+figures). Compiling takes seconds for every new input shape, so it is an option
+(``compile=True`` in :func:`napari_deblur.xydeblur`, ``--compile`` on the command line) for
+long runs on frames of one size, not the default of an interactive plugin.
 
 Where the compiler is missing or fails (no C compiler, an unsupported platform or op), the
 first call says why in :attr:`CompiledResiduals.error` and every call runs eagerly.

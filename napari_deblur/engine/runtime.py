@@ -33,9 +33,9 @@ from .device import is_out_of_memory
 # "twin-grouped" / "twin-dense" (models/twin.py). Measured by tools/xydeblur_variants.py;
 # the environment variable NAPARI_DEBLUR_DECODER overrides it.
 DECODER_FORMS = ("two-pass", "twin-grouped", "twin-dense")
-# On the H200, twin-dense ran 15.1 ms at 720p and 65.4 ms at 2048x2048 against 16.7 and 73.8
-# for two-pass (benchmarks/xydeblur-variants-cuda.md); on 2 CPU cores two-pass is fastest
-# (benchmarks/xydeblur-variants-cpu.json).
+# The default per device type is the form that tool found fastest there: on CUDA one dense
+# pass for both branches beats running the decoder twice; on the CPU the two-pass form is
+# fastest, and MPS keeps it (benchmarks/xydeblur-variants-*).
 DEFAULT_DECODER_FORM = {"cpu": "two-pass", "cuda": "twin-dense", "mps": "two-pass"}
 RELEASE_SHARE = 0.25  # after a run, cached CUDA blocks above this share of the device go back
 CACHED_MODELS = 8  # models read from files, kept by load_cached

@@ -11,15 +11,6 @@ import time
 import numpy as np
 
 
-def _synchronize(device: str):
-    import torch
-
-    if str(device).startswith("cuda"):
-        torch.cuda.synchronize()
-    elif str(device).startswith("mps"):
-        torch.mps.synchronize()
-
-
 def timed_refine(image: np.ndarray, source, *, steps: int, samples: int, device: str, seed: int = 0,
                  sampler: str = "ddpm"):
     """Refine a case's (C, H, W) or (H, W) image; returns ``(result, timing)``.
@@ -31,7 +22,10 @@ def timed_refine(image: np.ndarray, source, *, steps: int, samples: int, device:
     The result's arrays are put back in the case's (C, H, W) layout.
     """
     from ..diffusion.refine import refine_iter
+    from ..engine.device import pick_device
+    from ..engine.runtime import synchronize
 
+    dev = pick_device(device)
     photo = image.ndim == 3
     data = image.transpose(1, 2, 0) if photo else image
     started = time.perf_counter()
@@ -44,7 +38,7 @@ def timed_refine(image: np.ndarray, source, *, steps: int, samples: int, device:
         except StopIteration as stop:
             result = stop.value
             break
-        _synchronize(device)
+        synchronize(dev)
         stamps.append(time.perf_counter())
     seconds = time.perf_counter() - started
     if photo:

@@ -1,4 +1,5 @@
-"""`napari-deblur bench --quick` on the CPU: the report's figures exist and are sane."""
+"""The speed benchmark (`napari-deblur bench`, napari_deblur.speed) on the CPU: the report's
+figures exist and are sane, and the timing helpers do what they say."""
 
 import json
 
@@ -6,14 +7,15 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from napari_deblur import bench  # noqa: E402
 from napari_deblur.cli import main  # noqa: E402
+from napari_deblur.speed import diffusion, run_bench, timing, to_markdown, xydeblur  # noqa: E402
+from napari_deblur.speed import report as speed_report  # noqa: E402
 
 
 @pytest.mark.slow
 def test_quick_bench_writes_json_and_a_table(tmp_path, monkeypatch, capsys, one_thread):
-    monkeypatch.setattr(bench, "CPU_SIZES", [(64, 96)])
-    monkeypatch.setattr(bench, "CPU_DIFFUSION", {"step_sizes": [(64, 64)], "fidelity_size": (64, 64)})
+    monkeypatch.setattr(speed_report, "CPU_SIZES", [(64, 96)])
+    monkeypatch.setattr(speed_report, "CPU_DIFFUSION", {"step_sizes": [(64, 64)], "fidelity_size": (64, 64)})
     out = tmp_path / "perf.json"
     assert main(["bench", "--quick", "--device", "cpu", "--repeats", "1", "--out", str(out)]) == 0
     report = json.loads(out.read_text())
@@ -40,7 +42,7 @@ def test_without_a_bundled_denoiser_the_bench_says_it_times_an_untrained_one(tmp
     monkeypatch.setenv("NAPARI_DEBLUR_RESOURCES", str(tmp_path))
     bundle_model(tmp_path, "xydeblur-photo", XYDeblur(channels=3, width=8, blocks=1).eval())
     said = []
-    predictor, denoiser, which = bench.bundled_denoiser(log=said.append)
+    predictor, denoiser, which = diffusion.bundled_denoiser(log=said.append)
     assert which == "untrained ResidualDenoiser (timing only)"
     assert type(denoiser).__name__ == "ResidualDenoiser" and predictor.config["width"] == 8
     assert said and "not bundled" in said[0]
@@ -48,25 +50,51 @@ def test_without_a_bundled_denoiser_the_bench_says_it_times_an_untrained_one(tmp
 
 def test_median_seconds_synchronises_and_takes_the_median():
     calls = []
-    seconds = bench.median_seconds(lambda: calls.append(1), torch.device("cpu"), repeats=5, warmup=2)
+    seconds = timing.median_seconds(lambda: calls.append(1), torch.device("cpu"), repeats=5, warmup=2)
     assert len(calls) == 7 and seconds >= 0
 
 
-def test_the_test_frame_is_a_real_photo_in_unit_range():
-    frame = bench.test_frame(40, 60)
+def test_the_sample_frame_is_a_real_photo_in_unit_range():
+    frame = timing.sample_frame(40, 60)
     assert frame.shape == (3, 40, 60) and 0 <= frame.min() and frame.max() <= 1 and frame.std() > 0.05
 
 
+def test_the_sample_frame_repeats_its_first_channel_beyond_three():
+    frame = timing.sample_frame(16, 24, channels=5)
+    assert frame.shape == (5, 16, 24) and all((frame[i] == frame[0]).all() for i in range(5))
+    assert timing.sample_frame(16, 24, channels=1).shape == (1, 16, 24)
+
+
+def test_peak_memory_is_none_off_cuda():
+    with timing.PeakMemory(torch.device("cpu")) as peak:
+        torch.ones(8)
+    assert peak.mib is None
+
+
+def test_tf32_sets_and_restores_both_switches():
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    with timing.tf32(not before[0]):
+        assert torch.backends.cudnn.allow_tf32 is (not before[0])
+        assert torch.backends.cuda.matmul.allow_tf32 is (not before[0])
+    assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == before
+
+
+def test_machine_name_and_short_error_are_one_line():
+    assert timing.machine_name().strip() and "\n" not in timing.machine_name()
+    said = timing.short_error(ValueError("no\n  index " + "x" * 300))
+    assert said.startswith("ValueError: no index x") and len(said) == 160 and "\n" not in said
+
+
 def test_what_was_measured_is_written_before_a_later_section_fails(tmp_path, monkeypatch, one_thread):
-    monkeypatch.setattr(bench, "CPU_SIZES", [(32, 32)])
+    monkeypatch.setattr(speed_report, "CPU_SIZES", [(32, 32)])
 
     def broken(*args, **kwargs):
         raise RuntimeError("the diffusion section broke")
 
-    monkeypatch.setattr(bench, "bench_diffusion", broken)
+    monkeypatch.setattr(speed_report, "bench_diffusion", broken)
     out = tmp_path / "perf.json"
     with pytest.raises(RuntimeError, match="diffusion section"):
-        bench.run_bench("cpu", quick=True, repeats=1, out=out, log=lambda *_: None)
+        run_bench("cpu", quick=True, repeats=1, out=out, log=lambda *_: None)
     assert [row["size"] for row in json.loads(out.read_text())["xydeblur"]] == ["32x32"]
 
 
@@ -77,7 +105,7 @@ def test_a_failed_memory_cap_run_is_reported_in_the_table():
                             "speedup": 1.9, "engine_ms": 16.5, "max_diff": 1e-3, "graph_ms": 2.1}],
               "memory_cap": {"error": "ValueError: no index"},
               "diffusion": {"denoiser": "dvsr-photo (bundled)", "steps": []}}
-    table = bench.to_markdown(report)
+    table = to_markdown(report)
     assert "The memory-cap run failed: ValueError: no index" in table
     assert "| 256x256 | 9.0 (TF32: 6.4) | 4.8 | 1.9x |" in table and table.splitlines()[4].endswith("| 2.1 |")
 
@@ -88,7 +116,7 @@ def test_stacks_are_timed_both_ways_and_tabled(one_thread):
     from napari_deblur.engine import frames
 
     lines = []
-    rows = bench.bench_stacks(torch.device("cpu"), 2, stacks=[("xydeblur-microscopy", 3, (32, 40), np.uint16)],
+    rows = xydeblur.bench_stacks(torch.device("cpu"), 2, stacks=[("xydeblur-microscopy", 3, (32, 40), np.uint16)],
                               log=lines.append)
     [row] = rows
     assert row["path"] == "frames" and row["frames"] == 3 and row["dtype"] == "uint16"
@@ -98,5 +126,11 @@ def test_stacks_are_timed_both_ways_and_tabled(one_thread):
     report = {"quick": False, "device": "cpu", "machine": "test", "torch": "x", "date": "2026-12-04",
               "repeats": 2, "precision": "fp32", "decoder_form": "twin-grouped", "xydeblur": [], "stacks": rows,
               "diffusion": {"denoiser": "dvsr-photo (bundled)", "steps": []}}
-    table = bench.to_markdown(report)
+    table = to_markdown(report)
     assert "| 3 x 32x40 uint16 (xydeblur-microscopy) |" in table and "decoder form twin-grouped" in table
+
+
+def test_the_speed_package_needs_no_gui():
+    from test_imports import GUI_MODULES, loaded_after_import
+
+    assert not loaded_after_import("napari_deblur.speed") & set(GUI_MODULES)

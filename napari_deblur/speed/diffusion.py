@@ -1,0 +1,78 @@
+"""The diffusion refinement's speed: one denoiser step, and the whole "Fidelity" preset.
+
+A step is one eps prediction and the sampler update, at batch 1 and per sample when 8
+samples run batched; the Fidelity preset (10 steps x 8 samples) runs through
+:func:`napari_deblur.refine`. The denoiser is the bundled photo one when there is one, else
+an untrained one of the same architecture (the speed is the same; the report says which).
+"""
+
+import time
+
+import numpy as np
+import torch
+
+from ..diffusion.refine import refine, resolve_models
+from ..engine.device import pick_dtype
+from ..engine.runtime import device_copy, synchronize
+from ..models.denoiser import ResidualDenoiser
+from ..models.registry import DENOISER, available_models, bundled_name
+from ..models.weights import load_model
+from .timing import median_seconds, sample_frame
+
+
+def bundled_denoiser(log=print):
+    """(predictor, denoiser, description): the bundled photo denoiser with its predictor if
+    bundled, else an untrained ResidualDenoiser (the timings do not depend on the weights),
+    saying why."""
+    name = bundled_name("photo", DENOISER)
+    if name in available_models(DENOISER):
+        predictor, denoiser = resolve_models(name)
+        return predictor, denoiser, f"{name} (bundled)"
+    log(f"  {name} is not bundled: timing an untrained ResidualDenoiser of the same size")
+    torch.manual_seed(0)
+    return (load_model(bundled_name("photo")), ResidualDenoiser(channels=3).eval(),
+            "untrained ResidualDenoiser (timing only)")
+
+
+def bench_diffusion(device, settings, repeats: int, *, quick: bool = False, log=print) -> dict:
+    """Denoiser step times at ``settings["step_sizes"]`` (the first only when ``quick``) and,
+    unless ``quick``, the Fidelity preset's wall time at ``settings["fidelity_size"]``."""
+    predictor, denoiser, which = bundled_denoiser(log)
+    dtype = pick_dtype("auto", device)
+    work = device_copy(denoiser, device, dtype)
+    out = {"denoiser": which, "steps": []}
+    for height, width in settings["step_sizes"][: 1 if quick else None]:
+        row = {"size": f"{height}x{width}"}
+        for batch in (1, 8):
+            z = torch.randn(batch, 3, height, width, device=device, dtype=dtype)
+            y, x_init = torch.rand_like(z), torch.rand_like(z)
+            level = torch.full((batch,), 0.5, device=device)
+
+            def step():
+                with torch.inference_mode():
+                    eps = work(z, y, x_init, level)
+                    return z - 0.1 * eps  # the sampler's update is one fused line next to the network
+
+            seconds = median_seconds(step, device, repeats if batch == 1 else max(1, repeats // 2), warmup=1)
+            row["step_ms" if batch == 1 else "step_ms_per_sample_batched8"] = 1000 * seconds / batch
+        out["steps"].append(row)
+        log(f"  {row['size']:>10}  denoiser step {row['step_ms']:8.1f} ms  "
+            f"(per sample, 8 batched: {row['step_ms_per_sample_batched8']:8.1f} ms)")
+    if not quick:
+        out["fidelity"] = _fidelity(predictor, denoiser, device, settings["fidelity_size"], log)
+    return out
+
+
+def _fidelity(predictor, denoiser, device, size, log) -> dict:
+    """The Fidelity preset (10 steps x 8 samples) once after an untimed warm-up: its wall time."""
+    height, width = size
+    image = np.ascontiguousarray(sample_frame(height, width).transpose(1, 2, 0))
+    run = lambda: refine(image, (predictor, denoiser), steps=10, samples=8, axes="YXC",  # noqa: E731
+                         device=str(device), normalize="dtype")
+    run()  # warm-up (first-call set-up, cuDNN autotuning)
+    start = time.perf_counter()
+    run()
+    synchronize(device)
+    fidelity = {"size": f"{height}x{width}", "steps": 10, "samples": 8, "seconds": time.perf_counter() - start}
+    log(f"  Fidelity preset (10 steps x 8 samples) at {height}x{width}: {fidelity['seconds']:.2f} s")
+    return fidelity
