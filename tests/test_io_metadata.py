@@ -240,3 +240,31 @@ def test_reader_refuses_an_empty_tiff_with_a_value_error(tmp_path):
     path = write_not_image(tmp_path / "empty.tif", "empty")
     with pytest.raises(ValueError, match=r"empty\.tif.*empty"):
         get_reader(str(path))(str(path))
+
+
+# -- the TIFF metadata helpers the reader is built from ---------------------------------
+
+
+def test_tiff_metadata_helpers_read_axes_scale_and_refuse_non_images(tmp_path):
+    from napari_deblur.io.tiff_metadata import check_image_shape, series_axes, tiff_metadata
+
+    path = tmp_path / "calibrated.tif"
+    tifffile.imwrite(path, PIXELS, imagej=True, resolution=(1 / 0.5, 1 / 0.5),
+                     metadata={"axes": "ZYX", "unit": "um", "spacing": 2.0})
+    with tifffile.TiffFile(path) as tif:
+        series = tif.series[0]
+        assert series_axes(tif, series) == "ZYX"
+        scale, unit, metadata = tiff_metadata(tif, series, path)
+    assert scale == {"X": 0.5, "Y": 0.5, "Z": 2.0} and unit == "um"
+    assert metadata["photometric"] == "minisblack"
+
+    bare = tmp_path / "bare.tif"  # tifffile's writer without axes: the page's axes last, unknown stacks before
+    tifffile.imwrite(bare, np.zeros((3, 1, 4, 5), np.uint8))
+    with tifffile.TiffFile(bare) as tif:
+        assert series_axes(tif, tif.series[0]) == "PQYX"
+
+    check_image_shape((4, 5, 3), "YXS")
+    with pytest.raises(ValueError, match="at least 2"):
+        check_image_shape((5, 3), "XS")
+    with pytest.raises(ValueError, match="empty"):
+        check_image_shape((0, 5), "YX")

@@ -230,3 +230,22 @@ def test_the_default_model_is_not_shadowed_by_a_local_file(tmp_path, monkeypatch
         warnings.simplefilter("error")  # the caller named nothing: nothing to warn about
         result = xydeblur(np.zeros((16, 16), np.float32), device="cpu")
     assert result.info["model"] == "xydeblur-microscopy"
+
+
+def test_weight_files_read_what_save_safetensors_writes_and_weights_re_exports_them(tmp_path):
+    from napari_deblur.models import weight_files, weights
+
+    model = tiny_model(channels=1, width=8, blocks=1)
+    path = weight_files.save_safetensors(model, tmp_path / "m.safetensors", metadata={"note": 3})
+    state, config = weight_files.read_state_dict(path)
+    assert config == {"width": 8, "blocks": 1, "channels": 1}
+    assert state.keys() == model.state_dict().keys()
+    header = weight_files.read_header(path)
+    assert header[weight_files.ARCH_KEY] == "XYDeblur" and header["note"] == "3"
+    assert weight_files.header_config(header, path) == config
+    assert not weight_files.is_denoiser(path)
+    torch.save(model.state_dict(), tmp_path / "m.pt")
+    assert weight_files.read_header(tmp_path / "m.pt") == {}
+    assert weight_files.sha256_of(path) == sha256_of(path)
+    for name in ("WeightsError", "save_safetensors", "read_state_dict", "is_denoiser", "PREDICTOR_KEY"):
+        assert getattr(weights, name) is getattr(weight_files, name)
