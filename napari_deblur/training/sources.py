@@ -1,7 +1,7 @@
 """Where a training run's pairs come from: the data options both trainers share.
 
 :class:`DataOptions` is the part of a run's config that picks and mixes the data
-(:class:`napari_deblur.training.train.TrainConfig` and
+(:class:`napari_deblur.training.train_xydeblur.TrainConfig` and
 :class:`napari_deblur.training.train_dvsr.DVSRConfig` both extend it), and
 :func:`make_samplers` turns it into the training sampler and the fixed validation
 batch: a user's paired folder (``pairs``), or synthetic pairs made from real sharp

@@ -14,7 +14,7 @@ exported), bf16 autocast for the denoiser on CUDA and fp16 for the predictor (as
 runs it). The noise levels and noises come from one generator whose state is checkpointed,
 so a resumed run continues exactly.
 
-A run lives in one folder, like an XYDeblur run (:mod:`.train`, whose loop this reuses):
+A run lives in one folder, like an XYDeblur run (:mod:`.train_xydeblur`, whose loop this reuses):
 ``log.jsonl``, ``checkpoint/`` (shards under 16 MiB) and ``config.json``; the same command
 on the same folder resumes. Validation reports the PSNR of ``g(y)`` and of ``g(y)`` plus a
 deterministic DDIM sample of ``val_steps`` steps (EMA weights) on a fixed held-out batch.
@@ -37,7 +37,7 @@ from ..models.registry import bundled_name
 from ..models.weights import load_denoiser, load_model, weights_sha256
 from .checkpoint import load_checkpoint
 from .sources import DataOptions, make_samplers
-from .train import VALIDATION_PSNR, Trainer, learning_rate
+from .train_xydeblur import VALIDATION_PSNR, Trainer, learning_rate
 
 
 @dataclass
@@ -69,7 +69,7 @@ class DVSRConfig(DataOptions):
 class DVSRTrainer(Trainer):
     """One denoiser training run in ``out`` (created or resumed).
 
-    Reuses :class:`.train.Trainer`'s loop (``run``), checkpoint writing (``save``) and EMA
+    Reuses :class:`.train_xydeblur.Trainer`'s loop (``run``), checkpoint writing (``save``) and EMA
     update; the model, the step, the validation and the state differ.
     """
 
