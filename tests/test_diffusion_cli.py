@@ -94,7 +94,7 @@ def test_parser_defaults():
 
 
 def test_train_xydeblur_keeps_its_defaults(tmp_path, monkeypatch):
-    import napari_deblur.training.train_xydeblur as train_xydeblur
+    from napari_deblur.training import train_xydeblur
 
     seen = {}
 

@@ -4,9 +4,10 @@
 (:class:`napari_deblur.training.train_xydeblur.TrainConfig` and
 :class:`napari_deblur.training.train_dvsr.DVSRConfig` both extend it), and
 :func:`make_training_pairs` turns it into the pair sampler that draws the training
-batches and the fixed validation batch: a user's paired folder (``pairs``), or synthetic pairs made from real sharp
-images (``sharp``: folders, files or crop banks) with procedural scenes as a minority,
-or (neither given) from the procedural scenes and scikit-image's photographs alone.
+batches and the fixed validation batch. The pairs come from a user's paired folder
+(``pairs``), or are synthetic pairs made from real sharp images (``sharp``: folders,
+files or crop banks) with procedural scenes as a minority, or (neither given) from the
+procedural scenes and scikit-image's photographs alone.
 """
 
 from dataclasses import dataclass
