@@ -11,7 +11,7 @@
   dtype and axes;
 - one TIFF, opened without reading its pixels (:func:`napari_deblur.io.read_image_lazy`).
 
-:func:`stream_xydeblur` restores it with :func:`napari_deblur.dask.xydeblur_lazy` (one
+:func:`stream_xydeblur` restores it with :func:`napari_deblur.lazy.xydeblur_lazy` (one
 intensity scaling for the whole stack, one plane per task) and stores the result chunk
 by chunk into a zarr array or a folder of TIFFs, so only a few planes are in memory
 at any time, whatever the size of the input. With ``scheduler=`` the address of a ``dask.distributed``
@@ -275,7 +275,7 @@ def stream_xydeblur(source, output, model=None, *, axes=None, fmt=None, overwrit
     require(required_packages(source, fmt, scheduler), f"streaming {source}")
     import dask.array as da
 
-    from .dask import plane_chunks, xydeblur_lazy
+    from .lazy import plane_chunks, xydeblur_lazy
 
     check_apart([source], [output])
     check_output(output, fmt, overwrite)

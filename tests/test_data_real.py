@@ -9,13 +9,14 @@ import tifffile
 import torch
 from PIL import Image
 
-from napari_deblur.data.bank import load_bank, pack_bank
+from napari_deblur.data.bank import pack_bank
 from napari_deblur.data.degrade import jpeg_like
 from napari_deblur.data.heldout import HELDOUT_PSFS, is_heldout
 from napari_deblur.data.kernels import center_of_mass
 from napari_deblur.data.pairs import PairSampler
 from napari_deblur.data.psf import psf_slices
-from napari_deblur.data.real import find_images, load_sharp
+from napari_deblur.data.psf_files import load_psf_files
+from napari_deblur.data.real import find_images, is_bank, load_bank, load_sharp
 
 
 def _photo(path, size=(80, 96), grey=False, seed=0):
@@ -187,6 +188,29 @@ def test_a_microscopy_bank_carries_its_psfs(tmp_path):
     assert record["psf_slices"] == 3  # focus and 2 planes either side, one of every 2 planes
     images = load_sharp([tmp_path / "b.npz"], "microscopy")
     assert len(images.psfs) == 3 and images.psfs[0].shape == (31, 31)
+
+
+def test_load_psf_files_slices_each_file_and_refuses_held_out_or_unreadable_ones(tmp_path):
+    z, y, x = np.mgrid[-2:3, -10:11, -10:11]
+    stack = np.exp(-(y**2 + x**2) / (2 * (1 + abs(z)) ** 2)).astype(np.float32)
+    tifffile.imwrite(tmp_path / "psf.tif", stack)
+    kernels = load_psf_files([tmp_path / "psf.tif"], size=15)
+    assert [k.shape for k in kernels] == [(15, 15)] * 3
+    assert all(np.array_equal(a, b) for a, b in zip(kernels, psf_slices(stack, 15)))
+    assert load_psf_files(None) == []
+    held = tmp_path / HELDOUT_PSFS[0] / "bead.tif"
+    held.parent.mkdir(parents=True)
+    tifffile.imwrite(held, stack)
+    with pytest.raises(ValueError, match="held out"):
+        load_psf_files([held])
+    with pytest.raises(ValueError, match="--psf"):
+        load_psf_files([tmp_path / "missing.tif"])
+
+
+def test_is_bank_needs_an_existing_npz_file(tmp_path):
+    np.savez(tmp_path / "b.npz", crops=np.zeros((1, 1, 16, 16), np.uint16))
+    assert is_bank(tmp_path / "b.npz") and not is_bank(tmp_path / "none.npz")
+    assert not is_bank(tmp_path)
 
 
 def test_an_unblurred_sample_has_its_own_input_as_target(tmp_path):

@@ -94,7 +94,7 @@ def test_parser_defaults():
 
 
 def test_train_xydeblur_keeps_its_defaults(tmp_path, monkeypatch):
-    import napari_deblur.training.train as train
+    from napari_deblur.training import train_xydeblur
 
     seen = {}
 
@@ -105,7 +105,7 @@ def test_train_xydeblur_keeps_its_defaults(tmp_path, monkeypatch):
         def run(self, time_limit=None, fit_iters=False):
             return {}
 
-    monkeypatch.setattr(train, "Trainer", Recorder)
+    monkeypatch.setattr(train_xydeblur, "Trainer", Recorder)
     assert main(["train", "xydeblur", "--out", str(tmp_path / "run")]) == 0
     assert seen["cfg"].crop == 192 and seen["cfg"].blocks == 6
     assert main(["train", "xydeblur", "--crop", "96", "--blocks", "2", "--out", str(tmp_path / "run")]) == 0

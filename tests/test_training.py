@@ -6,7 +6,7 @@ import torch
 
 from napari_deblur.models.weights import load_model
 from napari_deblur.training.export import export_run
-from napari_deblur.training.train import Trainer, TrainConfig
+from napari_deblur.training.train_xydeblur import Trainer, TrainConfig
 
 
 def _config(**kw):
@@ -48,11 +48,11 @@ def test_time_limit_stops_with_a_checkpoint(tmp_path):
 def test_fit_iters_ends_the_schedule_inside_the_time_limit_and_a_resumed_run_keeps_it(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
-    from napari_deblur.training import train
+    from napari_deblur.training import train_xydeblur
 
     clock = [0.0]  # a fake clock: each training step takes 150 ms, everything else no time
-    monkeypatch.setattr(train, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
-    monkeypatch.setattr(train, "FIT_WINDOW", (2, 6))
+    monkeypatch.setattr(train_xydeblur, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    monkeypatch.setattr(train_xydeblur, "FIT_WINDOW", (2, 6))
     real_step = Trainer.step
 
     def timed_step(self):
@@ -70,7 +70,7 @@ def test_fit_iters_ends_the_schedule_inside_the_time_limit_and_a_resumed_run_kee
     assert not any("time limit reached" in line for line in said)  # the schedule ended, not the clock
     assert any("--fit-iters" in line for line in said)
     assert json.loads((tmp_path / "run" / "config.json").read_text())["iters"] == fitted
-    assert train.learning_rate(trainer.cfg, fitted - 1) < 0.05 * trainer.cfg.lr  # the cosine decayed fully
+    assert train_xydeblur.learning_rate(trainer.cfg, fitted - 1) < 0.05 * trainer.cfg.lr  # the cosine decayed fully
 
     resumed = Trainer(_config(**config), tmp_path / "run", log=said.append)
     assert resumed.run(time_limit=4.0, fit_iters=True)["iteration"] == fitted  # the same length, nothing to do

@@ -1,6 +1,6 @@
 """``napari-deblur train``: train (or resume) an XYDeblur or a dvsr diffusion denoiser.
 
-The XYDeblur run is configured here as a :class:`napari_deblur.training.train.TrainConfig`; a dvsr
+The XYDeblur run is configured here as a :class:`napari_deblur.training.train_xydeblur.TrainConfig`; a dvsr
 run hands its arguments to :func:`napari_deblur.training.train_dvsr.run_from_args`. Both take the
 data-source options from :func:`data_options`.
 """
@@ -78,7 +78,7 @@ def run_train(args) -> int:
         from ..training.train_dvsr import run_from_args
 
         return run_from_args(args, data_options(args))
-    from ..training.train import TrainConfig, Trainer
+    from ..training.train_xydeblur import TrainConfig, Trainer
 
     crop, blocks = args.crop if args.crop is not None else 192, args.blocks if args.blocks is not None else 6
     cfg = TrainConfig(

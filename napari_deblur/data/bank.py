@@ -7,7 +7,8 @@ do not fit, and they must never enter the repository. :func:`pack_bank` draws
 image by image with the same weights training uses, and writes them as one
 compressed ``.npz`` (photos uint8, fluorescence uint16) plus ``<bank>.json``, the
 record of what went in: files, crop positions, seed, sizes and checksum.
-``napari-deblur train --sharp BANK.npz`` trains on it like on a folder.
+``napari-deblur train --sharp BANK.npz`` trains on it like on a folder
+(:func:`napari_deblur.data.real.load_bank` reads a bank back).
 """
 
 import datetime
@@ -17,14 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .real import SharpImages, load_sharp
+from .psf_files import load_psf_files
+from .real import load_sharp
 
 KIND = "napari-deblur crop bank"
 LEVELS = {"photo": (np.uint8, 255), "microscopy": (np.uint16, 65535)}
-
-
-def is_bank(path) -> bool:
-    return Path(path).suffix.lower() == ".npz" and Path(path).is_file()
 
 
 def _crop(image: np.ndarray, size: int, rng) -> tuple[np.ndarray, list]:
@@ -39,7 +37,7 @@ def _crop(image: np.ndarray, size: int, rng) -> tuple[np.ndarray, list]:
 
 def pack_bank(paths, preset: str, out, crops: int = 160, size: int = 256, seed: int = 0, psfs=None) -> dict:
     """Write ``out`` (.npz) and ``out.json``; returns the record. ``psfs``: microscopy PSF files whose
-    slices (:func:`napari_deblur.training.sources.load_psf_files`) travel in the bank too."""
+    slices (:func:`napari_deblur.data.psf_files.load_psf_files`) travel in the bank too."""
     out = Path(out)
     if out.suffix.lower() != ".npz":
         raise ValueError(f"a crop bank is an .npz file, got {out}")
@@ -58,8 +56,6 @@ def pack_bank(paths, preset: str, out, crops: int = 160, size: int = 256, seed: 
     out.parent.mkdir(parents=True, exist_ok=True)
     arrays = {"crops": bank}
     if psfs:
-        from ..training.sources import load_psf_files
-
         arrays["psfs"] = np.stack(load_psf_files(psfs))
     np.savez_compressed(out, **arrays)
     record = {
@@ -73,27 +69,3 @@ def pack_bank(paths, preset: str, out, crops: int = 160, size: int = 256, seed: 
     }
     Path(f"{out}.json").write_text(json.dumps(record, indent=1) + "\n")
     return record
-
-
-def load_bank(path, preset: str) -> SharpImages:
-    """The crops of a bank as :class:`SharpImages` (equal weights)."""
-    path = Path(path)
-    with np.load(path, allow_pickle=False) as data:
-        if "crops" not in data.files:
-            raise ValueError(f"{path} is not a crop bank (no 'crops' array)")
-        crops = data["crops"]
-        psfs = list(data["psfs"]) if "psfs" in data.files else []
-    record_path = Path(f"{path}.json")
-    if record_path.is_file():
-        record = json.loads(record_path.read_text())
-        if record.get("preset") not in (None, preset):
-            raise ValueError(f"{path} is a {record['preset']} bank, not {preset}")
-    channels = {"photo": 3, "microscopy": 1}[preset]
-    if crops.ndim != 4 or crops.shape[1] != channels or crops.dtype not in (np.uint8, np.uint16):
-        raise ValueError(f"{path}: expected (N, {channels}, S, S) uint8/uint16 crops for {preset}, "
-                         f"got {crops.shape} {crops.dtype}")
-    top = float(np.iinfo(crops.dtype).max)
-    images = SharpImages(psfs=[np.asarray(k, np.float32) for k in psfs])
-    for i, crop in enumerate(crops):
-        images.add(crop.astype(np.float32) / top, f"{path.name}[{i}]")
-    return images

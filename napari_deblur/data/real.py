@@ -1,7 +1,7 @@
 """Real sharp images as training sources: folders of photos or fluorescence, or a packed crop bank.
 
 :func:`load_sharp` turns ``--sharp`` arguments (folders, image files, or ``.npz``
-crop banks from :func:`napari_deblur.data.bank.pack_bank`) into a
+crop banks from :func:`napari_deblur.data.bank.pack_bank`, read by :func:`load_bank`) into a
 :class:`SharpImages`: float32 (C, H, W) planes in [0, 1] with a sampling weight
 each. Files the benchmark holds out (:mod:`.heldout`) are always skipped.
 
@@ -17,6 +17,7 @@ An image's weight is the square root of its area, so a large photo is drawn more
 often than a small one, but not in proportion to its pixels.
 """
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -130,10 +131,38 @@ def load_folder_images(paths, preset: str) -> SharpImages:
     return images
 
 
+def is_bank(path) -> bool:
+    """Whether ``path`` is an existing ``.npz`` file (read as a crop bank)."""
+    return Path(path).suffix.lower() == ".npz" and Path(path).is_file()
+
+
+def load_bank(path, preset: str) -> SharpImages:
+    """The crops of a bank (:func:`napari_deblur.data.bank.pack_bank`) as :class:`SharpImages`
+    (equal weights), with the PSF slices packed with them in ``psfs``."""
+    path = Path(path)
+    with np.load(path, allow_pickle=False) as data:
+        if "crops" not in data.files:
+            raise ValueError(f"{path} is not a crop bank (no 'crops' array)")
+        crops = data["crops"]
+        psfs = list(data["psfs"]) if "psfs" in data.files else []
+    record_path = Path(f"{path}.json")
+    if record_path.is_file():
+        record = json.loads(record_path.read_text())
+        if record.get("preset") not in (None, preset):
+            raise ValueError(f"{path} is a {record['preset']} bank, not {preset}")
+    channels = CHANNELS[preset]
+    if crops.ndim != 4 or crops.shape[1] != channels or crops.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"{path}: expected (N, {channels}, S, S) uint8/uint16 crops for {preset}, "
+                         f"got {crops.shape} {crops.dtype}")
+    top = float(np.iinfo(crops.dtype).max)
+    images = SharpImages(psfs=[np.asarray(k, np.float32) for k in psfs])
+    for i, crop in enumerate(crops):
+        images.add(crop.astype(np.float32) / top, f"{path.name}[{i}]")
+    return images
+
+
 def load_sharp(paths, preset: str) -> SharpImages:
     """Folders, files and ``.npz`` crop banks, all together."""
-    from .bank import is_bank, load_bank
-
     paths = [Path(p) for p in paths]
     images = SharpImages()
     banks = [p for p in paths if is_bank(p)]

@@ -7,7 +7,7 @@ Modes (``normalize=``):
 * ``"percentile"`` or ``(lo, hi)``: the ``lo``-th percentile maps to 0 and the
   ``hi``-th to 1 (default 0.1 and 99.9), per channel or jointly.
 * a :class:`Scaling` (already fitted, e.g. once for a whole lazy stack by
-  :func:`napari_deblur.dask.lazy_scaling`): used as it is, so every chunk gets the same map.
+  :func:`napari_deblur.lazy.lazy_scaling`): used as it is, so every chunk gets the same map.
 * ``"auto"`` (default): ``"dtype"`` for uint8 and for floats within [0, 1],
   ``"percentile"`` for everything else (uint16 microscopy that fills 12 bits,
   floats in camera units, ...).

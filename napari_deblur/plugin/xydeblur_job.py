@@ -15,7 +15,7 @@ of the stack is allocated, however large the stack (numpy or dask).
 
 Lazy runs (:func:`lazy_restored`, for dask layers or layers larger than
 :data:`LAZY_THRESHOLD`) do no work here at all: they return a dask array
-(:func:`napari_deblur.dask.xydeblur_lazy`) that napari restores plane by plane as
+(:func:`napari_deblur.lazy.xydeblur_lazy`) that napari restores plane by plane as
 the planes are drawn.
 """
 
@@ -44,9 +44,9 @@ def lazy_restored(job: "Job", normalize="auto"):
     """(dask array of the restored layer, the Scaling every plane shares) for ``job``.
 
     Restores nothing: percentile scaling reads a few planes of the input
-    (:func:`napari_deblur.dask.lazy_scaling`); every plane is restored when computed.
+    (:func:`napari_deblur.lazy.lazy_scaling`); every plane is restored when computed.
     """
-    from ..dask import lazy_scaling, xydeblur_lazy
+    from ..lazy import lazy_scaling, xydeblur_lazy
 
     options = {k: v for k, v in job.options.items() if k in ("device", "precision", "tile")}
     scaling = lazy_scaling(job.data, job.model, axes=job.axes, normalize=normalize)

@@ -1,18 +1,20 @@
 """Where a training run's pairs come from: the data options both trainers share.
 
 :class:`DataOptions` is the part of a run's config that picks and mixes the data
-(:class:`napari_deblur.training.train.TrainConfig` and
+(:class:`napari_deblur.training.train_xydeblur.TrainConfig` and
 :class:`napari_deblur.training.train_dvsr.DVSRConfig` both extend it), and
-:func:`make_samplers` turns it into the training sampler and the fixed validation
-batch: a user's paired folder (``pairs``), or synthetic pairs made from real sharp
-images (``sharp``: folders, files or crop banks) with procedural scenes as a minority,
-or (neither given) from the procedural scenes and scikit-image's photographs alone.
+:func:`make_training_pairs` turns it into the pair sampler that draws the training
+batches and the fixed validation batch. The pairs come from a user's paired folder
+(``pairs``), or are synthetic pairs made from real sharp images (``sharp``: folders,
+files or crop banks) with procedural scenes as a minority, or (neither given) from the
+procedural scenes and scikit-image's photographs alone.
 """
 
 from dataclasses import dataclass
-from pathlib import Path
 
-import numpy as np
+from ..data.pairs import make_sampler
+from ..data.psf_files import load_psf_files
+from ..data.real import load_sharp
 
 
 @dataclass
@@ -27,30 +29,13 @@ class DataOptions:
     kernel_size: int = 31  # side of the blur kernels (and the longest motion path), odd
 
 
-def load_psf_files(paths, size: int = 31) -> list[np.ndarray]:
-    """2D training PSFs from TIFF files of measured or computed PSFs (:func:`..data.psf.psf_slices`)."""
-    import tifffile
+def make_training_pairs(cfg, device, log=print):
+    """``(pair sampler, validation batch)`` for a config with :class:`DataOptions` fields plus
+    ``preset``, ``crop``, ``batch``, ``seed``, ``val_crop`` and ``val_crops``.
 
-    from ..data.heldout import HELDOUT_PSFS, is_heldout
-    from ..data.psf import psf_slices
-
-    kernels = []
-    for path in map(Path, paths or []):
-        if is_heldout(path, HELDOUT_PSFS):
-            raise ValueError(f"--psf {path}: this PSF is held out for the benchmark (see napari_deblur.data.heldout)")
-        try:
-            kernels += psf_slices(tifffile.imread(path), size)
-        except (OSError, ValueError) as err:
-            raise ValueError(f"--psf {path}: {err}") from None
-    return kernels
-
-
-def make_samplers(cfg, device, log=print):
-    """``(sampler, validation batch)`` for a config with :class:`DataOptions` fields plus
-    ``preset``, ``crop``, ``batch``, ``seed``, ``val_crop`` and ``val_crops``."""
-    from ..data.pairs import make_sampler
-    from ..data.real import load_sharp
-
+    The pair sampler (:func:`napari_deblur.data.pairs.make_sampler`) draws the training
+    batches of (blurred, sharp) pairs; the validation batch is one held-out batch of
+    ``val_crops`` pairs, drawn once from a sampler seeded ``10_000 + seed``."""
     options = {}
     if cfg.sharp and not cfg.pairs:
         images = load_sharp(cfg.sharp, cfg.preset)
@@ -67,11 +52,11 @@ def make_samplers(cfg, device, log=print):
             options["degrade_options"] = {"jpeg_prob": cfg.jpeg_prob}
             if cfg.motion_prob:
                 options["motion_prob"] = cfg.motion_prob
-    sampler = make_sampler(cfg.preset, cfg.crop, cfg.batch, device, cfg.seed, pairs=cfg.pairs, **options)
+    pair_sampler = make_sampler(cfg.preset, cfg.crop, cfg.batch, device, cfg.seed, pairs=cfg.pairs, **options)
     val_crop = cfg.val_crop
     if "sharp" in options:  # validation crops must fit in the largest real image (crop banks are small)
         largest = max(min(im.shape[-2:]) for im in options["sharp"].images)
-        val_crop = max(16, min(val_crop, (largest - 2 * (sampler.kernel_size // 2)) // 16 * 16))
+        val_crop = max(16, min(val_crop, (largest - 2 * (pair_sampler.kernel_size // 2)) // 16 * 16))
     val = make_sampler(cfg.preset, val_crop, cfg.val_crops, device, 10_000 + cfg.seed, pairs=cfg.pairs,
                        heldout=True, **options).sample()
-    return sampler, val
+    return pair_sampler, val

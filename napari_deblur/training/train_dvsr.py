@@ -14,7 +14,7 @@ exported), bf16 autocast for the denoiser on CUDA and fp16 for the predictor (as
 runs it). The noise levels and noises come from one generator whose state is checkpointed,
 so a resumed run continues exactly.
 
-A run lives in one folder, like an XYDeblur run (:mod:`.train`, whose loop this reuses):
+A run lives in one folder, like an XYDeblur run (:mod:`.train_xydeblur`, whose loop this reuses):
 ``log.jsonl``, ``checkpoint/`` (shards under 16 MiB) and ``config.json``; the same command
 on the same folder resumes. Validation reports the PSNR of ``g(y)`` and of ``g(y)`` plus a
 deterministic DDIM sample of ``val_steps`` steps (EMA weights) on a fixed held-out batch.
@@ -36,8 +36,8 @@ from ..models.denoiser import ResidualDenoiser
 from ..models.registry import bundled_name
 from ..models.weights import load_denoiser, load_model, weights_sha256
 from .checkpoint import load_checkpoint
-from .sources import DataOptions, make_samplers
-from .train import VALIDATION_PSNR, Trainer, learning_rate
+from .sources import DataOptions, make_training_pairs
+from .train_xydeblur import VALIDATION_PSNR, Trainer, learning_rate
 
 
 @dataclass
@@ -69,7 +69,7 @@ class DVSRConfig(DataOptions):
 class DVSRTrainer(Trainer):
     """One denoiser training run in ``out`` (created or resumed).
 
-    Reuses :class:`.train.Trainer`'s loop (``run``), checkpoint writing (``save``) and EMA
+    Reuses :class:`.train_xydeblur.Trainer`'s loop (``run``), checkpoint writing (``save``) and EMA
     update; the model, the step, the validation and the state differ.
     """
 
@@ -108,7 +108,7 @@ class DVSRTrainer(Trainer):
             self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay
         )
         self.noise = torch.Generator(device=self.device).manual_seed(20_000 + cfg.seed)
-        self.sampler, (blurred, sharp) = make_samplers(cfg, self.device, log)
+        self.pair_sampler, (blurred, sharp) = make_training_pairs(cfg, self.device, log)
         self.val = (blurred, sharp, self._predict(blurred))
         self.iteration, self.seconds = 0, 0.0
         if (self.out / "checkpoint" / "index.json").is_file():
@@ -126,7 +126,7 @@ class DVSRTrainer(Trainer):
             "model": self.model.state_dict(),
             "ema": self.ema,
             "optimizer": self.opt.state_dict(),
-            "sampler": self.sampler.state_dict(),
+            "sampler": self.pair_sampler.state_dict(),
             "torch_rng": torch.get_rng_state(),
             "noise_rng": self.noise.get_state(),
             "iteration": self.iteration,
@@ -156,7 +156,7 @@ class DVSRTrainer(Trainer):
         self.model.load_state_dict(state["model"])
         self.ema = {k: v.to(self.device) for k, v in state["ema"].items()}
         self.opt.load_state_dict(state["optimizer"])
-        self.sampler.load_state_dict(state["sampler"])
+        self.pair_sampler.load_state_dict(state["sampler"])
         torch.set_rng_state(state["torch_rng"])
         self.noise.set_state(state["noise_rng"])
         self.iteration, self.seconds = int(state["iteration"]), float(state["seconds"])
@@ -166,7 +166,7 @@ class DVSRTrainer(Trainer):
         cfg = self.cfg
         for group in self.opt.param_groups:
             group["lr"] = learning_rate(cfg, self.iteration)
-        blurred, sharp = self.sampler.sample()
+        blurred, sharp = self.pair_sampler.sample()
         x_init = self._predict(blurred)
         r0 = (sharp - x_init) * self.model.residual_scale
         alpha_bar = sample_alpha_bar(len(r0), self.noise, self.device)

@@ -27,7 +27,7 @@ from ..metrics import psnr
 from ..models.weights import load_model
 from ..models.xydeblur import XYDeblur
 from .checkpoint import load_checkpoint, save_checkpoint
-from .sources import DataOptions, make_samplers
+from .sources import DataOptions, make_training_pairs
 
 PRESET_CHANNELS = {"photo": 3, "microscopy": 1}
 # validation PSNR: the output clipped to [0, 1] as a saved result would be; a perfect batch logs 120 dB, not inf
@@ -99,7 +99,7 @@ class Trainer:
         self.opt = torch.optim.AdamW(
             self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay
         )
-        self.sampler, self.val = make_samplers(cfg, self.device, log)
+        self.pair_sampler, self.val = make_training_pairs(cfg, self.device, log)
         self.iteration, self.seconds = 0, 0.0
         if (self.out / "checkpoint" / "index.json").is_file():
             self._resume()
@@ -110,7 +110,7 @@ class Trainer:
             "model": self.model.state_dict(),
             "ema": self.ema,
             "optimizer": self.opt.state_dict(),
-            "sampler": self.sampler.state_dict(),
+            "sampler": self.pair_sampler.state_dict(),
             "torch_rng": torch.get_rng_state(),
             "iteration": self.iteration,
             "seconds": self.seconds,
@@ -122,7 +122,7 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.ema = {k: v.to(self.device) for k, v in state["ema"].items()}
         self.opt.load_state_dict(state["optimizer"])
-        self.sampler.load_state_dict(state["sampler"])
+        self.pair_sampler.load_state_dict(state["sampler"])
         torch.set_rng_state(state["torch_rng"])
         self.iteration, self.seconds = int(state["iteration"]), float(state["seconds"])
         self.log(f"resumed {self.out} at iteration {self.iteration}")
@@ -163,7 +163,7 @@ class Trainer:
         cfg = self.cfg
         for group in self.opt.param_groups:
             group["lr"] = learning_rate(cfg, self.iteration)
-        blurred, sharp = self.sampler.sample()
+        blurred, sharp = self.pair_sampler.sample()
         autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
         with autocast:
             restored = self.model(blurred)[2]

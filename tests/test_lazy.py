@@ -1,4 +1,4 @@
-"""Lazy restoration with dask (napari_deblur.dask): laziness, equality with the in-memory
+"""Lazy restoration with dask (napari_deblur.lazy): laziness, equality with the in-memory
 engine, shapes and dtypes, Y/X blocks with a halo, schedulers, the fixed scaling.
 
 Tiny random-weight models on small arrays, one torch thread.
@@ -21,7 +21,7 @@ from napari_deblur.models.xydeblur import XYDeblur  # noqa: E402
 
 from napari_deblur.engine import restore  # noqa: E402
 from napari_deblur.engine.intensity import Scaling, fit_scaling  # noqa: E402
-from napari_deblur.dask import ModelRef, _aligned_chunks, lazy_scaling, receptive_halo, xydeblur_lazy  # noqa: E402
+from napari_deblur.lazy import ModelRef, aligned_chunks, lazy_scaling, receptive_halo, xydeblur_lazy  # noqa: E402
 
 
 @pytest.fixture
@@ -170,10 +170,10 @@ def test_the_default_halo_is_the_receptive_field_and_blocks_are_exact(rng, calls
 
 
 def test_aligned_chunks():
-    assert _aligned_chunks((100, 100), 64) == (100, 100)
-    assert _aligned_chunks((90, 90, 20), 64) == (92, 108)
-    assert _aligned_chunks((96, 96, 8), 64) == (96, 104)
-    assert _aligned_chunks((200,), 64) == (200,)
+    assert aligned_chunks((100, 100), 64) == (100, 100)
+    assert aligned_chunks((90, 90, 20), 64) == (92, 108)
+    assert aligned_chunks((96, 96, 8), 64) == (96, 104)
+    assert aligned_chunks((200,), 64) == (200,)
 
 
 def test_threads_and_synchronous_schedulers_agree(rng):

@@ -121,7 +121,7 @@ class ModelRef:
         self._model = model
 
     def __dask_tokenize__(self):  # what dask hashes for the graph's keys: never the weights
-        return ("napari_deblur.dask.ModelRef", self.key, self.token)
+        return ("napari_deblur.lazy.ModelRef", self.key, self.token)
 
     def __repr__(self):
         return f"ModelRef({self.key!r})" if self.key is not None else f"ModelRef(<XYDeblur {self.token[:8]}>)"
@@ -216,7 +216,7 @@ def receptive_halo(model) -> int:
     return -(-int(model.receptive_radius()) // 4) * 4
 
 
-def _aligned_chunks(chunks: tuple, halo: int) -> tuple:
+def aligned_chunks(chunks: tuple, halo: int) -> tuple:
     """Y or X chunks whose boundaries are multiples of 4 (the network's grid) and no
     smaller than ``halo`` (dask borrows a halo from one neighbour only): ``chunks`` if
     they already are, else regular chunks of the first size rounded up."""
@@ -315,7 +315,7 @@ def xydeblur_lazy(
     elif isinstance(halo, str) or int(halo) < 0:
         raise ValueError(f"halo must be 'auto' or a number of pixels >= 0, got {halo!r}")
     halo = int(-(-int(halo) // 4) * 4)
-    data = data.rechunk({yi: _aligned_chunks(data.chunks[yi], halo), xi: _aligned_chunks(data.chunks[xi], halo)})
+    data = data.rechunk({yi: aligned_chunks(data.chunks[yi], halo), xi: aligned_chunks(data.chunks[xi], halo)})
     depth = {i: (halo if i in (yi, xi) else 0) for i in range(data.ndim)}
     boundary = "none"  # at the image border the block is cut as the whole image is: same network padding
     return da.map_overlap(_restore_block, data, depth=depth, boundary=boundary, trim=True,
