@@ -76,5 +76,5 @@ def test_chains_yield_every_step_and_do_not_depend_on_the_chains_beside_them(rgb
     assert [s.samples for s in steps] == [(0,), (0,), (1,), (1,), (2,), (2,)]
     assert steps[0].x0.shape == (1, 10, 12, 4) and runs[3][0][0].z_t.shape == (3, 10, 12, 4)
     assert chains.stats.count == 3 and len(chains.kept) == 3 and chains.grid.single
-    for a, b in zip(chains.kept, runs[3][1].kept):
+    for a, b in zip(chains.kept, runs[3][1].kept, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-3)  # batched convolutions round differently
