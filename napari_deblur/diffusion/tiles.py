@@ -8,6 +8,7 @@ with raised-cosine weights, so neighbouring tiles see the same noise and no seam
 
 import torch
 
+from ..engine.options import MIN_TILE
 from ..engine.tiling import ramp_window, tile_starts
 
 
@@ -32,6 +33,12 @@ class TileGrid:
 
     def region(self, i, j):
         return slice(self.ys[i], self.ys[i] + self.th), slice(self.xs[j], self.xs[j] + self.tw)
+
+
+def halved_tile(tile: int, multiple: int) -> int:
+    """The tile to try after running out of memory at a batch of 1: half of ``tile``, a
+    multiple of ``multiple``, at least :data:`~napari_deblur.engine.options.MIN_TILE`."""
+    return max(MIN_TILE, tile // 2 // multiple * multiple)
 
 
 def denoiser_fn(work, device, dtype, channels, replicate_to):

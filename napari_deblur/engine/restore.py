@@ -26,7 +26,8 @@ from .axes import from_bcyx, normalize_axes, to_bcyx
 from .compiled import CompiledResiduals
 from .device import describe, free_memory, pick_device, pick_dtype, precision_name
 from .frames import frames_apply_iter, frames_fit
-from .intensity import add_rounded, cast_like, fit_scaling, work_dtype
+from .intensity import add_rounded, cast_like
+from .model_input import ModelInput
 from .options import MIN_TILE, check_parameters
 from .runtime import RELEASE_SHARE, decoder_form, load_cached, retry_out_of_memory_iter, run_to_end
 from .tiling import ALIGN, round_tile, tile_apply_iter
@@ -135,48 +136,6 @@ def plan_memory(model, device, dtype, height, width, tile="auto", batch="auto"):
     return tile, int(batch)
 
 
-def model_items(bcyx, layout, dtype, mc: int, normalize, verb: str = "restore"):
-    """The image as the network sees it, shared by XYDeblur and the diffusion refinement.
-
-    Returns ``(colour, replicate_to, compute, nan, scaling, items)``: the colour channel
-    count (RGBA's alpha left out), 3 when a 3-channel model sees replicated gray (else 0),
-    the float dtype of the arithmetic, the NaN mask (or None), the intensity scaling, and
-    the items (B, mc, H, W) for a joint model or (B*C, 1, H, W) per channel, in [0, 1] units
-    with NaN filled. The values are a copy: the caller's array is never touched.
-    """
-    colour, replicate_to, compute, values, nan, scaling = model_scaling(bcyx, layout, dtype, mc, normalize, verb)
-    return colour, replicate_to, compute, nan, scaling, unit_items(values, nan, scaling, mc)
-
-
-def unit_items(values, nan, scaling, mc: int) -> np.ndarray:
-    """:func:`model_items`' items from :func:`model_scaling`'s values (a new array)."""
-    n, colour, h, w = values.shape
-    unit = scaling.to_unit(values)
-    if nan is not None and nan.any():
-        unit[nan] = np.nanmedian(unit)
-    return unit if mc == colour else unit.reshape(n * colour, 1, h, w)
-
-
-def model_scaling(bcyx, layout, dtype, mc: int, normalize, verb: str = "restore"):
-    """``(colour, replicate_to, compute, values, nan, scaling)`` (see :func:`model_items`);
-    ``values`` are the colour channels in input units (a view for integers, a float copy
-    for floats)."""
-    n, c, h, w = bcyx.shape
-    colour = c - 1 if layout.rgba else c
-    if mc == colour:
-        replicate_to = 0
-    elif mc in (1, 3):
-        replicate_to = 3 if mc == 3 else 0
-    else:
-        raise ValueError(f"a {mc}-channel model cannot {verb} an image with {colour} colour channels")
-    compute = work_dtype(dtype)
-    floating = np.dtype(dtype).kind == "f"
-    values = bcyx[:, :colour].astype(compute) if floating else bcyx[:, :colour]  # to_unit copies integers
-    nan = np.isnan(values) if floating else None
-    scaling = fit_scaling(values, dtype, normalize, per_channel=(mc != colour))
-    return colour, replicate_to, compute, values, nan, scaling
-
-
 def xydeblur_iter(
     image,
     model=None,
@@ -264,32 +223,25 @@ def pick_model(model, channels: int, axes: str, dtype, axes_given: bool) -> tupl
 
 
 class NetworkView:
-    """The image as the network sees it (:func:`model_scaling`): the colour channels, the
-    channel mode and intensity scaling, the NaN mask, the padding to the network's grid."""
+    """The image as the network sees it (``model_input``, a :class:`~.model_input.ModelInput`),
+    its padding to the network's grid and whether its frames can run on the device end to end."""
 
     def __init__(self, bcyx, layout, dtype, net, normalize):
-        self.mc = net.channels
-        self.colour, self.replicate_to, self.compute, self.values, self.nan, self.scaling = model_scaling(
-            bcyx, layout, dtype, self.mc, normalize)
+        self.model_input = ModelInput.fit(bcyx, layout, dtype, net.channels, normalize)
         self.bcyx, self.layout = bcyx, layout
         h, w = bcyx.shape[-2:]
         self.pad = (-h % ALIGN, -w % ALIGN)  # padded by reflection to multiples of 4
         self.padded = (h + self.pad[0], w + self.pad[1])
-        self.on_device = frames_fit(dtype, layout.rgba, self.colour, self.mc) and (
-            self.nan is None or not self.nan.any())
+        nan = self.model_input.nan
+        self.on_device = frames_fit(dtype, layout.rgba, self.model_input.colour, net.channels) and (
+            nan is None or not nan.any())
         self.swap = getattr(net, "weights_info", {}).get("horizontal_branch", "first") == "second"
         self._items = None
-
-    @property
-    def channel_mode(self) -> str:
-        if self.mc == self.colour:
-            return "joint"
-        return "replicated" if self.replicate_to else "per-channel"
 
     def items(self) -> np.ndarray:
         """Model-shaped items (items, mc or 1, H, W) in [0, 1] units, padded; made once."""
         if self._items is None:
-            items = unit_items(self.values, self.nan, self.scaling, self.mc)
+            items = self.model_input.items()
             ph, pw = self.pad
             if ph or pw:
                 items = np.pad(items, ((0, 0), (0, 0), (0, ph), (0, pw)), mode="reflect")
@@ -314,10 +266,10 @@ def _run_network(net, view: NetworkView, dev, dtype, tile, overlap, batch, compi
     """The network over the whole image, yielding :class:`Progress`: one frame per pass on the
     device when a frame fits a tile, else blended tiles; out of memory, again with half the
     batch or tile (:func:`~.runtime.retry_out_of_memory_iter`). Returns a :class:`NetworkRun`."""
-    scaling = view.scaling
+    scaling = view.model_input.scaling
     tile_side, per_batch = plan_memory(net, dev, dtype, *view.padded, tile, batch)
     work = runtime.device_copy(net, dev, dtype, compile=compile_)
-    fn = runtime.network_fn(work, dev, dtype, view.replicate_to, view.swap)
+    fn = runtime.network_fn(work, dev, dtype, view.model_input.replicate_to, view.swap)
 
     def attempt(per_batch, tile_side):
         if view.on_device and max(view.padded) <= tile_side:  # one tile per frame: on the device end to end
@@ -354,8 +306,8 @@ def _run_info(dev, dtype, run: NetworkRun, overlap: int, view: NetworkView) -> d
         "tile": run.tile,
         "overlap": overlap,
         "batch": run.batch,
-        "normalize": view.scaling.mode,
-        "channel_mode": view.channel_mode,
+        "normalize": view.model_input.scaling.mode,
+        "channel_mode": view.model_input.channel_mode,
     }
 
 
@@ -363,10 +315,11 @@ def _assemble_tiles(residuals, bcyx, view: NetworkView, dtype, out_dtype) -> tup
     """``(restored, r_hor, r_ver)`` from the tiles path's [0, 1]-unit residuals: cut to the
     image, in input units (zero where the input was NaN, zero alpha), added to the input."""
     n, _, h, w = bcyx.shape
-    compute, scaling, nan = view.compute, view.scaling, view.nan
+    source = view.model_input
+    compute, scaling, nan = source.compute, source.scaling, source.nan
 
     def to_units(r):  # in place where it can: r is this call's own buffer
-        r = r[:, :, :h, :w].reshape(n, view.colour, h, w).astype(compute, copy=False)
+        r = r[:, :, :h, :w].reshape(n, source.colour, h, w).astype(compute, copy=False)
         r *= scaling.scale.reshape(1, -1, 1, 1).astype(compute)
         if nan is not None:
             r[nan] = 0

@@ -23,7 +23,7 @@ import numpy as np
 from ..metrics import linear_to_srgb, score, srgb_to_linear
 from . import baselines
 from .cases import MICROSCOPY_NOISE, PHOTO_NOISE, SEED_TAG, microscopy_cases, photo_cases, stardist_image
-from .diffusion import evaluate_diffusion, is_denoiser, select_denoisers
+from .diffusion import evaluate_diffusion, select_denoisers
 from .diffusion import to_markdown as diffusion_markdown
 from .kernels import MICROSCOPY_PSFS, PHOTO_FAMILIES
 
@@ -111,6 +111,8 @@ def select_models(names=None) -> list[dict]:
 def split_model_names(names) -> tuple[list | None, list | None]:
     """``(xydeblur_names, denoiser_names)`` from ``--models``; ``(None, None)`` (every bundled
     model of both kinds) when no names are given."""
+    from ..models.weights import is_denoiser
+
     if not names:
         return None, None
     names = list(names)

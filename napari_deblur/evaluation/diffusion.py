@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ..metrics import edge_map, score, sharpness, uncertainty_correlation
+from ..models.registry import DENOISER, available_models, bundled_name
 from .timing import extrapolate, time_speed, timed_refine
 
 SHARP, INPUT, X_INIT = "sharp (ground truth)", "blurry input", "x_init = g(y)"
@@ -43,23 +44,14 @@ METRICS = ("psnr", "ssim", "blur_effect", "std_error_spearman", "edge_error_spea
 # ---------------------------------------------------------------- models
 
 
-def is_denoiser(name) -> bool:
-    """True for a bundled ResidualDenoiser name or a weights file that holds one
-    (:func:`napari_deblur.models.weights.is_denoiser`)."""
-    from ..models.weights import is_denoiser as holds_denoiser
-
-    return holds_denoiser(name)
-
-
 def select_denoisers(names=None) -> list[dict]:
     """``[{'name', 'source', 'channels', 'predictor'}]``: the given denoisers, or every bundled one.
 
-    Each is resolved with its predictor now (:func:`~napari_deblur.diffusion.refine.resolve_models`),
+    Each is resolved with its predictor now (:func:`~napari_deblur.diffusion.pair.resolve_models`),
     so a file that does not name its predictor, or a pair whose channels disagree, fails here
     with a :class:`~napari_deblur.models.weights.WeightsError` before any work.
     """
-    from ..diffusion.refine import resolve_models
-    from ..models.registry import DENOISER, available_models
+    from ..diffusion.pair import resolve_models
 
     bundled = available_models(DENOISER)
     chosen = list(names) if names is not None else bundled
@@ -238,7 +230,7 @@ def _speed(denoisers: list[dict], models: dict, cfg: dict, device: str, log) -> 
     :func:`~.timing.time_speed`, with per-sample estimates at the benchmark's step counts."""
     ran = [m for m in denoisers if models[m["name"]]["tracks"]] or denoisers
     photo = [m for m in ran if m["channels"] == 3]
-    model = next((m for m in photo if m["name"] == "dvsr-photo"), (photo or ran)[0])
+    model = next((m for m in photo if m["name"] == bundled_name("photo", DENOISER)), (photo or ran)[0])
     timing = time_speed(model, cfg["timing"], device)
     timing["seconds_per_sample_estimated"] = extrapolate(timing, [cfg["fidelity"]["steps"], *cfg["perceptual"]])
     log(f"diffusion {model['name']} at {timing['shape']}: {timing['seconds_per_step']:.3f} s / step, "
