@@ -31,7 +31,8 @@ import numpy as np
 import torch
 
 from napari_deblur.data.pairs import make_sampler
-from napari_deblur.diffusion.refine import refine, resolve_models
+from napari_deblur.diffusion.pair import resolve_models
+from napari_deblur.diffusion.refine import refine
 from napari_deblur.diffusion.sampler import sample
 from napari_deblur.diffusion.schedule import make_schedule
 from napari_deblur.metrics import edge_map, psnr, uncertainty_correlation

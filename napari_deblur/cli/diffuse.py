@@ -53,7 +53,8 @@ def add_diffuse(subparsers):
 
 def run_diffuse(args) -> int:
     """Refine every input and write its mean, std and previews; returns 0."""
-    from ..diffusion.refine import refine_iter, resolve_models
+    from ..diffusion.pair import resolve_models
+    from ..diffusion.refine import refine_iter
     from ..diffusion.schedule import make_schedule
     from ..engine.axes import normalize_axes
     from ..io import read_image, write_image

@@ -64,7 +64,7 @@ from .schedule import Schedule, make_schedule
 from .tiles import halved_tile
 
 __all__ = ["DEFAULT_CLIP", "DEFAULT_STEPS", "CPU_SERIAL_PIXELS", "RefineResult", "RefineStep", "refine",
-           "refine_iter", "resolve_models", "sample_seeds"]
+           "refine_iter", "sample_seeds"]
 
 DEFAULT_STEPS = 100
 DEFAULT_CLIP = 1.0

@@ -11,7 +11,8 @@ import time
 import numpy as np
 import torch
 
-from ..diffusion.refine import refine, resolve_models
+from ..diffusion.pair import resolve_models
+from ..diffusion.refine import refine
 from ..engine.device import pick_dtype
 from ..engine.runtime import device_copy, synchronize
 from ..models.denoiser import ResidualDenoiser
