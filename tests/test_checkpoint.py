@@ -1,8 +1,8 @@
 import numpy as np
 import torch
+from factories import tiny_model
 
 from napari_deblur.training.checkpoint import load_checkpoint, save_checkpoint
-from factories import tiny_model
 
 
 def test_round_trip_of_model_optimizer_and_rng(tmp_path):

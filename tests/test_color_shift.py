@@ -7,8 +7,12 @@ import numpy as np
 import pytest
 
 from napari_deblur.color_shift import (
-    ColorShift, cct_mccamy, color_shift, correlated_color_temperature,
-    linear_srgb_to_xyz, opponent,
+    ColorShift,
+    cct_mccamy,
+    color_shift,
+    correlated_color_temperature,
+    linear_srgb_to_xyz,
+    opponent,
 )
 from napari_deblur.metrics import srgb_to_linear
 

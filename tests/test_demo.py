@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 import tifffile
+from factories import tiny_model
 
 from napari_deblur import demo, samples
 from napari_deblur.metrics import psnr
 from napari_deblur.models.weights import save_safetensors
-from factories import tiny_model
 
 
 def test_photo_sample_is_blurred_and_reproducible():

@@ -1,9 +1,9 @@
 import pytest
 import torch
+from factories import tiny_model
 
 from napari_deblur.engine import device as dev
 from napari_deblur.engine.restore import plan_memory
-from factories import tiny_model
 
 
 def test_auto_prefers_cuda_then_mps_then_cpu(monkeypatch):

@@ -11,7 +11,6 @@ from napari_deblur.io import read_image
 from napari_deblur.models.denoiser import ResidualDenoiser
 from napari_deblur.models.weights import PREDICTOR_KEY, save_safetensors
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

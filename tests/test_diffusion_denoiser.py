@@ -9,7 +9,6 @@ from napari_deblur.models.denoiser import denoiser_config_from_state_dict
 from napari_deblur.models.registry import available_models
 from napari_deblur.models.weights import PREDICTOR_KEY, load_denoiser, save_safetensors
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

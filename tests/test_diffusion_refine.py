@@ -9,7 +9,6 @@ import napari_deblur as nd
 from napari_deblur.diffusion.refine import RefineResult, RefineStep, refine, refine_iter, sample_seeds
 from napari_deblur.models.denoiser import ResidualDenoiser
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

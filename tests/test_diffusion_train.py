@@ -15,7 +15,6 @@ from napari_deblur.training.checkpoint import load_checkpoint
 from napari_deblur.training.export_dvsr import export_dvsr_run
 from napari_deblur.training.train_dvsr import DVSRConfig, DVSRTrainer
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 

@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 import torch
+from factories import constant_residual_model, tiny_model
 
 from napari_deblur import Progress, xydeblur, xydeblur_iter
 from napari_deblur.engine import restore, runtime
-from factories import constant_residual_model, tiny_model
 
 RNG = np.random.default_rng(0)
 

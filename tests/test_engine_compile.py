@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 import torch
+from factories import tiny_model
 
 from napari_deblur import xydeblur
 from napari_deblur.engine import compiled, runtime
-from factories import tiny_model
 
 IMAGE = np.random.default_rng(2).integers(0, 256, (36, 40)).astype(np.uint8)
 

@@ -4,11 +4,11 @@ end) against its tiled path: the same results, and the images each path takes.""
 import numpy as np
 import pytest
 import torch
+from factories import tiny_model
 
 from napari_deblur import xydeblur
 from napari_deblur.engine import restore
 from napari_deblur.engine.frames import frames_fit, send, to_float
-from factories import tiny_model
 
 RNG = np.random.default_rng(1)
 

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from factories import tiny_model
 from PIL import Image
 
 from napari_deblur.cli import main
@@ -13,12 +14,16 @@ from napari_deblur.evaluation import baselines
 from napari_deblur.evaluation.benchmark import tune
 from napari_deblur.evaluation.cases import microscopy_cases, photo_cases
 from napari_deblur.evaluation.kernels import (
-    MICROSCOPY_PSFS, PHOTO_FAMILIES, arc_motion, microscopy_psf, polyline_motion, random_photo_kernel, ring_defocus,
+    MICROSCOPY_PSFS,
+    PHOTO_FAMILIES,
+    arc_motion,
+    microscopy_psf,
+    polyline_motion,
+    random_photo_kernel,
+    ring_defocus,
 )
 from napari_deblur.metrics import score
 from napari_deblur.models.weights import save_safetensors, sha256_of
-
-from factories import tiny_model
 
 needs_photos = pytest.mark.skipif(
     not {"chelsea", "coffee", "rocket"} <= set(available_photos()), reason="scikit-image's photos are not installed"

@@ -7,14 +7,13 @@ import numpy as np
 import pytest
 import tifffile
 import torch
+from factories import tiny_model
 from PIL import Image
 
 from napari_deblur.cli import main
 from napari_deblur.data.heldout import W2S_HELDOUT_FIELDS
 from napari_deblur.evaluation.real import INPUT, gate, invented_structure, run_real_benchmark
 from napari_deblur.models.weights import save_safetensors
-
-from factories import tiny_model
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 

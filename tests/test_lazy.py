@@ -17,11 +17,10 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 from factories import tiny_model  # noqa: E402
 
-from napari_deblur.models.xydeblur import XYDeblur  # noqa: E402
-
 from napari_deblur.engine import restore  # noqa: E402
 from napari_deblur.engine.intensity import Scaling, fit_scaling  # noqa: E402
 from napari_deblur.lazy import ModelRef, aligned_chunks, lazy_scaling, receptive_halo, xydeblur_lazy  # noqa: E402
+from napari_deblur.models.xydeblur import XYDeblur  # noqa: E402
 
 
 @pytest.fixture

@@ -3,11 +3,11 @@ import json
 import numpy as np
 import pytest
 import torch
+from factories import tiny_model
 
 from napari_deblur import WeightsError, load_model
 from napari_deblur.models.registry import available_models
 from napari_deblur.models.weights import save_safetensors, sha256_of
-from factories import tiny_model
 
 
 def _same_weights(a, b):

@@ -2,10 +2,10 @@ import copy
 
 import pytest
 import torch
+from factories import tiny_model
 
 from napari_deblur import XYDeblur
 from napari_deblur.models.xydeblur import config_from_state_dict
-from factories import tiny_model
 
 
 def test_official_layout_and_parameter_count():

@@ -8,10 +8,10 @@ pytestmark = pytest.mark.gui
 
 
 def test_viewer_sees_the_plugin_and_shows_a_restoration(make_napari_viewer):
+    from factories import tiny_model
     from npe2 import PluginManager
 
     from napari_deblur import xydeblur
-    from factories import tiny_model
 
     viewer = make_napari_viewer()
     assert "napari-deblur" in PluginManager.instance()

@@ -191,9 +191,10 @@ def huge_stacks(plane):
 @pytest.mark.parametrize("kind", ["numpy", "dask"])
 def test_a_current_slice_run_costs_one_plane_of_a_huge_stack(kind):
     """Issue 19.14: the outputs of a current-slice run are the plane (as numpy), never the stack."""
+    from factories import tiny_model
+
     from napari_deblur.engine.restore import run_to_end
     from napari_deblur.plugin.xydeblur_job import Job, run_job
-    from factories import tiny_model
 
     plane = np.random.default_rng(1).integers(100, 4000, (32, 40), dtype=np.uint16)
     stack = dict(zip(("numpy", "dask"), huge_stacks(plane)))[kind]
@@ -211,10 +212,11 @@ def test_a_current_slice_run_costs_one_plane_of_a_huge_stack(kind):
 @pytest.mark.parametrize("kind", ["numpy", "dask"])
 def test_a_current_slice_diffusion_costs_one_plane_of_a_huge_stack(kind):
     """Issue 19.14: the mean and std of a current-slice refinement are the plane, never the stack."""
+    from factories import tiny_model
+
     from napari_deblur.engine.restore import run_to_end
     from napari_deblur.models.denoiser import ResidualDenoiser
     from napari_deblur.plugin.diffusion_job import DiffusionJob, run_diffusion
-    from factories import tiny_model
 
     plane = np.random.default_rng(1).integers(100, 4000, (24, 32), dtype=np.uint16)
     stack = dict(zip(("numpy", "dask"), huge_stacks(plane)))[kind]

@@ -6,7 +6,7 @@ import torch
 
 from napari_deblur.models.weights import load_model
 from napari_deblur.training.export import export_run
-from napari_deblur.training.train_xydeblur import Trainer, TrainConfig
+from napari_deblur.training.train_xydeblur import TrainConfig, Trainer
 
 
 def _config(**kw):

@@ -4,11 +4,11 @@ choice of form."""
 import numpy as np
 import pytest
 import torch
+from factories import tiny_model
 
 from napari_deblur import xydeblur
 from napari_deblur.engine import runtime
 from napari_deblur.models.twin import TwinDecoderXYDeblur
-from factories import tiny_model
 
 
 @pytest.mark.parametrize("mode", ["grouped", "dense"])

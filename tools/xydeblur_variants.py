@@ -87,7 +87,8 @@ def time_variant(form, precision, layout, size, device, repeats, expected) -> di
 
 def profile(form, size, device, rows: int = 12) -> str:
     """The CUDA kernels of one fp16 channels_last forward, by total time."""
-    from torch.profiler import ProfilerActivity, profile as torch_profile
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
 
     net = build(form, device, torch.float16, True)
     x = frame(size, device, torch.float16, True)

@@ -60,7 +60,7 @@ def pack_bank(paths, preset: str, out, crops: int = 160, size: int = 256, seed: 
     np.savez_compressed(out, **arrays)
     record = {
         "kind": KIND, "preset": preset, "crops": crops, "size": size, "seed": int(seed), "dtype": np.dtype(dtype).name,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "sources": [str(p) for p in paths], "images": images.summary(),
         "psf_files": [str(p) for p in psfs or []], "psf_slices": int(len(arrays.get("psfs", []))),
         "files": sorted({n.split("[")[0] for n in images.names}),

@@ -17,7 +17,7 @@ Generator, a torch.Generator or an int seed) and are reproducible.
 
 import importlib.util
 import math
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +49,7 @@ def available_photos() -> list[str]:
     return [] if folder is None else [name for name, f in PHOTO_FILES.items() if (folder / f).is_file()]
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_photo(name: str) -> np.ndarray:
     """float32 (3, H, W) sRGB in [0, 1]; grey photographs are repeated over the 3 channels."""
     from PIL import Image

@@ -279,7 +279,7 @@ def run_benchmark(out_dir, *, quick=False, models=None, device="auto", diffusion
     report = {
         "benchmark": "napari-deblur eval",
         "mode": "quick" if quick else "full",
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "napari_deblur": __version__,
         "git_commit": checkout_commit(),
         "torch": torch.__version__,

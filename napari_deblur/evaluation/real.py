@@ -28,7 +28,11 @@ import numpy as np
 from ..metrics import linear_to_srgb, score, sharpness, srgb_to_linear, uncertainty_correlation
 from . import baselines
 from .real_cases import (
-    fluorescence_cases, gopro_cases, identity_cases, photo_blur_cases, real_blur_only_files,
+    fluorescence_cases,
+    gopro_cases,
+    identity_cases,
+    photo_blur_cases,
+    real_blur_only_files,
 )
 
 PHOTO_TRACKS = ("gopro", "photo_blur", "identity_photo")
@@ -254,7 +258,7 @@ def run_real_benchmark(root, out_dir, *, models=None, denoisers=(), quick=False,
              if photo else {"skipped": "no photo model"})
     report = {
         "benchmark": "napari-deblur eval --real", "mode": mode,
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "napari_deblur": __version__, "git_commit": checkout_commit(), "torch": torch.__version__,
         "python": platform.python_version(), "device": describe(dev), "torch_threads": torch.get_num_threads(),
         "data": str(root), "models": [{k: m[k] for k in ("name", "source", "channels")} for m in models],

@@ -39,7 +39,7 @@ def run_bench(device="auto", *, quick=False, repeats=None, compile_=False, out=N
         f"{'torch.compile, ' if compile_ else ''}{repeats} repeats")
     log(f"XYDeblur ({name}) per frame:")
     report = {
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "device": describe(dev),
         "machine": machine_name(),
         "torch": torch.__version__,
