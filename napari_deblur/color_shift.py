@@ -17,14 +17,16 @@ import numpy as np
 from .metrics import srgb_to_linear
 
 __all__ = [
-    "ColorShift", "color_shift", "opponent",
-    "linear_srgb_to_xyz", "cct_mccamy", "correlated_color_temperature",
+    "ColorShift",
+    "color_shift",
+    "opponent",
+    "linear_srgb_to_xyz",
+    "cct_mccamy",
+    "correlated_color_temperature",
 ]
 
 # linear sRGB (D65 white) -> CIE XYZ, IEC 61966-2-1
-_SRGB_TO_XYZ = np.array([[0.4124, 0.3576, 0.1805],
-                         [0.2126, 0.7152, 0.0722],
-                         [0.0193, 0.1192, 0.9505]])
+_SRGB_TO_XYZ = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]])
 
 
 def linear_srgb_to_xyz(rgb):
@@ -74,20 +76,24 @@ class ColorShift:
 
     def summary(self) -> str:
         fmt = lambda m: "R {:+.4g}  G {:+.4g}  B {:+.4g}".format(*m)  # noqa: E731
-        lines = [f"colour shift over {self.n_pixels} pixels (image units)",
-                 f"  mean r_hor : {fmt(self.mean_hor)}",
-                 f"  mean r_ver : {fmt(self.mean_ver)}",
-                 f"  mean sum   : {fmt(self.mean_sum)}",
-                 "  CCT: " + ", ".join(f"{k} {v:.0f} K" for k, v in self.cct.items())]
+        lines = [
+            f"colour shift over {self.n_pixels} pixels (image units)",
+            f"  mean r_hor : {fmt(self.mean_hor)}",
+            f"  mean r_ver : {fmt(self.mean_ver)}",
+            f"  mean sum   : {fmt(self.mean_sum)}",
+            "  CCT: " + ", ".join(f"{k} {v:.0f} K" for k, v in self.cct.items()),
+        ]
         return "\n".join(lines)
 
     def as_dict(self) -> dict:
         num = lambda v: None if not np.isfinite(v) else float(v)  # noqa: E731
-        return {"mean_hor": [float(v) for v in self.mean_hor],
-                "mean_ver": [float(v) for v in self.mean_ver],
-                "mean_sum": [float(v) for v in self.mean_sum],
-                "cct": {k: num(v) for k, v in self.cct.items()},
-                "n_pixels": int(self.n_pixels)}
+        return {
+            "mean_hor": [float(v) for v in self.mean_hor],
+            "mean_ver": [float(v) for v in self.mean_ver],
+            "mean_sum": [float(v) for v in self.mean_sum],
+            "cct": {k: num(v) for k, v in self.cct.items()},
+            "n_pixels": int(self.n_pixels),
+        }
 
 
 def _full_white(dtype, value_range):
@@ -118,14 +124,14 @@ def _region_mask(region, spatial_shape):
     try:
         return np.broadcast_to(region, spatial_shape)
     except ValueError:
-        raise ValueError(f"region mask of shape {region.shape} does not fit the "
-                         f"image's spatial shape {spatial_shape}") from None
+        raise ValueError(
+            f"region mask of shape {region.shape} does not fit the image's spatial shape {spatial_shape}"
+        ) from None
 
 
 def _as_real(name, a):
     a = np.asarray(a)
-    if not (np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_) \
-            or np.issubdtype(a.dtype, np.complexfloating):
+    if not (np.issubdtype(a.dtype, np.number) or a.dtype == np.bool_) or np.issubdtype(a.dtype, np.complexfloating):
         raise TypeError(f"color_shift needs a real numeric {name}, got dtype {a.dtype}")
     return a
 
@@ -137,16 +143,17 @@ def color_shift(image, r_hor, r_ver, region=None, *, channel_axis=-1, value_rang
     ``r_hor``/``r_ver`` have its shape and units. ``region`` is None, a boolean
     mask over the spatial axes, or a (y, x) tuple of slices.
     """
-    image, r_hor, r_ver = (_as_real(n, a) for n, a in
-                           (("image", image), ("r_hor", r_hor), ("r_ver", r_ver)))
+    image, r_hor, r_ver = (_as_real(n, a) for n, a in (("image", image), ("r_hor", r_hor), ("r_ver", r_ver)))
     if image.ndim < 3:
         raise ValueError(f"color_shift needs an image (..., Y, X, C), got shape {image.shape}")
     if not -image.ndim <= int(channel_axis) < image.ndim:
         raise ValueError(f"channel_axis {channel_axis} out of range for shape {image.shape}")
     ax = int(channel_axis) % image.ndim
     if image.shape[ax] not in (3, 4):
-        raise ValueError(f"color_shift needs 3 colour channels (RGB or RGBA), got shape "
-                         f"{image.shape} with {image.shape[ax]} on axis {channel_axis}")
+        raise ValueError(
+            f"color_shift needs 3 colour channels (RGB or RGBA), got shape "
+            f"{image.shape} with {image.shape[ax]} on axis {channel_axis}"
+        )
     for name, r in (("r_hor", r_hor), ("r_ver", r_ver)):
         if r.shape != image.shape:
             raise ValueError(f"{name} must have the image's shape {image.shape}, got {r.shape}")
@@ -163,8 +170,7 @@ def color_shift(image, r_hor, r_ver, region=None, *, channel_axis=-1, value_rang
     def chroma_hue(r):
         c = r - r.mean(axis=-1, keepdims=True)
         o1, o2 = opponent(r)
-        return (np.sqrt((c * c).sum(axis=-1)).astype(np.float32),
-                np.arctan2(o2, o1).astype(np.float32))
+        return (np.sqrt((c * c).sum(axis=-1)).astype(np.float32), np.arctan2(o2, o1).astype(np.float32))
 
     def cct_of(rgb):
         lin = srgb_to_linear(rgb[mask] / white)  # clipped to [0, 1]: full white at most
@@ -172,10 +178,20 @@ def color_shift(image, r_hor, r_ver, region=None, *, channel_axis=-1, value_rang
 
     (ch, hh), (cv, hv), (cs, hs) = chroma_hue(rh), chroma_hue(rv), chroma_hue(rs)
     return ColorShift(
-        mean_hor=rh[mask].mean(axis=0), mean_ver=rv[mask].mean(axis=0),
+        mean_hor=rh[mask].mean(axis=0),
+        mean_ver=rv[mask].mean(axis=0),
         mean_sum=rs[mask].mean(axis=0),
-        chroma_hor=ch, chroma_ver=cv, chroma_sum=cs, hue_hor=hh, hue_ver=hv, hue_sum=hs,
-        cct={"image": cct_of(img), "image+r_hor": cct_of(img + rh),
-             "image+r_ver": cct_of(img + rv), "restored": cct_of(img + rs)},
+        chroma_hor=ch,
+        chroma_ver=cv,
+        chroma_sum=cs,
+        hue_hor=hh,
+        hue_ver=hv,
+        hue_sum=hs,
+        cct={
+            "image": cct_of(img),
+            "image+r_hor": cct_of(img + rh),
+            "image+r_ver": cct_of(img + rv),
+            "restored": cct_of(img + rs),
+        },
         n_pixels=n,
     )

@@ -41,8 +41,9 @@ def require(modules, purpose: str) -> None:
     missing = [_PACKAGE_NAMES.get(name, name) for name in missing_packages(modules)]
     if missing:
         verb = "is" if len(missing) == 1 else "are"
-        raise MissingExtraError(f"{purpose} needs {' and '.join(missing)}, which {verb} not installed: "
-                                f"pip install '{DASK_EXTRA}'")
+        raise MissingExtraError(
+            f"{purpose} needs {' and '.join(missing)}, which {verb} not installed: pip install '{DASK_EXTRA}'"
+        )
 
 
 def memory_available() -> int | None:

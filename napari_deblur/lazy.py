@@ -100,8 +100,12 @@ class ModelRef:
             return {"key": self.key}
         model = self._model
         state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        return {"token": self.token, "config": dict(model.config), "state": state,
-                "weights_info": getattr(model, "weights_info", None)}
+        return {
+            "token": self.token,
+            "config": dict(model.config),
+            "state": state,
+            "weights_info": getattr(model, "weights_info", None),
+        }
 
     def __setstate__(self, state):
         self.key, self._model, self.token = state.get("key"), None, state.get("token")
@@ -318,5 +322,14 @@ def xydeblur_lazy(
     data = data.rechunk({yi: aligned_chunks(data.chunks[yi], halo), xi: aligned_chunks(data.chunks[xi], halo)})
     depth = {i: (halo if i in (yi, xi) else 0) for i in range(data.ndim)}
     boundary = "none"  # at the image border the block is cut as the whole image is: same network padding
-    return da.map_overlap(_restore_block, data, depth=depth, boundary=boundary, trim=True,
-                          dtype=result_dtype, meta=meta, token=name, **kwargs)
+    return da.map_overlap(
+        _restore_block,
+        data,
+        depth=depth,
+        boundary=boundary,
+        trim=True,
+        dtype=result_dtype,
+        meta=meta,
+        token=name,
+        **kwargs,
+    )

@@ -18,9 +18,21 @@ import sys
 import numpy as np
 
 __all__ = [
-    "SRGB_DECODE_KNEE", "SRGB_ENCODE_KNEE", "SRGB_SLOPE", "SRGB_OFFSET", "SRGB_SCALE", "SRGB_GAMMA",
-    "srgb_to_linear", "linear_to_srgb", "psnr", "ssim", "score", "rank_correlation",
-    "uncertainty_correlation", "edge_map", "sharpness",
+    "SRGB_DECODE_KNEE",
+    "SRGB_ENCODE_KNEE",
+    "SRGB_SLOPE",
+    "SRGB_OFFSET",
+    "SRGB_SCALE",
+    "SRGB_GAMMA",
+    "srgb_to_linear",
+    "linear_to_srgb",
+    "psnr",
+    "ssim",
+    "score",
+    "rank_correlation",
+    "uncertainty_correlation",
+    "edge_map",
+    "sharpness",
 ]
 
 # IEC 61966-2-1: encoded v <= SRGB_DECODE_KNEE (linear l <= SRGB_ENCODE_KNEE) is the straight segment
@@ -102,8 +114,9 @@ def psnr(reference, image, data_range: float = 1.0, *, clip: bool = False, mse_f
         return float(10 * np.log10(float(data_range) ** 2 / max(mse, mse_floor)))
 
 
-def ssim(reference, image, data_range: float = 1.0, *, channel_axis: int | None = None,
-         win_size: int | None = None) -> float:
+def ssim(
+    reference, image, data_range: float = 1.0, *, channel_axis: int | None = None, win_size: int | None = None
+) -> float:
     """Structural similarity (scikit-image's ``structural_similarity``, float64) of two images.
 
     ``channel_axis`` names the colour axis of a multichannel image (SSIM is then averaged over
@@ -111,8 +124,15 @@ def ssim(reference, image, data_range: float = 1.0, *, channel_axis: int | None 
     """
     from skimage.metrics import structural_similarity
 
-    return float(structural_similarity(np.asarray(reference, np.float64), np.asarray(image, np.float64),
-                                       data_range=data_range, channel_axis=channel_axis, win_size=win_size))
+    return float(
+        structural_similarity(
+            np.asarray(reference, np.float64),
+            np.asarray(image, np.float64),
+            data_range=data_range,
+            channel_axis=channel_axis,
+            win_size=win_size,
+        )
+    )
 
 
 def score(sharp, restored) -> dict:

@@ -25,10 +25,15 @@ from pathlib import Path
 _REASONS = {
     getattr(errno, name): reason
     for name, reason in (
-        ("ENOSPC", "disk full"), ("EDQUOT", "disk quota exceeded"), ("EROFS", "read-only file system"),
-        ("EACCES", "permission denied"), ("EPERM", "permission denied"),
-        ("EFBIG", "file too large for this file system"), ("ENAMETOOLONG", "file name too long"),
-        ("ENOENT", "its folder does not exist"), ("EISDIR", "a folder of that name exists"),
+        ("ENOSPC", "disk full"),
+        ("EDQUOT", "disk quota exceeded"),
+        ("EROFS", "read-only file system"),
+        ("EACCES", "permission denied"),
+        ("EPERM", "permission denied"),
+        ("EFBIG", "file too large for this file system"),
+        ("ENAMETOOLONG", "file name too long"),
+        ("ENOENT", "its folder does not exist"),
+        ("EISDIR", "a folder of that name exists"),
         ("ENOTDIR", "a file stands where a folder is needed"),
     )
     if hasattr(errno, name)

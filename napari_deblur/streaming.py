@@ -76,8 +76,9 @@ def natural_key(path: Path):
 
 
 def tiff_files(folder: Path) -> list[Path]:
-    files = sorted((p for p in Path(folder).iterdir() if p.is_file() and p.name.lower().endswith(TIFF_SUFFIXES)),
-                   key=natural_key)
+    files = sorted(
+        (p for p in Path(folder).iterdir() if p.is_file() and p.name.lower().endswith(TIFF_SUFFIXES)), key=natural_key
+    )
     if not files:
         raise ValueError(f"{folder} holds no TIFF files (.tif, .tiff)")
     return files
@@ -97,8 +98,14 @@ def open_stack(path, axes: str | None = None) -> Stack:
         from .io import read_image_lazy
 
         image = read_image_lazy(path)
-        return Stack(image.array, _checked_axes(axes or image.axes, image.array.shape, path), image.scale,
-                     image.unit, "tiff", [path])
+        return Stack(
+            image.array,
+            _checked_axes(axes or image.axes, image.array.shape, path),
+            image.scale,
+            image.unit,
+            "tiff",
+            [path],
+        )
     raise ValueError(f"cannot stream {path}: expected a .zarr store, a folder of TIFFs or a TIFF file")
 
 
@@ -144,8 +151,9 @@ def _open_zarr(path: Path, axes):
         for transform in level.get("coordinateTransformations", []):
             if transform.get("type") == "scale" and names:
                 scale = {n.upper(): float(v) for n, v in zip(names, transform["scale"]) if n.lower() in "xyzt"}
-        unit = next((a.get("unit") for a in image.get("axes", []) if isinstance(a, dict) and a.get("name") == "x"),
-                    unit)
+        unit = next(
+            (a.get("unit") for a in image.get("axes", []) if isinstance(a, dict) and a.get("name") == "x"), unit
+        )
     axes = axes or node.attrs.get("axes")
     array = da.from_zarr(node)
     return Stack(array, _checked_axes(axes, array.shape, path), scale, unit, "zarr")
@@ -162,8 +170,10 @@ def _open_tiff_folder(folder: Path, axes):
     def read_one(path):
         image = read_image(path)
         if image.array.shape != shape or image.array.dtype != dtype:
-            raise ValueError(f"{path} has shape {image.array.shape} {image.array.dtype}, but {files[0].name} "
-                             f"has {shape} {dtype}: a folder is one stack of equal files")
+            raise ValueError(
+                f"{path} has shape {image.array.shape} {image.array.dtype}, but {files[0].name} "
+                f"has {shape} {dtype}: a folder is one stack of equal files"
+            )
         return image.array
 
     planes = [da.from_delayed(dask.delayed(read_one, pure=True)(p), shape, dtype=dtype) for p in files]
@@ -196,8 +206,14 @@ class TiffFolderTarget:
             raise ValueError(f"a TIFF-folder block must hold whole files, got {block.shape} of {self.shape}")
         for offset, i in enumerate(range(start, stop)):
             try:
-                write_image(self.folder / self.names[i], block[offset], self.axes[1:], scale=self.scale,
-                            unit=self.unit, overwrite=True)
+                write_image(
+                    self.folder / self.names[i],
+                    block[offset],
+                    self.axes[1:],
+                    scale=self.scale,
+                    unit=self.unit,
+                    overwrite=True,
+                )
             except OSError as err:
                 raise output_error(self.shown_as / self.names[i], err) from None
 
@@ -256,8 +272,20 @@ def compute_store(store, scheduler, workers, progress) -> None:
         executor.shutdown(wait=True, cancel_futures=True)
 
 
-def stream_xydeblur(source, output, model=None, *, axes=None, fmt=None, overwrite=False, scheduler=None,
-                    workers=2, halo="auto", progress=False, **engine) -> dict:
+def stream_xydeblur(
+    source,
+    output,
+    model=None,
+    *,
+    axes=None,
+    fmt=None,
+    overwrite=False,
+    scheduler=None,
+    workers=2,
+    halo="auto",
+    progress=False,
+    **engine,
+) -> dict:
     """Restore ``source`` (zarr, TIFF folder or TIFF) into ``output`` chunk by chunk; returns a summary.
 
     ``fmt``: ``"zarr"`` or ``"tiff"`` (a folder of TIFFs; default: zarr for zarr input,
@@ -290,7 +318,9 @@ def stream_xydeblur(source, output, model=None, *, axes=None, fmt=None, overwrit
     names = []
     if fmt == "tiff":
         if restored.ndim < 3 or stack.axes[0] in "YXC":
-            raise ValueError(f"a folder of TIFFs needs a leading stack axis; axes are {stack.axes!r}: use --format zarr")
+            raise ValueError(
+                f"a folder of TIFFs needs a leading stack axis; axes are {stack.axes!r}: use --format zarr"
+            )
         if stack.kind == "tiff-folder":
             names = [p.name for p in stack.files]
         else:
@@ -304,21 +334,41 @@ def stream_xydeblur(source, output, model=None, *, axes=None, fmt=None, overwrit
         if fmt == "zarr":
             import zarr
 
-            array = zarr.open_array(str(workdir / output.name), mode="w", shape=restored.shape,
-                                    dtype=restored.dtype, chunks=tuple(c[0] for c in restored.chunks))
-            array.attrs.update({"axes": stack.axes, "scale": stack.scale, "unit": stack.unit,
-                                "source": str(source), "napari_deblur": "xydeblur"})
+            array = zarr.open_array(
+                str(workdir / output.name),
+                mode="w",
+                shape=restored.shape,
+                dtype=restored.dtype,
+                chunks=tuple(c[0] for c in restored.chunks),
+            )
+            array.attrs.update(
+                {
+                    "axes": stack.axes,
+                    "scale": stack.scale,
+                    "unit": stack.unit,
+                    "source": str(source),
+                    "napari_deblur": "xydeblur",
+                }
+            )
             target = ZarrTarget(array, output)
         else:
-            target = TiffFolderTarget(workdir, names, restored.shape, restored.dtype, stack.axes, stack.scale,
-                                      stack.unit, shown_as=output)
+            target = TiffFolderTarget(
+                workdir, names, restored.shape, restored.dtype, stack.axes, stack.scale, stack.unit, shown_as=output
+            )
             restored = restored.rechunk({i: 1 if i == 0 else -1 for i in range(restored.ndim)})  # a file per chunk
         compute_store(da.store(restored, target, lock=False, compute=False), scheduler, workers, progress)
         publish(workdir, output, fmt, names)
     finally:  # after success it holds at most the store this run replaced; after a failure, this run's files
         shutil.rmtree(workdir, ignore_errors=True)
-    return {"input": str(source), "output": str(output), "format": fmt, "shape": tuple(restored.shape),
-            "axes": stack.axes, "dtype": str(restored.dtype), "chunks": int(np.prod(restored.numblocks))}
+    return {
+        "input": str(source),
+        "output": str(output),
+        "format": fmt,
+        "shape": tuple(restored.shape),
+        "axes": stack.axes,
+        "dtype": str(restored.dtype),
+        "chunks": int(np.prod(restored.numblocks)),
+    }
 
 
 def written_by_this_software(path: Path) -> bool:
@@ -342,8 +392,10 @@ def check_output(output: Path, fmt: str, overwrite: bool) -> None:
     if not overwrite:
         raise ValueError(f"{output} already exists (use --overwrite to replace it)")
     if fmt == "zarr" and not written_by_this_software(output):
-        raise ValueError(f"{output} exists and is not a zarr store written by napari-deblur; --overwrite replaces "
-                         "only those: choose another output")
+        raise ValueError(
+            f"{output} exists and is not a zarr store written by napari-deblur; --overwrite replaces "
+            "only those: choose another output"
+        )
     if fmt == "tiff":
         if not output.is_dir() or is_zarr(output):
             kind = "a zarr store" if is_zarr(output) and output.is_dir() else "not a folder"

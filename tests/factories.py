@@ -30,9 +30,14 @@ def bundle_model(folder, name, model, predictor=None, predictor_sha256=None):
     bundled model of that resources folder; a denoiser's manifest names its ``predictor``
     (and the checksum of that predictor's weights, where given)."""
     weights = save_safetensors(model, folder / f"{name}.safetensors", half=True)
-    manifest = {"name": name, "file": weights.name, "sha256": sha256_of(weights),
-                "architecture": {"class": type(model).__name__, **model.config}, "predictor": predictor,
-                "predictor_sha256": predictor_sha256}
+    manifest = {
+        "name": name,
+        "file": weights.name,
+        "sha256": sha256_of(weights),
+        "architecture": {"class": type(model).__name__, **model.config},
+        "predictor": predictor,
+        "predictor_sha256": predictor_sha256,
+    }
     (folder / f"{name}.json").write_text(json.dumps(manifest))
     return weights
 
@@ -43,5 +48,6 @@ def bundle_presets(folder, make_pair):
     for preset, channels in (("photo", 3), ("microscopy", 1)):
         predictor, denoiser = make_pair(channels)
         weights = bundle_model(folder, f"xydeblur-{preset}", predictor)
-        bundle_model(folder, f"dvsr-{preset}", denoiser, predictor=f"xydeblur-{preset}",
-                     predictor_sha256=sha256_of(weights))
+        bundle_model(
+            folder, f"dvsr-{preset}", denoiser, predictor=f"xydeblur-{preset}", predictor_sha256=sha256_of(weights)
+        )

@@ -14,8 +14,20 @@ from napari_deblur.samples import blurred_fluorescence_stack, blurred_photo
 
 BUNDLED = available_models()
 pytestmark = pytest.mark.skipif(not BUNDLED, reason="no bundled model in resources/")
-REQUIRED = {"name", "file", "sha256", "architecture", "horizontal_branch", "recipe", "data", "iterations",
-            "train_seconds", "device", "commit", "validation"}
+REQUIRED = {
+    "name",
+    "file",
+    "sha256",
+    "architecture",
+    "horizontal_branch",
+    "recipe",
+    "data",
+    "iterations",
+    "train_seconds",
+    "device",
+    "commit",
+    "validation",
+}
 
 
 @pytest.mark.parametrize("name", BUNDLED)
@@ -52,8 +64,10 @@ def test_r_hor_carries_horizontal_blur(name):
     manifest = json.loads((resources_dir() / f"{name}.json").read_text())
     split, agreement = manifest.get("branch_split", 1.0), manifest.get("branch_agreement", 0.0)
     if split < 1.5 or agreement < 0.9:
-        pytest.skip(f"{name}: its branches do not split the blur by direction yet "
-                    f"(measured x{split}, {agreement:.0%} of images agree)")
+        pytest.skip(
+            f"{name}: its branches do not split the blur by direction yet "
+            f"(measured x{split}, {agreement:.0%} of images agree)"
+        )
     model = load_model(name)
     if model.channels == 1:  # a microscopy model is probed on fluorescence, the content it was made for
         plane = blurred_fluorescence_stack()["sharp"][0, :160, :160].astype(np.float32)

@@ -104,7 +104,9 @@ def test_xy_compile_reaches_the_engine(tmp_path, photo, models, monkeypatch):
 def test_xy_several_inputs_and_tile(tmp_path, stack, photo, models):
     two = stack.with_name("other.tif")
     two.write_bytes(stack.read_bytes())
-    assert main(["xy", str(stack), str(two), "-o", str(tmp_path / "o"), "--model", models[1], "--tile", "64", "-q"]) == 0
+    assert (
+        main(["xy", str(stack), str(two), "-o", str(tmp_path / "o"), "--model", models[1], "--tile", "64", "-q"]) == 0
+    )
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["other_deblurred.tif", "stack_deblurred.tif"]
 
 
@@ -231,12 +233,30 @@ def test_a_failed_write_removes_the_files_written_for_that_input(tmp_path, stack
     (out / "stack_deblurred.tif").write_bytes(b"older")  # replaced by this run: its own output
     (out / "notes.txt").write_text("keep\n")
     monkeypatch.setattr(nio, "write_image", full_at_r_ver)
-    code = main(["xy", str(photo), str(stack), "-o", str(out), "--model", models[1], "--residuals", "--overwrite",
-                 "-q", "--device", "cpu"])
+    code = main(
+        [
+            "xy",
+            str(photo),
+            str(stack),
+            "-o",
+            str(out),
+            "--model",
+            models[1],
+            "--residuals",
+            "--overwrite",
+            "-q",
+            "--device",
+            "cpu",
+        ]
+    )
     assert code == 2
     # photo.png's outputs were complete and stay; none of stack.tif's half set is left
-    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "photo_deblurred.tif", "photo_r_hor.tif",
-                                                     "photo_r_ver.tif"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "notes.txt",
+        "photo_deblurred.tif",
+        "photo_r_hor.tif",
+        "photo_r_ver.tif",
+    ]
 
 
 @pytest.mark.parametrize("flag, warned", [("--trained-on", False), ("--device", True)])
@@ -257,6 +277,7 @@ def test_export_writes_the_training_device_label(tmp_path, monkeypatch, capsys, 
 
 def test_python_dash_m_cli_package(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
-    done = subprocess.run([sys.executable, "-m", "napari_deblur.cli", "--version"], capture_output=True, text=True,
-                          env=env, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "napari_deblur.cli", "--version"], capture_output=True, text=True, env=env, timeout=300
+    )
     assert done.returncode == 0 and done.stdout.startswith("napari-deblur ")

@@ -51,8 +51,12 @@ def test_d65_white_is_6500k():
 def test_warm_and_cool_shift_cct():
     img = flat([0.6, 0.6, 0.6])
     z = zeros_like(img)
-    warm = z.copy(); warm[..., 0] = 0.2; warm[..., 2] = -0.2
-    cool = z.copy(); cool[..., 0] = -0.2; cool[..., 2] = 0.2
+    warm = z.copy()
+    warm[..., 0] = 0.2
+    warm[..., 2] = -0.2
+    cool = z.copy()
+    cool[..., 0] = -0.2
+    cool[..., 2] = 0.2
     cs = color_shift(img, warm, cool)
     base = cs.cct["image"]
     assert cs.cct["image+r_hor"] < base - 500
@@ -76,7 +80,8 @@ def test_grey_residual_has_no_chroma():
 
 def test_red_residual():
     img = flat([0.4, 0.4, 0.4])
-    rh = zeros_like(img); rh[..., 0] = 0.1
+    rh = zeros_like(img)
+    rh[..., 0] = 0.1
     cs = color_shift(img, rh, zeros_like(img))
     np.testing.assert_allclose(cs.mean_hor, [0.1, 0.0, 0.0], atol=1e-7)
     np.testing.assert_allclose(cs.mean_ver, [0, 0, 0])
@@ -109,7 +114,8 @@ def make_split():
 def test_region_mask_and_slices():
     img, rh = make_split()
     z = zeros_like(img)
-    mask = np.zeros(img.shape[:2], bool); mask[:, :5] = True
+    mask = np.zeros(img.shape[:2], bool)
+    mask[:, :5] = True
     a = color_shift(img, rh, z, region=mask)
     b = color_shift(img, rh, z, region=(slice(None), slice(0, 5)))
     np.testing.assert_allclose(a.mean_hor, [0, 0, 0.2], atol=1e-7)
@@ -127,7 +133,8 @@ def test_region_mask_and_slices():
 
 def test_uint8_and_float_agree():
     img, rh = make_split()
-    rv = zeros_like(img); rv[..., 1] = -0.05
+    rv = zeros_like(img)
+    rv[..., 1] = -0.05
     u8 = np.round(img * 255).astype(np.uint8)
     f = u8.astype(np.float64) / 255
     cf = color_shift(f, rh, rv)
@@ -150,7 +157,8 @@ def test_rgba_ignores_alpha():
     img, rh = make_split()
     rgba = np.concatenate([img, np.full(img.shape[:2] + (1,), 0.25, np.float32)], axis=-1)
     rh4 = np.concatenate([rh, np.zeros(img.shape[:2] + (1,), np.float32)], axis=-1)
-    rh4_junk = rh4.copy(); rh4_junk[..., 3] = 5.0
+    rh4_junk = rh4.copy()
+    rh4_junk[..., 3] = 5.0
     z4 = np.zeros(rgba.shape, np.float32)
     ref = color_shift(img, rh, zeros_like(img))
     for r in (rh4, rh4_junk):
@@ -171,12 +179,13 @@ def test_stack_and_channel_axis():
     np.testing.assert_allclose(cs.mean_hor, [0.025, 0, 0.05], atol=1e-7)
     assert cs.n_pixels == 2 * 8 * 10
     # a (Y, X) mask broadcasts over the stack
-    mask = np.zeros(img.shape[:2], bool); mask[:, :5] = True
-    np.testing.assert_allclose(color_shift(stack, rstack, z, region=mask).mean_hor,
-                               [0, 0, 0.1], atol=1e-7)
+    mask = np.zeros(img.shape[:2], bool)
+    mask[:, :5] = True
+    np.testing.assert_allclose(color_shift(stack, rstack, z, region=mask).mean_hor, [0, 0, 0.1], atol=1e-7)
     # channels first (C, Y, X) gives the same numbers
-    cyx = color_shift(np.moveaxis(img, -1, 0), np.moveaxis(rh, -1, 0),
-                      np.zeros((3, 8, 10)), channel_axis=0, region=mask)
+    cyx = color_shift(
+        np.moveaxis(img, -1, 0), np.moveaxis(rh, -1, 0), np.zeros((3, 8, 10)), channel_axis=0, region=mask
+    )
     ref = color_shift(img, rh, zeros_like(img), region=mask)
     np.testing.assert_allclose(cyx.mean_hor, ref.mean_hor)
     np.testing.assert_allclose(cyx.hue_hor, ref.hue_hor)
@@ -217,7 +226,8 @@ def test_inputs_not_modified():
     u8 = np.round(img * 255).astype(np.uint8)
     rh8 = rh * 255
     rv8 = np.full(img.shape, -3.0)
-    mask = np.zeros(img.shape[:2], bool); mask[2:5] = True
+    mask = np.zeros(img.shape[:2], bool)
+    mask[2:5] = True
     copies = [a.copy() for a in (u8, rh8, rv8, mask)]
     color_shift(u8, rh8, rv8, region=mask)
     for a, c in zip((u8, rh8, rv8, mask), copies):

@@ -25,10 +25,12 @@ def test_blur_matches_direct_convolution():
     g = torch.Generator().manual_seed(0)
     x = torch.rand(3, 2, 30, 41, generator=g)
     k = _kernels(3)
-    ref = torch.cat([
-        F.conv2d(F.pad(x[i : i + 1], (4,) * 4, mode="reflect"), k[i].flip(0, 1).expand(2, 1, 9, 9), groups=2)
-        for i in range(3)
-    ])
+    ref = torch.cat(
+        [
+            F.conv2d(F.pad(x[i : i + 1], (4,) * 4, mode="reflect"), k[i].flip(0, 1).expand(2, 1, 9, 9), groups=2)
+            for i in range(3)
+        ]
+    )
     assert torch.allclose(blur(x, k), ref, atol=1e-5)
     shared = blur(x, k[0])
     assert torch.allclose(shared[1], blur(x[1:2], k[0])[0], atol=1e-6)
@@ -82,8 +84,9 @@ def test_photo_pipeline_shapes_and_clean_identity():
     sharp = torch.rand(2, 3, 48, 48, generator=g)
     delta = torch.zeros(2, 9, 9)
     delta[:, 4, 4] = 1
-    blurred, target = degrade_photo(sharp, delta, generator=g, highlight_prob=0, exposure=(1, 1), noise_prob=0,
-                                    quantize_prob=0)
+    blurred, target = degrade_photo(
+        sharp, delta, generator=g, highlight_prob=0, exposure=(1, 1), noise_prob=0, quantize_prob=0
+    )
     assert blurred.shape == target.shape == (2, 3, 40, 40)
     assert torch.allclose(target, sharp[..., 4:-4, 4:-4], atol=1e-5)
     assert torch.allclose(blurred, target, atol=1e-5)
@@ -107,8 +110,16 @@ def test_microscopy_pipeline_noise_and_scaling():
     g = torch.Generator().manual_seed(4)
     sharp = torch.full((2, 1, 80, 80), 0.5)
     k = torch.from_numpy(linear_motion(5, 30, 9))[None].expand(2, 9, 9)
-    blurred, target = degrade_microscopy(sharp, k, generator=g, gain=(1, 1), background=(0, 0),
-                                         peak_photons=(100, 100), read_photons=(0, 0), normalize_prob=0)
+    blurred, target = degrade_microscopy(
+        sharp,
+        k,
+        generator=g,
+        gain=(1, 1),
+        background=(0, 0),
+        peak_photons=(100, 100),
+        read_photons=(0, 0),
+        normalize_prob=0,
+    )
     assert blurred.shape == target.shape == (2, 1, 72, 72)
     assert torch.allclose(target, torch.full_like(target, 0.5))
     # 100 photons at the peak (0.5): variance = mean / photons-per-unit = 0.5 / 200

@@ -49,10 +49,13 @@ def test_sampler_resume_and_refresh_are_deterministic():
     assert torch.equal(resumed.pool, s.pool)
 
 
-@pytest.mark.parametrize("preset, clean", [
-    ("photo", dict(noise_prob=0, quantize_prob=0)),
-    ("microscopy", dict(peak_photons=(1e9, 1e9), read_photons=(0, 0), normalize_prob=0)),
-])
+@pytest.mark.parametrize(
+    "preset, clean",
+    [
+        ("photo", dict(noise_prob=0, quantize_prob=0)),
+        ("microscopy", dict(peak_photons=(1e9, 1e9), read_photons=(0, 0), normalize_prob=0)),
+    ],
+)
 def test_sampler_blur_is_real(preset, clean):
     s = PairSampler(preset, seed=0, spatial_prob=0.5, degrade_options=clean, **(SMALL | {"batch": 8}))
     assert s.kernels.shape == (8, 15, 15)

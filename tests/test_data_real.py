@@ -27,20 +27,23 @@ def _photo(path, size=(80, 96), grey=False, seed=0):
     return arr
 
 
-@pytest.mark.parametrize("path, held", [
-    ("data/photos/mcmaster/3.tif", True),
-    ("x/photos/set5/bird_GT.bmp", True),
-    ("photos/set3c/butterfly.png", True),
-    ("photos/set3c/leaves.png", False),
-    ("photos/cbsd68/101085.png", False),
-    ("d/fluorescence/w2s_widefield/target_avg400_010_0.tif", True),
-    ("d/fluorescence/w2s_widefield/target_avg400_031_2.tif", False),
-    ("d/fluorescence/w2s_widefield/input_avg1_031_2.tif", True),
-    ("fluorescence/sdeconv/pollen.tif", True),
-    ("fluorescence/sdeconv/celegans_spitfire.tif", False),
-    ("real_blur_pairs/gopro_train/sharp/GOPR0372_07_00_000047.png", True),
-    ("my_photos/mcmaster_style/1.tif", False),  # only the listed folders, not look-alikes
-])
+@pytest.mark.parametrize(
+    "path, held",
+    [
+        ("data/photos/mcmaster/3.tif", True),
+        ("x/photos/set5/bird_GT.bmp", True),
+        ("photos/set3c/butterfly.png", True),
+        ("photos/set3c/leaves.png", False),
+        ("photos/cbsd68/101085.png", False),
+        ("d/fluorescence/w2s_widefield/target_avg400_010_0.tif", True),
+        ("d/fluorescence/w2s_widefield/target_avg400_031_2.tif", False),
+        ("d/fluorescence/w2s_widefield/input_avg1_031_2.tif", True),
+        ("fluorescence/sdeconv/pollen.tif", True),
+        ("fluorescence/sdeconv/celegans_spitfire.tif", False),
+        ("real_blur_pairs/gopro_train/sharp/GOPR0372_07_00_000047.png", True),
+        ("my_photos/mcmaster_style/1.tif", False),  # only the listed folders, not look-alikes
+    ],
+)
 def test_the_heldout_split_is_matched_by_path_suffix(path, held):
     assert is_heldout(path) is held
 
@@ -143,8 +146,18 @@ def test_jpeg_like_is_close_to_a_real_jpeg_encoder():
 def test_sampler_cuts_tiles_from_real_images_and_keeps_identity_kernels(tmp_path):
     _photo(tmp_path / "a.png", (120, 120))
     images = load_sharp([tmp_path], "photo")
-    s = PairSampler("photo", crop=32, batch=4, seed=0, pool_size=6, kernel_pool=40, kernel_size=15, sharp=images,
-                    real_share=1.0, identity_prob=0.5)
+    s = PairSampler(
+        "photo",
+        crop=32,
+        batch=4,
+        seed=0,
+        pool_size=6,
+        kernel_pool=40,
+        kernel_size=15,
+        sharp=images,
+        real_share=1.0,
+        identity_prob=0.5,
+    )
     identity = [(k.numpy() == k.numpy().max()).sum() == 1 and k.max() == 1 for k in s.kernels]
     assert 10 < sum(identity) < 30
     blurred, sharp = s.sample()
@@ -159,13 +172,52 @@ def test_pack_and_train_from_the_command_line(tmp_path):
     for i in range(2):
         _photo(tmp_path / "sharp" / f"{i}.png", (96, 96), seed=i)
     bank = tmp_path / "bank.npz"
-    assert main(["pack", "--preset", "photo", "--sharp", str(tmp_path / "sharp"), "--crops", "4", "--size", "96",
-                 "--out", str(bank)]) == 0
+    assert (
+        main(
+            [
+                "pack",
+                "--preset",
+                "photo",
+                "--sharp",
+                str(tmp_path / "sharp"),
+                "--crops",
+                "4",
+                "--size",
+                "96",
+                "--out",
+                str(bank),
+            ]
+        )
+        == 0
+    )
     assert main(["pack", "--preset", "photo", "--sharp", str(tmp_path / "sharp"), "--out", str(bank)]) == 2
     run = tmp_path / "run"
-    args = ["train", "xydeblur", "--preset", "photo", "--sharp", str(bank), "--iters", "2", "--batch", "2",
-            "--crop", "32", "--width", "8", "--blocks", "1", "--val-every", "2", "--ckpt-every", "2",
-            "--device", "cpu", "--out", str(run)]
+    args = [
+        "train",
+        "xydeblur",
+        "--preset",
+        "photo",
+        "--sharp",
+        str(bank),
+        "--iters",
+        "2",
+        "--batch",
+        "2",
+        "--crop",
+        "32",
+        "--width",
+        "8",
+        "--blocks",
+        "1",
+        "--val-every",
+        "2",
+        "--ckpt-every",
+        "2",
+        "--device",
+        "cpu",
+        "--out",
+        str(run),
+    ]
     assert main(args) == 0
     config = json.loads((run / "config.json").read_text())
     assert config["sharp"] == [str(bank)] and config["identity_prob"] == 0.08
@@ -180,11 +232,15 @@ def test_pack_and_train_from_the_command_line(tmp_path):
 
 def test_a_microscopy_bank_carries_its_psfs(tmp_path):
     rng = np.random.default_rng(2)
-    tifffile.imwrite(tmp_path / "cells.tif", (100 + rng.poisson(50, (60, 60)) + 2000 * (rng.random((60, 60)) > 0.99)).astype(np.uint16))
+    tifffile.imwrite(
+        tmp_path / "cells.tif",
+        (100 + rng.poisson(50, (60, 60)) + 2000 * (rng.random((60, 60)) > 0.99)).astype(np.uint16),
+    )
     z, y, x = np.mgrid[-2:3, -10:11, -10:11]
     tifffile.imwrite(tmp_path / "psf.tif", np.exp(-(y**2 + x**2) / (2 * (1 + abs(z)) ** 2)).astype(np.float32))
-    record = pack_bank([tmp_path / "cells.tif"], "microscopy", tmp_path / "b.npz", crops=2, size=48,
-                       psfs=[tmp_path / "psf.tif"])
+    record = pack_bank(
+        [tmp_path / "cells.tif"], "microscopy", tmp_path / "b.npz", crops=2, size=48, psfs=[tmp_path / "psf.tif"]
+    )
     assert record["psf_slices"] == 3  # focus and 2 planes either side, one of every 2 planes
     images = load_sharp([tmp_path / "b.npz"], "microscopy")
     assert len(images.psfs) == 3 and images.psfs[0].shape == (31, 31)
@@ -215,8 +271,18 @@ def test_is_bank_needs_an_existing_npz_file(tmp_path):
 
 def test_an_unblurred_sample_has_its_own_input_as_target(tmp_path):
     _photo(tmp_path / "a.png", (120, 120))
-    s = PairSampler("photo", crop=32, batch=16, seed=0, pool_size=6, kernel_pool=8, kernel_size=15,
-                    sharp=load_sharp([tmp_path], "photo"), identity_prob=0.5, spatial_prob=0.0)
+    s = PairSampler(
+        "photo",
+        crop=32,
+        batch=16,
+        seed=0,
+        pool_size=6,
+        kernel_pool=8,
+        kernel_size=15,
+        sharp=load_sharp([tmp_path], "photo"),
+        identity_prob=0.5,
+        spatial_prob=0.0,
+    )
     blurred, sharp = s.sample()
     same = [torch.equal(b, t) for b, t in zip(blurred, sharp)]
     assert 0 < sum(same) < 16  # identity samples: target == noisy input; the others: a sharper target

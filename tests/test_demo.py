@@ -52,8 +52,11 @@ def test_the_demo_window_lands_on_the_plugin_ready_to_run(make_napari_viewer, qt
     qtbot.wait(50)  # Qt lays the docks out (and makes the tabs) in the event loop
     window = xy_dock.parentWidget()
     assert window.tabifiedDockWidgets(xy_dock) == [diffusion_dock]  # one dock, two tabs
-    bars = [bar for bar in window.findChildren(QTabBar)
-            if xy_dock.windowTitle() in [bar.tabText(i) for i in range(bar.count())]]
+    bars = [
+        bar
+        for bar in window.findChildren(QTabBar)
+        if xy_dock.windowTitle() in [bar.tabText(i) for i in range(bar.count())]
+    ]
     assert [bar.tabText(bar.currentIndex()) for bar in bars] == [xy_dock.windowTitle()]  # XYDeblur in front
     blurred = viewer.layers["coffee blurred"]
     assert viewer.layers.selection.active is blurred and blurred.visible

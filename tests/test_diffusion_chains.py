@@ -17,9 +17,20 @@ CPU = torch.device("cpu")
 
 
 def plan(shape=(1, 3, 16, 16), samples=3, in_flight="auto", compute=np.float32, serial_pixels=1 << 30):
-    return plan_chains(ResidualDenoiser(3, width=8), shape, np.dtype(compute), CPU, torch.float32, tile="auto",
-                       batch="auto", overlap=8, multiple=8, in_flight=in_flight, seeds=tuple(range(samples)),
-                       serial_pixels=serial_pixels)
+    return plan_chains(
+        ResidualDenoiser(3, width=8),
+        shape,
+        np.dtype(compute),
+        CPU,
+        torch.float32,
+        tile="auto",
+        batch="auto",
+        overlap=8,
+        multiple=8,
+        in_flight=in_flight,
+        seeds=tuple(range(samples)),
+        serial_pixels=serial_pixels,
+    )
 
 
 def test_the_plan_on_the_cpu():
@@ -61,9 +72,20 @@ def test_chains_yield_every_step_and_do_not_depend_on_the_chains_beside_them(rgb
     den = ResidualDenoiser(3, width=8).eval()
     runs = {}
     for in_flight in (1, 3):
-        steps, gen = [], run_chains(den, plan(items.shape, in_flight=in_flight), items, images,
-                                    schedule=make_schedule(2), sampler="ddpm", clip=1.0, keep_samples=True,
-                                    replicate_to=0)
+        steps, gen = (
+            [],
+            run_chains(
+                den,
+                plan(items.shape, in_flight=in_flight),
+                items,
+                images,
+                schedule=make_schedule(2),
+                sampler="ddpm",
+                clip=1.0,
+                keep_samples=True,
+                replicate_to=0,
+            ),
+        )
         while True:
             try:
                 steps.append(next(gen))

@@ -20,8 +20,9 @@ def models(tmp_path_factory):
     folder = tmp_path_factory.mktemp("models")
     pred = save_safetensors(tiny_model(channels=1), folder / "pred1.safetensors")
     torch.manual_seed(0)
-    den = save_safetensors(ResidualDenoiser(1, width=8), folder / "den1.safetensors",
-                           metadata={PREDICTOR_KEY: str(pred)})
+    den = save_safetensors(
+        ResidualDenoiser(1, width=8), folder / "den1.safetensors", metadata={PREDICTOR_KEY: str(pred)}
+    )
     torch.manual_seed(1)
     other = save_safetensors(ResidualDenoiser(1, width=8), folder / "loose.safetensors")
     return {"pred": str(pred), "den": str(den), "loose": str(other)}
@@ -33,16 +34,36 @@ def stack(tmp_path):
     data = np.random.default_rng(1).integers(100, 4000, (2, 20, 28), dtype=np.uint16)
     path = tmp_path / "in" / "cells.tif"
     path.parent.mkdir()
-    tifffile.imwrite(path, data, imagej=True, resolution=(10, 10), metadata={"axes": "ZYX", "spacing": 0.5,
-                                                                            "unit": "um"})
+    tifffile.imwrite(
+        path, data, imagej=True, resolution=(10, 10), metadata={"axes": "ZYX", "spacing": 0.5, "unit": "um"}
+    )
     return path
 
 
 def test_diffuse_round_trip(tmp_path, stack, models):
     out = tmp_path / "out"
     before = stack.read_bytes()
-    status = main(["diffuse", str(stack), "-o", str(out), "--model", models["den"], "--steps", "4",
-                   "--samples", "2", "--seed", "3", "--save-steps", "2", "--device", "cpu", "-q"])
+    status = main(
+        [
+            "diffuse",
+            str(stack),
+            "-o",
+            str(out),
+            "--model",
+            models["den"],
+            "--steps",
+            "4",
+            "--samples",
+            "2",
+            "--seed",
+            "3",
+            "--save-steps",
+            "2",
+            "--device",
+            "cpu",
+            "-q",
+        ]
+    )
     assert status == 0
     assert stack.read_bytes() == before
     names = sorted(p.name for p in out.iterdir())
@@ -68,19 +89,74 @@ def test_predictor_option_and_errors(tmp_path, stack, models, capsys):
     assert main(["diffuse", str(stack), "-o", str(out), "--model", models["loose"], "--steps", "2", "-q"]) == 2
     assert "does not name the predictor" in capsys.readouterr().err
     assert not out.exists()
-    assert main(["diffuse", str(stack), "-o", str(out), "--model", models["loose"], "--predictor", models["pred"],
-                 "--steps", "2", "--sampler", "ddim", "--device", "cpu", "-q"]) == 0
+    assert (
+        main(
+            [
+                "diffuse",
+                str(stack),
+                "-o",
+                str(out),
+                "--model",
+                models["loose"],
+                "--predictor",
+                models["pred"],
+                "--steps",
+                "2",
+                "--sampler",
+                "ddim",
+                "--device",
+                "cpu",
+                "-q",
+            ]
+        )
+        == 0
+    )
     assert (out / "cells_mean.tif").is_file()
     # outputs exist: refused without --overwrite, replaced with it
     assert main(["diffuse", str(stack), "-o", str(out), "--model", models["den"], "--steps", "2", "-q"]) == 2
     assert "already exists" in capsys.readouterr().err
-    assert main(["diffuse", str(stack), "-o", str(out), "--model", models["den"], "--steps", "2", "--overwrite",
-                 "--device", "cpu", "-q"]) == 0
+    assert (
+        main(
+            [
+                "diffuse",
+                str(stack),
+                "-o",
+                str(out),
+                "--model",
+                models["den"],
+                "--steps",
+                "2",
+                "--overwrite",
+                "--device",
+                "cpu",
+                "-q",
+            ]
+        )
+        == 0
+    )
     assert main(["diffuse", str(stack), "-o", str(out), "--model", models["den"], "--steps", "1001"]) == 2
     assert "steps must be from 1 to 1000" in capsys.readouterr().err
     assert main(["diffuse", str(stack), "-o", str(out), "--model", models["den"], "--steps", "0"]) == 2
-    assert main(["diffuse", str(stack), "-o", str(out), "--model", models["den"], "--axes", "YXQ", "--overwrite",
-                 "--steps", "2", "--device", "cpu"]) == 2
+    assert (
+        main(
+            [
+                "diffuse",
+                str(stack),
+                "-o",
+                str(out),
+                "--model",
+                models["den"],
+                "--axes",
+                "YXQ",
+                "--overwrite",
+                "--steps",
+                "2",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 2
+    )
     assert "cells.tif" in capsys.readouterr().err
 
 
@@ -120,8 +196,9 @@ def test_default_denoiser_per_image(tmp_path, stack, monkeypatch, capsys):
     bundle_presets(resources, lambda channels: (tiny_model(channels=channels), ResidualDenoiser(channels, width=8)))
     photo = tmp_path / "in" / "photo.tif"
     tifffile.imwrite(photo, np.random.default_rng(2).integers(0, 255, (24, 32, 3), dtype=np.uint8), photometric="rgb")
-    assert main(["diffuse", str(stack), str(photo), "-o", str(tmp_path / "out"), "--steps", "1",
-                 "--device", "cpu"]) == 0
+    assert (
+        main(["diffuse", str(stack), str(photo), "-o", str(tmp_path / "out"), "--steps", "1", "--device", "cpu"]) == 0
+    )
     err = capsys.readouterr().err
     assert "(dvsr-microscopy + xydeblur-microscopy," in err and "(dvsr-photo + xydeblur-photo," in err
 
@@ -143,8 +220,21 @@ def interrupt_after_first_preview(monkeypatch, out):
 
 def test_an_interrupted_run_leaves_none_of_its_files_and_a_rerun_works(tmp_path, stack, models, monkeypatch):
     out = tmp_path / "out"
-    args = ["diffuse", str(stack), "-o", str(out), "--model", models["den"], "--steps", "4", "--save-steps", "1",
-            "--device", "cpu", "-q"]
+    args = [
+        "diffuse",
+        str(stack),
+        "-o",
+        str(out),
+        "--model",
+        models["den"],
+        "--steps",
+        "4",
+        "--save-steps",
+        "1",
+        "--device",
+        "cpu",
+        "-q",
+    ]
     with monkeypatch.context() as patch:
         interrupt_after_first_preview(patch, out)
         assert main(args) == 130
@@ -160,8 +250,24 @@ def test_an_interrupted_overwrite_removes_only_what_it_wrote(tmp_path, stack, mo
         (out / name).write_bytes(b"older")
     with monkeypatch.context() as patch:
         interrupt_after_first_preview(patch, out)
-        code = main(["diffuse", str(stack), "-o", str(out), "--model", models["den"], "--steps", "2",
-                     "--save-steps", "1", "--device", "cpu", "--overwrite", "-q"])
+        code = main(
+            [
+                "diffuse",
+                str(stack),
+                "-o",
+                str(out),
+                "--model",
+                models["den"],
+                "--steps",
+                "2",
+                "--save-steps",
+                "1",
+                "--device",
+                "cpu",
+                "--overwrite",
+                "-q",
+            ]
+        )
     assert code == 130
     # step 1 was replaced by this run, so it was this run's own output: removed with the rest;
     # the files the run had not reached yet are as they were

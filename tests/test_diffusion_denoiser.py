@@ -51,10 +51,27 @@ def test_fully_convolutional_no_attention_no_norm():
     model = ResidualDenoiser()  # the paper's configuration
     kinds = {type(m).__name__ for m in model.modules()}
     assert not any("Attention" in k or "Norm" in k for k in kinds), kinds
-    assert not any(isinstance(m, (torch.nn.MultiheadAttention, torch.nn.GroupNorm, torch.nn.BatchNorm2d,
-                                  torch.nn.LayerNorm, torch.nn.InstanceNorm2d)) for m in model.modules())
-    assert model.config == {"channels": 3, "width": 32, "mults": [1, 2, 3, 4], "blocks": 2,
-                            "residual_scale": 1.0, "sigma_data": 0.0}
+    assert not any(
+        isinstance(
+            m,
+            (
+                torch.nn.MultiheadAttention,
+                torch.nn.GroupNorm,
+                torch.nn.BatchNorm2d,
+                torch.nn.LayerNorm,
+                torch.nn.InstanceNorm2d,
+            ),
+        )
+        for m in model.modules()
+    )
+    assert model.config == {
+        "channels": 3,
+        "width": 32,
+        "mults": [1, 2, 3, 4],
+        "blocks": 2,
+        "residual_scale": 1.0,
+        "sigma_data": 0.0,
+    }
     first = model.input.weight
     assert first.shape == (32, 9, 3, 3)  # concat(z_t, y, g(y))
     assert 4e6 < sum(p.numel() for p in model.parameters()) < 8e6
@@ -168,14 +185,17 @@ def test_non_finite_weights_are_refused_at_load_time(tmp_path):
         load_denoiser(path)
 
 
-@pytest.mark.parametrize("config, match", [
-    ({"width": 4096}, r"width must be an integer from 1 to 1024, got 4096"),
-    ({"blocks": 100000}, r"blocks must be an integer from 1 to 64, got 100000"),
-    ({"width": "8"}, r"width must be an integer from 1 to 1024, got '8'"),
-    ({"mults": [1, 2, 3]}, r"config says mults=\[1, 2, 3\] but the tensors are mults=\[1, 2\]"),
-    ({"residual_scale": float("nan")}, r"residual_scale must be a number"),
-    ({"sigma_data": -1}, r"sigma_data must be a number from 0.0"),
-])
+@pytest.mark.parametrize(
+    "config, match",
+    [
+        ({"width": 4096}, r"width must be an integer from 1 to 1024, got 4096"),
+        ({"blocks": 100000}, r"blocks must be an integer from 1 to 64, got 100000"),
+        ({"width": "8"}, r"width must be an integer from 1 to 1024, got '8'"),
+        ({"mults": [1, 2, 3]}, r"config says mults=\[1, 2, 3\] but the tensors are mults=\[1, 2\]"),
+        ({"residual_scale": float("nan")}, r"residual_scale must be a number"),
+        ({"sigma_data": -1}, r"sigma_data must be a number from 0.0"),
+    ],
+)
 def test_a_header_is_checked_against_the_tensors_before_anything_is_built(tmp_path, config, match):
     import json
 
@@ -184,8 +204,11 @@ def test_a_header_is_checked_against_the_tensors_before_anything_is_built(tmp_pa
     model = tiny_denoiser(channels=1, mults=(1, 2), blocks=1)
     header = json.dumps({**model.config, **config})
     path = tmp_path / "lying-denoiser.safetensors"
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path),
-              metadata={"napari_deblur.architecture": "ResidualDenoiser", "napari_deblur.config": header})
+    save_file(
+        {k: v.contiguous() for k, v in model.state_dict().items()},
+        str(path),
+        metadata={"napari_deblur.architecture": "ResidualDenoiser", "napari_deblur.config": header},
+    )
     with pytest.raises(WeightsError, match=r"^lying-denoiser\.safetensors: .*" + match):
         load_denoiser(path)
 
@@ -195,8 +218,11 @@ def test_a_broken_header_names_the_file(tmp_path):
 
     model = tiny_denoiser(channels=1, mults=(1, 2), blocks=1)
     path = tmp_path / "bad-json.safetensors"
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path),
-              metadata={"napari_deblur.architecture": "ResidualDenoiser", "napari_deblur.config": "{oops"})
+    save_file(
+        {k: v.contiguous() for k, v in model.state_dict().items()},
+        str(path),
+        metadata={"napari_deblur.architecture": "ResidualDenoiser", "napari_deblur.config": "{oops"},
+    )
     with pytest.raises(WeightsError, match=r"^bad-json\.safetensors: .*not valid JSON"):
         load_denoiser(path)
 

@@ -55,8 +55,9 @@ def rgb():
 
 @pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
 def test_oracle_residual_is_recovered(rgb, sampler):
-    res = refine(rgb, (tiny_model(channels=3), Oracle()), steps=10, samples=3, sampler=sampler, device="cpu",
-                 keep_samples=True)
+    res = refine(
+        rgb, (tiny_model(channels=3), Oracle()), steps=10, samples=3, sampler=sampler, device="cpu", keep_samples=True
+    )
     expected = res.x_init + 0.3 * np.sin(6 * rgb)
     np.testing.assert_allclose(res.mean, expected, atol=2e-5)
     assert res.std.max() < 2e-5 and res.std.min() >= 0
@@ -64,8 +65,16 @@ def test_oracle_residual_is_recovered(rgb, sampler):
 
 
 def test_residual_scale_is_divided_out_of_every_output(rgb):
-    gen = refine_iter(rgb, (tiny_model(channels=3), ScaledOracle(4.0)), steps=5, samples=2, sampler="ddim",
-                      device="cpu", keep_samples=True, clip=0.5)
+    gen = refine_iter(
+        rgb,
+        (tiny_model(channels=3), ScaledOracle(4.0)),
+        steps=5,
+        samples=2,
+        sampler="ddim",
+        device="cpu",
+        keep_samples=True,
+        clip=0.5,
+    )
     *steps, res = run_all(gen)
     expected = res.x_init + 0.3 * np.sin(6 * rgb)
     np.testing.assert_allclose(res.mean, expected, atol=2e-5)
@@ -73,8 +82,7 @@ def test_residual_scale_is_divided_out_of_every_output(rgb):
     np.testing.assert_allclose(steps[-1].x0[0], expected, atol=2e-5)  # the preview is in image units too
     assert res.info["residual_scale"] == 4.0
     # clip is in residual units: with the scale, a residual of 0.3 is not clipped by 0.5 ...
-    clipped = refine(rgb, (tiny_model(channels=3), ScaledOracle(4.0)), steps=5, sampler="ddim", device="cpu",
-                     clip=0.2)
+    clipped = refine(rgb, (tiny_model(channels=3), ScaledOracle(4.0)), steps=5, sampler="ddim", device="cpu", clip=0.2)
     # ... but by 0.2 it is
     np.testing.assert_allclose(clipped.mean - clipped.x_init, np.clip(0.3 * np.sin(6 * rgb), -0.2, 0.2), atol=2e-5)
 
@@ -114,8 +122,9 @@ def test_generator_yields_each_step_and_returns_the_result(rgb):
 def test_groups_of_samples_in_flight(rgb):
     models = pair()
     together = list_steps(refine_iter(rgb, models, steps=3, samples=3, seed=2, device="cpu", keep_samples=True))
-    apart = list_steps(refine_iter(rgb, models, steps=3, samples=3, seed=2, device="cpu", keep_samples=True,
-                                   in_flight=1))
+    apart = list_steps(
+        refine_iter(rgb, models, steps=3, samples=3, seed=2, device="cpu", keep_samples=True, in_flight=1)
+    )
     assert len(together[0]) == 3 and len(apart[0]) == 9
     assert [s.samples for s in apart[0][::3]] == [(0,), (1,), (2,)]
     assert [s.done for s in apart[0]] == list(range(1, 10)) and apart[0][0].total == 9
@@ -165,8 +174,19 @@ def test_tiles_share_the_noise(sampler):
     image = np.random.default_rng(1).random((96, 88, 3)).astype(np.float32)
     models = (constant_residual_model(channels=3, value=0.02), Oracle())
     whole = refine(image, models, steps=6, samples=2, seed=5, sampler=sampler, device="cpu", keep_samples=True)
-    tiled = refine(image, models, steps=6, samples=2, seed=5, sampler=sampler, device="cpu",
-                   tile=64, overlap=32, batch=3, keep_samples=True)
+    tiled = refine(
+        image,
+        models,
+        steps=6,
+        samples=2,
+        seed=5,
+        sampler=sampler,
+        device="cpu",
+        tile=64,
+        overlap=32,
+        batch=3,
+        keep_samples=True,
+    )
     assert whole.info["tiles"] == 1 and tiled.info["tiles"] == 4
     np.testing.assert_allclose(tiled.samples, whole.samples, atol=1e-5)
     np.testing.assert_allclose(tiled.mean, whole.mean, atol=1e-5)
@@ -324,8 +344,14 @@ def test_a_replaced_predictor_warns_and_the_trained_one_does_not(bundled_pairs, 
 @pytest.mark.parametrize("dtype", [np.uint32, np.int64, np.uint64])
 def test_same_dtype_saturates_wide_integers_instead_of_wrapping(dtype):
     top = np.full((16, 16), np.iinfo(dtype).max, dtype)
-    res = refine(top, (constant_residual_model(value=0.1), ResidualDenoiser(1, width=8).eval()), steps=1,
-                 device="cpu", out_dtype="same", clip=None)
+    res = refine(
+        top,
+        (constant_residual_model(value=0.1), ResidualDenoiser(1, width=8).eval()),
+        steps=1,
+        device="cpu",
+        out_dtype="same",
+        clip=None,
+    )
     assert res.mean.dtype == dtype and np.all(res.x_init == np.iinfo(dtype).max)
 
 
@@ -351,10 +377,16 @@ def test_a_fluorescence_stack_gets_the_microscopy_pair(bundled_pairs):
     assert res.info["model_choice"] == "dvsr-microscopy, per channel: CYX uint16 is a fluorescence layout"
 
 
-@pytest.mark.parametrize("kwargs, match", [({"tile": "abc"}, "tile must be"), ({"overlap": "x"}, "overlap must be"),
-                                           ({"normalize": 5}, "normalize must be"),
-                                           ({"normalize": (0.1,)}, "two numbers"),
-                                           ({"device": "meta"}, "device must be")])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"tile": "abc"}, "tile must be"),
+        ({"overlap": "x"}, "overlap must be"),
+        ({"normalize": 5}, "normalize must be"),
+        ({"normalize": (0.1,)}, "two numbers"),
+        ({"device": "meta"}, "device must be"),
+    ],
+)
 def test_bad_parameters_say_what_is_allowed(rgb, kwargs, match):
     with pytest.raises((TypeError, ValueError), match=match):
         refine(rgb, pair(), steps=1, **kwargs)

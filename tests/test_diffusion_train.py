@@ -24,8 +24,22 @@ def predictor(tmp_path_factory):
 
 
 def _config(predictor, **kw):
-    base = dict(preset="photo", predictor=str(predictor), iters=6, batch=2, crop=32, width=8, lr=2e-3, warmup=1,
-                val_every=3, ckpt_every=3, val_crops=2, val_crop=32, val_steps=3, seed=1)
+    base = dict(
+        preset="photo",
+        predictor=str(predictor),
+        iters=6,
+        batch=2,
+        crop=32,
+        width=8,
+        lr=2e-3,
+        warmup=1,
+        val_every=3,
+        ckpt_every=3,
+        val_crops=2,
+        val_crop=32,
+        val_steps=3,
+        seed=1,
+    )
     return DVSRConfig(**{**base, **kw})
 
 
@@ -96,9 +110,15 @@ def test_export_gives_a_bundled_pair_the_engine_uses(tmp_path, predictor, monkey
     DVSRTrainer(_config(predictor), tmp_path / "run", log=quiet).run()
     manifest_path = export_dvsr_run(tmp_path / "run", "dvsr-tiny", tmp_path / "res", device="cpu (test)")
     manifest = json.loads(manifest_path.read_text())
-    assert manifest["architecture"] == {"class": "ResidualDenoiser", "channels": 3, "width": 8,
-                                        "mults": [1, 2, 3, 4], "blocks": 2,
-                                        "residual_scale": 5.0, "sigma_data": 0.4}
+    assert manifest["architecture"] == {
+        "class": "ResidualDenoiser",
+        "channels": 3,
+        "width": 8,
+        "mults": [1, 2, 3, 4],
+        "blocks": 2,
+        "residual_scale": 5.0,
+        "sigma_data": 0.4,
+    }
     assert manifest["predictor"] == str(predictor) and manifest["iterations"] == 6
     assert manifest["predictor_sha256"] == sha256_of(predictor)
     assert manifest["precision"] == "fp16" and "val_psnr" in manifest["validation"]
@@ -117,9 +137,32 @@ def test_export_gives_a_bundled_pair_the_engine_uses(tmp_path, predictor, monkey
 
 def test_train_command_dispatches_dvsr(tmp_path, predictor, capsys):
     out = tmp_path / "cli-run"
-    status = main(["train", "dvsr", "--preset", "photo", "--predictor", str(predictor), "--iters", "2",
-                   "--batch", "2", "--crop", "32", "--width", "8", "--val-every", "2", "--ckpt-every", "2",
-                   "--device", "cpu", "--out", str(out)])
+    status = main(
+        [
+            "train",
+            "dvsr",
+            "--preset",
+            "photo",
+            "--predictor",
+            str(predictor),
+            "--iters",
+            "2",
+            "--batch",
+            "2",
+            "--crop",
+            "32",
+            "--width",
+            "8",
+            "--val-every",
+            "2",
+            "--ckpt-every",
+            "2",
+            "--device",
+            "cpu",
+            "--out",
+            str(out),
+        ]
+    )
     assert status == 0
     config = json.loads((out / "config.json").read_text())
     assert config["blocks"] == 2 and config["crop"] == 32 and config["predictor"] == str(predictor)
@@ -130,9 +173,35 @@ def test_train_command_dispatches_dvsr(tmp_path, predictor, capsys):
     assert main(["train", "dvsr", "--predictor", str(tmp_path / "nope.safetensors"), "--out", str(out)]) == 2
     assert "not found" in capsys.readouterr().err
     plain = tmp_path / "cli-plain"
-    assert main(["train", "dvsr", "--preset", "photo", "--predictor", str(predictor), "--iters", "1", "--batch", "2",
-                 "--crop", "32", "--width", "8", "--device", "cpu", "--residual-scale", "2", "--sigma-data", "0",
-                 "--out", str(plain)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "dvsr",
+                "--preset",
+                "photo",
+                "--predictor",
+                str(predictor),
+                "--iters",
+                "1",
+                "--batch",
+                "2",
+                "--crop",
+                "32",
+                "--width",
+                "8",
+                "--device",
+                "cpu",
+                "--residual-scale",
+                "2",
+                "--sigma-data",
+                "0",
+                "--out",
+                str(plain),
+            ]
+        )
+        == 0
+    )
     assert load_checkpoint(plain / "checkpoint")["config"]["residual_scale"] == 2.0
     assert load_checkpoint(plain / "checkpoint")["config"]["sigma_data"] == 0.0
 

@@ -345,15 +345,18 @@ def test_cast_like_clips_at_the_exact_integer_bounds(dtype):
     from napari_deblur.engine.intensity import cast_like
 
     info = np.iinfo(dtype)
-    values = np.array([-1e30, float(info.min) - 1e4, float(info.min), 0.0, float(info.max), float(info.max) + 1e4,
-                       1e30, 2.0**64])
+    values = np.array(
+        [-1e30, float(info.min) - 1e4, float(info.min), 0.0, float(info.max), float(info.max) + 1e4, 1e30, 2.0**64]
+    )
     got = cast_like(values, dtype)
     expected = np.array([info.min, info.min, info.min, 0, info.max, info.max, info.max, info.max], dtype=dtype)
     np.testing.assert_array_equal(got, expected)
 
 
-@pytest.mark.parametrize("dtype, value", [(np.float32, 3e38), (np.float32, -3e38), (np.float64, 1e308),
-                                          (np.float64, -1e308), (np.float64, 1e31)])
+@pytest.mark.parametrize(
+    "dtype, value",
+    [(np.float32, 3e38), (np.float32, -3e38), (np.float64, 1e308), (np.float64, -1e308), (np.float64, 1e31)],
+)
 def test_huge_floats_are_refused_not_returned_as_nan(dtype, value):
     image = np.full((16, 16), value, dtype)
     image[::2] = 0.5
@@ -385,8 +388,12 @@ BAD_PARAMETERS = [
     ({"overlap": "x"}, ValueError, r"overlap must be a whole number of pixels >= 0, got 'x'"),
     ({"overlap": -4}, ValueError, r"overlap must be a whole number of pixels >= 0, got -4"),
     ({"batch": 0}, ValueError, r"batch must be 'auto' or a whole number >= 1, got 0"),
-    ({"normalize": 5}, TypeError, r"normalize must be 'auto', 'dtype', 'percentile', \(lo, hi\) percentiles or a "
-                                  r"Scaling, got 5"),
+    (
+        {"normalize": 5},
+        TypeError,
+        r"normalize must be 'auto', 'dtype', 'percentile', \(lo, hi\) percentiles or a "
+        r"Scaling, got 5",
+    ),
     ({"normalize": None}, TypeError, r"normalize must be .*, got None"),
     ({"normalize": (0.1,)}, ValueError, r"normalize as percentiles must be two numbers \(lo, hi\).*, got \(0.1,\)"),
     ({"normalize": ("a", "b")}, ValueError, r"normalize as percentiles must be two numbers"),
@@ -404,8 +411,15 @@ def test_bad_parameters_say_what_is_allowed(kwargs, error, match):
 
 def test_good_parameter_forms_are_accepted():
     image = _image((8, 8), np.float32)
-    for kwargs in ({"tile": np.int64(64)}, {"tile": "auto"}, {"overlap": np.int32(8)}, {"batch": "auto"},
-                   {"normalize": [0, 100]}, {"normalize": (np.float32(1), 99)}, {"device": "CPU"}):
+    for kwargs in (
+        {"tile": np.int64(64)},
+        {"tile": "auto"},
+        {"overlap": np.int32(8)},
+        {"batch": "auto"},
+        {"normalize": [0, 100]},
+        {"normalize": (np.float32(1), 99)},
+        {"device": "CPU"},
+    ):
         assert xydeblur(image, tiny_model(), **kwargs).restored.shape == image.shape
 
 

@@ -22,6 +22,7 @@ def test_a_failing_compiler_falls_back_to_eager_and_says_why(monkeypatch):
     def broken_compile(fn, **kwargs):
         def run(*args):
             raise RuntimeError("no C++ compiler found")
+
         return run
 
     monkeypatch.setattr(compiled.torch, "compile", broken_compile)
@@ -39,6 +40,7 @@ def test_out_of_memory_in_the_compiled_network_is_not_swallowed(monkeypatch):
     def oom_compile(fn, **kwargs):
         def run(*args):
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
         return run
 
     monkeypatch.setattr(compiled.torch, "compile", oom_compile)

@@ -60,13 +60,16 @@ def test_float32_output_is_not_rounded(monkeypatch):
     np.testing.assert_array_equal(frames.restored, host.restored)
 
 
-@pytest.mark.parametrize("image, axes, channels", [
-    (np.zeros((24, 24, 4), np.uint8), "YXC", 3),  # RGBA: the alpha passes through on the host
-    (np.zeros((24, 24), np.float64), "YX", 1),  # float64 keeps float64 arithmetic
-    (np.zeros((24, 24), np.int32), "YX", 1),  # wider than float32 holds exactly
-    (np.zeros((2, 24, 24), np.uint16), "CYX", 1),  # per-channel restoration of a multichannel image
-    (np.array([[np.nan] + [0.5] * 23] * 24, np.float32), "YX", 1),  # NaN is filled and kept
-])
+@pytest.mark.parametrize(
+    "image, axes, channels",
+    [
+        (np.zeros((24, 24, 4), np.uint8), "YXC", 3),  # RGBA: the alpha passes through on the host
+        (np.zeros((24, 24), np.float64), "YX", 1),  # float64 keeps float64 arithmetic
+        (np.zeros((24, 24), np.int32), "YX", 1),  # wider than float32 holds exactly
+        (np.zeros((2, 24, 24), np.uint16), "CYX", 1),  # per-channel restoration of a multichannel image
+        (np.array([[np.nan] + [0.5] * 23] * 24, np.float32), "YX", 1),  # NaN is filled and kept
+    ],
+)
 def test_other_images_take_the_tiled_path(image, axes, channels):
     assert xydeblur(image, tiny_model(channels), axes=axes).info["path"] == "tiles"
 
@@ -85,7 +88,9 @@ def test_which_images_fit():
 
 def test_uint16_travels_as_its_bit_pattern():
     block = np.array([[0, 1, 32767, 32768, 65535]], np.uint16)
-    np.testing.assert_array_equal(to_float(send(block, torch.device("cpu")), block.dtype).numpy(), block.astype(np.float32))
+    np.testing.assert_array_equal(
+        to_float(send(block, torch.device("cpu")), block.dtype).numpy(), block.astype(np.float32)
+    )
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int16])

@@ -145,8 +145,12 @@ def tiny_resources(tmp_path, monkeypatch):
     folder.mkdir()
     model = tiny_model(channels=3)
     path = save_safetensors(model, folder / "xydeblur-tiny.safetensors", half=True)
-    manifest = {"name": "xydeblur-tiny", "file": path.name, "sha256": sha256_of(path),
-                "architecture": {"class": "XYDeblur", **model.config}}
+    manifest = {
+        "name": "xydeblur-tiny",
+        "file": path.name,
+        "sha256": sha256_of(path),
+        "architecture": {"class": "XYDeblur", **model.config},
+    }
     (folder / "xydeblur-tiny.json").write_text(json.dumps(manifest))
     monkeypatch.setenv("NAPARI_DEBLUR_RESOURCES", str(folder))
     return folder

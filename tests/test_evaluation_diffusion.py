@@ -18,8 +18,13 @@ from napari_deblur.models.weights import PREDICTOR_KEY, save_safetensors
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-TINY = {"cases": 1, "crop": 32, "fidelity": {"steps": 3, "samples": 3}, "perceptual": [4, 6],
-        "timing": {"size": 32, "steps": 2, "samples": 1}}
+TINY = {
+    "cases": 1,
+    "crop": 32,
+    "fidelity": {"steps": 3, "samples": 3},
+    "perceptual": [4, 6],
+    "timing": {"size": 32, "steps": 2, "samples": 1},
+}
 
 
 def tiny_pair(folder, channels, seed=0):
@@ -38,13 +43,24 @@ def synthetic_case(track, noise, index, size=40):
     k = np.ones((3, 3), np.float32) / 9
     blurred = sum(np.roll(np.roll(sharp, dy, -2), dx, -1) for dy in (-1, 0, 1) for dx in (-1, 0, 1)) / 9
     blurred = np.clip(blurred + rng.normal(0, 0.01, shape), 0, 1).astype(np.float32)
-    return Case(id=f"{track}{index}", track=track, noise=noise, source=f"src{index}", kernel_name="box",
-                kernel=k, blurred=blurred, sharp=sharp)
+    return Case(
+        id=f"{track}{index}",
+        track=track,
+        noise=noise,
+        source=f"src{index}",
+        kernel_name="box",
+        kernel=k,
+        blurred=blurred,
+        sharp=sharp,
+    )
 
 
 def test_cases_are_spread_over_sources_and_kernels():
-    cases = [Case(id=f"{s}-{k}", track="photo", noise="low", source=s, kernel_name=k, kernel=None, blurred=None,
-                  sharp=None) for s in "abcdef" for k in ("arc", "polyline", "ring", "long_shake")]
+    cases = [
+        Case(id=f"{s}-{k}", track="photo", noise="low", source=s, kernel_name=k, kernel=None, blurred=None, sharp=None)
+        for s in "abcdef"
+        for k in ("arc", "polyline", "ring", "long_shake")
+    ]
     picked = dv.pick_cases(cases, 4)
     assert [c.id for c in picked] == ["a-arc", "c-polyline", "d-ring", "f-long_shake"]
     assert [c.id for c in dv.pick_cases(cases, 8)][6:] == ["a-polyline", "b-polyline"]
@@ -62,8 +78,10 @@ def section(tmp_path_factory):
     folder = tmp_path_factory.mktemp("dvsr")
     rgb, gray = tiny_pair(folder, 3), tiny_pair(folder, 1, seed=1)
     denoisers = dv.select_denoisers([str(rgb), str(gray)])
-    cases = {track: [synthetic_case(track, noise, i) for noise in ("low", "high") for i in range(2)]
-             for track in ("photo", "microscopy")}
+    cases = {
+        track: [synthetic_case(track, noise, i) for noise in ("low", "high") for i in range(2)]
+        for track in ("photo", "microscopy")
+    }
     lines, threads = [], torch.get_num_threads()
     torch.set_num_threads(1)  # module scope runs outside the one_thread fixture
     try:
@@ -81,13 +99,22 @@ def test_rows_metrics_and_targets(section):
     assert section["settings"]["perceptual"] == [4, 6] and section["settings"]["fidelity"]["samples"] == 3
     for entry in section["models"].values():
         assert entry["predictor"].endswith(f"pred{entry['channels']}.safetensors")
-        assert set(entry["targets"]) == {"fidelity_psnr_above_x_init", "perceptual_sharper_than_x_init",
-                                         "uncertainty_tracks_error"}
+        assert set(entry["targets"]) == {
+            "fidelity_psnr_above_x_init",
+            "perceptual_sharper_than_x_init",
+            "uncertainty_tracks_error",
+        }
         assert all(isinstance(v, bool) for v in entry["targets"].values())
         for res in next(iter(entry["tracks"].values())).values():
             rows = res["rows"]
-            assert list(rows) == [dv.SHARP, dv.INPUT, dv.X_INIT, "fidelity: mean of 3 samples, T=3",
-                                  "perceptual: 1 sample, T=4", "perceptual: 1 sample, T=6"]
+            assert list(rows) == [
+                dv.SHARP,
+                dv.INPUT,
+                dv.X_INIT,
+                "fidelity: mean of 3 samples, T=3",
+                "perceptual: 1 sample, T=4",
+                "perceptual: 1 sample, T=6",
+            ]
             assert set(rows[dv.SHARP]) >= {"blur_effect"} and "psnr" not in rows[dv.SHARP]
             assert {"psnr", "ssim", "blur_effect"} <= set(rows[dv.INPUT]) <= set(rows[dv.X_INIT])
             fid = rows["fidelity: mean of 3 samples, T=3"]
@@ -144,7 +171,9 @@ def test_model_names_are_split_by_kind(tmp_path):
     torch.save(ResidualDenoiser(1, width=4, mults=(1, 2), blocks=1).state_dict(), tmp_path / "den.pt")
     assert benchmark.split_model_names(None) == (None, None)
     assert benchmark.split_model_names([str(xy), str(den), str(tmp_path / "den.pt"), "missing"]) == (
-        [str(xy), "missing"], [str(den), str(tmp_path / "den.pt")])
+        [str(xy), "missing"],
+        [str(den), str(tmp_path / "den.pt")],
+    )
 
 
 # ---------------------------------------------------------------- run_benchmark
@@ -162,8 +191,9 @@ def small_quick(monkeypatch, diffusion):
 def needs_photos(fn):
     from napari_deblur.data.sharp import available_photos
 
-    return pytest.mark.skipif(not {"chelsea", "coffee", "rocket"} <= set(available_photos()),
-                              reason="scikit-image's photos are not installed")(fn)
+    return pytest.mark.skipif(
+        not {"chelsea", "coffee", "rocket"} <= set(available_photos()), reason="scikit-image's photos are not installed"
+    )(fn)
 
 
 @needs_photos
@@ -180,8 +210,7 @@ def test_run_benchmark_restricted_to_an_xydeblur_has_no_diffusion_rows(tmp_path,
 def test_run_benchmark_with_a_denoiser(tmp_path, monkeypatch):
     small_quick(monkeypatch, TINY)
     den = tiny_pair(tmp_path, 3)
-    report = benchmark.run_benchmark(tmp_path / "out", quick=True, models=[str(den)], device="cpu",
-                                     log=lambda s: None)
+    report = benchmark.run_benchmark(tmp_path / "out", quick=True, models=[str(den)], device="cpu", log=lambda s: None)
     assert report["tracks"]["photo"]["models"] == []  # only the denoiser was asked for
     entry = report["diffusion"]["models"]["dvsr-tiny3"]
     assert list(entry["tracks"]) == ["photo"] and list(entry["tracks"]["photo"]) == ["low"]

@@ -48,12 +48,17 @@ def data_root(tmp_path_factory):
     for f in W2S_HELDOUT_FIELDS:
         tifffile.imwrite(w2s / f"target_avg400_{f}.tif", np.round(_smooth(rng, (160, 160)) ** 3 * 255).astype(np.uint8))
     (root / "fluorescence" / "sdeconv").mkdir()
-    tifffile.imwrite(root / "fluorescence" / "sdeconv" / "pollen.tif",
-                     (rng.random((4, 64, 64)) * 4000 + 100).astype(np.uint16), photometric="minisblack")
+    tifffile.imwrite(
+        root / "fluorescence" / "sdeconv" / "pollen.tif",
+        (rng.random((4, 64, 64)) * 4000 + 100).astype(np.uint16),
+        photometric="minisblack",
+    )
     psf_dir = root / "psfs" / "lattice_lightsheet_bead"
     psf_dir.mkdir(parents=True)
     z, y, x = np.mgrid[-3:4, -20:21, -20:21]
-    tifffile.imwrite(psf_dir / "psf.tif", (100 + 5000 * np.exp(-(y**2 + x**2) / (2 * (1.5 + abs(z)) ** 2))).astype(np.uint16))
+    tifffile.imwrite(
+        psf_dir / "psf.tif", (100 + 5000 * np.exp(-(y**2 + x**2) / (2 * (1.5 + abs(z)) ** 2))).astype(np.uint16)
+    )
     return root
 
 
@@ -65,9 +70,13 @@ def _identity_model(path, channels):
 
 
 def test_the_real_benchmark_scores_every_track_and_an_identity_model_keeps_the_input(data_root, tmp_path):
-    models = [{"name": "id-photo", "source": _identity_model(tmp_path / "p.safetensors", 3), "channels": 3},
-              {"name": "id-micro", "source": _identity_model(tmp_path / "m.safetensors", 1), "channels": 1}]
-    report = run_real_benchmark(data_root, tmp_path / "out", models=models, quick=True, device="cpu", log=lambda s: None)
+    models = [
+        {"name": "id-photo", "source": _identity_model(tmp_path / "p.safetensors", 3), "channels": 3},
+        {"name": "id-micro", "source": _identity_model(tmp_path / "m.safetensors", 1), "channels": 1},
+    ]
+    report = run_real_benchmark(
+        data_root, tmp_path / "out", models=models, quick=True, device="cpu", log=lambda s: None
+    )
     tracks = report["tracks"]
     assert set(tracks) == {"gopro", "photo_blur", "identity_photo", "fluorescence", "identity_microscopy"}
     assert len(tracks["photo_blur"]["images"]) == 3 and len(tracks["fluorescence"]["images"]) == 3
@@ -75,7 +84,10 @@ def test_the_real_benchmark_scores_every_track_and_an_identity_model_keeps_the_i
         m, base = tracks[track]["means"][name], tracks[track]["means"][INPUT]
         assert m["psnr"] == pytest.approx(base["psnr"], abs=0.05)  # the identity changes (almost) nothing
     # the oracles deblur: with the true kernel they beat the blurry input
-    assert tracks["photo_blur"]["means"]["Richardson-Lucy (true kernel)"]["psnr"] > tracks["photo_blur"]["means"][INPUT]["psnr"]
+    assert (
+        tracks["photo_blur"]["means"]["Richardson-Lucy (true kernel)"]["psnr"]
+        > tracks["photo_blur"]["means"][INPUT]["psnr"]
+    )
     assert tracks["fluorescence"]["means"]["id-micro"]["invented"] == pytest.approx(1.0, abs=0.05)
     assert tracks["identity_photo"]["means"]["id-photo"]["psnr"] > 40
     assert (tmp_path / "out" / "real.md").is_file() and (tmp_path / "out" / "contact_sheet.png").is_file()
@@ -93,20 +105,31 @@ def test_invented_structure_is_zero_for_the_truth_and_one_for_the_input():
 
 
 def _report(model_psnr, model_ssim, worse, identity=40.0, n=10):
-    track = {"means": {INPUT: {"psnr": 25.0, "ssim": 0.7, "n": n, "worse_than_input": 0},
-                       "m": {"psnr": model_psnr, "ssim": model_ssim, "n": n, "worse_than_input": worse}}}
-    ident = {"means": {INPUT: {"psnr": 99.0, "ssim": 1.0, "n": n, "worse_than_input": 0},
-                       "m": {"psnr": identity, "ssim": 0.99, "n": n, "worse_than_input": n}}}
+    track = {
+        "means": {
+            INPUT: {"psnr": 25.0, "ssim": 0.7, "n": n, "worse_than_input": 0},
+            "m": {"psnr": model_psnr, "ssim": model_ssim, "n": n, "worse_than_input": worse},
+        }
+    }
+    ident = {
+        "means": {
+            INPUT: {"psnr": 99.0, "ssim": 1.0, "n": n, "worse_than_input": 0},
+            "m": {"psnr": identity, "ssim": 0.99, "n": n, "worse_than_input": n},
+        }
+    }
     return {"tracks": {"photo_blur": track, "identity_photo": ident}}
 
 
-@pytest.mark.parametrize("psnr, ssim, worse, identity, passed", [
-    (26.0, 0.75, 1, 40.0, True),
-    (24.9, 0.75, 0, 40.0, False),  # worse on average
-    (26.0, 0.69, 0, 40.0, False),  # SSIM below the input
-    (26.0, 0.75, 2, 40.0, False),  # more than a tenth of the images lose PSNR
-    (26.0, 0.75, 0, 32.9, False),  # rewrites sharp images
-])
+@pytest.mark.parametrize(
+    "psnr, ssim, worse, identity, passed",
+    [
+        (26.0, 0.75, 1, 40.0, True),
+        (24.9, 0.75, 0, 40.0, False),  # worse on average
+        (26.0, 0.69, 0, 40.0, False),  # SSIM below the input
+        (26.0, 0.75, 2, 40.0, False),  # more than a tenth of the images lose PSNR
+        (26.0, 0.75, 0, 32.9, False),  # rewrites sharp images
+    ],
+)
 def test_the_gate_passes_only_a_model_that_does_no_harm(psnr, ssim, worse, identity, passed):
     verdict = gate(_report(psnr, ssim, worse, identity), "m")
     assert verdict["passed"] is passed and len(verdict["checks"]) == 4
@@ -116,14 +139,55 @@ def test_export_into_the_bundled_models_needs_the_gate_and_a_failing_model_write
     from napari_deblur.resources import resources_dir
 
     run = tmp_path / "run"
-    assert main(["train", "xydeblur", "--preset", "microscopy", "--iters", "1", "--batch", "2", "--crop", "32",
-                 "--width", "4", "--blocks", "1", "--val-every", "1", "--ckpt-every", "1", "--device", "cpu",
-                 "--out", str(run)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "xydeblur",
+                "--preset",
+                "microscopy",
+                "--iters",
+                "1",
+                "--batch",
+                "2",
+                "--crop",
+                "32",
+                "--width",
+                "4",
+                "--blocks",
+                "1",
+                "--val-every",
+                "1",
+                "--ckpt-every",
+                "1",
+                "--device",
+                "cpu",
+                "--out",
+                str(run),
+            ]
+        )
+        == 0
+    )
     assert main(["export", str(run), "--name", "xydeblur-microscopy", "--out", str(resources_dir())]) == 2
     # an identity-initialised model loses a little to fp16 rounding: it cannot pass "no image worse"
     out = tmp_path / "res"
-    code = main(["export", str(run), "--name", "cand", "--out", str(out), "--real", str(data_root), "--quick-gate",
-                 "--gate-device", "cpu", "--gate-report", str(tmp_path / "gate")])
+    code = main(
+        [
+            "export",
+            str(run),
+            "--name",
+            "cand",
+            "--out",
+            str(out),
+            "--real",
+            str(data_root),
+            "--quick-gate",
+            "--gate-device",
+            "cpu",
+            "--gate-report",
+            str(tmp_path / "gate"),
+        ]
+    )
     report = (tmp_path / "gate" / "real.json").read_text()
     assert '"cand"' in report
     if code == 0:

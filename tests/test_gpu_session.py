@@ -28,11 +28,32 @@ def test_smoke_session_trains_exports_probes_and_packs_within_the_lease_limits(t
     from napari_deblur.models.weights import load_model, weights_sha256
 
     out = tmp_path / "OUT"
-    assert load_script().main(["--device", "cpu", "--smoke", "--no-bench", "--train", "dvsr-photo", "xydeblur-photo",
-                               "--out", str(out), "--budget", "400"]) == 0
+    assert (
+        load_script().main(
+            [
+                "--device",
+                "cpu",
+                "--smoke",
+                "--no-bench",
+                "--train",
+                "dvsr-photo",
+                "xydeblur-photo",
+                "--out",
+                str(out),
+                "--budget",
+                "400",
+            ]
+        )
+        == 0
+    )
     files = sorted(p.name for p in out.rglob("*"))
-    assert files == ["dvsr-photo.json", "dvsr-photo.safetensors", "report.tar.gz",  # no checkpoints, no logs loose
-                     "xydeblur-photo.json", "xydeblur-photo.safetensors"]
+    assert files == [
+        "dvsr-photo.json",
+        "dvsr-photo.safetensors",
+        "report.tar.gz",  # no checkpoints, no logs loose
+        "xydeblur-photo.json",
+        "xydeblur-photo.safetensors",
+    ]
     assert all(p.stat().st_size < 16 * 2**20 for p in out.iterdir())  # what a lease brings back
     with tarfile.open(out / "report.tar.gz") as tar:
         names = set(tar.getnames())
@@ -40,8 +61,13 @@ def test_smoke_session_trains_exports_probes_and_packs_within_the_lease_limits(t
         probe = tar.extractfile("probe-dvsr-photo.log").read().decode()
         log = tar.extractfile("session.log").read().decode()
     assert {"session.log", "train-dvsr-photo.jsonl", "train-dvsr-photo.log", "train-xydeblur-photo.log"} <= names
-    stages = ("train-xydeblur-photo", "export-xydeblur-photo", "train-dvsr-photo", "export-dvsr-photo",
-              "probe-dvsr-photo")
+    stages = (
+        "train-xydeblur-photo",
+        "export-xydeblur-photo",
+        "train-dvsr-photo",
+        "export-dvsr-photo",
+        "probe-dvsr-photo",
+    )
     assert [results[stage]["exit"] for stage in stages] == [0] * 5
     assert log.index("train-xydeblur-photo:") < log.index("train-dvsr-photo:")
     assert "use the new xydeblur-photo" in log
@@ -69,8 +95,17 @@ def test_a_stage_that_runs_over_is_logged_and_the_session_goes_on(tmp_path, monk
 
 def test_more_models_than_a_lease_can_bring_back_is_refused(tmp_path, capsys):
     with pytest.raises(SystemExit):
-        load_script().main(["--train", "dvsr-photo", "dvsr-microscopy", "xydeblur-photo", "xydeblur-microscopy",
-                            "--out", str(tmp_path / "OUT")])
+        load_script().main(
+            [
+                "--train",
+                "dvsr-photo",
+                "dvsr-microscopy",
+                "xydeblur-photo",
+                "xydeblur-microscopy",
+                "--out",
+                str(tmp_path / "OUT"),
+            ]
+        )
     assert "at most 3 models" in capsys.readouterr().err
     assert not (tmp_path / "OUT").exists()
 
@@ -85,8 +120,20 @@ def test_the_compile_bench_runs_last_in_the_seconds_kept_for_it(tmp_path, monkey
 
     monkeypatch.setattr(module.Session, "run", fake_run)
     monkeypatch.setattr(module.Session, "environment", lambda self: None)
-    module.main(["--device", "cpu", "--train", "dvsr-photo", "--budget", "600", "--compile-seconds", "150",
-                 "--out", str(tmp_path / "OUT")])
+    module.main(
+        [
+            "--device",
+            "cpu",
+            "--train",
+            "dvsr-photo",
+            "--budget",
+            "600",
+            "--compile-seconds",
+            "150",
+            "--out",
+            str(tmp_path / "OUT"),
+        ]
+    )
     names = [name for name, _ in calls]
     assert names == ["bench", "train-dvsr-photo", "bench-compile"]
     train_limit = calls[1][1]
@@ -109,8 +156,9 @@ def test_the_bench_runs_the_decoder_form_the_variants_stage_found_fastest(tmp_pa
 
     monkeypatch.setattr(module.Session, "run", fake_run)
     monkeypatch.setattr(module.Session, "environment", lambda self: None)
-    module.main(["--device", "cpu", "--train", "--budget", "600", "--variants-seconds", "200",
-                 "--out", str(tmp_path / "OUT")])
+    module.main(
+        ["--device", "cpu", "--train", "--budget", "600", "--variants-seconds", "200", "--out", str(tmp_path / "OUT")]
+    )
     assert calls == [("variants", None), ("bench", {"NAPARI_DEBLUR_DECODER": "twin-grouped"})]
     calls.clear()
     module.main(["--device", "cpu", "--train", "--budget", "600", "--out", str(tmp_path / "OUT2")])

@@ -34,9 +34,7 @@ def loaded_after_import(module: str) -> set[str]:
         f"importlib.import_module({module!r})\n"
         "print(json.dumps(sorted({name.split('.')[0] for name in sys.modules})))\n"
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300
-    )
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, f"importing {module} failed:\n{proc.stderr}"
     return set(json.loads(proc.stdout.strip().splitlines()[-1]))
 

@@ -133,15 +133,22 @@ def test_ome_tiff(tmp_path):
 
 
 def test_resolution_unit_centimeter(tmp_path):
-    tifffile.imwrite(tmp_path / "cm.tif", np.zeros((8, 8), np.uint8), resolution=(1e4, 1e4), resolutionunit="centimeter")
+    tifffile.imwrite(
+        tmp_path / "cm.tif", np.zeros((8, 8), np.uint8), resolution=(1e4, 1e4), resolutionunit="centimeter"
+    )
     image = read_image(tmp_path / "cm.tif")
     assert image.unit == "micron" and image.scale == pytest.approx({"X": 1.0, "Y": 1.0})
 
 
 @pytest.mark.parametrize(
     "mode, shape, axes",
-    [("RGB", (10, 12, 3), "YXC"), ("RGBA", (10, 12, 4), "YXC"), ("L", (10, 12), "YX"),
-     ("LA", (10, 12, 4), "YXC"), ("P", (10, 12, 3), "YXC")],
+    [
+        ("RGB", (10, 12, 3), "YXC"),
+        ("RGBA", (10, 12, 4), "YXC"),
+        ("L", (10, 12), "YX"),
+        ("LA", (10, 12, 4), "YXC"),
+        ("P", (10, 12, 3), "YXC"),
+    ],
 )
 def test_png(tmp_path, mode, shape, axes):
     Image.new(mode, (12, 10)).save(tmp_path / "a.png")

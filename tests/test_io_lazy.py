@@ -38,8 +38,7 @@ def planar_rgb(path):  # samples first in the file, last in the ImageFile
 
 def zlib_zyx(path):  # several compressed strips per plane
     data = rng.integers(0, 999, (3, 40, 24), dtype=np.uint16)
-    tifffile.imwrite(path, data, photometric="minisblack", compression="zlib", rowsperstrip=8,
-                     metadata={"axes": "ZYX"})
+    tifffile.imwrite(path, data, photometric="minisblack", compression="zlib", rowsperstrip=8, metadata={"axes": "ZYX"})
     return path
 
 

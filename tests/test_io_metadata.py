@@ -47,38 +47,62 @@ def test_resolution_without_a_unit_is_not_a_calibration(tmp_path):
 
 
 def test_imagej_file_without_a_unit_is_uncalibrated_in_x_and_y(tmp_path):
-    tifffile.imwrite(tmp_path / "ij.tif", PIXELS, imagej=True, resolution=(72, 72), resolutionunit="inch",
-                     metadata={"axes": "ZYX", "spacing": 2.0})
+    tifffile.imwrite(
+        tmp_path / "ij.tif",
+        PIXELS,
+        imagej=True,
+        resolution=(72, 72),
+        resolutionunit="inch",
+        metadata={"axes": "ZYX", "spacing": 2.0},
+    )
     image = read_image(tmp_path / "ij.tif")
     assert image.scale == {"Z": 2.0} and image.unit is None  # ImageJ's voxel depth, in pixels
 
 
 @pytest.mark.parametrize("unit", ["um", "inch"])
 def test_imagej_unit_is_a_calibration_whatever_the_resolution_unit(tmp_path, unit):
-    tifffile.imwrite(tmp_path / "ij.tif", PIXELS, imagej=True, resolution=(72, 72), resolutionunit="inch",
-                     metadata={"axes": "ZYX", "unit": unit, "spacing": 0.5})
+    tifffile.imwrite(
+        tmp_path / "ij.tif",
+        PIXELS,
+        imagej=True,
+        resolution=(72, 72),
+        resolutionunit="inch",
+        metadata={"axes": "ZYX", "unit": unit, "spacing": 0.5},
+    )
     image = read_image(tmp_path / "ij.tif")
     assert image.unit == unit and image.scale == pytest.approx({"X": 1 / 72, "Y": 1 / 72, "Z": 0.5})
 
 
 def test_imagej_centimetre_calibration_is_in_centimetres(tmp_path):
     # ImageJ writes ResolutionUnit=CENTIMETER and unit=cm for a calibration in cm
-    tifffile.imwrite(tmp_path / "cm.tif", PIXELS, imagej=True, resolution=(1e4, 1e4), resolutionunit="centimeter",
-                     metadata={"axes": "ZYX", "unit": "cm"})
+    tifffile.imwrite(
+        tmp_path / "cm.tif",
+        PIXELS,
+        imagej=True,
+        resolution=(1e4, 1e4),
+        resolutionunit="centimeter",
+        metadata={"axes": "ZYX", "unit": "cm"},
+    )
     image = read_image(tmp_path / "cm.tif")
     assert image.unit == "cm" and image.scale == pytest.approx({"X": 1e-4, "Y": 1e-4})
 
 
 def test_ome_calibration_wins_over_a_print_resolution(tmp_path):
-    tifffile.imwrite(tmp_path / "o.ome.tif", PIXELS, resolution=(72, 72), resolutionunit="inch",
-                     metadata={"axes": "ZYX", "PhysicalSizeX": 0.2, "PhysicalSizeY": 0.2})
+    tifffile.imwrite(
+        tmp_path / "o.ome.tif",
+        PIXELS,
+        resolution=(72, 72),
+        resolutionunit="inch",
+        metadata={"axes": "ZYX", "PhysicalSizeX": 0.2, "PhysicalSizeY": 0.2},
+    )
     image = read_image(tmp_path / "o.ome.tif")
     assert image.unit == "µm" and image.scale == pytest.approx({"X": 0.2, "Y": 0.2})
 
 
 def test_ome_without_sizes_keeps_a_metric_resolution(tmp_path):
-    tifffile.imwrite(tmp_path / "o.ome.tif", PIXELS, resolution=(1e4, 1e4), resolutionunit="centimeter",
-                     metadata={"axes": "ZYX"})
+    tifffile.imwrite(
+        tmp_path / "o.ome.tif", PIXELS, resolution=(1e4, 1e4), resolutionunit="centimeter", metadata={"axes": "ZYX"}
+    )
     image = read_image(tmp_path / "o.ome.tif")
     assert image.unit == "micron" and image.scale == pytest.approx({"X": 1.0, "Y": 1.0})
 
@@ -131,8 +155,9 @@ def test_unusable_ome_physical_size_is_ignored_with_a_warning(tmp_path, read, va
 @pytest.mark.parametrize("value", UNUSABLE)
 def test_unusable_ome_z_and_time_are_ignored_with_a_warning(tmp_path, value):
     path = tmp_path / "bad.ome.tif"
-    tifffile.imwrite(path, PIXELS, description=ome_description("0.5", size_z=value, time_increment=value),
-                     metadata=None)
+    tifffile.imwrite(
+        path, PIXELS, description=ome_description("0.5", size_z=value, time_increment=value), metadata=None
+    )
     with pytest.warns(UserWarning) as caught:
         image = read_image(path)
     messages = [str(w.message) for w in caught]
@@ -146,8 +171,7 @@ def test_unusable_ome_z_and_time_are_ignored_with_a_warning(tmp_path, value):
 @pytest.mark.parametrize("value", UNUSABLE)
 def test_unusable_imagej_spacing_or_interval_is_ignored_with_a_warning(tmp_path, read, field, value):
     path = tmp_path / "bad.tif"
-    tifffile.imwrite(path, PIXELS, imagej=True, resolution=(4, 4),
-                     metadata={"axes": "ZYX", "unit": "um", field: value})
+    tifffile.imwrite(path, PIXELS, imagej=True, resolution=(4, 4), metadata={"axes": "ZYX", "unit": "um", field: value})
     with pytest.warns(UserWarning, match=rf"{field}=.* in .*bad\.tif"):
         image = read(path)
     assert image.scale == pytest.approx({"X": 0.25, "Y": 0.25}) and image.unit == "um"
@@ -164,8 +188,9 @@ def test_zero_resolution_tag_is_ignored_with_a_warning(tmp_path):
 
 def test_unusable_tifffile_json_scale_is_ignored_with_a_warning(tmp_path):
     path = tmp_path / "bad.tif"
-    tifffile.imwrite(path, PIXELS, metadata={"axes": "ZYX", "scale": {"X": "abc", "Y": 0.5, "Z": float("nan")},
-                                             "unit": "um"})
+    tifffile.imwrite(
+        path, PIXELS, metadata={"axes": "ZYX", "scale": {"X": "abc", "Y": 0.5, "Z": float("nan")}, "unit": "um"}
+    )
     with pytest.warns(UserWarning) as caught:
         image = read_image(path)
     messages = sorted(str(w.message) for w in caught)
@@ -176,8 +201,9 @@ def test_unusable_tifffile_json_scale_is_ignored_with_a_warning(tmp_path):
 
 def test_malformed_ome_xml_is_ignored_with_a_warning(tmp_path):
     path = tmp_path / "bad.ome.tif"
-    tifffile.imwrite(path, PIXELS, description=ome_description("0.5").replace("/></Pixels>", "</Pixels>"),
-                     metadata=None)
+    tifffile.imwrite(
+        path, PIXELS, description=ome_description("0.5").replace("/></Pixels>", "</Pixels>"), metadata=None
+    )
     with pytest.warns(UserWarning, match=r"OME-XML of .*bad\.ome\.tif"):
         image = read_image(path)
     assert image.scale == {} and image.unit is None
@@ -249,8 +275,9 @@ def test_tiff_metadata_helpers_read_axes_scale_and_refuse_non_images(tmp_path):
     from napari_deblur.io.tiff_metadata import check_image_shape, series_axes, tiff_metadata
 
     path = tmp_path / "calibrated.tif"
-    tifffile.imwrite(path, PIXELS, imagej=True, resolution=(1 / 0.5, 1 / 0.5),
-                     metadata={"axes": "ZYX", "unit": "um", "spacing": 2.0})
+    tifffile.imwrite(
+        path, PIXELS, imagej=True, resolution=(1 / 0.5, 1 / 0.5), metadata={"axes": "ZYX", "unit": "um", "spacing": 2.0}
+    )
     with tifffile.TiffFile(path) as tif:
         series = tif.series[0]
         assert series_axes(tif, series) == "ZYX"

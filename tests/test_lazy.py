@@ -61,8 +61,7 @@ def test_a_lazy_plane_equals_the_in_memory_plane(rng):
     model = tiny_model()
     whole = restore.xydeblur(image, model, normalize="dtype", device="cpu")
     for out in ("restored", "r_hor", "r_ver"):
-        lazy = xydeblur_lazy(da.from_array(image, chunks=(2, 36, 44)), model, normalize="dtype", out=out,
-                             device="cpu")
+        lazy = xydeblur_lazy(da.from_array(image, chunks=(2, 36, 44)), model, normalize="dtype", out=out, device="cpu")
         assert lazy.chunks[0] == (1, 1, 1, 1)  # batch axes one plane per chunk
         if out == "restored":  # rounded to uint16: equal but where float rounding crosses a half level
             got, expected = lazy[1].compute().astype(np.int64), whole.restored[1].astype(np.int64)
@@ -157,14 +156,14 @@ def test_receptive_radius_bounds_how_far_a_pixel_reaches(blocks):
 def test_the_default_halo_is_the_receptive_field_and_blocks_are_exact(rng, calls):
     model = XYDeblur(width=4, blocks=2, channels=1).eval()  # reaches 67 pixels: more than a 64 halo
     image = rng.random((300, 296)).astype(np.float32)
-    lazy = xydeblur_lazy(da.from_array(image, chunks=(100, 100)), model, normalize="dtype", tile=1024,
-                         device="cpu")
+    lazy = xydeblur_lazy(da.from_array(image, chunks=(100, 100)), model, normalize="dtype", tile=1024, device="cpu")
     result = lazy.compute(scheduler="synchronous")
     assert max(shape[0] for shape in calls) >= 100 + 2 * 68
     expected = restore.xydeblur(image, model, normalize="dtype", tile=1024, device="cpu").restored
     np.testing.assert_allclose(result, expected, atol=1e-5)
-    short = xydeblur_lazy(da.from_array(image, chunks=(100, 100)), model, normalize="dtype", halo=8, tile=1024,
-                          device="cpu").compute(scheduler="synchronous")
+    short = xydeblur_lazy(
+        da.from_array(image, chunks=(100, 100)), model, normalize="dtype", halo=8, tile=1024, device="cpu"
+    ).compute(scheduler="synchronous")
     assert np.abs(short - expected).max() > 1e-4  # too little context shows: the test can fail
 
 
@@ -177,8 +176,9 @@ def test_aligned_chunks():
 
 def test_threads_and_synchronous_schedulers_agree(rng):
     image = rng.integers(0, 4000, (4, 32, 36), dtype=np.uint16)
-    lazy = xydeblur_lazy(da.from_array(image, chunks=(1, 16, 36)), tiny_model(), normalize="dtype", halo=8,
-                         device="cpu")
+    lazy = xydeblur_lazy(
+        da.from_array(image, chunks=(1, 16, 36)), tiny_model(), normalize="dtype", halo=8, device="cpu"
+    )
     threaded = lazy.compute(scheduler="threads", num_workers=2)
     synchronous = lazy.compute(scheduler="synchronous")
     np.testing.assert_array_equal(threaded, synchronous)
@@ -243,8 +243,12 @@ def test_a_local_cluster_of_two_worker_processes_gives_the_local_result(rng):
     model = tiny_model()
     lazy = xydeblur_lazy(da.from_array(image, chunks=(1, 20, 44)), model, normalize="dtype", halo=8, device="cpu")
     local = lazy.compute(scheduler="synchronous")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                                  worker_dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, worker_dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
         remote = lazy.compute(scheduler=client)
         per_worker = client.run(_instances_in_this_process)
     np.testing.assert_array_equal(remote, local)
@@ -265,9 +269,15 @@ def test_the_lazy_default_model_follows_the_same_policy(tmp_path, monkeypatch, r
     np.testing.assert_array_equal(lazy.compute(), eager.restored)
 
 
-@pytest.mark.parametrize("kwargs, match", [({"tile": "abc"}, "tile must be"), ({"normalize": None}, "normalize must be"),
-                                           ({"normalize": (0.1,)}, "two numbers"),
-                                           ({"device": "meta"}, "device must be")])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"tile": "abc"}, "tile must be"),
+        ({"normalize": None}, "normalize must be"),
+        ({"normalize": (0.1,)}, "two numbers"),
+        ({"device": "meta"}, "device must be"),
+    ],
+)
 def test_bad_parameters_are_refused_before_any_work(kwargs, match):
     with pytest.raises((TypeError, ValueError), match=match):
         xydeblur_lazy(np.zeros((8, 8), np.uint16), tiny_model(), **kwargs)

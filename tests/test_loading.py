@@ -37,7 +37,12 @@ def test_fp16_safetensors_load_as_fp32(tmp_path):
     "wrap",
     [
         lambda sd: {"model": sd},  # official Best/Final
-        lambda sd: {"model": sd, "optimizer": {"state": {}, "param_groups": []}, "scheduler": {"last_epoch": 3}, "epoch": 3},
+        lambda sd: {
+            "model": sd,
+            "optimizer": {"state": {}, "param_groups": []},
+            "scheduler": {"last_epoch": 3},
+            "epoch": 3,
+        },
         lambda sd: sd,  # plain state_dict
         lambda sd: {f"module.{k}": v for k, v in sd.items()},  # saved from DataParallel
     ],
@@ -166,18 +171,24 @@ def _with_header(tmp_path, model, name, config_text):
 
     path = tmp_path / name
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(path), metadata={"napari_deblur.architecture": type(model).__name__,
-                                          "napari_deblur.config": config_text})
+    save_file(
+        state,
+        str(path),
+        metadata={"napari_deblur.architecture": type(model).__name__, "napari_deblur.config": config_text},
+    )
     return path
 
 
-@pytest.mark.parametrize("config, match", [
-    ({"width": 4096, "blocks": 1, "channels": 1}, r"width must be an integer from 1 to 1024, got 4096"),
-    ({"width": 4, "blocks": 100000, "channels": 1}, r"blocks must be an integer from 0 to 64, got 100000"),
-    ({"width": 512, "blocks": 1, "channels": 1}, r"config says width=512 but the tensors are width=4"),
-    ({"width": "32", "blocks": 1, "channels": 1}, r"width must be an integer from 1 to 1024, got '32'"),
-    ({"width": 4, "blocks": True, "channels": 1}, r"blocks must be an integer"),
-])
+@pytest.mark.parametrize(
+    "config, match",
+    [
+        ({"width": 4096, "blocks": 1, "channels": 1}, r"width must be an integer from 1 to 1024, got 4096"),
+        ({"width": 4, "blocks": 100000, "channels": 1}, r"blocks must be an integer from 0 to 64, got 100000"),
+        ({"width": 512, "blocks": 1, "channels": 1}, r"config says width=512 but the tensors are width=4"),
+        ({"width": "32", "blocks": 1, "channels": 1}, r"width must be an integer from 1 to 1024, got '32'"),
+        ({"width": 4, "blocks": True, "channels": 1}, r"blocks must be an integer"),
+    ],
+)
 def test_a_header_is_checked_against_the_tensors_before_anything_is_built(tmp_path, config, match):
     path = _with_header(tmp_path, tiny_model(channels=1), "lying.safetensors", json.dumps(config))
     with pytest.raises(WeightsError, match=r"^lying\.safetensors: .*" + match):

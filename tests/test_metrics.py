@@ -192,8 +192,6 @@ def test_sharpness_is_lower_for_sharper_images(rng):
     assert metrics.sharpness(sharp[0]) == pytest.approx(metrics.sharpness(sharp[:1].repeat(3, 0)))
 
 
-
-
 def test_metrics_imports_only_numpy():
     loaded = loaded_after_import("napari_deblur.metrics")
     assert not loaded & {"torch", "skimage", "scipy", "napari", "qtpy"}, sorted(loaded)

@@ -33,7 +33,9 @@ def test_grayscale_model_and_config():
     model = XYDeblur(channels=1)
     assert model.state_dict()["Encoder1.layers.0.main.0.weight"].shape == (32, 1, 3, 3)
     assert config_from_state_dict(XYDeblur(width=8, blocks=2, channels=1).state_dict()) == {
-        "width": 8, "blocks": 2, "channels": 1,
+        "width": 8,
+        "blocks": 2,
+        "channels": 1,
     }
 
 
@@ -67,4 +69,3 @@ def test_vertical_branch_is_the_horizontal_decoder_with_kernels_rotated():
     e1, e2, z = model.encode(x)
     torch.testing.assert_close(turned.decode(e1, e2, z), r_ver)
     torch.testing.assert_close(model.decode(e1, e2, z), r_hor)
-

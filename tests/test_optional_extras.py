@@ -56,16 +56,20 @@ def without(monkeypatch, *modules):
         monkeypatch.setitem(sys.modules, name, None)  # `import name` now raises ImportError
 
 
-@pytest.mark.parametrize("case, extra_args, missing, needs", [
-    ("zarr", [], ["zarr"], "needs zarr,"),
-    ("tif", ["--stream"], ["zarr"], "needs zarr,"),
-    ("movie", ["--format", "zarr"], ["zarr"], "needs zarr,"),
-    ("movie", [], ["dask.array"], "needs dask[array],"),
-    ("movie", ["--scheduler", "tcp://127.0.0.1:1"], ["distributed"], "needs distributed,"),
-    ("zarr", [], ["zarr", "dask.array"], "needs dask[array] and zarr, which are not installed"),
-])
-def test_streaming_without_its_packages_says_what_to_install(tmp_path, inputs, weights, monkeypatch, capsys,
-                                                             nothing_read, case, extra_args, missing, needs):
+@pytest.mark.parametrize(
+    "case, extra_args, missing, needs",
+    [
+        ("zarr", [], ["zarr"], "needs zarr,"),
+        ("tif", ["--stream"], ["zarr"], "needs zarr,"),
+        ("movie", ["--format", "zarr"], ["zarr"], "needs zarr,"),
+        ("movie", [], ["dask.array"], "needs dask[array],"),
+        ("movie", ["--scheduler", "tcp://127.0.0.1:1"], ["distributed"], "needs distributed,"),
+        ("zarr", [], ["zarr", "dask.array"], "needs dask[array] and zarr, which are not installed"),
+    ],
+)
+def test_streaming_without_its_packages_says_what_to_install(
+    tmp_path, inputs, weights, monkeypatch, capsys, nothing_read, case, extra_args, missing, needs
+):
     without(monkeypatch, *missing)
     code = main(["xy", str(inputs[case]), "-o", str(tmp_path / "out"), "--model", weights, *extra_args])
     err = capsys.readouterr().err
@@ -76,8 +80,24 @@ def test_streaming_without_its_packages_says_what_to_install(tmp_path, inputs, w
 
 def test_a_folder_of_tiffs_streams_without_zarr(tmp_path, inputs, weights, monkeypatch):
     without(monkeypatch, "zarr")
-    assert main(["xy", str(inputs["movie"]), "-o", str(tmp_path / "out"), "--model", weights, "--device", "cpu",
-                 "--normalize", "dtype", "-q"]) == 0
+    assert (
+        main(
+            [
+                "xy",
+                str(inputs["movie"]),
+                "-o",
+                str(tmp_path / "out"),
+                "--model",
+                weights,
+                "--device",
+                "cpu",
+                "--normalize",
+                "dtype",
+                "-q",
+            ]
+        )
+        == 0
+    )
     assert sorted(p.name for p in (tmp_path / "out" / "movie_deblurred").iterdir()) == ["a.tif", "b.tif"]
 
 
@@ -90,8 +110,9 @@ def test_the_api_raises_an_import_error_with_the_advice(tmp_path, inputs, weight
 
 
 @pytest.mark.parametrize("installed", [True, False])
-def test_a_tiff_larger_than_memory_is_refused_with_advice(tmp_path, inputs, weights, monkeypatch, capsys,
-                                                          nothing_read, installed):
+def test_a_tiff_larger_than_memory_is_refused_with_advice(
+    tmp_path, inputs, weights, monkeypatch, capsys, nothing_read, installed
+):
     monkeypatch.setattr(extras, "memory_available", lambda: 1000)  # a 2 KiB image does not fit
     if not installed:
         without(monkeypatch, "zarr")

@@ -225,13 +225,13 @@ def denoiser(tmp_path, weights):
     from napari_deblur.models.denoiser import ResidualDenoiser
     from napari_deblur.models.weights import PREDICTOR_KEY
 
-    return str(save_safetensors(ResidualDenoiser(1, width=8), tmp_path / "den.safetensors",
-                                metadata={PREDICTOR_KEY: weights}))
+    return str(
+        save_safetensors(ResidualDenoiser(1, width=8), tmp_path / "den.safetensors", metadata={PREDICTOR_KEY: weights})
+    )
 
 
 @pytest.mark.parametrize("command", ["xy", "diffuse"])
-def test_a_read_only_output_folder_is_found_before_any_work(tmp_path, weights, denoiser, monkeypatch, capsys,
-                                                             command):
+def test_a_read_only_output_folder_is_found_before_any_work(tmp_path, weights, denoiser, monkeypatch, capsys, command):
     image = tmp_path / "in" / "a.tif"
     write_image(image, np.ones((16, 16), np.uint16), "YX")
     out = tmp_path / "out"
@@ -255,8 +255,10 @@ def test_a_read_only_stream_output_folder_is_found_before_any_work(tmp_path, wei
     assert f"cannot write into {out / 'movie_deblurred'}: permission denied" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
-                    reason="root writes into read-only folders; the monkeypatched tests above cover it")
+@pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() == 0,
+    reason="root writes into read-only folders; the monkeypatched tests above cover it",
+)
 def test_a_chmod_read_only_output_folder_is_refused(tmp_path, weights, capsys):
     image = tmp_path / "in" / "a.tif"
     write_image(image, np.ones((16, 16), np.uint16), "YX")
@@ -270,11 +272,14 @@ def test_a_chmod_read_only_output_folder_is_refused(tmp_path, weights, capsys):
     assert "permission denied" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("failure, reason", [
-    (OSError(errno.ENOSPC, "No space left on device"), "disk full"),
-    (OSError("262144 requested and 130904 written"), "disk full or over quota (130904 of 262144 bytes written)"),
-    (OSError(errno.EDQUOT, "Disk quota exceeded"), "disk quota exceeded"),
-])
+@pytest.mark.parametrize(
+    "failure, reason",
+    [
+        (OSError(errno.ENOSPC, "No space left on device"), "disk full"),
+        (OSError("262144 requested and 130904 written"), "disk full or over quota (130904 of 262144 bytes written)"),
+        (OSError(errno.EDQUOT, "Disk quota exceeded"), "disk quota exceeded"),
+    ],
+)
 def test_a_full_disk_names_the_file_and_leaves_nothing(tmp_path, monkeypatch, failure, reason):
     import tifffile
 
@@ -328,8 +333,26 @@ def test_a_failed_stream_waits_for_planes_in_flight_before_cleaning_up(tmp_path,
         return real(path, *args, **kwargs)
 
     monkeypatch.setattr(streaming, "write_image", racing)
-    assert main(["xy", str(movie), "-o", str(out), "--model", weights, "--device", "cpu", "--normalize", "dtype",
-                 "--workers", "2", "-q"]) == 2
+    assert (
+        main(
+            [
+                "xy",
+                str(movie),
+                "-o",
+                str(out),
+                "--model",
+                weights,
+                "--device",
+                "cpu",
+                "--normalize",
+                "dtype",
+                "--workers",
+                "2",
+                "-q",
+            ]
+        )
+        == 2
+    )
     assert "disk full" in capsys.readouterr().err
     time.sleep(1.0)
     assert list(out.iterdir()) == []

@@ -155,7 +155,9 @@ def test_wheel_contents_and_installed_plugin(tmp_path):
     purelib = Path(
         subprocess.run(
             [str(vpy), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-            check=True, capture_output=True, text=True,
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout.strip()
     )
     install_wheel_by_unpacking(wheel, purelib)
@@ -167,9 +169,7 @@ def test_wheel_contents_and_installed_plugin(tmp_path):
     workdir = tmp_path / "elsewhere"
     workdir.mkdir()
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "NAPARI_DEBLUR_RESOURCES")}
-    proc = subprocess.run(
-        [str(vpy), "-c", PROBE], cwd=workdir, env=env, capture_output=True, text=True, timeout=300
-    )
+    proc = subprocess.run([str(vpy), "-c", PROBE], cwd=workdir, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, f"the installed wheel failed:\n{proc.stderr[-4000:]}"
     seen = json.loads(proc.stdout.strip().splitlines()[-1])
 

@@ -38,8 +38,9 @@ def pair_files(tmp_path):
     def make(channels=1):
         predictor, denoiser = tiny_pair(channels)
         p = save_safetensors(predictor, tmp_path / f"pred{channels}.safetensors")
-        d = save_safetensors(denoiser, tmp_path / f"den{channels}.safetensors",
-                             metadata={PREDICTOR_KEY: p.name})  # relative: found next to the denoiser
+        d = save_safetensors(
+            denoiser, tmp_path / f"den{channels}.safetensors", metadata={PREDICTOR_KEY: p.name}
+        )  # relative: found next to the denoiser
         return p, d
 
     return make
@@ -164,8 +165,9 @@ def test_load_weights_selects_the_named_predictor_and_bad_files_are_reported(doc
 def test_run_streams_previews_and_ends_with_mean_std_trajectory(dock, qtbot, pair_files):
     viewer, widget = dock
     data = image((2, 40, 48))
-    layer = viewer.add_image(data.copy(), name="cells", scale=(2.0, 0.5, 0.5), translate=(0, 3, 4),
-                             axis_labels=("Z", "Y", "X"))
+    layer = viewer.add_image(
+        data.copy(), name="cells", scale=(2.0, 0.5, 0.5), translate=(0, 3, 4), axis_labels=("Z", "Y", "X")
+    )
     predictor, denoiser = pair_files(1)
     assert widget.load_denoiser(denoiser)
     configure(widget, layer, steps=6, samples=2)
@@ -358,18 +360,23 @@ def test_event_loop_keeps_answering_during_a_run(dock, qtbot):
     during = [t for t, running in ticks if running and t > started]
     assert len(during) >= 5, f"the run took {time.perf_counter() - started:.2f} s: too short to measure"
     gaps = np.diff([started, *during])
-    print(f"run {time.perf_counter() - started:.2f} s, {len(during)} ticks, worst gap {gaps.max() * 1000:.0f} ms, "
-          f"{widget.preview_count} previews")
+    print(
+        f"run {time.perf_counter() - started:.2f} s, {len(during)} ticks, worst gap {gaps.max() * 1000:.0f} ms, "
+        f"{widget.preview_count} previews"
+    )
     assert gaps.max() < 0.2, f"the event loop stalled for {gaps.max() * 1000:.0f} ms during the run"
     assert "img mean" in viewer.layers
 
 
-@pytest.mark.parametrize("steps, frames, max_bytes, expect", [
-    (6, 100, 1 << 30, [1, 2, 3, 4, 5, 6]),
-    (1000, 100, 1 << 30, list(range(11, 1000, 11)) + [1000]),  # every 11th step and the last: 91 frames
-    (500, 100, 10 * 64 * 64 * 4, list(range(56, 500, 56)) + [500]),  # the memory budget: 10 frames of 64x64
-    (50, 1, 1 << 30, [50]),
-])
+@pytest.mark.parametrize(
+    "steps, frames, max_bytes, expect",
+    [
+        (6, 100, 1 << 30, [1, 2, 3, 4, 5, 6]),
+        (1000, 100, 1 << 30, list(range(11, 1000, 11)) + [1000]),  # every 11th step and the last: 91 frames
+        (500, 100, 10 * 64 * 64 * 4, list(range(56, 500, 56)) + [500]),  # the memory budget: 10 frames of 64x64
+        (50, 1, 1 << 30, [50]),
+    ],
+)
 def test_trajectory_thins_evenly_within_its_budget(steps, frames, max_bytes, expect):
     from napari_deblur.plugin.diffusion_job import Trajectory
 

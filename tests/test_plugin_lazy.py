@@ -64,8 +64,13 @@ def test_lazy_layer_restores_only_the_planes_on_screen(dock, calls):
 
     viewer, widget = dock
     image = cells()
-    source = viewer.add_image(da.from_array(image, chunks=(2, 32, 40)), name="cells", scale=(2.0, 0.5, 0.5),
-                              axis_labels=("Z", "Y", "X"), units=("um", "um", "um"))
+    source = viewer.add_image(
+        da.from_array(image, chunks=(2, 32, 40)),
+        name="cells",
+        scale=(2.0, 0.5, 0.5),
+        axis_labels=("Z", "Y", "X"),
+        units=("um", "um", "um"),
+    )
     widget.input_combo.setCurrentText("cells")
     model = tiny()
     widget.options.add_model("tiny", model)

@@ -51,18 +51,48 @@ def typed_layer(shape, dtype, **kwargs):
 @pytest.mark.parametrize(
     ("shape", "dtype", "kwargs", "name", "why"),
     [
-        ((3, 40, 48), np.uint16, {"axis_labels": ("C", "Y", "X")}, "xydeblur-microscopy",
-         "xydeblur-microscopy, per channel: CYX uint16 is a fluorescence layout"),
-        ((40, 48, 3), np.uint16, {"rgb": True}, "xydeblur-microscopy",  # the channel count alone said photo
-         "xydeblur-microscopy, per channel: YXC uint16 is a microscopy range (integers wider than 8 bits)"),
-        ((40, 48, 3), np.uint8, {"rgb": True}, "xydeblur-photo",
-         "xydeblur-photo: YXC uint8 with 3 channels last is an RGB(A) photograph"),
-        ((4, 40, 48, 3), np.float32, {"rgb": True, "axis_labels": ("Z", "Y", "X")}, "xydeblur-microscopy",
-         "xydeblur-microscopy, per channel: ZYXC float32 is a stack of channels, a microscopy layout"),
-        ((4, 40, 48, 3), np.float32, {"rgb": True}, "xydeblur-photo",  # guessed axes are not given ones
-         "xydeblur-photo: ZYXC float32 with 3 channels last is an RGB(A) photograph"),
-        ((3, 40, 48), np.float32, {}, "xydeblur-microscopy",
-         "xydeblur-microscopy: ZYX float32 has one channel, not RGB(A)"),
+        (
+            (3, 40, 48),
+            np.uint16,
+            {"axis_labels": ("C", "Y", "X")},
+            "xydeblur-microscopy",
+            "xydeblur-microscopy, per channel: CYX uint16 is a fluorescence layout",
+        ),
+        (
+            (40, 48, 3),
+            np.uint16,
+            {"rgb": True},
+            "xydeblur-microscopy",  # the channel count alone said photo
+            "xydeblur-microscopy, per channel: YXC uint16 is a microscopy range (integers wider than 8 bits)",
+        ),
+        (
+            (40, 48, 3),
+            np.uint8,
+            {"rgb": True},
+            "xydeblur-photo",
+            "xydeblur-photo: YXC uint8 with 3 channels last is an RGB(A) photograph",
+        ),
+        (
+            (4, 40, 48, 3),
+            np.float32,
+            {"rgb": True, "axis_labels": ("Z", "Y", "X")},
+            "xydeblur-microscopy",
+            "xydeblur-microscopy, per channel: ZYXC float32 is a stack of channels, a microscopy layout",
+        ),
+        (
+            (4, 40, 48, 3),
+            np.float32,
+            {"rgb": True},
+            "xydeblur-photo",  # guessed axes are not given ones
+            "xydeblur-photo: ZYXC float32 with 3 channels last is an RGB(A) photograph",
+        ),
+        (
+            (3, 40, 48),
+            np.float32,
+            {},
+            "xydeblur-microscopy",
+            "xydeblur-microscopy: ZYX float32 has one channel, not RGB(A)",
+        ),
     ],
 )
 def test_the_widgets_suggest_the_engines_default_model_and_say_why(shape, dtype, kwargs, name, why):
@@ -86,7 +116,8 @@ def test_denoiser_suggestion_and_what_a_run_reports():
     cells = typed_layer((3, 40, 48), np.uint16, axis_labels=("C", "Y", "X"))
     both = ["dvsr-microscopy", "dvsr-photo"]
     assert suggest_denoiser(cells, both) == Suggestion(
-        "dvsr-microscopy", "dvsr-microscopy, per channel: CYX uint16 is a fluorescence layout")
+        "dvsr-microscopy", "dvsr-microscopy, per channel: CYX uint16 is a fluorescence layout"
+    )
     alone = suggest_denoiser(cells, ["dvsr-photo"])
     assert alone.name == "dvsr-photo" and alone.why.startswith("dvsr-photo: dvsr-microscopy is not bundled (CYX")
     assert choice_text("dvsr-microscopy", suggest_denoiser(cells, both)).endswith("a fluorescence layout")
@@ -135,8 +166,16 @@ def test_job_on_an_rgb_stack_plane(monkeypatch):
     before = data.copy()
     region = np.zeros((32, 40), bool)
     region[4:20, 4:20] = True
-    job = Job(data=data, axes="ZYXC", model=model, options={"device": "cpu"}, index=(1, slice(None), slice(None),
-              slice(None)), rgb=True, reference=data, region=region)
+    job = Job(
+        data=data,
+        axes="ZYXC",
+        model=model,
+        options={"device": "cpu"},
+        index=(1, slice(None), slice(None), slice(None)),
+        rgb=True,
+        reference=data,
+        region=region,
+    )
     out = run_to_end(run_job(job))
     np.testing.assert_array_equal(data, before)
     # the plane alone, its Z axis kept as 1 (placed on plane 1 by the layer's translate)
@@ -170,10 +209,12 @@ def test_a_plane_of_a_dask_stack_reads_that_plane_only():
 
     lazy = da.from_array(Counting(), chunks=(1, 32, 40, 3))
     index = (1, slice(None), slice(None), slice(None))
-    eager = run_to_end(run_job(Job(data=data, axes="ZYXC", model=model, options={"device": "cpu"}, index=index,
-                                   rgb=True)))
-    out = run_to_end(run_job(Job(data=lazy, axes="ZYXC", model=model, options={"device": "cpu"}, index=index,
-                                 rgb=True)))
+    eager = run_to_end(
+        run_job(Job(data=data, axes="ZYXC", model=model, options={"device": "cpu"}, index=index, rgb=True))
+    )
+    out = run_to_end(
+        run_job(Job(data=lazy, axes="ZYXC", model=model, options={"device": "cpu"}, index=index, rgb=True))
+    )
     assert all(key[0] == slice(1, 2) for key in reads)  # only plane 1 came off the "disk"
     for kind in ("restored", "r_hor", "r_ver", "chroma"):
         np.testing.assert_array_equal(getattr(out, kind), getattr(eager, kind))
@@ -199,8 +240,7 @@ def test_a_current_slice_run_costs_one_plane_of_a_huge_stack(kind):
     plane = np.random.default_rng(1).integers(100, 4000, (32, 40), dtype=np.uint16)
     stack = dict(zip(("numpy", "dask"), huge_stacks(plane)))[kind]
     index = (7, slice(None), slice(None))
-    out = run_to_end(run_job(Job(data=stack, axes="ZYX", model=tiny_model(), options={"device": "cpu"},
-                                 index=index)))
+    out = run_to_end(run_job(Job(data=stack, axes="ZYX", model=tiny_model(), options={"device": "cpu"}, index=index)))
     alone = run_to_end(run_job(Job(data=plane, axes="YX", model=tiny_model(), options={"device": "cpu"})))
     for name, dtype in (("restored", np.uint16), ("r_hor", np.float32), ("r_ver", np.float32)):
         data = getattr(out, name)
@@ -222,8 +262,15 @@ def test_a_current_slice_diffusion_costs_one_plane_of_a_huge_stack(kind):
     stack = dict(zip(("numpy", "dask"), huge_stacks(plane)))[kind]
     torch.manual_seed(0)
     pair = (tiny_model(), ResidualDenoiser(1, width=8).eval())
-    job = DiffusionJob(data=stack, axes="ZYX", model=pair, steps=2, samples=2, options={"device": "cpu"},
-                       index=(7, slice(None), slice(None)))
+    job = DiffusionJob(
+        data=stack,
+        axes="ZYX",
+        model=pair,
+        steps=2,
+        samples=2,
+        options={"device": "cpu"},
+        index=(7, slice(None), slice(None)),
+    )
     out = run_to_end(run_diffusion(job))
     for name in ("mean", "std"):
         data = getattr(out, name)
@@ -275,14 +322,24 @@ def test_dock_text_helpers():
     assert plane_text(None) == "" and plane_text({"Z": 2, "T": 0}) == " (plane Z=2, T=0)"
     assert notes_text([]) == "" and notes_text(["a", "b"]) == " Note: a; b"
     assert engine_info({"device": "cpu", "tile": 256, "seconds": 1.5, "shape": (2, 3), "x": None}) == {
-        "device": "cpu", "tile": 256, "seconds": 1.5}
+        "device": "cpu",
+        "tile": 256,
+        "seconds": 1.5,
+    }
 
 
 def test_output_kwargs_styles_and_stacked_kwargs():
     from napari_deblur.plugin.layers import MAP_COLORMAP, output_kwargs, stacked_kwargs
 
-    props = {"scale": (2.0, 1.0, 1.0), "translate": (0.0, 0.0, 0.0), "axis_labels": ("Z", "Y", "X"),
-             "units": ("um", "um", "um"), "metadata": {"keep": 1}, "contrast_limits": (0.0, 9.0), "colormap": "green"}
+    props = {
+        "scale": (2.0, 1.0, 1.0),
+        "translate": (0.0, 0.0, 0.0),
+        "axis_labels": ("Z", "Y", "X"),
+        "units": ("um", "um", "um"),
+        "metadata": {"keep": 1},
+        "contrast_limits": (0.0, 9.0),
+        "colormap": "green",
+    }
     mean = output_kwargs("mean", props, {"steps": 3}, rgb=False, translate=(4.0, 0.0, 0.0))
     assert mean["translate"] == (4.0, 0.0, 0.0) and mean["colormap"] == "green" and mean["contrast_limits"] == (0, 9)
     assert mean["metadata"] == {"keep": 1, "napari_deblur": {"steps": 3, "output": "mean"}}

@@ -11,8 +11,13 @@ pytestmark = pytest.mark.gui
 def write_hyperstack(path, shape=(2, 3, 2, 24, 32)):
     """An ImageJ TZCYX uint16 hyperstack: 0.25 um pixels, 1.5 um Z spacing, 2 s frames."""
     data = np.random.default_rng(0).integers(0, 4000, shape, dtype=np.uint16)
-    tifffile.imwrite(path, data, imagej=True, resolution=(1 / 0.25, 1 / 0.25),
-                     metadata={"axes": "TZCYX", "spacing": 1.5, "unit": "um", "finterval": 2.0})
+    tifffile.imwrite(
+        path,
+        data,
+        imagej=True,
+        resolution=(1 / 0.25, 1 / 0.25),
+        metadata={"axes": "TZCYX", "spacing": 1.5, "unit": "um", "finterval": 2.0},
+    )
     return data
 
 
@@ -146,8 +151,9 @@ def test_sample_data_opens_with_hidden_references(make_napari_viewer):
     assert tuple(stack[1].axis_labels) == ("Z", "Y", "X") and not stack[1].visible
 
 
-@pytest.mark.parametrize("array", [np.zeros((0, 8, 8), np.uint16), np.arange(10, dtype=np.uint16)],
-                         ids=["empty", "1-D"])
+@pytest.mark.parametrize(
+    "array", [np.zeros((0, 8, 8), np.uint16), np.arange(10, dtype=np.uint16)], ids=["empty", "1-D"]
+)
 def test_viewer_reports_why_an_image_it_cannot_show_is_refused(make_napari_viewer, tmp_path, array):
     import warnings
 

@@ -133,8 +133,14 @@ def test_current_slice_adds_the_plane_alone_on_its_plane(dock, qtbot, weights):
     """Issue 19.14: a preview costs one plane; the layers sit on that plane (2D and 3D)."""
     viewer, widget = dock
     image = stack((3, 40, 48))
-    layer = viewer.add_image(image.copy(), name="cells", scale=(2.0, 0.5, 0.5), translate=(1.0, 3.0, 4.0),
-                             axis_labels=("Z", "Y", "X"), units=("um", "um", "um"))
+    layer = viewer.add_image(
+        image.copy(),
+        name="cells",
+        scale=(2.0, 0.5, 0.5),
+        translate=(1.0, 3.0, 4.0),
+        axis_labels=("Z", "Y", "X"),
+        units=("um", "um", "um"),
+    )
     setup(widget, layer, weights(1), scope="current slice")
     viewer.dims.set_point(0, 1.0 + 1 * 2.0)  # world coordinate of plane 1
     run_and_wait(qtbot, widget)
@@ -242,8 +248,7 @@ def test_rgb_gets_chroma_layer_and_colour_readout(dock, qtbot, weights):
     viewer, widget = dock
     rgb = np.random.default_rng(3).integers(0, 255, (48, 64, 3), dtype=np.uint8)
     layer = viewer.add_image(rgb, name="photo", rgb=True)
-    shapes = viewer.add_shapes([np.array([[4, 4], [4, 30], [30, 30], [30, 4]])], shape_type="rectangle",
-                               name="roi")
+    shapes = viewer.add_shapes([np.array([[4, 4], [4, 30], [30, 30], [30, 4]])], shape_type="rectangle", name="roi")
     setup(widget, layer, weights(3))
     widget.region_combo.setCurrentText("roi")
     run_and_wait(qtbot, widget)
@@ -322,8 +327,9 @@ def test_the_bundled_model_follows_the_layer_until_the_user_picks_one(dock, monk
     assert combo.currentText() == "xydeblur-photo"  # kept
 
 
-def test_a_uint16_channels_first_layer_gets_the_microscopy_model_and_says_why(make_napari_viewer, qtbot,
-                                                                                monkeypatch, tmp_path):
+def test_a_uint16_channels_first_layer_gets_the_microscopy_model_and_says_why(
+    make_napari_viewer, qtbot, monkeypatch, tmp_path
+):
     """The widget's default model is the engine's policy on the layer's dtype and axes (issue 19,
     item 8): a 3-channel uint16 layer labelled C, Y, X is a fluorescence layout, not a photo;
     the label under the model list, the status after a run and the result's metadata say why."""

@@ -32,8 +32,13 @@ from napari_deblur.plugin.reader import get_reader, layer_data, read_tiff  # noq
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-SWEEP = settings(max_examples=40, deadline=None, database=None, derandomize=True,
-                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+SWEEP = settings(
+    max_examples=40,
+    deadline=None,
+    database=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 
 DTYPES = [np.uint8, np.uint16, np.int16, np.int32, np.uint32, np.float32, np.float64]
 IMAGEJ_DTYPES = (np.uint8, np.uint16, np.int16, np.float32)  # what tifffile writes as ImageJ
@@ -104,8 +109,13 @@ def draw_values(draw, dtype, shape) -> np.ndarray:
     pattern = draw(st.sampled_from(["unit", "wide", "largest", "constant", "unit", "beyond"]))
     signed = rng.uniform(-1, 1, shape)
     biggest = float(np.finfo(dtype).max)
-    values = {"unit": rng.random(shape), "wide": signed * 1e6, "largest": signed * MAX_MAGNITUDE,
-              "beyond": signed * biggest, "constant": np.full(shape, rng.uniform(-100, 100))}[pattern]
+    values = {
+        "unit": rng.random(shape),
+        "wide": signed * 1e6,
+        "largest": signed * MAX_MAGNITUDE,
+        "beyond": signed * biggest,
+        "constant": np.full(shape, rng.uniform(-100, 100)),
+    }[pattern]
     array = values.astype(dtype)
     specials = draw(st.sampled_from(["none", "none", "nan", "nan", "inf", "all-nan"]))
     if specials == "nan":
@@ -132,6 +142,7 @@ def cases(tmp_path_factory):
         folder = root / f"case{next(_counter)}"
         (folder / "in").mkdir(parents=True)
         return folder
+
     return fresh
 
 
@@ -285,8 +296,12 @@ def run_cli(argv):
 
 
 @SWEEP
-@given(case=tiff_files(), axes_option=st.sampled_from([None, None, None, "file", "wrong"]),
-       out_dtype=st.sampled_from(["same", "same", "float32"]), residuals=st.booleans())
+@given(
+    case=tiff_files(),
+    axes_option=st.sampled_from([None, None, None, "file", "wrong"]),
+    out_dtype=st.sampled_from(["same", "same", "float32"]),
+    residuals=st.booleans(),
+)
 def test_cli_xy_restores_correctly_or_refuses_in_one_line(case, axes_option, out_dtype, residuals, cases, model_path):
     array, kwargs, _ = case
     folder = cases()
@@ -302,8 +317,23 @@ def test_cli_xy_restores_correctly_or_refuses_in_one_line(case, axes_option, out
         assert status == 2 and stderr == f"napari-deblur: error: {err}\n"
         return
     given_axes = {None: None, "file": source.axes, "wrong": "YX" if source.array.ndim > 2 else "YY"}[axes_option]
-    argv = ["xy", str(path), "-o", str(folder / "out"), "--model", str(model_path), "--device", "cpu", "--quiet",
-            "--out-dtype", out_dtype] + (["--axes", given_axes] if given_axes else []) + (["--residuals"] * residuals)
+    argv = (
+        [
+            "xy",
+            str(path),
+            "-o",
+            str(folder / "out"),
+            "--model",
+            str(model_path),
+            "--device",
+            "cpu",
+            "--quiet",
+            "--out-dtype",
+            out_dtype,
+        ]
+        + (["--axes", given_axes] if given_axes else [])
+        + (["--residuals"] * residuals)
+    )
     status, stderr = run_cli(argv)
     outputs = sorted(p.name for p in (folder / "out").glob("*")) if (folder / "out").exists() else []
     if status != 0:
@@ -386,8 +416,9 @@ def test_broken_files_are_refused_in_one_line_everywhere(kind, cut, seed, cases,
         else:
             np.testing.assert_array_equal(pixels, original)
             outcomes.append("read")
-    status, stderr = run_cli(["xy", str(path), "-o", str(folder / "out"), "--model", str(model_path),
-                              "--device", "cpu", "--quiet"])
+    status, stderr = run_cli(
+        ["xy", str(path), "-o", str(folder / "out"), "--model", str(model_path), "--device", "cpu", "--quiet"]
+    )
     assert status in (0, 2) and (status == 0 or stderr.count("\n") == 1 and str(path) in stderr), stderr
     hypothesis.event(f"{kind}: {outcomes}, exit {status}")
     if kind != "truncated":
@@ -395,14 +426,17 @@ def test_broken_files_are_refused_in_one_line_everywhere(kind, cut, seed, cases,
     assert sha256(path) == before
 
 
-@pytest.mark.parametrize("shape, rgb, axes, sizes", [
-    ((2, 2, 5, 7), False, "PQYX", (5, 7)),  # tifffile named both stack axes Q
-    ((2, 3, 2, 5, 7), False, "OPQYX", (5, 7)),
-    ((2, 2, 5, 7, 3), True, "PQYXC", (5, 7)),
-    ((1, 1, 5, 1), False, "PQYX", (5, 1)),  # tifffile said QYXQ: X was the 5
-    ((1, 1, 1, 1), False, "PQYX", (1, 1)),  # tifffile said YXYX
-    ((2, 1, 1), False, "QYX", (1, 1)),  # tifffile said YQX
-])
+@pytest.mark.parametrize(
+    "shape, rgb, axes, sizes",
+    [
+        ((2, 2, 5, 7), False, "PQYX", (5, 7)),  # tifffile named both stack axes Q
+        ((2, 3, 2, 5, 7), False, "OPQYX", (5, 7)),
+        ((2, 2, 5, 7, 3), True, "PQYXC", (5, 7)),
+        ((1, 1, 5, 1), False, "PQYX", (5, 1)),  # tifffile said QYXQ: X was the 5
+        ((1, 1, 1, 1), False, "PQYX", (1, 1)),  # tifffile said YXYX
+        ((2, 1, 1), False, "QYX", (1, 1)),  # tifffile said YQX
+    ],
+)
 def test_stacks_written_without_axes_get_distinct_axes_yx_last(tmp_path, shape, rgb, axes, sizes, model_path):
     """A stack saved with a plain ``tifffile.imwrite(path, data)`` is read with one letter per
     axis (unknown stack axes ..., O, P, Q) and Y, X where tifffile's writer put them (last, or
@@ -416,8 +450,19 @@ def test_stacks_written_without_axes_get_distinct_axes_yx_last(tmp_path, shape, 
     [(_, layer, _)] = get_reader(str(tmp_path / "stack.tif"))(str(tmp_path / "stack.tif"))
     assert layer["axis_labels"] == tuple(axes.replace("C", "")) and layer.get("rgb", False) == rgb
     if min(sizes) >= 4:
-        status, stderr = run_cli(["xy", str(tmp_path / "stack.tif"), "-o", str(tmp_path / "out"),
-                                  "--model", str(model_path), "--device", "cpu", "--quiet"])
+        status, stderr = run_cli(
+            [
+                "xy",
+                str(tmp_path / "stack.tif"),
+                "-o",
+                str(tmp_path / "out"),
+                "--model",
+                str(model_path),
+                "--device",
+                "cpu",
+                "--quiet",
+            ]
+        )
         assert (status, stderr) == (0, "")
         assert read_image(tmp_path / "out" / "stack_deblurred.tif").axes == axes
 

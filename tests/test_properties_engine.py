@@ -22,8 +22,13 @@ from napari_deblur.models.xydeblur import XYDeblur  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
-SWEEP = settings(max_examples=60, deadline=None, database=None, derandomize=True,
-                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+SWEEP = settings(
+    max_examples=60,
+    deadline=None,
+    database=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 
 
 def _model(channels):
@@ -46,8 +51,19 @@ def images(draw, restorable=False):
     and hypothesis still shrinks the parameters); ``restorable``: only images the engine must
     restore (integer or float, at least 4x4, finite values within its range, some not NaN)."""
     kind = draw(st.sampled_from(["int", "float"] if restorable else KINDS))
-    dtype = np.dtype(draw(st.sampled_from(INTEGERS if kind == "int" else FLOATS if kind == "float"
-                                          else [bool] if kind == "bool" else [np.complex64])))
+    dtype = np.dtype(
+        draw(
+            st.sampled_from(
+                INTEGERS
+                if kind == "int"
+                else FLOATS
+                if kind == "float"
+                else [bool]
+                if kind == "bool"
+                else [np.complex64]
+            )
+        )
+    )
     sides = [side for side in SIDES if side >= 4] if restorable else SIDES
     h, w = draw(st.sampled_from(sides)), draw(st.sampled_from(sides))
     lead = draw(st.lists(st.integers(1, 3), max_size=2))
@@ -69,9 +85,15 @@ def images(draw, restorable=False):
         biggest = float(np.finfo(dtype).max)
         pattern = draw(st.sampled_from([p for p in FLOAT_PATTERNS if p != "beyond"] if restorable else FLOAT_PATTERNS))
         signed = rng.uniform(-1, 1, shape)
-        values = {"unit": rng.random(shape), "wide": signed * min(1e6, biggest / 2),
-                  "largest": signed * min(biggest, MAX_MAGNITUDE), "beyond": signed * biggest, "tiny": signed * 1e-30, "subnormal": signed * 1e-40,
-                  "constant": np.full(shape, rng.uniform(-100, 100))}[pattern]
+        values = {
+            "unit": rng.random(shape),
+            "wide": signed * min(1e6, biggest / 2),
+            "largest": signed * min(biggest, MAX_MAGNITUDE),
+            "beyond": signed * biggest,
+            "tiny": signed * 1e-30,
+            "subnormal": signed * 1e-40,
+            "constant": np.full(shape, rng.uniform(-100, 100)),
+        }[pattern]
         with np.errstate(over="ignore", under="ignore"):
             array = values.astype(dtype)
         specials = draw(st.sampled_from(["none", "nan"] if restorable else ["none", "none", "nan", "inf", "all-nan"]))
@@ -143,28 +165,36 @@ def check_result(array, result, out_dtype):
 
 
 @SWEEP
-@given(case=images(restorable=True), model_channels=st.sampled_from([1, 3]),
-       out_dtype=st.sampled_from(["same", "float32"]), normalize=st.sampled_from(["auto", "dtype", (1, 99)]))
+@given(
+    case=images(restorable=True),
+    model_channels=st.sampled_from([1, 3]),
+    out_dtype=st.sampled_from(["same", "float32"]),
+    normalize=st.sampled_from(["auto", "dtype", (1, 99)]),
+)
 def test_every_restorable_image_comes_back_correct(case, model_channels, out_dtype, normalize):
     array, axes = case
     before = array.copy()
     assert should_work(array, axes)
-    result = xydeblur(array, MODELS[model_channels], axes=axes, device="cpu", out_dtype=out_dtype,
-                      normalize=normalize)
+    result = xydeblur(array, MODELS[model_channels], axes=axes, device="cpu", out_dtype=out_dtype, normalize=normalize)
     hypothesis.event(f"{array.dtype} via {result.info['path']}")
     check_result(array, result, out_dtype)
     np.testing.assert_array_equal(array, before)
 
 
 @SWEEP
-@given(case=images(), model_channels=st.sampled_from([1, 3]), out_dtype=st.sampled_from(["same", "float32"]),
-       normalize=st.sampled_from(["auto", "dtype", "percentile", (1, 99)]))
+@given(
+    case=images(),
+    model_channels=st.sampled_from([1, 3]),
+    out_dtype=st.sampled_from(["same", "float32"]),
+    normalize=st.sampled_from(["auto", "dtype", "percentile", (1, 99)]),
+)
 def test_every_image_is_restored_correctly_or_refused_clearly(case, model_channels, out_dtype, normalize):
     array, axes = case
     before = array.copy()
     try:
-        result = xydeblur(array, MODELS[model_channels], axes=axes, device="cpu", out_dtype=out_dtype,
-                          normalize=normalize)
+        result = xydeblur(
+            array, MODELS[model_channels], axes=axes, device="cpu", out_dtype=out_dtype, normalize=normalize
+        )
     except (TypeError, ValueError) as err:
         message = str(err)
         hypothesis.event(f"refused: {message[:50]}")
@@ -179,15 +209,27 @@ def test_every_image_is_restored_correctly_or_refused_clearly(case, model_channe
 
 
 @SWEEP
-@given(name=st.sampled_from(["tile", "overlap", "batch", "normalize", "device"]),
-       value=st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6), st.floats(allow_nan=True),
-                       st.text(max_size=6), st.tuples(st.floats(-10, 200)), st.lists(st.integers(-5, 120), max_size=3)))
+@given(
+    name=st.sampled_from(["tile", "overlap", "batch", "normalize", "device"]),
+    value=st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-(10**6), 10**6),
+        st.floats(allow_nan=True),
+        st.text(max_size=6),
+        st.tuples(st.floats(-10, 200)),
+        st.lists(st.integers(-5, 120), max_size=3),
+    ),
+)
 def test_any_parameter_value_works_or_names_the_parameter(name, value):
     image = np.random.default_rng(0).random((12, 12)).astype(np.float32)
     before = image.copy()
     try:
-        result = xydeblur(image, MODELS[1], device="cpu", **{name: value}) if name != "device" else \
-            xydeblur(image, MODELS[1], device=value)
+        result = (
+            xydeblur(image, MODELS[1], device="cpu", **{name: value})
+            if name != "device"
+            else xydeblur(image, MODELS[1], device=value)
+        )
     except (TypeError, ValueError) as err:
         assert name in str(err) and "\n" not in str(err)
     else:
@@ -208,5 +250,7 @@ def test_integers_come_back_exactly_and_saturated(dtype, data):
     floats = data.draw(st.lists(st.floats(-1e30, 1e30, allow_nan=False), min_size=1, max_size=8))
     cast = cast_like(np.array(floats), dtype)
     assert all(int(info.min) <= int(v) <= int(info.max) for v in cast)
-    assert all(int(v) == min(max(int(np.rint(f)), int(info.min)), int(info.max)) or abs(f) > 2**52
-               for v, f in zip(cast, floats))
+    assert all(
+        int(v) == min(max(int(np.rint(f)), int(info.min)), int(info.max)) or abs(f) > 2**52
+        for v, f in zip(cast, floats)
+    )

@@ -15,24 +15,27 @@ from napari_deblur.models.registry import (
 )
 
 
-@pytest.mark.parametrize("channels, axes, dtype, given, preset", [
-    (1, "YX", np.uint16, False, "microscopy"),
-    (3, "YXC", np.uint8, False, "photo"),
-    (4, "YXC", np.uint8, True, "photo"),
-    (3, "TYXC", np.uint8, True, "photo"),        # an RGB video
-    (3, "YXC", np.float32, False, "photo"),      # a float photograph in [0, 1]
-    (3, "ZYXC", np.float32, False, "photo"),     # guessed axes: a stack of photographs
-    (3, "CYX", np.uint16, True, "microscopy"),   # the fluorescence layout of the issue
-    (3, "CYX", np.uint8, True, "microscopy"),
-    (3, "ZCYX", np.float32, True, "microscopy"),
-    (3, "YXC", np.uint16, True, "microscopy"),   # integers beyond 8 bits
-    (3, "YXC", np.int32, False, "microscopy"),
-    (3, "ZYXC", np.float32, True, "microscopy"),  # an explicit z-stack with channels
-    (3, "TYXC", np.float32, True, "microscopy"),
-    (2, "CYX", np.float32, True, "microscopy"),
-    (3, None, None, False, "photo"),             # only the channel count known (the widgets)
-    (1, None, None, False, "microscopy"),
-])
+@pytest.mark.parametrize(
+    "channels, axes, dtype, given, preset",
+    [
+        (1, "YX", np.uint16, False, "microscopy"),
+        (3, "YXC", np.uint8, False, "photo"),
+        (4, "YXC", np.uint8, True, "photo"),
+        (3, "TYXC", np.uint8, True, "photo"),  # an RGB video
+        (3, "YXC", np.float32, False, "photo"),  # a float photograph in [0, 1]
+        (3, "ZYXC", np.float32, False, "photo"),  # guessed axes: a stack of photographs
+        (3, "CYX", np.uint16, True, "microscopy"),  # the fluorescence layout of the issue
+        (3, "CYX", np.uint8, True, "microscopy"),
+        (3, "ZCYX", np.float32, True, "microscopy"),
+        (3, "YXC", np.uint16, True, "microscopy"),  # integers beyond 8 bits
+        (3, "YXC", np.int32, False, "microscopy"),
+        (3, "ZYXC", np.float32, True, "microscopy"),  # an explicit z-stack with channels
+        (3, "TYXC", np.float32, True, "microscopy"),
+        (2, "CYX", np.float32, True, "microscopy"),
+        (3, None, None, False, "photo"),  # only the channel count known (the widgets)
+        (1, None, None, False, "microscopy"),
+    ],
+)
 def test_default_preset(channels, axes, dtype, given, preset):
     choice = default_preset(channels, axes, dtype, axes_given=given)
     assert choice.preset == preset and choice.reason
@@ -64,12 +67,15 @@ def test_a_named_model_is_reported_as_the_callers(presets):
     assert xydeblur(image, "xydeblur-microscopy", device="cpu").info["model_choice"] == "given by the caller"
 
 
-@pytest.mark.parametrize("channels, axes, dtype, given, name", [
-    (1, "YX", np.uint16, False, "xydeblur-microscopy"),
-    (3, "YXC", np.uint8, False, "xydeblur-photo"),
-    (3, "CYX", np.uint16, True, "xydeblur-microscopy"),
-    (3, None, None, False, "xydeblur-photo"),
-])
+@pytest.mark.parametrize(
+    "channels, axes, dtype, given, name",
+    [
+        (1, "YX", np.uint16, False, "xydeblur-microscopy"),
+        (3, "YXC", np.uint8, False, "xydeblur-photo"),
+        (3, "CYX", np.uint16, True, "xydeblur-microscopy"),
+        (3, None, None, False, "xydeblur-photo"),
+    ],
+)
 def test_the_default_xydeblur_is_the_bundled_model_of_the_preset(channels, axes, dtype, given, name):
     assert default_model_name(channels, axes, dtype, axes_given=given) == name
     assert bundled_name(default_preset(channels, axes, dtype, axes_given=given).preset) == name
@@ -82,14 +88,17 @@ def test_bundled_names_follow_the_architecture_and_preset():
         bundled_name("astronomy")
 
 
-@pytest.mark.parametrize("channels, bundled, preset, name", [
-    (3, ["dvsr-photo", "dvsr-microscopy"], None, "dvsr-photo"),
-    (1, ["dvsr-photo", "dvsr-microscopy"], None, "dvsr-microscopy"),
-    (3, ["dvsr-photo", "dvsr-microscopy"], "microscopy", "dvsr-microscopy"),  # the preset overrides the count
-    (1, ["dvsr-photo"], None, "dvsr-photo"),  # the wanted one is missing: the other bundled one
-    (1, ["my-denoiser"], None, "my-denoiser"),  # neither preset's: whatever is bundled
-    (3, [], None, "dvsr-photo"),  # none bundled: the wanted name, for the loader's message
-])
+@pytest.mark.parametrize(
+    "channels, bundled, preset, name",
+    [
+        (3, ["dvsr-photo", "dvsr-microscopy"], None, "dvsr-photo"),
+        (1, ["dvsr-photo", "dvsr-microscopy"], None, "dvsr-microscopy"),
+        (3, ["dvsr-photo", "dvsr-microscopy"], "microscopy", "dvsr-microscopy"),  # the preset overrides the count
+        (1, ["dvsr-photo"], None, "dvsr-photo"),  # the wanted one is missing: the other bundled one
+        (1, ["my-denoiser"], None, "my-denoiser"),  # neither preset's: whatever is bundled
+        (3, [], None, "dvsr-photo"),  # none bundled: the wanted name, for the loader's message
+    ],
+)
 def test_the_default_denoiser(channels, bundled, preset, name):
     assert default_denoiser_name(channels, bundled, preset=preset) == name
 

@@ -47,12 +47,15 @@ def fake_pass(limit, error):
     return attempt, calls
 
 
-@pytest.mark.parametrize("error", [
-    torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
-    RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"),
-    RuntimeError("MPS backend out of memory"),
-    MemoryError(),
-])
+@pytest.mark.parametrize(
+    "error",
+    [
+        torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+        RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+        RuntimeError("MPS backend out of memory"),
+        MemoryError(),
+    ],
+)
 def test_out_of_memory_halves_the_batch_then_the_tile(released, error):
     attempt, calls = fake_pass(300, error)
     value, batch, tile = retry_out_of_memory(attempt, 8, 512, min_tile=64, halve_tile=halve, device=CPU)
@@ -78,8 +81,9 @@ def test_out_of_memory_at_the_smallest_tile_and_batch_is_raised(released):
 
 def test_the_tile_rule_is_the_callers(released):
     attempt, calls = fake_pass(90, torch.OutOfMemoryError("CUDA out of memory"))
-    value, batch, tile = retry_out_of_memory(attempt, 1, 200, min_tile=64,
-                                             halve_tile=lambda t: max(64, t // 2 // 24 * 24), device=CPU)
+    value, batch, tile = retry_out_of_memory(
+        attempt, 1, 200, min_tile=64, halve_tile=lambda t: max(64, t // 2 // 24 * 24), device=CPU
+    )
     assert calls == [(1, 200), (1, 96), (1, 64)] and (batch, tile) == (1, 64)
 
 
@@ -90,8 +94,9 @@ def test_the_generator_form_passes_progress_on_and_notices_each_retry(released):
             raise torch.OutOfMemoryError("CUDA out of memory")
         return batch * tile
 
-    steps = retry_out_of_memory_iter(attempt, 8, 64, min_tile=64, halve_tile=halve, device=CPU,
-                                     notice=lambda b, t: f"retry {b} {t}")
+    steps = retry_out_of_memory_iter(
+        attempt, 8, 64, min_tile=64, halve_tile=halve, device=CPU, notice=lambda b, t: f"retry {b} {t}"
+    )
     seen = []
     while True:
         try:
@@ -102,7 +107,10 @@ def test_the_generator_form_passes_progress_on_and_notices_each_retry(released):
     assert seen == ["pass 8", "retry 4 64", "pass 4", "retry 2 64", "pass 2"]
     assert result == (128, 2, 64)
     assert run_to_end(retry_out_of_memory_iter(attempt, 2, 64, min_tile=64, halve_tile=halve, device=CPU)) == (
-        128, 2, 64)
+        128,
+        2,
+        64,
+    )
 
 
 def test_releasing_the_device_cache_off_a_gpu_does_nothing():
@@ -140,8 +148,12 @@ def test_a_denoiser_copy_is_a_frozen_deep_copy():
 def test_one_cache_reads_each_architecture_once(tmp_path, monkeypatch):
     monkeypatch.setenv("NAPARI_DEBLUR_RESOURCES", str(tmp_path))
     bundle_model(tmp_path, "xydeblur-photo", tiny_model(channels=3))
-    bundle_model(tmp_path, "dvsr-photo", ResidualDenoiser(channels=3, width=8, mults=(1, 2), blocks=1),
-                 predictor="xydeblur-photo")
+    bundle_model(
+        tmp_path,
+        "dvsr-photo",
+        ResidualDenoiser(channels=3, width=8, mults=(1, 2), blocks=1),
+        predictor="xydeblur-photo",
+    )
     net = load_cached("xydeblur-photo")
     den = load_cached("dvsr-photo", DENOISER)
     assert isinstance(net, XYDeblur) and isinstance(den, ResidualDenoiser)

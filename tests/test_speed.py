@@ -99,12 +99,29 @@ def test_what_was_measured_is_written_before_a_later_section_fails(tmp_path, mon
 
 
 def test_a_failed_memory_cap_run_is_reported_in_the_table():
-    report = {"quick": False, "device": "cuda (test)", "machine": "test", "torch": "x", "date": "2026-12-04",
-              "repeats": 1, "precision": "fp16",
-              "xydeblur": [{"size": "256x256", "reference_ms": 9.0, "reference_tf32_ms": 6.4, "optimised_ms": 4.8,
-                            "speedup": 1.9, "engine_ms": 16.5, "max_diff": 1e-3, "graph_ms": 2.1}],
-              "memory_cap": {"error": "ValueError: no index"},
-              "diffusion": {"denoiser": "dvsr-photo (bundled)", "steps": []}}
+    report = {
+        "quick": False,
+        "device": "cuda (test)",
+        "machine": "test",
+        "torch": "x",
+        "date": "2026-12-04",
+        "repeats": 1,
+        "precision": "fp16",
+        "xydeblur": [
+            {
+                "size": "256x256",
+                "reference_ms": 9.0,
+                "reference_tf32_ms": 6.4,
+                "optimised_ms": 4.8,
+                "speedup": 1.9,
+                "engine_ms": 16.5,
+                "max_diff": 1e-3,
+                "graph_ms": 2.1,
+            }
+        ],
+        "memory_cap": {"error": "ValueError: no index"},
+        "diffusion": {"denoiser": "dvsr-photo (bundled)", "steps": []},
+    }
     table = to_markdown(report)
     assert "The memory-cap run failed: ValueError: no index" in table
     assert "| 256x256 | 9.0 (TF32: 6.4) | 4.8 | 1.9x |" in table and table.splitlines()[4].endswith("| 2.1 |")
@@ -116,16 +133,27 @@ def test_stacks_are_timed_both_ways_and_tabled(one_thread):
     from napari_deblur.engine import frames
 
     lines = []
-    rows = xydeblur.bench_stacks(torch.device("cpu"), 2, stacks=[("xydeblur-microscopy", 3, (32, 40), np.uint16)],
-                              log=lines.append)
+    rows = xydeblur.bench_stacks(
+        torch.device("cpu"), 2, stacks=[("xydeblur-microscopy", 3, (32, 40), np.uint16)], log=lines.append
+    )
     [row] = rows
     assert row["path"] == "frames" and row["frames"] == 3 and row["dtype"] == "uint16"
     assert row["overlapped_ms_per_frame"] > 0 and row["synchronous_ms_per_frame"] > 0
     assert frames.OVERLAP_TRANSFERS is True and row["same_output"] is True  # restored after the synchronous run
     assert "3 x 32x40 uint16" in lines[0]
-    report = {"quick": False, "device": "cpu", "machine": "test", "torch": "x", "date": "2026-12-04",
-              "repeats": 2, "precision": "fp32", "decoder_form": "twin-grouped", "xydeblur": [], "stacks": rows,
-              "diffusion": {"denoiser": "dvsr-photo (bundled)", "steps": []}}
+    report = {
+        "quick": False,
+        "device": "cpu",
+        "machine": "test",
+        "torch": "x",
+        "date": "2026-12-04",
+        "repeats": 2,
+        "precision": "fp32",
+        "decoder_form": "twin-grouped",
+        "xydeblur": [],
+        "stacks": rows,
+        "diffusion": {"denoiser": "dvsr-photo (bundled)", "steps": []},
+    }
     table = to_markdown(report)
     assert "| 3 x 32x40 uint16 (xydeblur-microscopy) |" in table and "decoder form twin-grouped" in table
 

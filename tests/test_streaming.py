@@ -41,8 +41,24 @@ def test_a_tiff_folder_is_one_stack_in_natural_order_and_restored_like_in_memory
     stack = open_stack(tmp_path / "movie")
     assert stack.axes == "TZYX" and stack.array.shape == (3, 2, 36, 40) and stack.kind == "tiff-folder"
     assert [p.name for p in stack.files] == ["t1.tif", "t2.tif", "t10.tif"]
-    assert main(["xy", str(tmp_path / "movie"), "-o", str(tmp_path / "out"), "--model", str(weights),
-                 "--device", "cpu", "--normalize", "dtype", "-q"]) == 0
+    assert (
+        main(
+            [
+                "xy",
+                str(tmp_path / "movie"),
+                "-o",
+                str(tmp_path / "out"),
+                "--model",
+                str(weights),
+                "--device",
+                "cpu",
+                "--normalize",
+                "dtype",
+                "-q",
+            ]
+        )
+        == 0
+    )
     out = tmp_path / "out" / "movie_deblurred"
     assert sorted(os.listdir(out)) == ["t1.tif", "t10.tif", "t2.tif"]
     whole = np.stack([planes[n] for n in ("t1.tif", "t2.tif", "t10.tif")])
@@ -57,12 +73,27 @@ def test_a_tiff_folder_is_one_stack_in_natural_order_and_restored_like_in_memory
 def test_zarr_in_zarr_out_keeps_axes_and_uses_one_scaling_for_the_stack(tmp_path, rng, weights):
     data = rng.integers(0, 4000, (4, 36, 40), dtype=np.uint16)
     data[3] //= 8  # a dim plane: one scaling for the whole stack keeps it dim
-    source = zarr.open_array(str(tmp_path / "cells.zarr"), mode="w", shape=data.shape, chunks=(1, 18, 20),
-                             dtype=data.dtype)
+    source = zarr.open_array(
+        str(tmp_path / "cells.zarr"), mode="w", shape=data.shape, chunks=(1, 18, 20), dtype=data.dtype
+    )
     source[:] = data
     source.attrs["axes"] = "TYX"
-    assert main(["xy", str(tmp_path / "cells.zarr"), "-o", str(tmp_path / "out"), "--model", str(weights),
-                 "--device", "cpu", "-q"]) == 0
+    assert (
+        main(
+            [
+                "xy",
+                str(tmp_path / "cells.zarr"),
+                "-o",
+                str(tmp_path / "out"),
+                "--model",
+                str(weights),
+                "--device",
+                "cpu",
+                "-q",
+            ]
+        )
+        == 0
+    )
     out = zarr.open_array(str(tmp_path / "out" / "cells_deblurred.zarr"), mode="r")
     assert out.shape == data.shape and out.dtype == data.dtype and out.chunks == (1, 36, 40)
     assert out.attrs["axes"] == "TYX"
@@ -74,11 +105,16 @@ def test_zarr_in_zarr_out_keeps_axes_and_uses_one_scaling_for_the_stack(tmp_path
 def test_an_ngff_image_group_gives_its_axes_and_scale(tmp_path, rng):
     group = zarr.open_group(str(tmp_path / "image.zarr"), mode="w")
     group.create_array("0", shape=(3, 32, 36), chunks=(1, 32, 36), dtype="uint8")
-    group.attrs["multiscales"] = [{
-        "axes": [{"name": "z", "type": "space", "unit": "micrometer"}, {"name": "y", "type": "space"},
-                 {"name": "x", "type": "space", "unit": "micrometer"}],
-        "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [2.0, 0.5, 0.5]}]}],
-    }]
+    group.attrs["multiscales"] = [
+        {
+            "axes": [
+                {"name": "z", "type": "space", "unit": "micrometer"},
+                {"name": "y", "type": "space"},
+                {"name": "x", "type": "space", "unit": "micrometer"},
+            ],
+            "datasets": [{"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [2.0, 0.5, 0.5]}]}],
+        }
+    ]
     stack = open_stack(tmp_path / "image.zarr")
     assert stack.axes == "ZYX" and stack.array.shape == (3, 32, 36)
     assert stack.scale == {"Z": 2.0, "Y": 0.5, "X": 0.5} and stack.unit == "micrometer"
@@ -130,9 +166,30 @@ def _compressible_zarr(path, planes, side):
 def _peak_rss(tmp_path, source, weights) -> float:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = tmp_path / ("out-" + source.name)
-    run = subprocess.run([sys.executable, "-c", PEAK_RSS, "xy", str(source), "-o", str(out), "--model", str(weights),
-                          "--device", "cpu", "--normalize", "dtype", "--workers", "1", "-q"],
-                         capture_output=True, text=True, env=env, timeout=600)
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            PEAK_RSS,
+            "xy",
+            str(source),
+            "-o",
+            str(out),
+            "--model",
+            str(weights),
+            "--device",
+            "cpu",
+            "--normalize",
+            "dtype",
+            "--workers",
+            "1",
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stderr
     report = json.loads(run.stdout.strip().splitlines()[-1])
     assert report["rc"] == 0
@@ -147,8 +204,10 @@ def test_memory_stays_bounded_for_an_input_larger_than_the_cap(tmp_path):
     _compressible_zarr(tmp_path / "small.zarr", 2, side)
     _compressible_zarr(tmp_path / "large.zarr", planes, side)
     input_mib = planes * side * side * 4 / 2**20
-    small, large = _peak_rss(tmp_path, tmp_path / "small.zarr", weights), _peak_rss(tmp_path, tmp_path / "large.zarr",
-                                                                                      weights)
+    small, large = (
+        _peak_rss(tmp_path, tmp_path / "small.zarr", weights),
+        _peak_rss(tmp_path, tmp_path / "large.zarr", weights),
+    )
     cap = small + input_mib / 4  # what 2 planes needed, plus a quarter of the input
     assert input_mib > cap - small
     assert large < cap, f"peak RSS {large:.0f} MiB for a {input_mib:.0f} MiB input (2 planes: {small:.0f} MiB)"
@@ -160,9 +219,26 @@ def test_memory_stays_bounded_for_an_input_larger_than_the_cap(tmp_path):
 def test_a_scheduler_address_runs_the_stream_on_that_cluster(tmp_path, rng, weights):
     distributed = pytest.importorskip("distributed")
     planes = tiff_folder(tmp_path / "movie", rng, names=("a.tif", "b.tif"))
-    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
-        code = main(["xy", str(tmp_path / "movie"), "-o", str(tmp_path / "out"), "--model", str(weights),
-                     "--device", "cpu", "--normalize", "dtype", "--scheduler", cluster.scheduler_address, "-q"])
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+    ) as cluster:
+        code = main(
+            [
+                "xy",
+                str(tmp_path / "movie"),
+                "-o",
+                str(tmp_path / "out"),
+                "--model",
+                str(weights),
+                "--device",
+                "cpu",
+                "--normalize",
+                "dtype",
+                "--scheduler",
+                cluster.scheduler_address,
+                "-q",
+            ]
+        )
         assert code == 0
         with distributed.Client(cluster) as client:
             assert client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.task_prefixes)) > 0

@@ -10,8 +10,21 @@ from napari_deblur.training.train_xydeblur import TrainConfig, Trainer
 
 
 def _config(**kw):
-    base = dict(preset="photo", iters=6, batch=2, crop=32, width=4, blocks=1, lr=2e-3, warmup=1,
-                val_every=3, ckpt_every=3, val_crops=2, val_crop=32, seed=1)
+    base = dict(
+        preset="photo",
+        iters=6,
+        batch=2,
+        crop=32,
+        width=4,
+        blocks=1,
+        lr=2e-3,
+        warmup=1,
+        val_every=3,
+        ckpt_every=3,
+        val_crops=2,
+        val_crop=32,
+        seed=1,
+    )
     return TrainConfig(**{**base, **kw})
 
 
@@ -107,8 +120,28 @@ def test_train_and_export_commands(tmp_path, capsys):
     from napari_deblur.cli import main
 
     run = tmp_path / "run"
-    args = ["train", "xydeblur", "--preset", "microscopy", "--iters", "2", "--batch", "1", "--crop", "32",
-            "--width", "4", "--blocks", "1", "--val-every", "2", "--ckpt-every", "2", "--out", str(run)]
+    args = [
+        "train",
+        "xydeblur",
+        "--preset",
+        "microscopy",
+        "--iters",
+        "2",
+        "--batch",
+        "1",
+        "--crop",
+        "32",
+        "--width",
+        "4",
+        "--blocks",
+        "1",
+        "--val-every",
+        "2",
+        "--ckpt-every",
+        "2",
+        "--out",
+        str(run),
+    ]
     assert main(args) == 0
     assert main(args[:5] + ["4"] + args[6:]) == 0  # same folder, more iterations: resumes at 2
     assert "resumed" in capsys.readouterr().err
@@ -130,12 +163,19 @@ def test_a_new_model_starts_as_the_identity(tmp_path):
 def test_branch_orientation_from_energies():
     from napari_deblur.training.orientation import orientation
 
-    first_is_horizontal = {"horizontal": {"first": [4.0, 4.0], "second": [1.0, 1.0]},
-                           "vertical": {"first": [1.0, 1.0], "second": [4.0, 4.0]}}
-    assert orientation(first_is_horizontal) == {"horizontal_branch": "first", "branch_split": 16.0,
-                                                "branch_agreement": 1.0}
-    mixed = {"horizontal": {"first": [1.0, 3.0], "second": [3.0, 1.0]},
-             "vertical": {"first": [2.0, 1.0], "second": [1.0, 1.0]}}
+    first_is_horizontal = {
+        "horizontal": {"first": [4.0, 4.0], "second": [1.0, 1.0]},
+        "vertical": {"first": [1.0, 1.0], "second": [4.0, 4.0]},
+    }
+    assert orientation(first_is_horizontal) == {
+        "horizontal_branch": "first",
+        "branch_split": 16.0,
+        "branch_agreement": 1.0,
+    }
+    mixed = {
+        "horizontal": {"first": [1.0, 3.0], "second": [3.0, 1.0]},
+        "vertical": {"first": [2.0, 1.0], "second": [1.0, 1.0]},
+    }
     result = orientation(mixed)
     assert result["branch_agreement"] == 0.5 and result["horizontal_branch"] == "second"
 
@@ -143,11 +183,27 @@ def test_branch_orientation_from_energies():
 def test_benchmark_results_for_the_manifest():
     from napari_deblur.evaluation.summary import model_results
 
-    bench = {"mode": "quick", "tracks": {"photo": {"results": {"low": {"means": {
-        "blurry input": {"psnr": 20.0, "ssim": 0.5}, "xydeblur-photo": {"psnr": 21.0, "ssim": 0.6},
-        "xydeblur-other": {"psnr": 19.0, "ssim": 0.4}}}}}}}
+    bench = {
+        "mode": "quick",
+        "tracks": {
+            "photo": {
+                "results": {
+                    "low": {
+                        "means": {
+                            "blurry input": {"psnr": 20.0, "ssim": 0.5},
+                            "xydeblur-photo": {"psnr": 21.0, "ssim": 0.6},
+                            "xydeblur-other": {"psnr": 19.0, "ssim": 0.4},
+                        }
+                    }
+                }
+            }
+        },
+    }
     out = model_results(bench, "xydeblur-photo")
-    assert out["photo/low"] == {"blurry input": {"psnr": 20.0, "ssim": 0.5}, "xydeblur-photo": {"psnr": 21.0, "ssim": 0.6}}
+    assert out["photo/low"] == {
+        "blurry input": {"psnr": 20.0, "ssim": 0.5},
+        "xydeblur-photo": {"psnr": 21.0, "ssim": 0.6},
+    }
 
 
 def test_the_ema_warms_up_so_a_short_run_is_not_stuck_at_its_initial_weights(tmp_path):

@@ -56,8 +56,9 @@ def measure(sizes, tile: int, repeats: int) -> list[dict]:
                 restore.xydeblur(image, model, **kwargs)
                 times.append(time.perf_counter() - start)
             path = restore.xydeblur(image, model, **kwargs).info.get("path", "tiles")
-            rows.append({"size": f"{height}x{width}", "tile": tile, "path": path,
-                         "host_ms": 1000 * statistics.median(times)})
+            rows.append(
+                {"size": f"{height}x{width}", "tile": tile, "path": path, "host_ms": 1000 * statistics.median(times)}
+            )
             print(f"{height:>6}x{width:<6} tile {tile} ({path}): {rows[-1]['host_ms']:8.1f} ms of host work per call")
     finally:
         runtime.network_fn = real
@@ -74,8 +75,9 @@ def main(argv=None) -> int:
     sizes = [tuple(int(v) for v in s.lower().split("x")) for s in args.sizes]
     rows = measure(sizes, args.tile, args.repeats)
     if args.out:
-        args.out.write_text(json.dumps({"machine": platform.processor() or platform.machine(),
-                                        "rows": rows}, indent=1) + "\n")
+        args.out.write_text(
+            json.dumps({"machine": platform.processor() or platform.machine(), "rows": rows}, indent=1) + "\n"
+        )
     return 0
 
 

@@ -66,10 +66,36 @@ ROOT = Path(__file__).resolve().parents[1]
 RECIPES = {
     "dvsr-photo": ["dvsr", "--preset", "photo", "--batch", "32", "--crop", "128", "--lr", "2e-4"],
     "dvsr-microscopy": ["dvsr", "--preset", "microscopy", "--batch", "32", "--crop", "128", "--lr", "2e-4"],
-    "xydeblur-photo": ["xydeblur", "--preset", "photo", "--batch", "16", "--crop", "192", "--lr", "2e-4",
-                       "--ema", "0.995", "--fft-weight", "0.05"],
-    "xydeblur-microscopy": ["xydeblur", "--preset", "microscopy", "--batch", "16", "--crop", "192", "--lr", "2e-4",
-                            "--ema", "0.995", "--fft-weight", "0.05"],
+    "xydeblur-photo": [
+        "xydeblur",
+        "--preset",
+        "photo",
+        "--batch",
+        "16",
+        "--crop",
+        "192",
+        "--lr",
+        "2e-4",
+        "--ema",
+        "0.995",
+        "--fft-weight",
+        "0.05",
+    ],
+    "xydeblur-microscopy": [
+        "xydeblur",
+        "--preset",
+        "microscopy",
+        "--batch",
+        "16",
+        "--crop",
+        "192",
+        "--lr",
+        "2e-4",
+        "--ema",
+        "0.995",
+        "--fft-weight",
+        "0.05",
+    ],
 }
 # the XYDeblur each denoiser trains against (the presets' defaults in training/train_dvsr.py)
 PREDICTOR_OF = {"dvsr-photo": "xydeblur-photo", "dvsr-microscopy": "xydeblur-microscopy"}
@@ -112,15 +138,20 @@ class Session:
             self.log(f"{name}: skipped, {self.left():.0f} s left")
             self.results[name] = "skipped"
             return False
-        env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-               "PYTHONUNBUFFERED": "1", **(env or {})}
+        env = {
+            **os.environ,
+            "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+            "PYTHONUNBUFFERED": "1",
+            **(env or {}),
+        }
         cmd = [sys.executable, *args] if args[0].endswith(".py") else [sys.executable, "-m", "napari_deblur", *args]
         self.log(f"{name}: {' '.join(cmd[1:])} (at most {limit:.0f} s)")
         start = time.monotonic()
         with open(self.stage / f"{name}.log", "w") as output:
             try:
-                code = subprocess.run(cmd, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT,
-                                      timeout=limit).returncode
+                code = subprocess.run(
+                    cmd, cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT, timeout=limit
+                ).returncode
             except subprocess.TimeoutExpired:
                 code = "timeout"
         seconds = time.monotonic() - start
@@ -136,8 +167,9 @@ class Session:
             import torch
 
             gpu = torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA device"
-            self.log(f"python {platform.python_version()}, torch {torch.__version__}, {gpu}, "
-                     f"{os.cpu_count()} CPU cores")
+            self.log(
+                f"python {platform.python_version()}, torch {torch.__version__}, {gpu}, {os.cpu_count()} CPU cores"
+            )
             self.gpu, self.torch = (gpu if torch.cuda.is_available() else None), torch.__version__
         except ImportError:
             self.log("torch is not importable")
@@ -145,10 +177,16 @@ class Session:
     def variants(self, seconds: float) -> None:
         """The decoder forms timed; the fastest is what the bench then runs."""
         out = self.stage / "variants.json"
-        small = ["--sizes", "64x64", "--repeats", "1", "--no-compile"] if self.smoke else [
-            "--compile-timeout", str(max(30, (seconds - 70) / 3))]  # up to 3 compiles after ~60 s eager
-        self.run("variants", [str(ROOT / "tools" / "xydeblur_variants.py"), "--device", self.device, *small,
-                              "--out", str(out)], seconds)
+        small = (
+            ["--sizes", "64x64", "--repeats", "1", "--no-compile"]
+            if self.smoke
+            else ["--compile-timeout", str(max(30, (seconds - 70) / 3))]
+        )  # up to 3 compiles after ~60 s eager
+        self.run(
+            "variants",
+            [str(ROOT / "tools" / "xydeblur_variants.py"), "--device", self.device, *small, "--out", str(out)],
+            seconds,
+        )
         try:
             self.decoder = json.loads(out.read_text())["fastest"]
             self.log(f"the bench runs the {self.decoder} decoder form")
@@ -159,16 +197,29 @@ class Session:
         # 6 repeats: the first lease's XYDeblur rows took 85 s with them, the 16384^2 run 49 s
         quick = ["--quick", "--repeats", "1"] if self.smoke else ["--repeats", "6"]
         env = {"NAPARI_DEBLUR_DECODER": self.decoder} if self.decoder else None
-        self.run("bench", ["bench", "--device", self.device, *quick,
-                           "--out", str(self.stage / f"performance-{self.device}.json")], 40 if self.smoke else 230,
-                 env=env)
+        self.run(
+            "bench",
+            ["bench", "--device", self.device, *quick, "--out", str(self.stage / f"performance-{self.device}.json")],
+            40 if self.smoke else 230,
+            env=env,
+        )
 
     def bench_compile(self) -> None:
         """torch.compile at 256x256 and 720p, in the ``--compile-seconds`` training kept for it."""
-        self.run("bench-compile", ["bench", "--device", self.device, "--quick", "--compile",
-                                   *(["--repeats", "1"] if self.smoke else []),
-                                   "--out", str(self.stage / f"performance-{self.device}-compile.json")],
-                 40 if self.smoke else 150)
+        self.run(
+            "bench-compile",
+            [
+                "bench",
+                "--device",
+                self.device,
+                "--quick",
+                "--compile",
+                *(["--repeats", "1"] if self.smoke else []),
+                "--out",
+                str(self.stage / f"performance-{self.device}-compile.json"),
+            ],
+            40 if self.smoke else 150,
+        )
 
     def predictors_overlay(self, name: str) -> dict:
         """A resources folder in which the just-exported XYDeblur ``name`` replaces the bundled
@@ -198,29 +249,67 @@ class Session:
             bank = self.banks / f"{preset}.npz" if self.banks else None
             if bank is not None and bank.is_file():  # real sharp images (napari-deblur pack), PSFs included
                 recipe = [*recipe, "--sharp", str(bank)]
-            args = ["train", *recipe, "--init", name, "--iters", str(iters), "--warmup", str(1 if self.smoke else 100),
-                    "--val-every", str(1 if self.smoke else 1000), "--ckpt-every", str(10 * iters),
-                    "--time-limit", str(max(1, int(seconds - 30))), "--fit-iters", "--device", self.device,
-                    "--out", str(run_dir)]
+            args = [
+                "train",
+                *recipe,
+                "--init",
+                name,
+                "--iters",
+                str(iters),
+                "--warmup",
+                str(1 if self.smoke else 100),
+                "--val-every",
+                str(1 if self.smoke else 1000),
+                "--ckpt-every",
+                str(10 * iters),
+                "--time-limit",
+                str(max(1, int(seconds - 30))),
+                "--fit-iters",
+                "--device",
+                self.device,
+                "--out",
+                str(run_dir),
+            ]
             if not self.run(f"train-{name}", args, seconds + 30, env=env):
                 continue
             log = run_dir / "log.jsonl"
             if log.is_file():
                 (self.stage / f"train-{name}.jsonl").write_text(log.read_text())
             device = f"{self.gpu}, PyTorch {self.torch}, tools/gpu_session.py" if self.gpu else "CPU (smoke run)"
-            note = ("continued from the bundled weights on a GPU lease by tools/gpu_session.py; "
-                    "ship only after `napari-deblur eval` shows an improvement")
-            if not self.run(f"export-{name}", ["export", str(run_dir), "--name", name, "--out", str(self.out),
-                                               "--trained-on", device, "--note", note], 30, env=env):
+            note = (
+                "continued from the bundled weights on a GPU lease by tools/gpu_session.py; "
+                "ship only after `napari-deblur eval` shows an improvement"
+            )
+            if not self.run(
+                f"export-{name}",
+                [
+                    "export",
+                    str(run_dir),
+                    "--name",
+                    name,
+                    "--out",
+                    str(self.out),
+                    "--trained-on",
+                    device,
+                    "--note",
+                    note,
+                ],
+                30,
+                env=env,
+            ):
                 continue
-            if kind == "xydeblur" and any(PREDICTOR_OF.get(later) == name for later in names[index + 1:]):
+            if kind == "xydeblur" and any(PREDICTOR_OF.get(later) == name for later in names[index + 1 :]):
                 env = self.predictors_overlay(name)
             if kind == "dvsr":
                 size = ["--crops", "16"]
                 if self.smoke:
                     size = ["--crops", "2", "--crop", "32", "--steps", "2", "--samples", "2"]
-                self.run(f"probe-{name}", [str(ROOT / "tools" / "probe_denoiser.py"), str(run_dir), *size,
-                                           "--device", self.device], 60 if self.smoke else 40, env=env)
+                self.run(
+                    f"probe-{name}",
+                    [str(ROOT / "tools" / "probe_denoiser.py"), str(run_dir), *size, "--device", self.device],
+                    60 if self.smoke else 40,
+                    env=env,
+                )
 
     def pack(self) -> Path:
         (self.stage / "results.json").write_text(json.dumps(self.results, indent=1) + "\n")
@@ -236,17 +325,35 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "gpu-session")))
     parser.add_argument("--budget", type=float, default=540, help="seconds for everything (default 540)")
     parser.add_argument("--device", default="cuda")
-    parser.add_argument("--train", nargs="*", default=["dvsr-photo", "dvsr-microscopy"], choices=sorted(RECIPES),
-                        help="bundled models to continue training (default: both denoisers; none: no training)")
+    parser.add_argument(
+        "--train",
+        nargs="*",
+        default=["dvsr-photo", "dvsr-microscopy"],
+        choices=sorted(RECIPES),
+        help="bundled models to continue training (default: both denoisers; none: no training)",
+    )
     parser.add_argument("--no-bench", action="store_true", help="skip the benchmark stages")
-    parser.add_argument("--compile-seconds", type=float, default=0,
-                        help="seconds kept after training for the torch.compile bench (default 0: not run)")
-    parser.add_argument("--variants-seconds", type=float, default=0,
-                        help="seconds for tools/xydeblur_variants.py before the bench (default 0: not run)")
+    parser.add_argument(
+        "--compile-seconds",
+        type=float,
+        default=0,
+        help="seconds kept after training for the torch.compile bench (default 0: not run)",
+    )
+    parser.add_argument(
+        "--variants-seconds",
+        type=float,
+        default=0,
+        help="seconds for tools/xydeblur_variants.py before the bench (default 0: not run)",
+    )
     parser.add_argument("--smoke", action="store_true", help="every stage in miniature (a test on the CPU)")
-    parser.add_argument("--banks", type=Path, default=None, metavar="DIR",
-                        help="train on the crop banks DIR/photo.npz and DIR/microscopy.npz (napari-deblur pack; "
-                             "carried to the device, never committed) instead of the procedural data")
+    parser.add_argument(
+        "--banks",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="train on the crop banks DIR/photo.npz and DIR/microscopy.npz (napari-deblur pack; "
+        "carried to the device, never committed) instead of the procedural data",
+    )
     args = parser.parse_args(argv)
     if len(args.train) > MAX_MODELS:
         parser.error(f"--train takes at most {MAX_MODELS} models: a lease brings back 8 files, 2 per model")

@@ -80,8 +80,11 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=8, help="N (default 8, the Fidelity preset's)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu", help="where the denoiser runs (cpu, cuda, mps)")
-    parser.add_argument("--terminal-check", action="store_true",
-                        help="compare chains started from pure noise and from the training marginal")
+    parser.add_argument(
+        "--terminal-check",
+        action="store_true",
+        help="compare chains started from pure noise and from the training marginal",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -96,32 +99,52 @@ def main() -> None:
         predictor, denoiser = resolve_models(str(args.run))
         cfg = {"preset": "photo" if denoiser.channels == 3 else "microscopy", "seed": 0}
         what = f"{args.run} (bundled)"
-    blurred, sharp = make_sampler(cfg["preset"], args.crop, args.crops, "cpu", HELDOUT_SEED + cfg["seed"],
-                                  heldout=True).sample()
+    blurred, sharp = make_sampler(
+        cfg["preset"], args.crop, args.crops, "cpu", HELDOUT_SEED + cfg["seed"], heldout=True
+    ).sample()
     if args.terminal_check:
-        res = terminal_check(predictor, denoiser, blurred, sharp, args.steps, args.samples, args.sampler,
-                             args.device)
-        print(f"{what}, {args.crops} held-out {args.crop} px crops, {args.sampler}, T={args.steps}, "
-              f"N={args.samples}: x_init {res.pop('x_init'):.2f} dB; mean started from "
-              + ", from ".join(f"{k} {v:.2f} dB" for k, v in res.items()))
+        res = terminal_check(predictor, denoiser, blurred, sharp, args.steps, args.samples, args.sampler, args.device)
+        print(
+            f"{what}, {args.crops} held-out {args.crop} px crops, {args.sampler}, T={args.steps}, "
+            f"N={args.samples}: x_init {res.pop('x_init'):.2f} dB; mean started from "
+            + ", from ".join(f"{k} {v:.2f} dB" for k, v in res.items())
+        )
         return
     rows = []
     for y, x in zip(blurred, sharp):
         y, x = y.permute(1, 2, 0).numpy(), x.permute(1, 2, 0).numpy()
         if y.shape[2] == 1:
             y, x = y[..., 0], x[..., 0]
-        result = refine(y, (predictor, denoiser), steps=args.steps, samples=args.samples, sampler=args.sampler,
-                        device=args.device, normalize="dtype", axes="YXC" if y.ndim == 3 else "YX")
+        result = refine(
+            y,
+            (predictor, denoiser),
+            steps=args.steps,
+            samples=args.samples,
+            sampler=args.sampler,
+            device=args.device,
+            normalize="dtype",
+            axes="YXC" if y.ndim == 3 else "YX",
+        )
         channels_first = (lambda a: np.moveaxis(a, -1, 0)) if y.ndim == 3 else (lambda a: a)
         edges = edge_map(channels_first(result.x_init))
         mean, sharp_ = channels_first(result.mean), channels_first(x)
-        rows.append((psnr(x, y, clip=True), psnr(x, result.x_init, clip=True), psnr(x, result.mean, clip=True),
-                     uncertainty_correlation(channels_first(result.std), mean, sharp_),
-                     uncertainty_correlation(edges, mean, sharp_)))
+        rows.append(
+            (
+                psnr(x, y, clip=True),
+                psnr(x, result.x_init, clip=True),
+                psnr(x, result.mean, clip=True),
+                uncertainty_correlation(channels_first(result.std), mean, sharp_),
+                uncertainty_correlation(edges, mean, sharp_),
+            )
+        )
     rows = np.array(rows, dtype=float)
-    print(f"{what}, {args.crops} held-out {args.crop} px crops, {args.sampler}, T={args.steps}, N={args.samples}: "
-          "PSNR input %.2f, x_init %.2f, mean %.2f dB; std/error rho %.3f (edge-map baseline %.3f)"
-          % tuple(np.nanmean(rows, 0)), "; gain per crop", np.round(rows[:, 2] - rows[:, 1], 2).tolist())
+    print(
+        f"{what}, {args.crops} held-out {args.crop} px crops, {args.sampler}, T={args.steps}, N={args.samples}: "
+        "PSNR input %.2f, x_init %.2f, mean %.2f dB; std/error rho %.3f (edge-map baseline %.3f)"
+        % tuple(np.nanmean(rows, 0)),
+        "; gain per crop",
+        np.round(rows[:, 2] - rows[:, 1], 2).tolist(),
+    )
 
 
 if __name__ == "__main__":

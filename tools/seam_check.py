@@ -33,8 +33,10 @@ def main(argv=None) -> int:
     for overlap in args.overlaps:
         tiled = xydeblur(image, model, tile=args.tile, overlap=overlap, **common).restored
         diff = np.abs(tiled - whole)
-        print(f"overlap {overlap:4d}: max {diff.max():.2e}, 99.9th percentile {np.quantile(diff, 0.999):.2e}, "
-              f"mean {diff.mean():.1e}")
+        print(
+            f"overlap {overlap:4d}: max {diff.max():.2e}, 99.9th percentile {np.quantile(diff, 0.999):.2e}, "
+            f"mean {diff.mean():.1e}"
+        )
     return 0
 
 

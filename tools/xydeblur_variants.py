@@ -69,7 +69,9 @@ def forward(net, x):
 
 def reference(size, device):
     with tf32(False):
-        return forward(build("two-pass", device, torch.float32, False), frame(size, device, torch.float32, False)).float()
+        return forward(
+            build("two-pass", device, torch.float32, False), frame(size, device, torch.float32, False)
+        ).float()
 
 
 def time_variant(form, precision, layout, size, device, repeats, expected) -> dict:
@@ -122,8 +124,14 @@ def compile_one(form: str, mode: str, size, device_name: str, repeats: int) -> d
             return x + r_hor + r_ver
 
     ms = 1000 * median_seconds(run, device, repeats, warmup=3)
-    return {"form": form, "compile_mode": mode, "size": f"{size[0]}x{size[1]}", "ms": ms,
-            "compile_seconds": compile_s, "max_diff": float((run().float() - expected).abs().max())}
+    return {
+        "form": form,
+        "compile_mode": mode,
+        "size": f"{size[0]}x{size[1]}",
+        "ms": ms,
+        "compile_seconds": compile_s,
+        "max_diff": float((run().float() - expected).abs().max()),
+    }
 
 
 def main(argv=None) -> int:
@@ -145,8 +153,14 @@ def main(argv=None) -> int:
     device = pick_device(args.device)
     torch.backends.cudnn.benchmark = True
     cuda = device.type == "cuda"
-    report = {"device": describe(device), "torch": torch.__version__, "repeats": args.repeats, "eager": [],
-              "compiled": [], "profiles": {}}
+    report = {
+        "device": describe(device),
+        "torch": torch.__version__,
+        "repeats": args.repeats,
+        "eager": [],
+        "compiled": [],
+        "profiles": {},
+    }
 
     def save():
         if args.out:
@@ -165,12 +179,21 @@ def main(argv=None) -> int:
                         continue  # the larger sizes: the engine's precision and layout only
                     row = time_variant(form, precision, layout, size, device, args.repeats, expected)
                     report["eager"].append(row)
-                    print(f"  {row['size']:>10} {form:>12} {precision} {layout:>13}: "
-                          + (f"{row['ms']:8.2f} ms  max diff {row['max_diff']:.1e}" if "ms" in row else row["error"]))
+                    print(
+                        f"  {row['size']:>10} {form:>12} {precision} {layout:>13}: "
+                        + (f"{row['ms']:8.2f} ms  max diff {row['max_diff']:.1e}" if "ms" in row else row["error"])
+                    )
         save()
     first = f"{sizes[0][0]}x{sizes[0][1]}"
-    candidates = [r for r in report["eager"] if r["size"] == first and "ms" in r and r["max_diff"] <= 1e-2
-                  and r["precision"] == low[0] and r["layout"] == layouts[0]]
+    candidates = [
+        r
+        for r in report["eager"]
+        if r["size"] == first
+        and "ms" in r
+        and r["max_diff"] <= 1e-2
+        and r["precision"] == low[0]
+        and r["layout"] == layouts[0]
+    ]
     report["fastest"] = min(candidates, key=lambda r: r["ms"])["form"]
     print(f"fastest at {first} ({low[0]}, {layouts[0]}): {report['fastest']}")
     save()
@@ -187,19 +210,39 @@ def main(argv=None) -> int:
         runs = [("two-pass", "default")] + ([(fastest, "default")] if fastest != "two-pass" else [])
         runs += [(fastest, mode) for mode in args.compile_modes.split(",") if mode != "default"]
         for form, mode in runs:
-            cmd = [sys.executable, __file__, "--device", args.device, "--sizes", args.sizes.split(",")[0],
-                   "--repeats", str(args.repeats), "--compile-one", form, mode]
+            cmd = [
+                sys.executable,
+                __file__,
+                "--device",
+                args.device,
+                "--sizes",
+                args.sizes.split(",")[0],
+                "--repeats",
+                str(args.repeats),
+                "--compile-one",
+                form,
+                mode,
+            ]
             try:
                 done = subprocess.run(cmd, capture_output=True, text=True, timeout=args.compile_timeout)
                 lines = done.stdout.strip().splitlines()
-                row = json.loads(lines[-1]) if done.returncode == 0 and lines else {
-                    "form": form, "compile_mode": mode, "error": done.stderr.strip()[-300:]}
+                row = (
+                    json.loads(lines[-1])
+                    if done.returncode == 0 and lines
+                    else {"form": form, "compile_mode": mode, "error": done.stderr.strip()[-300:]}
+                )
             except subprocess.TimeoutExpired:
                 row = {"form": form, "compile_mode": mode, "error": f"over {args.compile_timeout:.0f} s"}
             report["compiled"].append(row)
-            print(f"  compiled {form:>12} ({mode}): " + (
-                f"{row['ms']:8.2f} ms after {row['compile_seconds']:.0f} s of compiling, max diff "
-                f"{row['max_diff']:.1e}" if "ms" in row else row["error"]))
+            print(
+                f"  compiled {form:>12} ({mode}): "
+                + (
+                    f"{row['ms']:8.2f} ms after {row['compile_seconds']:.0f} s of compiling, max diff "
+                    f"{row['max_diff']:.1e}"
+                    if "ms" in row
+                    else row["error"]
+                )
+            )
             save()
     return 0
 

@@ -10,22 +10,35 @@ from .common import positive_int
 def add_bench(subparsers):
     """Add the ``bench`` parser."""
     parser = subparsers.add_parser(
-        "bench", help="time XYDeblur (reference vs optimised path) and the diffusion refinement on this machine",
+        "bench",
+        help="time XYDeblur (reference vs optimised path) and the diffusion refinement on this machine",
         description="Times XYDeblur per frame at several sizes, a reference path written like the official code "
-                    "(fp32, NCHW, eager, untiled) against the engine's optimised path, in the same run, with the "
-                    "ratio, peak device memory and the largest output difference; then diffusion denoiser steps "
-                    "and the Fidelity preset. Prints a table, writes JSON and a Markdown table.",
+        "(fp32, NCHW, eager, untiled) against the engine's optimised path, in the same run, with the "
+        "ratio, peak device memory and the largest output difference; then diffusion denoiser steps "
+        "and the Fidelity preset. Prints a table, writes JSON and a Markdown table.",
     )
-    parser.add_argument("--device", default="auto", metavar="auto|cpu|cuda|mps",
-                        help="where to measure (default: auto = CUDA, then MPS, then CPU)")
+    parser.add_argument(
+        "--device",
+        default="auto",
+        metavar="auto|cpu|cuda|mps",
+        help="where to measure (default: auto = CUDA, then MPS, then CPU)",
+    )
     parser.add_argument("--quick", action="store_true", help="fewer sizes and repeats, no Fidelity run (for CI)")
     parser.add_argument("--repeats", type=positive_int, default=None, help="timed runs per figure (median)")
-    parser.add_argument("--compile", dest="compile_", action="store_true",
-                        help="time the optimised path and the whole call through the engine's torch.compile "
-                             "(eager where it fails; the compile time falls in the warm-up)")
-    parser.add_argument("--out", type=Path, default=None, metavar="FILE",
-                        help="JSON report (default: benchmarks/performance-<cpu|cuda|mps>.json); "
-                             "the table goes next to it as .md")
+    parser.add_argument(
+        "--compile",
+        dest="compile_",
+        action="store_true",
+        help="time the optimised path and the whole call through the engine's torch.compile "
+        "(eager where it fails; the compile time falls in the warm-up)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="JSON report (default: benchmarks/performance-<cpu|cuda|mps>.json); the table goes next to it as .md",
+    )
     parser.set_defaults(handler=run_bench_command)
 
 
@@ -35,8 +48,14 @@ def run_bench_command(args) -> int:
     from ..speed import run_bench, to_markdown
 
     out = args.out or Path("benchmarks") / f"performance-{pick_device(args.device).type}.json"
-    report = run_bench(args.device, quick=args.quick, repeats=args.repeats, compile_=args.compile_, out=out,
-                       log=lambda line: print(line, file=sys.stderr))
+    report = run_bench(
+        args.device,
+        quick=args.quick,
+        repeats=args.repeats,
+        compile_=args.compile_,
+        out=out,
+        log=lambda line: print(line, file=sys.stderr),
+    )
     table = to_markdown(report)
     out.with_suffix(".md").write_text(table)
     print(table)

@@ -28,12 +28,25 @@ def one_line(err) -> str:
 
 def add_engine_options(parser):
     """--device, --precision, --tile, --overwrite, --quiet."""
-    parser.add_argument("--device", default="auto", metavar="auto|cpu|cuda|mps",
-                        help="where the network runs (default: auto = CUDA, then MPS, then CPU)")
-    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
-                        help="network precision (default: auto = fp16 on GPU, fp32 on CPU)")
-    parser.add_argument("--tile", default="auto", type=tile_size, metavar="auto|N",
-                        help="tile side in pixels (default: auto, from free memory)")
+    parser.add_argument(
+        "--device",
+        default="auto",
+        metavar="auto|cpu|cuda|mps",
+        help="where the network runs (default: auto = CUDA, then MPS, then CPU)",
+    )
+    parser.add_argument(
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "fp16", "bf16"],
+        help="network precision (default: auto = fp16 on GPU, fp32 on CPU)",
+    )
+    parser.add_argument(
+        "--tile",
+        default="auto",
+        type=tile_size,
+        metavar="auto|N",
+        help="tile side in pixels (default: auto, from free memory)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace existing output files")
     parser.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")
 
@@ -66,7 +79,9 @@ def normalize_mode(text):
     try:
         lo, hi = (float(v) for v in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected auto, dtype, percentile or LO,HI percentiles, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"expected auto, dtype, percentile or LO,HI percentiles, got {text!r}"
+        ) from None
     return (lo, hi)
 
 

@@ -20,33 +20,56 @@ from .common import (
 def add_diffuse(subparsers):
     """Add the ``diffuse`` parser."""
     parser = subparsers.add_parser(
-        "diffuse", help="refine with residual diffusion: mean and uncertainty over samples",
+        "diffuse",
+        help="refine with residual diffusion: mean and uncertainty over samples",
         description="Deblur images by predict-and-refine diffusion (Whang et al., CVPR 2022): an XYDeblur "
-                    "predictor plus a residual diffusion denoiser, sampled --samples times. Writes "
-                    "OUTDIR/<name>_mean.tif and OUTDIR/<name>_std.tif (float32, the input's shape, axes and "
-                    "pixel size); --save-steps K adds <name>_x0_stepNNNN.tif, the first sample's x0 preview "
-                    "every K steps.",
+        "predictor plus a residual diffusion denoiser, sampled --samples times. Writes "
+        "OUTDIR/<name>_mean.tif and OUTDIR/<name>_std.tif (float32, the input's shape, axes and "
+        "pixel size); --save-steps K adds <name>_x0_stepNNNN.tif, the first sample's x0 preview "
+        "every K steps.",
     )
     parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="TIFF, PNG, JPEG or BMP files")
     parser.add_argument("-o", "--output", required=True, type=Path, metavar="OUTDIR", help="output folder")
-    parser.add_argument("--model", default=None, metavar="NAME|PATH",
-                        help="denoiser: bundled name or weights file (default: dvsr-photo for RGB images, "
-                             "dvsr-microscopy otherwise)")
-    parser.add_argument("--predictor", default=None, metavar="NAME|PATH",
-                        help="the XYDeblur it refines (default: the one the denoiser's manifest names)")
-    parser.add_argument("--steps", type=positive_int, default=100,
-                        help="diffusion steps, 1-1000 (many: sharper samples; few plus --samples: lower "
-                             "distortion; default 100)")
+    parser.add_argument(
+        "--model",
+        default=None,
+        metavar="NAME|PATH",
+        help="denoiser: bundled name or weights file (default: dvsr-photo for RGB images, dvsr-microscopy otherwise)",
+    )
+    parser.add_argument(
+        "--predictor",
+        default=None,
+        metavar="NAME|PATH",
+        help="the XYDeblur it refines (default: the one the denoiser's manifest names)",
+    )
+    parser.add_argument(
+        "--steps",
+        type=positive_int,
+        default=100,
+        help="diffusion steps, 1-1000 (many: sharper samples; few plus --samples: lower distortion; default 100)",
+    )
     parser.add_argument("--samples", type=positive_int, default=1, help="samples averaged (default 1)")
     parser.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
-    parser.add_argument("--sampler", default="ddpm", choices=["ddpm", "ddim"],
-                        help="ancestral DDPM (default) or deterministic DDIM")
-    parser.add_argument("--save-steps", type=positive_int, default=None, metavar="K",
-                        help="also write the x0 preview of the first sample every K steps")
-    parser.add_argument("--axes", default=None, help="axes of the inputs, e.g. YX, ZYX, CYX, TZCYX "
-                        "(default: from the file)")
-    parser.add_argument("--normalize", default="auto", type=normalize_mode, metavar="auto|dtype|percentile|LO,HI",
-                        help="intensity scaling for the networks (default: auto)")
+    parser.add_argument(
+        "--sampler", default="ddpm", choices=["ddpm", "ddim"], help="ancestral DDPM (default) or deterministic DDIM"
+    )
+    parser.add_argument(
+        "--save-steps",
+        type=positive_int,
+        default=None,
+        metavar="K",
+        help="also write the x0 preview of the first sample every K steps",
+    )
+    parser.add_argument(
+        "--axes", default=None, help="axes of the inputs, e.g. YX, ZYX, CYX, TZCYX (default: from the file)"
+    )
+    parser.add_argument(
+        "--normalize",
+        default="auto",
+        type=normalize_mode,
+        metavar="auto|dtype|percentile|LO,HI",
+        help="intensity scaling for the networks (default: auto)",
+    )
     add_engine_options(parser)
     parser.set_defaults(handler=run_diffuse)
 
@@ -83,9 +106,18 @@ def run_diffuse(args) -> int:
             try:
                 axes = normalize_axes(args.axes or image.axes, image.array.shape)
                 gen = refine_iter(
-                    image.array, models, predictor=None if models else args.predictor, steps=args.steps,
-                    samples=args.samples, seed=args.seed, sampler=args.sampler, axes=axes, device=args.device,
-                    precision=args.precision, tile=args.tile, normalize=args.normalize,
+                    image.array,
+                    models,
+                    predictor=None if models else args.predictor,
+                    steps=args.steps,
+                    samples=args.samples,
+                    seed=args.seed,
+                    sampler=args.sampler,
+                    axes=axes,
+                    device=args.device,
+                    precision=args.precision,
+                    tile=args.tile,
+                    normalize=args.normalize,
                 )
                 bar = ProgressBar(path.name, enabled=not args.quiet)
                 result = drive(_saving_previews(gen, wanted, axes, save), bar)
@@ -95,9 +127,12 @@ def run_diffuse(args) -> int:
             save(outputs[1], result.std, result.axes)
         if not args.quiet:
             info = result.info
-            print(f"{path} -> {outputs[0]}, {outputs[1].name}  ({info.get('model')} + {info.get('predictor')}, "
-                  f"{info['sampler']} {info['steps']} steps x {info['samples']} samples, seed {info['seed']}, "
-                  f"{info.get('device')} {info.get('precision')}, {info.get('seconds', 0):.1f} s)", file=sys.stderr)
+            print(
+                f"{path} -> {outputs[0]}, {outputs[1].name}  ({info.get('model')} + {info.get('predictor')}, "
+                f"{info['sampler']} {info['steps']} steps x {info['samples']} samples, seed {info['seed']}, "
+                f"{info.get('device')} {info.get('precision')}, {info.get('seconds', 0):.1f} s)",
+                file=sys.stderr,
+            )
     return 0
 
 

@@ -14,35 +14,76 @@ from .common import CLIError
 def add_train(subparsers):
     """Add the ``train`` parser."""
     parser = subparsers.add_parser(
-        "train", help="train (or continue training) a model on synthetic or paired data",
+        "train",
+        help="train (or continue training) a model on synthetic or paired data",
         description="Train XYDeblur (or, with dvsr, a diffusion denoiser for a frozen XYDeblur) in OUT. Running the same command again on the same OUT resumes "
-                    "exactly where it stopped (checkpoints in shards under 16 MiB).",
+        "exactly where it stopped (checkpoints in shards under 16 MiB).",
     )
-    parser.add_argument("architecture", choices=["xydeblur", "dvsr"],
-                        help="what to train: xydeblur, or dvsr (the diffusion denoiser of a frozen XYDeblur)")
+    parser.add_argument(
+        "architecture",
+        choices=["xydeblur", "dvsr"],
+        help="what to train: xydeblur, or dvsr (the diffusion denoiser of a frozen XYDeblur)",
+    )
     parser.add_argument("--preset", choices=["photo", "microscopy"], default="photo")
-    parser.add_argument("--pairs", default=None, metavar="DIR", help="a folder with blur/ and sharp/ (or raw/ and target/)")
+    parser.add_argument(
+        "--pairs", default=None, metavar="DIR", help="a folder with blur/ and sharp/ (or raw/ and target/)"
+    )
     data = parser.add_argument_group(
-        "real sharp images", "Synthetic pairs made from your own sharp images: photos, or fluorescence planes and "
-                             "stacks, blurred and made noisy like real optics and sensors; the procedural scenes stay "
-                             "as a minority. The benchmark's held-out files are always left out.")
-    data.add_argument("--sharp", nargs="+", default=None, metavar="DIR|FILE|BANK.npz",
-                      help="folders (searched recursively), image files or crop banks (napari-deblur pack)")
-    data.add_argument("--psf", dest="psfs", nargs="+", default=None, metavar="TIFF",
-                      help="microscopy: measured or computed PSFs (2D, or 3D Z stacks) added to the training PSFs")
+        "real sharp images",
+        "Synthetic pairs made from your own sharp images: photos, or fluorescence planes and "
+        "stacks, blurred and made noisy like real optics and sensors; the procedural scenes stay "
+        "as a minority. The benchmark's held-out files are always left out.",
+    )
+    data.add_argument(
+        "--sharp",
+        nargs="+",
+        default=None,
+        metavar="DIR|FILE|BANK.npz",
+        help="folders (searched recursively), image files or crop banks (napari-deblur pack)",
+    )
+    data.add_argument(
+        "--psf",
+        dest="psfs",
+        nargs="+",
+        default=None,
+        metavar="TIFF",
+        help="microscopy: measured or computed PSFs (2D, or 3D Z stacks) added to the training PSFs",
+    )
     data.add_argument("--real-share", type=float, default=0.9, help="share of sharp tiles from --sharp (default 0.9)")
-    data.add_argument("--identity-prob", type=float, default=0.08,
-                      help="share of unblurred (noisy) inputs, which must come back as they are (default 0.08)")
-    data.add_argument("--jpeg-prob", type=float, default=0.25,
-                      help="photo: share of JPEG-compressed inputs, quality 70-95 (default 0.25)")
-    data.add_argument("--motion-prob", type=float, default=0.0,
-                      help="photo: share of inputs blurred by dynamic-scene motion (a sharp frame averaged along "
-                           "smooth, spatially varying flows, as in GoPro-style data) instead of a kernel (default 0)")
-    data.add_argument("--kernel-size", type=int, default=31,
-                      help="side of the synthetic blur kernels and the longest motion path, odd (default 31)")
-    parser.add_argument("--init", default=None, metavar="NAME|PATH", help="start from these weights (e.g. a bundled model)")
-    parser.add_argument("--predictor", default=None, metavar="NAME|PATH",
-                        help="dvsr: the frozen XYDeblur g(y) (default: xydeblur-photo or xydeblur-microscopy)")
+    data.add_argument(
+        "--identity-prob",
+        type=float,
+        default=0.08,
+        help="share of unblurred (noisy) inputs, which must come back as they are (default 0.08)",
+    )
+    data.add_argument(
+        "--jpeg-prob",
+        type=float,
+        default=0.25,
+        help="photo: share of JPEG-compressed inputs, quality 70-95 (default 0.25)",
+    )
+    data.add_argument(
+        "--motion-prob",
+        type=float,
+        default=0.0,
+        help="photo: share of inputs blurred by dynamic-scene motion (a sharp frame averaged along "
+        "smooth, spatially varying flows, as in GoPro-style data) instead of a kernel (default 0)",
+    )
+    data.add_argument(
+        "--kernel-size",
+        type=int,
+        default=31,
+        help="side of the synthetic blur kernels and the longest motion path, odd (default 31)",
+    )
+    parser.add_argument(
+        "--init", default=None, metavar="NAME|PATH", help="start from these weights (e.g. a bundled model)"
+    )
+    parser.add_argument(
+        "--predictor",
+        default=None,
+        metavar="NAME|PATH",
+        help="dvsr: the frozen XYDeblur g(y) (default: xydeblur-photo or xydeblur-microscopy)",
+    )
     parser.add_argument("--iters", type=int, default=10000)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--crop", type=int, default=None, help="training crop side (default: xydeblur 192, dvsr 128)")
@@ -51,20 +92,40 @@ def add_train(subparsers):
     parser.add_argument("--ema", type=float, default=0.999, help="EMA decay of the exported weights")
     parser.add_argument("--fft-weight", type=float, default=0.05, help="weight of the Fourier-amplitude L1 (0 = off)")
     parser.add_argument("--width", type=int, default=32, help="network width (32 = official)")
-    parser.add_argument("--blocks", type=int, default=None,
-                        help="residual blocks per stage (default: xydeblur 6 = official, dvsr 2 per level)")
-    parser.add_argument("--residual-scale", type=float, default=None,
-                        help="dvsr: factor on the diffused residual x0 - g(y) (default 5; see ResidualDenoiser)")
-    parser.add_argument("--sigma-data", type=float, default=None,
-                        help="dvsr: signal std of the output preconditioning (default 0.4; 0 = plain eps output)")
+    parser.add_argument(
+        "--blocks",
+        type=int,
+        default=None,
+        help="residual blocks per stage (default: xydeblur 6 = official, dvsr 2 per level)",
+    )
+    parser.add_argument(
+        "--residual-scale",
+        type=float,
+        default=None,
+        help="dvsr: factor on the diffused residual x0 - g(y) (default 5; see ResidualDenoiser)",
+    )
+    parser.add_argument(
+        "--sigma-data",
+        type=float,
+        default=None,
+        help="dvsr: signal std of the output preconditioning (default 0.4; 0 = plain eps output)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--val-every", type=int, default=500)
     parser.add_argument("--ckpt-every", type=int, default=500)
-    parser.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
-                        help="stop (with a checkpoint) after this long; run again to resume")
-    parser.add_argument("--fit-iters", action="store_true",
-                        help="with --time-limit: time the first iterations and shorten --iters so the "
-                             "learning-rate schedule ends within the time limit (a resumed run keeps that length)")
+    parser.add_argument(
+        "--time-limit",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop (with a checkpoint) after this long; run again to resume",
+    )
+    parser.add_argument(
+        "--fit-iters",
+        action="store_true",
+        help="with --time-limit: time the first iterations and shorten --iters so the "
+        "learning-rate schedule ends within the time limit (a resumed run keeps that length)",
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR")
     parser.set_defaults(handler=run_train)
@@ -82,9 +143,21 @@ def run_train(args) -> int:
 
     crop, blocks = args.crop if args.crop is not None else 192, args.blocks if args.blocks is not None else 6
     cfg = TrainConfig(
-        preset=args.preset, iters=args.iters, batch=args.batch, crop=crop, lr=args.lr, warmup=args.warmup,
-        fft_weight=args.fft_weight, ema=args.ema, seed=args.seed, width=args.width, blocks=blocks, init=args.init,
-        val_every=args.val_every, ckpt_every=args.ckpt_every, **data_options(args),
+        preset=args.preset,
+        iters=args.iters,
+        batch=args.batch,
+        crop=crop,
+        lr=args.lr,
+        warmup=args.warmup,
+        fft_weight=args.fft_weight,
+        ema=args.ema,
+        seed=args.seed,
+        width=args.width,
+        blocks=blocks,
+        init=args.init,
+        val_every=args.val_every,
+        ckpt_every=args.ckpt_every,
+        **data_options(args),
     )
     summary = Trainer(cfg, args.out, device=args.device, log=lambda line: print(line, file=sys.stderr)).run(
         time_limit=args.time_limit, fit_iters=args.fit_iters
@@ -102,7 +175,13 @@ def data_options(args) -> dict:
             raise CLIError(f"--{name.replace('_', '-')} must be between 0 and 1, got {getattr(args, name)}")
     if args.kernel_size < 3 or args.kernel_size % 2 == 0:
         raise CLIError(f"--kernel-size must be odd and at least 3, got {args.kernel_size}")
-    return {"pairs": args.pairs, "sharp": [str(p) for p in args.sharp] if args.sharp else None,
-            "psfs": [str(p) for p in args.psfs] if args.psfs else None, "real_share": args.real_share,
-            "identity_prob": args.identity_prob, "jpeg_prob": args.jpeg_prob, "motion_prob": args.motion_prob,
-            "kernel_size": args.kernel_size}
+    return {
+        "pairs": args.pairs,
+        "sharp": [str(p) for p in args.sharp] if args.sharp else None,
+        "psfs": [str(p) for p in args.psfs] if args.psfs else None,
+        "real_share": args.real_share,
+        "identity_prob": args.identity_prob,
+        "jpeg_prob": args.jpeg_prob,
+        "motion_prob": args.motion_prob,
+        "kernel_size": args.kernel_size,
+    }

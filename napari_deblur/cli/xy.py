@@ -26,38 +26,74 @@ from .common import (
 def add_xy(subparsers):
     """Add the ``xy`` parser."""
     parser = subparsers.add_parser(
-        "xy", help="remove in-plane blur with XYDeblur",
+        "xy",
+        help="remove in-plane blur with XYDeblur",
         description="Deblur images with XYDeblur and write OUTDIR/<name>_deblurred.tif with the "
-                    "input's shape, dtype, axes and pixel size.",
+        "input's shape, dtype, axes and pixel size.",
     )
-    parser.add_argument("inputs", nargs="+", type=Path, metavar="INPUT",
-                        help="TIFF, PNG, JPEG or BMP files; a .zarr store or a folder of TIFFs is streamed")
+    parser.add_argument(
+        "inputs",
+        nargs="+",
+        type=Path,
+        metavar="INPUT",
+        help="TIFF, PNG, JPEG or BMP files; a .zarr store or a folder of TIFFs is streamed",
+    )
     parser.add_argument("-o", "--output", required=True, type=Path, metavar="OUTDIR", help="output folder")
-    parser.add_argument("--model", default=None, metavar="NAME|PATH",
-                        help="bundled model name or weights file (default: photo model for RGB, "
-                             "microscopy model otherwise)")
+    parser.add_argument(
+        "--model",
+        default=None,
+        metavar="NAME|PATH",
+        help="bundled model name or weights file (default: photo model for RGB, microscopy model otherwise)",
+    )
     stream = parser.add_argument_group(
-        "streaming", "A .zarr store or a folder of TIFFs (one stack, files in natural order along a new T axis) "
-                     "is restored chunk by chunk with one intensity scaling, so memory stays bounded whatever its "
-                     "size; it becomes OUTDIR/<name>_deblurred.zarr or the folder OUTDIR/<name>_deblurred/.")
+        "streaming",
+        "A .zarr store or a folder of TIFFs (one stack, files in natural order along a new T axis) "
+        "is restored chunk by chunk with one intensity scaling, so memory stays bounded whatever its "
+        "size; it becomes OUTDIR/<name>_deblurred.zarr or the folder OUTDIR/<name>_deblurred/.",
+    )
     stream.add_argument("--stream", action="store_true", help="stream TIFF files too (for files larger than memory)")
-    stream.add_argument("--format", dest="stream_format", choices=["zarr", "tiff"], default=None,
-                        help="streamed output: zarr, or a folder of TIFFs (default: as the input)")
-    stream.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                        help="run on this dask.distributed scheduler (e.g. tcp://host:8786)")
-    stream.add_argument("--workers", type=positive_int, default=2,
-                        help="planes restored at once by the local scheduler (default: 2)")
-    parser.add_argument("--axes", default=None, help="axes of the inputs, e.g. YX, ZYX, CYX, TZCYX "
-                        "(default: from the file)")
-    parser.add_argument("--residuals", action="store_true",
-                        help="also write <name>_r_hor.tif and <name>_r_ver.tif (float32)")
-    parser.add_argument("--normalize", default="auto", type=normalize_mode, metavar="auto|dtype|percentile|LO,HI",
-                        help="intensity scaling for the network (default: auto)")
-    parser.add_argument("--out-dtype", default="same", choices=["same", "float32"],
-                        help="dtype of the deblurred image (default: same as the input)")
-    parser.add_argument("--compile", dest="compile_", action="store_true",
-                        help="run the network through torch.compile: faster on a GPU for many files or "
-                             "frames, after a compile of seconds per image shape (eager if it fails)")
+    stream.add_argument(
+        "--format",
+        dest="stream_format",
+        choices=["zarr", "tiff"],
+        default=None,
+        help="streamed output: zarr, or a folder of TIFFs (default: as the input)",
+    )
+    stream.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="run on this dask.distributed scheduler (e.g. tcp://host:8786)",
+    )
+    stream.add_argument(
+        "--workers", type=positive_int, default=2, help="planes restored at once by the local scheduler (default: 2)"
+    )
+    parser.add_argument(
+        "--axes", default=None, help="axes of the inputs, e.g. YX, ZYX, CYX, TZCYX (default: from the file)"
+    )
+    parser.add_argument(
+        "--residuals", action="store_true", help="also write <name>_r_hor.tif and <name>_r_ver.tif (float32)"
+    )
+    parser.add_argument(
+        "--normalize",
+        default="auto",
+        type=normalize_mode,
+        metavar="auto|dtype|percentile|LO,HI",
+        help="intensity scaling for the network (default: auto)",
+    )
+    parser.add_argument(
+        "--out-dtype",
+        default="same",
+        choices=["same", "float32"],
+        help="dtype of the deblurred image (default: same as the input)",
+    )
+    parser.add_argument(
+        "--compile",
+        dest="compile_",
+        action="store_true",
+        help="run the network through torch.compile: faster on a GPU for many files or "
+        "frames, after a compile of seconds per image shape (eager if it fails)",
+    )
     add_engine_options(parser)
     parser.set_defaults(handler=run_xy)
 
@@ -86,8 +122,15 @@ def run_xy(args) -> int:
     for path, outputs in zip(files, planned):
         image = read_image(path)
         gen = xydeblur_iter(
-            image.array, model, axes=args.axes or image.axes, device=args.device, precision=args.precision,
-            tile=args.tile, normalize=args.normalize, out_dtype=args.out_dtype, compile=args.compile_,
+            image.array,
+            model,
+            axes=args.axes or image.axes,
+            device=args.device,
+            precision=args.precision,
+            tile=args.tile,
+            normalize=args.normalize,
+            out_dtype=args.out_dtype,
+            compile=args.compile_,
         )
         try:
             result = drive(gen, ProgressBar(path.name, enabled=not args.quiet))
@@ -95,7 +138,9 @@ def run_xy(args) -> int:
             raise CLIError(f"{path}: {one_line(err)}") from None
         # display settings (LUTs, ranges) describe the file's own axes; keep them only if those still hold
         same_axes = result.axes == image.axes
-        metadata = image.metadata if same_axes else {k: image.metadata[k] for k in ("description",) if k in image.metadata}
+        metadata = (
+            image.metadata if same_axes else {k: image.metadata[k] for k in ("description",) if k in image.metadata}
+        )
         write = dict(scale=image.scale, unit=image.unit, overwrite=args.overwrite)
         with removed_on_failure() as written:  # all of this input's files, or none of them
             written.append(write_image(outputs[0], result.restored, result.axes, metadata=metadata, **write))
@@ -105,8 +150,11 @@ def run_xy(args) -> int:
                 written.append(write_image(outputs[2], result.r_ver, result.axes, metadata=plain, **write))
         if not args.quiet:
             info = result.info
-            print(f"{path} -> {outputs[0]}  ({info.get('model')}, {info.get('device')} {info.get('precision')}, "
-                  f"{info.get('seconds', 0):.1f} s)", file=sys.stderr)
+            print(
+                f"{path} -> {outputs[0]}  ({info.get('model')}, {info.get('device')} {info.get('precision')}, "
+                f"{info.get('seconds', 0):.1f} s)",
+                file=sys.stderr,
+            )
     return 0
 
 
@@ -157,8 +205,10 @@ def check_fits_in_memory(files) -> None:
                 require(["dask.array", "zarr"], "--stream")
             except MissingExtraError as err:
                 advice += f" ({err})"
-            raise CLIError(f"{path} holds {readable_size(nbytes)} of pixels, more than the "
-                           f"{readable_size(available)} of memory available: {advice}")
+            raise CLIError(
+                f"{path} holds {readable_size(nbytes)} of pixels, more than the "
+                f"{readable_size(available)} of memory available: {advice}"
+            )
 
 
 def readable_size(nbytes: int) -> str:
@@ -188,13 +238,27 @@ def run_stream(source, target, model, args) -> None:
     fmt = "zarr" if target.name.endswith(".zarr") else "tiff"
     try:
         summary = stream_xydeblur(
-            source, target, model, axes=args.axes, fmt=fmt, overwrite=args.overwrite, scheduler=args.scheduler,
-            workers=args.workers, progress=not args.quiet and sys.stderr.isatty(), device=args.device,
-            precision=args.precision, tile=args.tile, normalize=args.normalize, out_dtype=args.out_dtype,
+            source,
+            target,
+            model,
+            axes=args.axes,
+            fmt=fmt,
+            overwrite=args.overwrite,
+            scheduler=args.scheduler,
+            workers=args.workers,
+            progress=not args.quiet and sys.stderr.isatty(),
+            device=args.device,
+            precision=args.precision,
+            tile=args.tile,
+            normalize=args.normalize,
+            out_dtype=args.out_dtype,
             compile=args.compile_,
         )
     except (ValueError, TypeError) as err:
         raise CLIError(f"{source}: {one_line(err)}") from None
     if not args.quiet:
-        print(f"{source} -> {target}  ({summary['axes']} {summary['shape']}, {summary['chunks']} chunks, "
-              f"{time.perf_counter() - started:.1f} s)", file=sys.stderr)
+        print(
+            f"{source} -> {target}  ({summary['axes']} {summary['shape']}, {summary['chunks']} chunks, "
+            f"{time.perf_counter() - started:.1f} s)",
+            file=sys.stderr,
+        )

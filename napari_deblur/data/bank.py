@@ -59,13 +59,22 @@ def pack_bank(paths, preset: str, out, crops: int = 160, size: int = 256, seed: 
         arrays["psfs"] = np.stack(load_psf_files(psfs))
     np.savez_compressed(out, **arrays)
     record = {
-        "kind": KIND, "preset": preset, "crops": crops, "size": size, "seed": int(seed), "dtype": np.dtype(dtype).name,
+        "kind": KIND,
+        "preset": preset,
+        "crops": crops,
+        "size": size,
+        "seed": int(seed),
+        "dtype": np.dtype(dtype).name,
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "sources": [str(p) for p in paths], "images": images.summary(),
-        "psf_files": [str(p) for p in psfs or []], "psf_slices": int(len(arrays.get("psfs", []))),
+        "sources": [str(p) for p in paths],
+        "images": images.summary(),
+        "psf_files": [str(p) for p in psfs or []],
+        "psf_slices": int(len(arrays.get("psfs", []))),
         "files": sorted({n.split("[")[0] for n in images.names}),
-        "heldout_skipped": images.skipped, "picks": where,
-        "sha256": hashlib.sha256(out.read_bytes()).hexdigest(), "bytes": out.stat().st_size,
+        "heldout_skipped": images.skipped,
+        "picks": where,
+        "sha256": hashlib.sha256(out.read_bytes()).hexdigest(),
+        "bytes": out.stat().st_size,
     }
     Path(f"{out}.json").write_text(json.dumps(record, indent=1) + "\n")
     return record

@@ -64,8 +64,9 @@ def blur(images: torch.Tensor, kernels, padding: str = "reflect") -> torch.Tenso
     return out[..., p : p + images.shape[-2], p : p + images.shape[-1]]
 
 
-def blur_varying(images: torch.Tensor, kernels: torch.Tensor, weights: torch.Tensor,
-                 padding: str = "reflect") -> torch.Tensor:
+def blur_varying(
+    images: torch.Tensor, kernels: torch.Tensor, weights: torch.Tensor, padding: str = "reflect"
+) -> torch.Tensor:
     """Spatially varying blur: sum over m of weights[:, m] * blur(images, kernels[:, m]).
 
     ``kernels`` (B, M, k, k), ``weights`` (B, M, H, W) summing to 1 over M.
@@ -83,8 +84,9 @@ def blur_varying(images: torch.Tensor, kernels: torch.Tensor, weights: torch.Ten
     return out
 
 
-def smooth_weights(batch: int, m: int, h: int, w: int, generator=None, device="cpu", grid: int = 3,
-                   sharpness: float = 3.0) -> torch.Tensor:
+def smooth_weights(
+    batch: int, m: int, h: int, w: int, generator=None, device="cpu", grid: int = 3, sharpness: float = 3.0
+) -> torch.Tensor:
     """(batch, m, h, w) smooth non-negative maps summing to 1 over m (bicubic-upsampled random logits)."""
     logits = torch.randn(batch, m, grid, grid, generator=generator, device=device) * sharpness
     logits = F.interpolate(logits, size=(h, w), mode="bicubic", align_corners=False)
@@ -126,10 +128,25 @@ def _apply_blur(x, kernels, weights):
     return blur(x, kernels) if weights is None else blur_varying(x, kernels, weights)
 
 
-def degrade_photo(sharp: torch.Tensor, kernels, weights=None, generator=None, *, highlight_prob=0.3,
-                  highlight_gain=(1.5, 6.0), exposure=(0.8, 1.25), noise_prob=0.8, photons=(100.0, 20000.0),
-                  read_sigma=(1e-4, 2e-3), post_sigma=0.01, quantize_prob=0.5, jpeg_prob=0.0,
-                  jpeg_quality=(70.0, 95.0), motion=None, motion_extent=31.0):
+def degrade_photo(
+    sharp: torch.Tensor,
+    kernels,
+    weights=None,
+    generator=None,
+    *,
+    highlight_prob=0.3,
+    highlight_gain=(1.5, 6.0),
+    exposure=(0.8, 1.25),
+    noise_prob=0.8,
+    photons=(100.0, 20000.0),
+    read_sigma=(1e-4, 2e-3),
+    post_sigma=0.01,
+    quantize_prob=0.5,
+    jpeg_prob=0.0,
+    jpeg_quality=(70.0, 95.0),
+    motion=None,
+    motion_extent=31.0,
+):
     """sRGB tiles (B, 3, H, W) in [0, 1] -> (blurred, sharp), both cropped by the kernel radius, in [0, 1].
 
     ``kernels`` (B, k, k), or (B, M, k, k) with ``weights`` (B, M, H, W) for a spatially varying blur.
@@ -151,8 +168,12 @@ def degrade_photo(sharp: torch.Tensor, kernels, weights=None, generator=None, *,
     blurred = crop_margin(blurred, m)
     lin = crop_margin(lin, m)
     noisy = torch.rand(b, 1, 1, 1, generator=generator, device=dev) < noise_prob
-    shot = poisson_gaussian(blurred, _uniform(*photons, b, generator, dev, log=True),
-                            _uniform(*read_sigma, b, generator, dev, log=True), generator)
+    shot = poisson_gaussian(
+        blurred,
+        _uniform(*photons, b, generator, dev, log=True),
+        _uniform(*read_sigma, b, generator, dev, log=True),
+        generator,
+    )
     blurred = linear_to_srgb(torch.where(noisy, shot, blurred))
     blurred = gaussian_noise(blurred, _uniform(0, post_sigma, b, generator, dev) * noisy, generator)
     rounded = torch.rand(b, 1, 1, 1, generator=generator, device=dev) < quantize_prob
@@ -165,11 +186,106 @@ def degrade_photo(sharp: torch.Tensor, kernels, weights=None, generator=None, *,
 
 
 # JPEG's example quantisation tables (ITU-T T.81, Annex K), luminance and chrominance, row by row.
-_Q_LUMA = (16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55, 14, 13, 16, 24, 40, 57, 69, 56,
-           14, 17, 22, 29, 51, 87, 80, 62, 18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
-           49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99)
-_Q_CHROMA = (17, 18, 24, 47, 99, 99, 99, 99, 18, 21, 26, 66, 99, 99, 99, 99, 24, 26, 56, 99, 99, 99, 99, 99,
-             47, 66, 99, 99, 99, 99, 99, 99) + (99,) * 32
+_Q_LUMA = (
+    16,
+    11,
+    10,
+    16,
+    24,
+    40,
+    51,
+    61,
+    12,
+    12,
+    14,
+    19,
+    26,
+    58,
+    60,
+    55,
+    14,
+    13,
+    16,
+    24,
+    40,
+    57,
+    69,
+    56,
+    14,
+    17,
+    22,
+    29,
+    51,
+    87,
+    80,
+    62,
+    18,
+    22,
+    37,
+    56,
+    68,
+    109,
+    103,
+    77,
+    24,
+    35,
+    55,
+    64,
+    81,
+    104,
+    113,
+    92,
+    49,
+    64,
+    78,
+    87,
+    103,
+    121,
+    120,
+    101,
+    72,
+    92,
+    95,
+    98,
+    112,
+    100,
+    103,
+    99,
+)
+_Q_CHROMA = (
+    17,
+    18,
+    24,
+    47,
+    99,
+    99,
+    99,
+    99,
+    18,
+    21,
+    26,
+    66,
+    99,
+    99,
+    99,
+    99,
+    24,
+    26,
+    56,
+    99,
+    99,
+    99,
+    99,
+    99,
+    47,
+    66,
+    99,
+    99,
+    99,
+    99,
+    99,
+    99,
+) + (99,) * 32
 
 
 def _dct_matrix(n: int = 8, device="cpu") -> torch.Tensor:
@@ -220,9 +336,18 @@ def percentile_scale(blurred: torch.Tensor, sharp: torch.Tensor, lo=0.1, hi=99.9
     return (blurred - low) / span, (sharp - low) / span
 
 
-def degrade_microscopy(sharp: torch.Tensor, kernels, weights=None, generator=None, *, gain=(0.2, 1.0),
-                       background=(0.0, 0.05), peak_photons=(20.0, 1000.0), read_photons=(0.5, 3.0),
-                       normalize_prob=0.8):
+def degrade_microscopy(
+    sharp: torch.Tensor,
+    kernels,
+    weights=None,
+    generator=None,
+    *,
+    gain=(0.2, 1.0),
+    background=(0.0, 0.05),
+    peak_photons=(20.0, 1000.0),
+    read_photons=(0.5, 3.0),
+    normalize_prob=0.8,
+):
     """Fluorescence tiles (B, 1, H, W) in [0, 1] -> noisy (blurred, sharp), cropped by the kernel radius.
 
     Without normalisation both stay near [0, 1]; with it (probability

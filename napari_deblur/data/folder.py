@@ -37,8 +37,10 @@ def find_pairs(root) -> list[tuple[Path, Path]]:
     root = Path(root)
     for inp, tgt in PAIR_DIRS:
         if (root / inp).is_dir() and (root / tgt).is_dir():
+
             def files(d):
                 return {p.stem: p for p in sorted((root / d).iterdir()) if p.suffix.lower() in SUFFIXES}
+
             a, b = files(inp), files(tgt)
             names = sorted(set(a) & set(b))
             if not names:

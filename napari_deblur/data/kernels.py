@@ -144,8 +144,9 @@ def shake_trajectory(rng, length: float, n_steps: int = 2000, anxiety: float | N
     return np.stack([pos.imag, pos.real], axis=1)
 
 
-def camera_shake(rng, size: int = MAX_SIZE, length: float | None = None, exposure: float | None = None,
-                 anxiety: float | None = None) -> np.ndarray:
+def camera_shake(
+    rng, size: int = MAX_SIZE, length: float | None = None, exposure: float | None = None, anxiety: float | None = None
+) -> np.ndarray:
     """A camera-shake PSF: the ``exposure`` fraction (0-1] of a shake path of ``length`` px."""
     rng = as_numpy_rng(rng)
     size = check_size(size)
@@ -189,8 +190,9 @@ def defocus_disc(radius: float, size: int | None = None) -> np.ndarray:
     return normalise(k)
 
 
-def gaussian_kernel(sigma_y: float, sigma_x: float | None = None, angle: float = 0.0,
-                    size: int | None = None) -> np.ndarray:
+def gaussian_kernel(
+    sigma_y: float, sigma_x: float | None = None, angle: float = 0.0, size: int | None = None
+) -> np.ndarray:
     """An anisotropic Gaussian; ``sigma_x`` along the axis rotated by ``angle`` degrees."""
     sy = max(float(sigma_y), 1e-3)
     sx = sy if sigma_x is None else max(float(sigma_x), 1e-3)

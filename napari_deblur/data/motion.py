@@ -46,8 +46,10 @@ def random_flows(b: int, h: int, w: int, max_extent: float, generator=None, devi
     spin, zoom = randn(b, 1, 1), randn(b, 1, 1)
     affine = torch.stack([spin * dx + zoom * dy, -spin * dy + zoom * dx], 1)
     local = F.interpolate(randn(b, 2, 4, 4), size=(h, w), mode="bicubic", align_corners=True)
-    v = sum(s * f / f.flatten(1).norm(dim=1).div(math.sqrt(h * w)).clamp_min(1e-6).view(b, 1, 1, 1)
-            for s, f in zip(share.unbind(1), (glob.expand(b, 2, h, w), affine, local)))
+    v = sum(
+        s * f / f.flatten(1).norm(dim=1).div(math.sqrt(h * w)).clamp_min(1e-6).view(b, 1, 1, 1)
+        for s, f in zip(share.unbind(1), (glob.expand(b, 2, h, w), affine, local))
+    )
     v = v * length
     a = randn(b, 2, 1, 1) * 0.5 * length / math.sqrt(2) * rand(b, 1, 1, 1)
     v = v * (max_extent / v.norm(dim=1, keepdim=True).amax(dim=(2, 3), keepdim=True).clamp_min(1e-6)).clamp(max=1)

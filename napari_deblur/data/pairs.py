@@ -87,10 +87,30 @@ class PairSampler:
     draws from the held-out photographs and a separate seed stream.
     """
 
-    def __init__(self, preset="photo", crop=192, batch=16, device="cpu", seed=0, *, heldout=False,
-                 pool_size=48, kernel_pool=192, refresh_every=100, kernel_size=31, max_blur=None,
-                 spatial_prob=0.25, tile_slack=32, degrade_options=None, sharp: SharpImages | None = None,
-                 real_share=0.9, psfs=None, psf_share=0.25, identity_prob=0.0, motion_prob=0.0):
+    def __init__(
+        self,
+        preset="photo",
+        crop=192,
+        batch=16,
+        device="cpu",
+        seed=0,
+        *,
+        heldout=False,
+        pool_size=48,
+        kernel_pool=192,
+        refresh_every=100,
+        kernel_size=31,
+        max_blur=None,
+        spatial_prob=0.25,
+        tile_slack=32,
+        degrade_options=None,
+        sharp: SharpImages | None = None,
+        real_share=0.9,
+        psfs=None,
+        psf_share=0.25,
+        identity_prob=0.0,
+        motion_prob=0.0,
+    ):
         if preset not in PRESETS:
             raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
         if kernel_size % 2 == 0:
@@ -115,8 +135,10 @@ class PairSampler:
             sides = np.array([min(im.shape[-2:]) for im in sharp.images])
             keep = np.flatnonzero(sides >= self.tile)
             if not len(keep):
-                raise ValueError(f"no sharp image is at least {self.tile} px on a side (crop {self.crop} plus the "
-                                 f"kernel margin and slack); the largest is {sides.max()} px: use a smaller --crop")
+                raise ValueError(
+                    f"no sharp image is at least {self.tile} px on a side (crop {self.crop} plus the "
+                    f"kernel margin and slack); the largest is {sides.max()} px: use a smaller --crop"
+                )
             weights = sharp.probabilities()[keep]
             self._eligible = (keep, weights / weights.sum())
         self._psfs = [pad_kernel(np.asarray(k, np.float32), self.kernel_size) for k in (psfs or [])]
@@ -163,9 +185,12 @@ class PairSampler:
 
     def _jobs(self, generation: int) -> list[tuple[int, int, int]]:
         """(pool 0 sharp / 1 kernels, slot, version) of the slots that differ at ``generation``."""
-        return [(p, i, self._version(i, generation))
-                for p, versions in enumerate((self._sharp_versions, self._kernel_versions))
-                for i in range(len(versions)) if versions[i] != self._version(i, generation)]
+        return [
+            (p, i, self._version(i, generation))
+            for p, versions in enumerate((self._sharp_versions, self._kernel_versions))
+            for i in range(len(versions))
+            if versions[i] != self._version(i, generation)
+        ]
 
     def _make(self, jobs) -> list[np.ndarray]:
         return [(self._sharp_item if p == 0 else self._kernel_item)(i, v) for p, i, v in jobs]
@@ -208,8 +233,9 @@ class PairSampler:
         span = torch.arange(self.patch)
         rows, cols = (offset[0][:, None] + span).to(dev), (offset[1][:, None] + span).to(dev)
         chan = torch.arange(self.channels, device=dev)
-        patch = self.pool[idx.to(dev)[:, None, None, None], chan[None, :, None, None],
-                          rows[:, None, :, None], cols[:, None, None, :]]
+        patch = self.pool[
+            idx.to(dev)[:, None, None, None], chan[None, :, None, None], rows[:, None, :, None], cols[:, None, None, :]
+        ]
         patch = dihedral(patch, flips.to(dev))
         kernels = dihedral(self.kernels[kidx.to(dev)], kflips.to(dev))
         weights = None
@@ -260,4 +286,3 @@ def make_sampler(preset, crop, batch, device="cpu", seed=0, pairs=None, heldout=
     if heldout:
         options = {"pool_size": batch, "kernel_pool": 2 * batch, "tile_slack": 0, **options}
     return PairSampler(preset, crop, batch, device, seed, heldout=heldout, **options)
-

@@ -52,8 +52,9 @@ def born_wolf_amplitude(r_um, z_um: float, na: float, wavelength_nm: float, n: f
     return h.numpy().reshape(np.shape(r_um))
 
 
-def _radial_intensity(size: int, ss: int, pixel_nm: float, z_um: float, na: float, wavelength_nm: float,
-                      n: float) -> np.ndarray:
+def _radial_intensity(
+    size: int, ss: int, pixel_nm: float, z_um: float, na: float, wavelength_nm: float, n: float
+) -> np.ndarray:
     """|h|^2 on an ss x ss sub-sampled grid of (size, size) pixels, via a fine radial profile."""
     c = size // 2
     sub = (np.arange(ss) + 0.5) / ss - 0.5
@@ -69,16 +70,31 @@ def _bin(fine: np.ndarray, size: int, ss: int) -> np.ndarray:
     return normalise(fine.reshape(size, ss, size, ss).mean(axis=(1, 3)))
 
 
-def widefield_psf(size: int = 31, na: float = 1.4, wavelength: float = 520.0, pixel: float = 100.0,
-                  z: float = 0.0, n: float | None = None, ss: int = 3) -> np.ndarray:
+def widefield_psf(
+    size: int = 31,
+    na: float = 1.4,
+    wavelength: float = 520.0,
+    pixel: float = 100.0,
+    z: float = 0.0,
+    n: float | None = None,
+    ss: int = 3,
+) -> np.ndarray:
     """Widefield intensity PSF |h|^2 at defocus ``z`` (um); wavelength and pixel in nm."""
     size = check_size(size)
     n = immersion_index(na) if n is None else float(n)
     return _bin(_radial_intensity(size, ss, pixel, z, na, wavelength, n), size, ss)
 
 
-def confocal_psf(size: int = 31, na: float = 1.4, excitation: float = 488.0, emission: float = 520.0,
-                 pixel: float = 100.0, z: float = 0.0, n: float | None = None, ss: int = 3) -> np.ndarray:
+def confocal_psf(
+    size: int = 31,
+    na: float = 1.4,
+    excitation: float = 488.0,
+    emission: float = 520.0,
+    pixel: float = 100.0,
+    z: float = 0.0,
+    n: float | None = None,
+    ss: int = 3,
+) -> np.ndarray:
     """Confocal PSF: excitation times emission intensity PSFs (pinhole ignored)."""
     size = check_size(size)
     n = immersion_index(na) if n is None else float(n)
@@ -113,8 +129,14 @@ def random_microscopy_psf(rng, size: int = 31, return_params: bool = False):
     z = float(rng.uniform(0, 0.3) if rng.random() < 0.5 else rng.uniform(0, 1.5))
     z = min(z, 0.8 * (size // 2) * pixel * 1e-3 * n / na)
     confocal = bool(rng.random() < 0.3)
-    params = {"kind": "confocal" if confocal else "widefield", "na": na, "n": n, "emission": emission,
-              "pixel": pixel, "z": z}
+    params = {
+        "kind": "confocal" if confocal else "widefield",
+        "na": na,
+        "n": n,
+        "emission": emission,
+        "pixel": pixel,
+        "z": z,
+    }
     if confocal:
         params["excitation"] = max(400.0, emission - float(rng.uniform(15, 60)))
         k = confocal_psf(size, na, params["excitation"], emission, pixel, z, n)

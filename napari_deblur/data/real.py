@@ -61,8 +61,11 @@ class SharpImages:
         return w / w.sum()
 
     def summary(self) -> dict:
-        return {"images": len(self.images), "pixels": int(sum(i.shape[-1] * i.shape[-2] for i in self.images)),
-                "heldout_skipped": len(self.skipped)}
+        return {
+            "images": len(self.images),
+            "pixels": int(sum(i.shape[-1] * i.shape[-2] for i in self.images)),
+            "heldout_skipped": len(self.skipped),
+        }
 
 
 def find_images(paths) -> tuple[list[Path], list[Path]]:
@@ -152,8 +155,9 @@ def load_bank(path, preset: str) -> SharpImages:
             raise ValueError(f"{path} is a {record['preset']} bank, not {preset}")
     channels = CHANNELS[preset]
     if crops.ndim != 4 or crops.shape[1] != channels or crops.dtype not in (np.uint8, np.uint16):
-        raise ValueError(f"{path}: expected (N, {channels}, S, S) uint8/uint16 crops for {preset}, "
-                         f"got {crops.shape} {crops.dtype}")
+        raise ValueError(
+            f"{path}: expected (N, {channels}, S, S) uint8/uint16 crops for {preset}, got {crops.shape} {crops.dtype}"
+        )
     top = float(np.iinfo(crops.dtype).max)
     images = SharpImages(psfs=[np.asarray(k, np.float32) for k in psfs])
     for i, crop in enumerate(crops):
@@ -172,6 +176,7 @@ def load_sharp(paths, preset: str) -> SharpImages:
     if others:
         images.extend(load_folder_images(others, preset))
     if not len(images):
-        raise ValueError(f"--sharp {' '.join(map(str, paths))}: no usable {preset} images found "
-                         f"(image files: {', '.join(SUFFIXES)})")
+        raise ValueError(
+            f"--sharp {' '.join(map(str, paths))}: no usable {preset} images found (image files: {', '.join(SUFFIXES)})"
+        )
     return images

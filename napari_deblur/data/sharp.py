@@ -25,11 +25,23 @@ import numpy as np
 from .kernels import as_numpy_rng
 
 PHOTO_FILES = {
-    "astronaut": "astronaut.png", "camera": "camera.png", "chelsea": "chelsea.png", "coffee": "coffee.png",
-    "rocket": "rocket.jpg", "motorcycle_left": "motorcycle_left.png", "motorcycle_right": "motorcycle_right.png",
-    "hubble_deep_field": "hubble_deep_field.jpg", "brick": "brick.png", "grass": "grass.png",
-    "gravel": "gravel.png", "moon": "moon.png", "page": "page.png", "text": "text.png",
-    "immunohistochemistry": "ihc.png", "retina": "retina.jpg", "coins": "coins.png",
+    "astronaut": "astronaut.png",
+    "camera": "camera.png",
+    "chelsea": "chelsea.png",
+    "coffee": "coffee.png",
+    "rocket": "rocket.jpg",
+    "motorcycle_left": "motorcycle_left.png",
+    "motorcycle_right": "motorcycle_right.png",
+    "hubble_deep_field": "hubble_deep_field.jpg",
+    "brick": "brick.png",
+    "grass": "grass.png",
+    "gravel": "gravel.png",
+    "moon": "moon.png",
+    "page": "page.png",
+    "text": "text.png",
+    "immunohistochemistry": "ihc.png",
+    "retina": "retina.jpg",
+    "coins": "coins.png",
 }
 # Held out for validation. Not motorcycle_right: it is the stereo twin of motorcycle_left.
 HELDOUT = ("chelsea", "coffee", "rocket")
@@ -85,8 +97,16 @@ def _power_law(rng, n: int, r_min: float, r_max: float, alpha: float) -> np.ndar
     return (a + rng.random(n) * (b - a)) ** (1 / (1 - alpha))
 
 
-def dead_leaves(rng, size=256, channels: int = 3, r_min: float = 2.0, r_max: float | None = None,
-                alpha: float = 3.0, texture: bool = True, coverage: float = 0.999) -> np.ndarray:
+def dead_leaves(
+    rng,
+    size=256,
+    channels: int = 3,
+    r_min: float = 2.0,
+    r_max: float | None = None,
+    alpha: float = 3.0,
+    texture: bool = True,
+    coverage: float = 0.999,
+) -> np.ndarray:
     """A dead-leaves image, float32 (channels, H, W) in [0, 1]."""
     rng = as_numpy_rng(rng)
     h, w = _shape(size)

@@ -105,8 +105,21 @@ class ChainPlan:
         return len(self.seeds)
 
 
-def plan_chains(den, shape: tuple, compute, device: torch.device, dtype: torch.dtype, *, tile, batch, overlap: int,
-                multiple: int, in_flight, seeds: tuple, serial_pixels: int) -> ChainPlan:
+def plan_chains(
+    den,
+    shape: tuple,
+    compute,
+    device: torch.device,
+    dtype: torch.dtype,
+    *,
+    tile,
+    batch,
+    overlap: int,
+    multiple: int,
+    in_flight,
+    seeds: tuple,
+    serial_pixels: int,
+) -> ChainPlan:
     """The :class:`ChainPlan` for ``len(seeds)`` chains of state ``shape`` (padded items) with the
     denoiser ``den`` on ``device``, from its free memory.
 
@@ -120,8 +133,9 @@ def plan_chains(den, shape: tuple, compute, device: torch.device, dtype: torch.d
     """
     n_items, c_item, height, width = shape
     net_width = int((getattr(den, "config", None) or {}).get("width", 32))
-    d_tile, d_batch = plan_memory(SimpleNamespace(config={"width": net_width}), device, dtype, height, width, tile,
-                                  batch)
+    d_tile, d_batch = plan_memory(
+        SimpleNamespace(config={"width": net_width}), device, dtype, height, width, tile, batch
+    )
     chain_bytes = n_items * c_item * height * width * 4
     acc_dtype = torch.float64 if compute == np.float64 and device.type != "mps" else torch.float32
     fixed_bytes = chain_bytes * (2 + 2 * (2 if acc_dtype == torch.float64 else 1) + 1)
@@ -136,9 +150,19 @@ def plan_chains(den, shape: tuple, compute, device: torch.device, dtype: torch.d
         if state_device.type == "cpu":
             budget = min(budget, 4 << 30)
         in_flight = int(max(1, min(samples, (budget - fixed_bytes) // (6 * chain_bytes))))
-    return ChainPlan(shape=tuple(shape), multiple=multiple, overlap=int(overlap), device=device, dtype=dtype,
-                     tile=d_tile, batch=d_batch, in_flight=min(in_flight, samples), state_device=state_device,
-                     acc_dtype=acc_dtype, seeds=tuple(seeds))
+    return ChainPlan(
+        shape=tuple(shape),
+        multiple=multiple,
+        overlap=int(overlap),
+        device=device,
+        dtype=dtype,
+        tile=d_tile,
+        batch=d_batch,
+        in_flight=min(in_flight, samples),
+        state_device=state_device,
+        acc_dtype=acc_dtype,
+        seeds=tuple(seeds),
+    )
 
 
 # ---------------------------------------------------------------- the run
@@ -177,9 +201,14 @@ class NoiseEstimate:
                 self.grid = self._grid(tile)
             return predict_eps(self.fn, z, self.cond, self.plan.shape[0], alpha_bar, self.grid, per_batch)
 
-        eps, self.batch, _ = retry_out_of_memory(attempt, self.batch, self.grid.tile, min_tile=MIN_TILE,
-                                                 halve_tile=lambda t: halved_tile(t, self.plan.multiple),
-                                                 device=self.plan.device)
+        eps, self.batch, _ = retry_out_of_memory(
+            attempt,
+            self.batch,
+            self.grid.tile,
+            min_tile=MIN_TILE,
+            halve_tile=lambda t: halved_tile(t, self.plan.multiple),
+            device=self.plan.device,
+        )
         return eps
 
     def close(self) -> None:
@@ -187,8 +216,18 @@ class NoiseEstimate:
         self.fn = self.cond = None
 
 
-def run_chains(den, plan: ChainPlan, items: np.ndarray, images: ResidualImages, *, schedule, sampler: str,
-               clip, keep_samples: bool, replicate_to: int) -> Generator[RefineStep, None, Chains]:
+def run_chains(
+    den,
+    plan: ChainPlan,
+    items: np.ndarray,
+    images: ResidualImages,
+    *,
+    schedule,
+    sampler: str,
+    clip,
+    keep_samples: bool,
+    replicate_to: int,
+) -> Generator[RefineStep, None, Chains]:
     """Run every chain of ``plan`` with the denoiser ``den``, conditioned on the padded
     ``items`` and ``x_init = items + images.base``, yielding a :class:`RefineStep` per step;
     returns the :class:`Chains`.
@@ -225,8 +264,17 @@ def run_chains(den, plan: ChainPlan, items: np.ndarray, images: ResidualImages, 
     return Chains(stats, kept, estimate.grid, estimate.batch)
 
 
-def _run_group(group: tuple, plan: ChainPlan, estimate: NoiseEstimate, schedule, sampler, z_clip,
-               previews: "_Previews", done: int, total: int) -> Generator[RefineStep, None, torch.Tensor]:
+def _run_group(
+    group: tuple,
+    plan: ChainPlan,
+    estimate: NoiseEstimate,
+    schedule,
+    sampler,
+    z_clip,
+    previews: "_Previews",
+    done: int,
+    total: int,
+) -> Generator[RefineStep, None, torch.Tensor]:
     """The chains ``group`` from ``z_T`` to ``z_0``, stacked on the first axis (``len(group)``
     times the items), yielding a :class:`RefineStep` per step; returns the final state."""
     generators = [torch.Generator(device=plan.state_device).manual_seed(int(plan.seeds[s])) for s in group]
@@ -241,8 +289,9 @@ def _run_group(group: tuple, plan: ChainPlan, estimate: NoiseEstimate, schedule,
         z, x0 = sampler_step(sampler, z, eps, schedule, i, noise, z_clip)
         del eps, noise
         step = schedule.steps - i + 1
-        report = RefineStep(step, schedule.steps, previews.state(z), previews.estimate(x0), samples=group,
-                            done=done + step, total=total)
+        report = RefineStep(
+            step, schedule.steps, previews.state(z), previews.estimate(x0), samples=group, done=done + step, total=total
+        )
         del x0
         yield report
         del report

@@ -35,8 +35,9 @@ def size_multiple(module) -> int:
     return int(np.lcm(m, 4))
 
 
-def resolve_models(model, predictor=None, channels: int = 3, preset: str | None = None
-                   ) -> tuple[XYDeblur, torch.nn.Module]:
+def resolve_models(
+    model, predictor=None, channels: int = 3, preset: str | None = None
+) -> tuple[XYDeblur, torch.nn.Module]:
     """``(predictor, denoiser)`` from a denoiser name/path/module (plus ``predictor`` or the
     one its manifest names) or a ``(predictor, denoiser)`` tuple; ``None`` is the bundled
     denoiser of ``preset`` (default: the one for an image of ``channels`` colour channels)."""
@@ -89,5 +90,6 @@ def _check_pair(pred, den) -> None:
             f"denoiser {info.get('name', '?')!r} was trained against predictor weights with sha256 "
             f"{wanted[:12]}..., but {pred_name!r} has {got[:12]}...; its refinement may add the wrong "
             f"residual (retrain the denoiser with `napari-deblur train dvsr --init ...` for this predictor)",
-            PredictorMismatchWarning, stacklevel=3,
+            PredictorMismatchWarning,
+            stacklevel=3,
         )

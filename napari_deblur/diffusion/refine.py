@@ -63,8 +63,16 @@ from .sampler import check_sampler
 from .schedule import Schedule, make_schedule
 from .tiles import halved_tile
 
-__all__ = ["DEFAULT_CLIP", "DEFAULT_STEPS", "CPU_SERIAL_PIXELS", "RefineResult", "RefineStep", "refine",
-           "refine_iter", "sample_seeds"]
+__all__ = [
+    "DEFAULT_CLIP",
+    "DEFAULT_STEPS",
+    "CPU_SERIAL_PIXELS",
+    "RefineResult",
+    "RefineStep",
+    "refine",
+    "refine_iter",
+    "sample_seeds",
+]
 
 DEFAULT_STEPS = 100
 DEFAULT_CLIP = 1.0
@@ -96,9 +104,25 @@ def sample_seeds(seed: int, count: int) -> tuple:
 
 
 def refine_iter(
-    image, model=None, *, predictor=None, steps=DEFAULT_STEPS, samples=1, seed=0, sampler="ddpm", axes=None,
-    device="auto", precision="auto", tile="auto", overlap=DEFAULT_OVERLAP, batch="auto", normalize="auto",
-    clip=DEFAULT_CLIP, keep_samples=False, in_flight="auto", out_dtype="float32",
+    image,
+    model=None,
+    *,
+    predictor=None,
+    steps=DEFAULT_STEPS,
+    samples=1,
+    seed=0,
+    sampler="ddpm",
+    axes=None,
+    device="auto",
+    precision="auto",
+    tile="auto",
+    overlap=DEFAULT_OVERLAP,
+    batch="auto",
+    normalize="auto",
+    clip=DEFAULT_CLIP,
+    keep_samples=False,
+    in_flight="auto",
+    out_dtype="float32",
 ) -> Generator[RefineStep, None, RefineResult]:
     """Refine ``image`` by residual diffusion, yielding a :class:`RefineStep` per step;
     returns a :class:`RefineResult`.
@@ -130,25 +154,62 @@ def refine_iter(
             integers rounded and clipped); ``std`` is always float32.
     """
     started = time.perf_counter()
-    request = _check_request(image, axes=axes, steps=steps, samples=samples, seed=seed, sampler=sampler,
-                             device=device, precision=precision, tile=tile, overlap=overlap, batch=batch,
-                             normalize=normalize, clip=clip, keep_samples=keep_samples, in_flight=in_flight,
-                             out_dtype=out_dtype)
+    request = _check_request(
+        image,
+        axes=axes,
+        steps=steps,
+        samples=samples,
+        seed=seed,
+        sampler=sampler,
+        device=device,
+        precision=precision,
+        tile=tile,
+        overlap=overlap,
+        batch=batch,
+        normalize=normalize,
+        clip=clip,
+        keep_samples=keep_samples,
+        in_flight=in_flight,
+        out_dtype=out_dtype,
+    )
     channels = request.bcyx.shape[1]
-    choice = (default_preset(channels, request.axes, request.array.dtype, axes_given=request.axes_given)
-              if model is None else None)
+    choice = (
+        default_preset(channels, request.axes, request.array.dtype, axes_given=request.axes_given)
+        if model is None
+        else None
+    )
     pred, den = resolve_models(model, predictor, channels=channels, preset=choice.preset if choice else None)
-    source = ModelInput.fit(request.bcyx, request.layout, request.array.dtype, pred.channels, request.normalize,
-                            verb="refine")
+    source = ModelInput.fit(
+        request.bcyx, request.layout, request.array.dtype, pred.channels, request.normalize, verb="refine"
+    )
     multiple = size_multiple(den)
     items = _padded(source.items(), multiple)
     images = ResidualImages(request.bcyx, request.layout, source, _predict(pred, items, source, request))
-    plan = plan_chains(den, items.shape, source.compute, request.device, request.dtype, tile=request.tile,
-                       batch=request.batch, overlap=request.overlap, multiple=multiple, in_flight=request.in_flight,
-                       seeds=sample_seeds(request.seed, request.samples), serial_pixels=CPU_SERIAL_PIXELS)
-    chains = yield from run_chains(den, plan, items, images, schedule=request.schedule, sampler=request.sampler,
-                                   clip=request.clip, keep_samples=request.keep_samples,
-                                   replicate_to=source.replicate_to)
+    plan = plan_chains(
+        den,
+        items.shape,
+        source.compute,
+        request.device,
+        request.dtype,
+        tile=request.tile,
+        batch=request.batch,
+        overlap=request.overlap,
+        multiple=multiple,
+        in_flight=request.in_flight,
+        seeds=sample_seeds(request.seed, request.samples),
+        serial_pixels=CPU_SERIAL_PIXELS,
+    )
+    chains = yield from run_chains(
+        den,
+        plan,
+        items,
+        images,
+        schedule=request.schedule,
+        sampler=request.sampler,
+        clip=request.clip,
+        keep_samples=request.keep_samples,
+        replicate_to=source.replicate_to,
+    )
     result = _assemble(request, plan, chains, images, source, den)
     result.info = {
         "model": _weights_name(den, type(den).__name__),
@@ -194,8 +255,25 @@ class _Request:
     out_dtype: str
 
 
-def _check_request(image, *, axes, steps, samples, seed, sampler, device, precision, tile, overlap, batch,
-                   normalize, clip, keep_samples, in_flight, out_dtype) -> _Request:
+def _check_request(
+    image,
+    *,
+    axes,
+    steps,
+    samples,
+    seed,
+    sampler,
+    device,
+    precision,
+    tile,
+    overlap,
+    batch,
+    normalize,
+    clip,
+    keep_samples,
+    in_flight,
+    out_dtype,
+) -> _Request:
     """The checked :class:`_Request`, or the TypeError/ValueError of the first bad argument."""
     array = check_image(image)
     axes_given = axes is not None
@@ -218,8 +296,27 @@ def _check_request(image, *, axes, steps, samples, seed, sampler, device, precis
     h, w = bcyx.shape[-2:]
     if h < 4 or w < 4:
         raise ValueError(f"the image is too small to deblur: {h}x{w} pixels in Y and X (at least 4x4)")
-    return _Request(array, axes, axes_given, bcyx, layout, schedule, samples, int(seed), sampler, clip, in_flight,
-                    tile, overlap, batch, normalize, dev, dtype, keep_samples, out_dtype)
+    return _Request(
+        array,
+        axes,
+        axes_given,
+        bcyx,
+        layout,
+        schedule,
+        samples,
+        int(seed),
+        sampler,
+        clip,
+        in_flight,
+        tile,
+        overlap,
+        batch,
+        normalize,
+        dev,
+        dtype,
+        keep_samples,
+        out_dtype,
+    )
 
 
 def _positive_int(value, name) -> int:
@@ -246,8 +343,13 @@ def _predict(pred, items: np.ndarray, source: ModelInput, request: _Request) -> 
     fn = network_fn(work, dev, dtype, source.replicate_to, False)
     try:
         (r1, r2), _, _ = retry_out_of_memory(
-            lambda b, t: run_to_end(tile_apply_iter(fn, items, t, request.overlap, b)), batch, tile,
-            min_tile=MIN_TILE, halve_tile=lambda t: halved_tile(t, ALIGN), device=dev)
+            lambda b, t: run_to_end(tile_apply_iter(fn, items, t, request.overlap, b)),
+            batch,
+            tile,
+            min_tile=MIN_TILE,
+            halve_tile=lambda t: halved_tile(t, ALIGN),
+            device=dev,
+        )
     finally:
         work = fn = None
         release_device_cache(dev, RELEASE_SHARE)  # the allocator reuses the predictor's blocks for the denoiser
@@ -256,8 +358,9 @@ def _predict(pred, items: np.ndarray, source: ModelInput, request: _Request) -> 
     return base
 
 
-def _assemble(request: _Request, plan: ChainPlan, chains: Chains, images: ResidualImages, source: ModelInput,
-              den) -> RefineResult:
+def _assemble(
+    request: _Request, plan: ChainPlan, chains: Chains, images: ResidualImages, source: ModelInput, den
+) -> RefineResult:
     """The :class:`RefineResult` (without ``info``) from the chains' statistics: the mean and
     ``x_init`` as images (cast like the input with ``out_dtype='same'``), the standard
     deviation in input units (zero where the input was NaN). A non-finite output is an error."""
@@ -274,8 +377,9 @@ def _assemble(request: _Request, plan: ChainPlan, chains: Chains, images: Residu
     else:
         mean, x_init = mean.astype(np.float32), x_init.astype(np.float32)
     samples = np.stack(chains.kept) if chains.kept is not None else None
-    return RefineResult(mean=mean, std=images.plain(std), x_init=x_init, samples=samples, seeds=plan.seeds,
-                        axes=request.axes)
+    return RefineResult(
+        mean=mean, std=images.plain(std), x_init=x_init, samples=samples, seeds=plan.seeds, axes=request.axes
+    )
 
 
 def _run_info(request: _Request, plan: ChainPlan, chains: Chains, den, source: ModelInput) -> dict:

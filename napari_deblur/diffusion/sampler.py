@@ -86,8 +86,14 @@ def step(sampler: str, z, eps_hat, schedule: Schedule, i: int, noise=None, clip:
 
 
 @torch.no_grad()
-def sample(eps_fn, z_T: torch.Tensor, schedule: Schedule, sampler: str = "ddpm",
-           generator: torch.Generator | None = None, clip: float | None = 1.0) -> torch.Tensor:
+def sample(
+    eps_fn,
+    z_T: torch.Tensor,
+    schedule: Schedule,
+    sampler: str = "ddpm",
+    generator: torch.Generator | None = None,
+    clip: float | None = 1.0,
+) -> torch.Tensor:
     """Run the whole chain on one tensor: ``eps_fn(z, alpha_bar) -> eps_hat``; returns ``z_0``.
 
     The engine (:mod:`.refine`) does the same with tiles and per-sample seeds; this plain

@@ -34,9 +34,7 @@ def default_axes(shape) -> str:
     spatial = "YXC" if rgb else "YX"
     leading = ndim - len(spatial)
     if leading > len(_BATCH_LETTERS):
-        raise ValueError(
-            f"cannot guess the axes of a {ndim}-dimensional array {tuple(shape)}; pass axes, e.g. 'TZCYX'"
-        )
+        raise ValueError(f"cannot guess the axes of a {ndim}-dimensional array {tuple(shape)}; pass axes, e.g. 'TZCYX'")
     return _BATCH_LETTERS[len(_BATCH_LETTERS) - leading :] + spatial
 
 
@@ -53,7 +51,9 @@ def normalize_axes(axes: str | None, shape) -> str:
     if "S" in axes and "C" not in axes:
         axes = axes.replace("S", "C")
     if len(axes) != len(shape):
-        raise ValueError(f"axes {axes!r} has {len(axes)} letters but the image has {len(shape)} dimensions {tuple(shape)}")
+        raise ValueError(
+            f"axes {axes!r} has {len(axes)} letters but the image has {len(shape)} dimensions {tuple(shape)}"
+        )
     if not axes.isalpha() or len(set(axes)) != len(axes):
         raise ValueError(f"axes {axes!r} must be distinct letters, one per dimension")
     if "Y" not in axes or "X" not in axes:

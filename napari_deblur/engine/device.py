@@ -26,7 +26,9 @@ def pick_device(device="auto") -> torch.device:
             return torch.device("mps")
         return torch.device("cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was requested but PyTorch sees no CUDA GPU (is a CUDA build of torch installed?)")
+        raise ValueError(
+            "device 'cuda' was requested but PyTorch sees no CUDA GPU (is a CUDA build of torch installed?)"
+        )
     if name == "mps" and not mps_available():
         raise ValueError("device 'mps' was requested but Apple's Metal backend is not available")
     allowed = "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"

@@ -32,8 +32,7 @@ FRAME_DTYPES = tuple(np.dtype(t) for t in (np.uint8, np.uint16, np.int8, np.int1
 
 def frames_fit(array_dtype, rgba: bool, colour: int, model_channels: int) -> bool:
     """Whether :func:`frames_apply_iter` can take this image (the size is checked apart)."""
-    return (np.dtype(array_dtype) in FRAME_DTYPES and not rgba
-            and (model_channels == colour or colour == 1))
+    return np.dtype(array_dtype) in FRAME_DTYPES and not rgba and (model_channels == colour or colour == 1)
 
 
 def send(block: np.ndarray, device: torch.device, stream=None) -> torch.Tensor:
@@ -135,7 +134,7 @@ def frames_apply_iter(
     batch = max(1, int(batch))
     moves = Transfers(device, OVERLAP_TRANSFERS if overlap_transfers is None else overlap_transfers)
     starts = list(range(0, n, batch))
-    incoming = moves.send(bcyx[: batch])
+    incoming = moves.send(bcyx[:batch])
     outgoing = None  # the previous batch's results, on their way to the host
     for index, first in enumerate(starts):
         last = min(n, first + batch)
@@ -162,8 +161,12 @@ def frames_apply_iter(
 
 
 # integer outputs come back in their own width: uint16 as its int16 bit pattern
-NARROW = {np.dtype(np.uint8): torch.uint8, np.dtype(np.int8): torch.int8,
-          np.dtype(np.int16): torch.int16, np.dtype(np.uint16): torch.int16}
+NARROW = {
+    np.dtype(np.uint8): torch.uint8,
+    np.dtype(np.int8): torch.int8,
+    np.dtype(np.int16): torch.int16,
+    np.dtype(np.uint16): torch.int16,
+}
 
 
 def _narrow(values: torch.Tensor, out_dtype: np.dtype) -> torch.Tensor:

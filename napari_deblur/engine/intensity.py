@@ -67,7 +67,8 @@ def check_normalize(normalize):
         raise TypeError(f"normalize must be {NORMALIZE_FORMS}, got {normalize!r}")
     given = tuple(normalize.tolist() if isinstance(normalize, np.ndarray) else normalize)
     numbers = len(given) == 2 and all(
-        isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)) for v in given)
+        isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)) for v in given
+    )
     if not numbers:
         raise ValueError(f"normalize as percentiles must be two numbers (lo, hi), 0 <= lo < hi <= 100, got {given!r}")
     lo, hi = float(given[0]), float(given[1])

@@ -44,6 +44,7 @@ GIVEN = "given by the caller"  # info["model_choice"] when the caller named the 
 DEFAULT_OVERLAP = 96  # with the zero margin of ramp_window: seams below 1.1e-3 (tools/seam_check.py)
 MAX_BATCH = 16
 
+
 @dataclass(frozen=True)
 class Progress:
     """One step of a running restoration: ``done`` of ``total`` units of work."""
@@ -190,8 +191,9 @@ def xydeblur_iter(
         raise ValueError(f"the image is too small to deblur: {h}x{w} pixels in Y and X (at least 4x4)")
     net, model_choice = pick_model(model, c, axes, array.dtype, axes_given)
     view = NetworkView(bcyx, layout, array.dtype, net, normalize)
-    run = yield from _run_network(net, view, dev, dtype, tile, overlap, batch, compile,
-                                  array.dtype if out_dtype == "same" else np.float32)
+    run = yield from _run_network(
+        net, view, dev, dtype, tile, overlap, batch, compile, array.dtype if out_dtype == "same" else np.float32
+    )
     if run.path == "frames":
         restored, r_hor, r_ver = run.outputs
     else:
@@ -234,7 +236,8 @@ class NetworkView:
         self.padded = (h + self.pad[0], w + self.pad[1])
         nan = self.model_input.nan
         self.on_device = frames_fit(dtype, layout.rgba, self.model_input.colour, net.channels) and (
-            nan is None or not nan.any())
+            nan is None or not nan.any()
+        )
         self.swap = getattr(net, "weights_info", {}).get("horizontal_branch", "first") == "second"
         self._items = None
 
@@ -273,9 +276,19 @@ def _run_network(net, view: NetworkView, dev, dtype, tile, overlap, batch, compi
 
     def attempt(per_batch, tile_side):
         if view.on_device and max(view.padded) <= tile_side:  # one tile per frame: on the device end to end
-            outputs = yield from _progress(frames_apply_iter(
-                fn, view.bcyx, scaling.offset, scaling.scale, pad=view.pad, batch=per_batch, device=dev,
-                out_dtype=frames_dtype), "frames")
+            outputs = yield from _progress(
+                frames_apply_iter(
+                    fn,
+                    view.bcyx,
+                    scaling.offset,
+                    scaling.scale,
+                    pad=view.pad,
+                    batch=per_batch,
+                    device=dev,
+                    out_dtype=frames_dtype,
+                ),
+                "frames",
+            )
             return "frames", outputs
         outputs = yield from _progress(tile_apply_iter(fn, view.items(), tile_side, overlap, per_batch))
         return "tiles", outputs
@@ -285,8 +298,14 @@ def _run_network(net, view: NetworkView, dev, dtype, tile, overlap, batch, compi
 
     try:
         (path, outputs), per_batch, tile_side = yield from retry_out_of_memory_iter(
-            attempt, per_batch, tile_side, min_tile=MIN_TILE * 2, halve_tile=lambda side: round_tile(side // 2),
-            device=dev, notice=notice)
+            attempt,
+            per_batch,
+            tile_side,
+            min_tile=MIN_TILE * 2,
+            halve_tile=lambda side: round_tile(side // 2),
+            device=dev,
+            notice=notice,
+        )
     finally:
         status = work.status if isinstance(work, CompiledResiduals) else "eager"
         work = fn = None

@@ -100,8 +100,9 @@ def _module_version(model) -> tuple:
     return tuple((id(t), t._version) for t in (*model.parameters(), *model.buffers()))
 
 
-def device_copy(model, device: torch.device, dtype: torch.dtype = torch.float32, *,
-                reference: bool = False, compile: bool = False):  # noqa: A002 (torch's word)
+def device_copy(
+    model, device: torch.device, dtype: torch.dtype = torch.float32, *, reference: bool = False, compile: bool = False
+):  # noqa: A002 (torch's word)
     """A copy of ``model`` for inference on ``device`` in ``dtype``, in eval mode; the
     caller's module is left as it is.
 
@@ -227,9 +228,16 @@ def synchronize(device: torch.device) -> None:
 # ---------------------------------------------------------------- running out of memory
 
 
-def retry_out_of_memory_iter(attempt: Callable[[int, int], Generator], batch: int, tile: int, *,
-                             min_tile: int, halve_tile: Callable[[int], int], device: torch.device,
-                             notice: Callable[[int, int], object] | None = None) -> Generator:
+def retry_out_of_memory_iter(
+    attempt: Callable[[int, int], Generator],
+    batch: int,
+    tile: int,
+    *,
+    min_tile: int,
+    halve_tile: Callable[[int], int],
+    device: torch.device,
+    notice: Callable[[int, int], object] | None = None,
+) -> Generator:
     """Run the generator ``attempt(batch, tile)`` to its end, passing on what it yields, and
     return ``(its return value, batch, tile)`` with the batch and tile that fitted.
 
@@ -255,8 +263,15 @@ def retry_out_of_memory_iter(attempt: Callable[[int, int], Generator], batch: in
                 yield notice(batch, tile)
 
 
-def retry_out_of_memory(attempt: Callable[[int, int], object], batch: int, tile: int, *,
-                        min_tile: int, halve_tile: Callable[[int], int], device: torch.device) -> tuple:
+def retry_out_of_memory(
+    attempt: Callable[[int, int], object],
+    batch: int,
+    tile: int,
+    *,
+    min_tile: int,
+    halve_tile: Callable[[int], int],
+    device: torch.device,
+) -> tuple:
     """:func:`retry_out_of_memory_iter` for a plain function ``attempt(batch, tile)``:
     ``(its value, batch, tile)``."""
 
@@ -264,8 +279,9 @@ def retry_out_of_memory(attempt: Callable[[int, int], object], batch: int, tile:
         yield from ()
         return attempt(b, t)
 
-    return run_to_end(retry_out_of_memory_iter(as_generator, batch, tile, min_tile=min_tile,
-                                               halve_tile=halve_tile, device=device))
+    return run_to_end(
+        retry_out_of_memory_iter(as_generator, batch, tile, min_tile=min_tile, halve_tile=halve_tile, device=device)
+    )
 
 
 def run_to_end(generator):

@@ -33,8 +33,13 @@ FULL = {
     "noises": ["low", "high"],
     "wiener_balance": [float(b) for b in np.logspace(-4, 1, 16)],
     "rl_iterations": [2, 5, 10, 20, 40, 80, 160],
-    "diffusion": {"cases": 4, "crop": 256, "fidelity": {"steps": 10, "samples": 8}, "perceptual": [100, 500],
-                  "timing": {"size": 512, "steps": 5, "samples": 1}},
+    "diffusion": {
+        "cases": 4,
+        "crop": 256,
+        "fidelity": {"steps": 10, "samples": 8},
+        "perceptual": [100, 500],
+        "timing": {"size": 512, "steps": 5, "samples": 1},
+    },
 }
 QUICK = {
     "photo": {"crop": 128, "per_photo": 1, "all_families": False, "tune_per_photo": 1},
@@ -43,8 +48,13 @@ QUICK = {
     "wiener_balance": [float(b) for b in np.logspace(-4, 1, 6)],
     "rl_iterations": [5, 10, 20, 40],
     # T=500 would dominate a quick run: its perceptual rows stop at T=200 (the JSON records the T used)
-    "diffusion": {"cases": 1, "crop": 64, "fidelity": {"steps": 10, "samples": 8}, "perceptual": [100, 200],
-                  "timing": {"size": 512, "steps": 3, "samples": 1}},
+    "diffusion": {
+        "cases": 1,
+        "crop": 64,
+        "fidelity": {"steps": 10, "samples": 8},
+        "perceptual": [100, 200],
+        "timing": {"size": 512, "steps": 3, "samples": 1},
+    },
 }
 INPUT, WIENER, RL = "blurry input", "Wiener (true kernel)", "Richardson-Lucy (true kernel)"
 
@@ -124,11 +134,13 @@ def track_models(models: list[dict], track: str) -> list[dict]:
     """Models for a track: matching channel count; on microscopy without a 1-channel model, the RGB ones
     replicated (labelled as such)."""
     want = 3 if track == "photo" else 1
-    fit = [dict(m, label=m["name"], mode="joint" if want == 3 else "per-channel") for m in models
-           if m["channels"] == want]
+    fit = [
+        dict(m, label=m["name"], mode="joint" if want == 3 else "per-channel") for m in models if m["channels"] == want
+    ]
     if track == "microscopy" and not fit:
-        fit = [dict(m, label=f"{m['name']} (replicated to RGB)", mode="replicated") for m in models
-               if m["channels"] == 3]
+        fit = [
+            dict(m, label=f"{m['name']} (replicated to RGB)", mode="replicated") for m in models if m["channels"] == 3
+        ]
     return fit
 
 
@@ -159,8 +171,14 @@ def _means(rows, methods) -> dict:
 
 def _by_kernel(rows, methods) -> dict:
     kernels = sorted({r["kernel"] for r in rows}, key=lambda k: (PHOTO_FAMILIES + MICROSCOPY_PSFS).index(k))
-    return {m: {k: float(np.mean([r["methods"][m]["psnr"] for r in rows if r["kernel"] == k and m in r["methods"]]))
-                for k in kernels} for m in methods if any(m in r["methods"] for r in rows)}
+    return {
+        m: {
+            k: float(np.mean([r["methods"][m]["psnr"] for r in rows if r["kernel"] == k and m in r["methods"]]))
+            for k in kernels
+        }
+        for m in methods
+        if any(m in r["methods"] for r in rows)
+    }
 
 
 def evaluate_track(track, test_cases, tune_cases, cfg, models, device, log) -> dict:
@@ -169,8 +187,10 @@ def evaluate_track(track, test_cases, tune_cases, cfg, models, device, log) -> d
         cases = [c for c in test_cases if c.noise == noise]
         started = time.perf_counter()
         tuned = tune([c for c in tune_cases if c.noise == noise], cfg["wiener_balance"], cfg["rl_iterations"])
-        log(f"{track}/{noise}: tuned Wiener balance {tuned['wiener_balance']:.3g}, RL {tuned['rl_iterations']} "
-            f"iterations on {tuned['tuning_cases']} tuning images ({time.perf_counter() - started:.1f} s)")
+        log(
+            f"{track}/{noise}: tuned Wiener balance {tuned['wiener_balance']:.3g}, RL {tuned['rl_iterations']} "
+            f"iterations on {tuned['tuning_cases']} tuning images ({time.perf_counter() - started:.1f} s)"
+        )
         rows = []
         for case in cases:
             methods = {INPUT: {**score(case.sharp, case.blurred), "seconds": 0.0}}
@@ -184,13 +204,26 @@ def evaluate_track(track, test_cases, tune_cases, cfg, models, device, log) -> d
                     warmed.add(model["label"])
                 restored, seconds, _info = _run_model(model, case, device)
                 methods[model["label"]] = {**score(case.sharp, restored), "seconds": seconds}
-            rows.append({"id": case.id, "source": case.source, "kernel": case.kernel_name,
-                         "kernel_size": int(case.kernel.shape[0]), "params": case.params,
-                         "shape": list(case.blurred.shape), "methods": methods})
+            rows.append(
+                {
+                    "id": case.id,
+                    "source": case.source,
+                    "kernel": case.kernel_name,
+                    "kernel_size": int(case.kernel.shape[0]),
+                    "params": case.params,
+                    "shape": list(case.blurred.shape),
+                    "methods": methods,
+                }
+            )
         names = [INPUT, WIENER, RL] + [m["label"] for m in models]
         noise_desc = (PHOTO_NOISE if track == "photo" else MICROSCOPY_NOISE)[noise]["description"]
-        out[noise] = {"noise": noise_desc, "tuned": tuned, "images": rows, "means": _means(rows, names),
-                      "psnr_by_kernel": _by_kernel(rows, names)}
+        out[noise] = {
+            "noise": noise_desc,
+            "tuned": tuned,
+            "images": rows,
+            "means": _means(rows, names),
+            "psnr_by_kernel": _by_kernel(rows, names),
+        }
         log(f"{track}/{noise}: {len(rows)} images done")
     return out
 
@@ -223,19 +256,30 @@ def restore_clock(out_dir: Path, models: list[dict], device: str) -> dict:
     target = out_dir / "clock_motion.png"
     Image.fromarray(np.round(side * 255).astype(np.uint8)).save(target)
     return {
-        "file": target.name, "model": model["name"], "channel_mode": result.info.get("channel_mode"),
-        "shape": list(gray.shape), "seconds": seconds, "layout": "input | restored (8 px white gap)",
-        "blur_effect_input": float(blur_effect(gray)), "blur_effect_restored": float(blur_effect(restored)),
+        "file": target.name,
+        "model": model["name"],
+        "channel_mode": result.info.get("channel_mode"),
+        "shape": list(gray.shape),
+        "seconds": seconds,
+        "layout": "input | restored (8 px white gap)",
+        "blur_effect_input": float(blur_effect(gray)),
+        "blur_effect_restored": float(blur_effect(restored)),
     }
 
 
 def checkout_commit() -> str | None:
     repo = Path(__file__).resolve().parents[2]
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
-                                timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     return commit + ("-dirty" if dirty else "") if commit else None
@@ -258,8 +302,10 @@ def run_benchmark(out_dir, *, quick=False, models=None, device="auto", diffusion
     xy_names, denoiser_names = split_model_names(models)
     chosen = select_models(xy_names) if xy_names is None or xy_names else []
     denoisers = select_denoisers(denoiser_names)
-    log(f"napari-deblur eval ({'quick' if quick else 'full'}) on {describe(dev)}; models: "
-        f"{', '.join(m['name'] for m in chosen + denoisers) or 'none bundled'}")
+    log(
+        f"napari-deblur eval ({'quick' if quick else 'full'}) on {describe(dev)}; models: "
+        f"{', '.join(m['name'] for m in chosen + denoisers) or 'none bundled'}"
+    )
 
     pc, mc = cfg["photo"], cfg["microscopy"]
     photo_test = photo_cases("test", pc["crop"], pc["per_photo"], cfg["noises"], pc["all_families"])
@@ -269,13 +315,17 @@ def run_benchmark(out_dir, *, quick=False, models=None, device="auto", diffusion
     tracks = {}
     for track, test, tuning in (("photo", photo_test, photo_tune), ("microscopy", micro_test, micro_tune)):
         ms = track_models(chosen, track)
-        tracks[track] = {"models": [{k: m[k] for k in ("label", "name", "channels", "mode")} for m in ms],
-                         "results": evaluate_track(track, test, tuning, cfg, ms, str(dev), log)}
-    diffusion = evaluate_diffusion(denoisers, {"photo": photo_test, "microscopy": micro_test}, cfg["diffusion"],
-                                   cfg["noises"], str(dev), log)
+        tracks[track] = {
+            "models": [{k: m[k] for k in ("label", "name", "channels", "mode")} for m in ms],
+            "results": evaluate_track(track, test, tuning, cfg, ms, str(dev), log),
+        }
+    diffusion = evaluate_diffusion(
+        denoisers, {"photo": photo_test, "microscopy": micro_test}, cfg["diffusion"], cfg["noises"], str(dev), log
+    )
     has_stardist = stardist_image() is not None
-    stardist_status = ("used" if not quick else "skipped in --quick") if has_stardist else \
-        "skipped: stardist not installed"
+    stardist_status = (
+        ("used" if not quick else "skipped in --quick") if has_stardist else "skipped: stardist not installed"
+    )
     report = {
         "benchmark": "napari-deblur eval",
         "mode": "quick" if quick else "full",
@@ -290,18 +340,25 @@ def run_benchmark(out_dir, *, quick=False, models=None, device="auto", diffusion
         "settings": {
             "seed_tag": SEED_TAG,
             "seed_key": "numpy default_rng([seed_tag, split (test 0, tune 1), track (photo 0, microscopy 1), ...])",
-            "photo": {**pc, "photos": sorted(_heldout_names()), "kernel_families": list(PHOTO_FAMILIES),
-                      "noise": {k: PHOTO_NOISE[k]["description"] for k in cfg["noises"]},
-                      "blur": "linear light (sRGB decoded), valid region only; baselines deconvolve in linear light"},
-            "microscopy": {**mc, "psfs": list(MICROSCOPY_PSFS),
-                           "noise": {k: MICROSCOPY_NOISE[k]["description"] for k in cfg["noises"]},
-                           "stardist_img2d": stardist_status},
+            "photo": {
+                **pc,
+                "photos": sorted(_heldout_names()),
+                "kernel_families": list(PHOTO_FAMILIES),
+                "noise": {k: PHOTO_NOISE[k]["description"] for k in cfg["noises"]},
+                "blur": "linear light (sRGB decoded), valid region only; baselines deconvolve in linear light",
+            },
+            "microscopy": {
+                **mc,
+                "psfs": list(MICROSCOPY_PSFS),
+                "noise": {k: MICROSCOPY_NOISE[k]["description"] for k in cfg["noises"]},
+                "stardist_img2d": stardist_status,
+            },
             "wiener_balance_grid": cfg["wiener_balance"],
             "rl_iterations_grid": cfg["rl_iterations"],
             "metrics": "PSNR and SSIM (skimage.metrics, data_range 1, outputs clipped to [0, 1]; "
-                       "SSIM with channel_axis on RGB)",
+            "SSIM with channel_axis on RGB)",
             "timing": "seconds per image per method on the device above; a model's first call (weights, warm-up) "
-                      "is not timed",
+            "is not timed",
             "model_call": "napari_deblur.xydeblur(float32 in [0, 1], normalize='dtype', out_dtype='float32')",
         },
         "tracks": tracks,
@@ -324,21 +381,23 @@ def _heldout_names():
 def to_markdown(report: dict) -> str:
     s = report["settings"]
     lines = [
-        f"# napari-deblur benchmark ({report['mode']})", "",
+        f"# napari-deblur benchmark ({report['mode']})",
+        "",
         f"- date: {report['date']}; napari-deblur {report['napari_deblur']}, commit {report['git_commit']}",
         f"- device: {report['device']}; torch {report['torch']}, Python {report['python']}",
         f"- metrics: {s['metrics']}; timing: {s['timing']}",
         f"- oracle baselines get the true kernel; their parameters are tuned on a separate split "
         f"(Wiener balance grid {len(s['wiener_balance_grid'])} values in "
         f"[{min(s['wiener_balance_grid']):.0e}, {max(s['wiener_balance_grid']):.0e}], RL iterations "
-        f"{s['rl_iterations_grid']})", "",
+        f"{s['rl_iterations_grid']})",
+        "",
     ]
     about = {
         "photo": f"held-out photos {', '.join(s['photo']['photos'])}, crops of {s['photo']['crop']} px; "
-                 f"kernels: {', '.join(s['photo']['kernel_families'])} (outside the training families)",
+        f"kernels: {', '.join(s['photo']['kernel_families'])} (outside the training families)",
         "microscopy": f"synthetic fluorescence scenes of {s['microscopy']['size']} px (seeds outside training), "
-                      f"stardist img2d: {s['microscopy']['stardist_img2d']}; "
-                      f"PSFs: {', '.join(s['microscopy']['psfs'])}",
+        f"stardist img2d: {s['microscopy']['stardist_img2d']}; "
+        f"PSFs: {', '.join(s['microscopy']['psfs'])}",
     }
     for track, data in report["tracks"].items():
         lines += [f"## {track.capitalize()} track", "", about[track], ""]
@@ -346,16 +405,21 @@ def to_markdown(report: dict) -> str:
             lines += ["No bundled model fits this track: baselines only.", ""]
         for noise, res in data["results"].items():
             kernels = list(next(iter(res["psnr_by_kernel"].values()), {}))
-            lines += [f"### Noise: {noise} ({res['noise']})", "",
-                      f"Tuned: Wiener balance **{res['tuned']['wiener_balance']:.3g}**, Richardson-Lucy "
-                      f"**{res['tuned']['rl_iterations']}** iterations "
-                      f"({res['tuned']['tuning_cases']} tuning images). PSNR per kernel on the right.", "",
-                      "| method | images | PSNR (dB) | SSIM | s / image | " + " | ".join(kernels) + " |",
-                      "|---|---:|---:|---:|---:|" + "---:|" * len(kernels)]
+            lines += [
+                f"### Noise: {noise} ({res['noise']})",
+                "",
+                f"Tuned: Wiener balance **{res['tuned']['wiener_balance']:.3g}**, Richardson-Lucy "
+                f"**{res['tuned']['rl_iterations']}** iterations "
+                f"({res['tuned']['tuning_cases']} tuning images). PSNR per kernel on the right.",
+                "",
+                "| method | images | PSNR (dB) | SSIM | s / image | " + " | ".join(kernels) + " |",
+                "|---|---:|---:|---:|---:|" + "---:|" * len(kernels),
+            ]
             for method, m in res["means"].items():
                 per = " | ".join(f"{res['psnr_by_kernel'][method][k]:.2f}" for k in kernels)
-                lines.append(f"| {method} | {m['n']} | {m['psnr']:.2f} | {m['ssim']:.4f} | {m['seconds']:.3f} "
-                             f"| {per} |")
+                lines.append(
+                    f"| {method} | {m['n']} | {m['psnr']:.2f} | {m['ssim']:.4f} | {m['seconds']:.3f} | {per} |"
+                )
             lines.append("")
     if "diffusion" in report:
         lines += diffusion_markdown(report["diffusion"])
@@ -364,8 +428,10 @@ def to_markdown(report: dict) -> str:
     if "skipped" in clock:
         lines.append(f"Skipped: {clock['skipped']}.")
     else:
-        lines.append(f"`{clock['file']}`: {clock['layout']}, restored by {clock['model']} ({clock['channel_mode']}) "
-                     f"in {clock['seconds']:.2f} s. No ground truth; scikit-image blur_effect (0 sharp .. 1 blurry): "
-                     f"input {clock['blur_effect_input']:.3f}, restored {clock['blur_effect_restored']:.3f}.")
+        lines.append(
+            f"`{clock['file']}`: {clock['layout']}, restored by {clock['model']} ({clock['channel_mode']}) "
+            f"in {clock['seconds']:.2f} s. No ground truth; scikit-image blur_effect (0 sharp .. 1 blurry): "
+            f"input {clock['blur_effect_input']:.3f}, restored {clock['blur_effect_restored']:.3f}."
+        )
     lines += ["", f"Total time {report['seconds_total']:.1f} s.", ""]
     return "\n".join(lines)

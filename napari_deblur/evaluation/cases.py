@@ -26,14 +26,23 @@ TRACKS = {"photo": 0, "microscopy": 1}
 
 PHOTO_NOISE = {
     "low": {"description": "Gaussian sigma 0.5/255 (sRGB)", "photons": None, "sigma": 0.5 / 255},
-    "high": {"description": "Poisson 300 photons at the blurred peak (linear light) + Gaussian sigma 2/255 (sRGB)",
-             "photons": 300.0, "sigma": 2.0 / 255},
+    "high": {
+        "description": "Poisson 300 photons at the blurred peak (linear light) + Gaussian sigma 2/255 (sRGB)",
+        "photons": 300.0,
+        "sigma": 2.0 / 255,
+    },
 }
 MICROSCOPY_NOISE = {
-    "low": {"description": "Poisson 500 photons at the blurred peak + 1 photon read noise", "photons": 500.0,
-            "read": 1.0},
-    "high": {"description": "Poisson 50 photons at the blurred peak + 1 photon read noise", "photons": 50.0,
-             "read": 1.0},
+    "low": {
+        "description": "Poisson 500 photons at the blurred peak + 1 photon read noise",
+        "photons": 500.0,
+        "read": 1.0,
+    },
+    "high": {
+        "description": "Poisson 50 photons at the blurred peak + 1 photon read noise",
+        "photons": 50.0,
+        "read": 1.0,
+    },
 }
 
 
@@ -101,11 +110,19 @@ def photo_cases(split: str, crop: int, per_photo: int, noises, all_families: boo
                         scale = cfg["photons"] / max(float(lin.max()), 1e-6)
                         noisy = nrng.poisson(np.clip(lin, 0, None) * scale) / scale
                     blurred = linear_to_srgb(noisy) + nrng.normal(0, cfg["sigma"], lin.shape)
-                    cases.append(Case(
-                        id=f"{name}-{j}-{family}", track="photo", noise=noise, source=f"{name} crop ({y}, {x})",
-                        kernel_name=family, kernel=kernel, blurred=np.clip(blurred, 0, 1).astype(np.float32),
-                        sharp=sharp.astype(np.float32), params={"crop": [y, x, crop], **kparams},
-                    ))
+                    cases.append(
+                        Case(
+                            id=f"{name}-{j}-{family}",
+                            track="photo",
+                            noise=noise,
+                            source=f"{name} crop ({y}, {x})",
+                            kernel_name=family,
+                            kernel=kernel,
+                            blurred=np.clip(blurred, 0, 1).astype(np.float32),
+                            sharp=sharp.astype(np.float32),
+                            params={"crop": [y, x, crop], **kparams},
+                        )
+                    )
     return cases
 
 
@@ -126,8 +143,9 @@ def stardist_image() -> np.ndarray | None:
     return np.clip((img - lo) / max(hi - lo, 1e-9), 0, 1)
 
 
-def microscopy_cases(split: str, size: int, scenes: int, noises, all_psfs: bool = True,
-                     use_stardist: bool = True) -> list[Case]:
+def microscopy_cases(
+    split: str, size: int, scenes: int, noises, all_psfs: bool = True, use_stardist: bool = True
+) -> list[Case]:
     """Synthetic fluorescence scenes (seeds outside training's) and stardist's img2d if installed,
     x benchmark PSFs (all, or one per scene in turn) x noise levels."""
     psfs = {name: microscopy_psf(name) for name in MICROSCOPY_PSFS}
@@ -159,9 +177,17 @@ def microscopy_cases(split: str, size: int, scenes: int, noises, all_psfs: bool 
                 )
                 scale = cfg["photons"] / max(float(clean.max()), 1e-6)
                 counts = nrng.poisson(np.clip(clean, 0, None) * scale) + nrng.normal(0, cfg["read"], clean.shape)
-                cases.append(Case(
-                    id=f"{name}-{psf_name}", track="microscopy", noise=noise, source=name, kernel_name=psf_name,
-                    kernel=kernel, blurred=(counts / scale).astype(np.float32), sharp=sharp.astype(np.float32),
-                    params=dict(kparams),
-                ))
+                cases.append(
+                    Case(
+                        id=f"{name}-{psf_name}",
+                        track="microscopy",
+                        noise=noise,
+                        source=name,
+                        kernel_name=psf_name,
+                        kernel=kernel,
+                        blurred=(counts / scale).astype(np.float32),
+                        sharp=sharp.astype(np.float32),
+                        params=dict(kparams),
+                    )
+                )
     return cases

@@ -37,8 +37,16 @@ from .timing import extrapolate, time_speed, timed_refine
 SHARP, INPUT, X_INIT = "sharp (ground truth)", "blurry input", "x_init = g(y)"
 TRACK_CHANNELS = {"photo": 3, "microscopy": 1}
 TARGET_CORRELATION = 0.3
-METRICS = ("psnr", "ssim", "blur_effect", "std_error_spearman", "edge_error_spearman", "seconds", "seconds_per_step",
-           "seconds_per_sample")
+METRICS = (
+    "psnr",
+    "ssim",
+    "blur_effect",
+    "std_error_spearman",
+    "edge_error_spearman",
+    "seconds",
+    "seconds_per_step",
+    "seconds_per_sample",
+)
 
 
 # ---------------------------------------------------------------- models
@@ -59,12 +67,14 @@ def select_denoisers(names=None) -> list[dict]:
     for name in chosen:
         predictor, denoiser = resolve_models(str(name))
         info = getattr(denoiser, "weights_info", {})
-        out.append({
-            "name": str(name) if str(name) in bundled else Path(str(name)).stem,
-            "source": str(name),
-            "channels": int(denoiser.config["channels"]),
-            "predictor": info.get("predictor") or getattr(predictor, "weights_info", {}).get("name"),
-        })
+        out.append(
+            {
+                "name": str(name) if str(name) in bundled else Path(str(name)).stem,
+                "source": str(name),
+                "channels": int(denoiser.config["channels"]),
+                "predictor": info.get("predictor") or getattr(predictor, "weights_info", {}).get("name"),
+            }
+        )
     return out
 
 
@@ -107,22 +117,38 @@ def _rows_for_case(case, model: dict, cfg: dict, device: str) -> dict:
         SHARP: {"kind": "reference", "blur_effect": sharpness(sharp)},
         INPUT: {"kind": "reference", **score(sharp, blurred), "blur_effect": sharpness(blurred)},
     }
-    result, timing = timed_refine(blurred, model["source"], steps=fid["steps"], samples=fid["samples"],
-                                  device=device, seed=seed, sampler=sampler)
-    rows[X_INIT] = {"kind": "x_init", "steps": 0, "samples": 1, **score(sharp, result.x_init),
-                    "blur_effect": sharpness(result.x_init)}
+    result, timing = timed_refine(
+        blurred, model["source"], steps=fid["steps"], samples=fid["samples"], device=device, seed=seed, sampler=sampler
+    )
+    rows[X_INIT] = {
+        "kind": "x_init",
+        "steps": 0,
+        "samples": 1,
+        **score(sharp, result.x_init),
+        "blur_effect": sharpness(result.x_init),
+    }
     rows[fidelity_label(fid["steps"], fid["samples"])] = {
-        "kind": "fidelity", "steps": fid["steps"], "samples": fid["samples"], **score(sharp, result.mean),
+        "kind": "fidelity",
+        "steps": fid["steps"],
+        "samples": fid["samples"],
+        **score(sharp, result.mean),
         "blur_effect": sharpness(result.mean),
         "std_error_spearman": uncertainty_correlation(result.std, result.mean, sharp),
-        "edge_error_spearman": uncertainty_correlation(edge_map(result.x_init), result.mean, sharp), **timing,
+        "edge_error_spearman": uncertainty_correlation(edge_map(result.x_init), result.mean, sharp),
+        **timing,
     }
     for steps in cfg["perceptual"]:
-        result, timing = timed_refine(blurred, model["source"], steps=steps, samples=1, device=device, seed=seed,
-                                      sampler=sampler)
-        rows[perceptual_label(steps)] = {"kind": "perceptual", "steps": steps, "samples": 1,
-                                         **score(sharp, result.mean), "blur_effect": sharpness(result.mean),
-                                         **timing}
+        result, timing = timed_refine(
+            blurred, model["source"], steps=steps, samples=1, device=device, seed=seed, sampler=sampler
+        )
+        rows[perceptual_label(steps)] = {
+            "kind": "perceptual",
+            "steps": steps,
+            "samples": 1,
+            **score(sharp, result.mean),
+            "blur_effect": sharpness(result.mean),
+            **timing,
+        }
     return rows
 
 
@@ -160,8 +186,9 @@ def check_targets(rows: dict) -> dict:
     rho = fid.get("std_error_spearman")
     return {
         "fidelity_psnr_above_x_init": bool(fid["psnr"] > x_init["psnr"]),
-        "perceptual_sharper_than_x_init": bool(sharpest is not None
-                                               and sharpest["blur_effect"] < x_init["blur_effect"]),
+        "perceptual_sharper_than_x_init": bool(
+            sharpest is not None and sharpest["blur_effect"] < x_init["blur_effect"]
+        ),
         "uncertainty_tracks_error": bool(rho is not None and rho > TARGET_CORRELATION),
     }
 
@@ -170,13 +197,13 @@ SETTINGS_NOTES = {
     "tracks": "a denoiser runs on the track its channels fit: 3 photo, 1 microscopy",
     "case_selection": "per noise level: evenly spaced sources (crops/scenes), kernels in turn; centre crop",
     "blur_effect": "skimage.measure.blur_effect on the output clipped to [0, 1] (photos: mean of RGB); "
-                   "0 sharp .. 1 blurry",
+    "0 sharp .. 1 blurry",
     "std_error_spearman": "Spearman rank correlation of the per-pixel std and |mean - sharp| (both averaged "
-                          "over colour channels), per image, then averaged",
+    "over colour channels), per image, then averaged",
     "edge_error_spearman": "the same correlation for the gradient magnitude of x_init instead of the std (a "
-                           "baseline that needs no sampling)",
+    "baseline that needs no sampling)",
     "time_note": "seconds per image per row (predictor, set-up and all steps); s / step: one denoiser pass "
-                 "over the chains in flight; s / sample = seconds / N; the first call per model is a warm-up",
+    "over the chains in flight; s / sample = seconds / N; the first call per model is a warm-up",
     "refine_call": "napari_deblur.diffusion.refine.refine_iter(float32 in [0, 1], normalize='dtype', seed)",
 }
 
@@ -187,15 +214,21 @@ def _evaluate_noise(model: dict, track: str, noise: str, cases: list, cfg: dict,
     per_case = [_rows_for_case(case, model, cfg, device) for case in cases]
     rows = _mean_rows(per_case)
     result = {
-        "images": [{"id": c.id, "kernel": c.kernel_name, "shape": list(center_crop(c.blurred, cfg["crop"]).shape),
-                    "rows": r} for c, r in zip(cases, per_case)],
-        "rows": rows, "targets": check_targets(rows), "seconds": time.perf_counter() - t0,
+        "images": [
+            {"id": c.id, "kernel": c.kernel_name, "shape": list(center_crop(c.blurred, cfg["crop"]).shape), "rows": r}
+            for c, r in zip(cases, per_case)
+        ],
+        "rows": rows,
+        "targets": check_targets(rows),
+        "seconds": time.perf_counter() - t0,
     }
     fid_row = rows[fidelity_label(cfg["fidelity"]["steps"], cfg["fidelity"]["samples"])]
-    log(f"diffusion {model['name']} {track}/{noise}: {len(cases)} images in "
+    log(
+        f"diffusion {model['name']} {track}/{noise}: {len(cases)} images in "
         f"{time.perf_counter() - t0:.1f} s; PSNR x_init {rows[X_INIT]['psnr']:.2f}, fidelity "
         f"{fid_row['psnr']:.2f} dB; std/error rho {_fmt(fid_row.get('std_error_spearman'), 3)} "
-        f"(edge map {_fmt(fid_row.get('edge_error_spearman'), 3)})")
+        f"(edge map {_fmt(fid_row.get('edge_error_spearman'), 3)})"
+    )
     return result
 
 
@@ -214,8 +247,9 @@ def _evaluate_model(model: dict, track_cases: dict, cfg: dict, noises, device: s
             if not cases:
                 continue
             if not warmed:
-                timed_refine(center_crop(cases[0].blurred, cfg["crop"]), model["source"], steps=1, samples=1,
-                             device=device)
+                timed_refine(
+                    center_crop(cases[0].blurred, cfg["crop"]), model["source"], steps=1, samples=1, device=device
+                )
                 warmed = True
             entry["tracks"][track][noise] = _evaluate_noise(model, track, noise, cases, cfg, device, log)
     per_noise = [res["targets"] for by_noise in entry["tracks"].values() for res in by_noise.values()]
@@ -233,13 +267,14 @@ def _speed(denoisers: list[dict], models: dict, cfg: dict, device: str, log) -> 
     model = next((m for m in photo if m["name"] == bundled_name("photo", DENOISER)), (photo or ran)[0])
     timing = time_speed(model, cfg["timing"], device)
     timing["seconds_per_sample_estimated"] = extrapolate(timing, [cfg["fidelity"]["steps"], *cfg["perceptual"]])
-    log(f"diffusion {model['name']} at {timing['shape']}: {timing['seconds_per_step']:.3f} s / step, "
-        f"{timing['seconds_per_sample']:.2f} s / sample at T={timing['steps']}")
+    log(
+        f"diffusion {model['name']} at {timing['shape']}: {timing['seconds_per_step']:.3f} s / step, "
+        f"{timing['seconds_per_sample']:.2f} s / sample at T={timing['steps']}"
+    )
     return timing
 
 
-def evaluate_diffusion(denoisers: list[dict], track_cases: dict, cfg: dict, noises, device: str,
-                       log=print) -> dict:
+def evaluate_diffusion(denoisers: list[dict], track_cases: dict, cfg: dict, noises, device: str, log=print) -> dict:
     """The ``"diffusion"`` section of benchmark.json.
 
     Args:
@@ -254,7 +289,9 @@ def evaluate_diffusion(denoisers: list[dict], track_cases: dict, cfg: dict, nois
     started = time.perf_counter()
     settings = {
         **{k: cfg[k] for k in ("cases", "crop", "fidelity", "perceptual", "timing")},
-        "seed": cfg.get("seed", 0), "sampler": cfg.get("sampler", "ddpm"), **SETTINGS_NOTES,
+        "seed": cfg.get("seed", 0),
+        "sampler": cfg.get("sampler", "ddpm"),
+        **SETTINGS_NOTES,
     }
     section = {"settings": settings, "device": describe(pick_device(device)), "models": {}}
     if not denoisers:
@@ -290,11 +327,14 @@ def to_markdown(section: dict) -> list[str]:
         f"uncertainty point at the errors? edge ρ is the same for the gradient magnitude of x_init, a map "
         f"that needs no sampling: the baseline the std has to beat. {s['cases']} image(s) per noise level, "
         f"centre crops of {s['crop']} px; seed {s['seed']}, {s['sampler']} sampler; s / step is one denoiser "
-        f"pass over the chains in flight, s / sample the whole call divided by N.", "",
+        f"pass over the chains in flight, s / sample the whole call divided by N.",
+        "",
     ]
-    names = {"fidelity_psnr_above_x_init": "fidelity PSNR > x_init PSNR",
-             "perceptual_sharper_than_x_init": "perceptual (most steps) blur_effect < x_init's",
-             "uncertainty_tracks_error": f"std/error ρ > {TARGET_CORRELATION}"}
+    names = {
+        "fidelity_psnr_above_x_init": "fidelity PSNR > x_init PSNR",
+        "perceptual_sharper_than_x_init": "perceptual (most steps) blur_effect < x_init's",
+        "uncertainty_tracks_error": f"std/error ρ > {TARGET_CORRELATION}",
+    }
     for name, entry in section["models"].items():
         lines += [f"### {name} (predictor {entry.get('predictor')})", ""]
         if not entry["tracks"]:
@@ -302,27 +342,34 @@ def to_markdown(section: dict) -> list[str]:
             continue
         for track, noises in entry["tracks"].items():
             for noise, res in noises.items():
-                lines += [f"{track.capitalize()} track, noise {noise} ({res['rows'][INPUT].get('n', 0)} image(s), "
-                          f"{res['seconds']:.1f} s):", "",
-                          "| row | T | N | PSNR (dB) | SSIM | blur_effect | std/error ρ | edge ρ | s / image "
-                          "| s / step | s / sample |",
-                          "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                lines += [
+                    f"{track.capitalize()} track, noise {noise} ({res['rows'][INPUT].get('n', 0)} image(s), "
+                    f"{res['seconds']:.1f} s):",
+                    "",
+                    "| row | T | N | PSNR (dB) | SSIM | blur_effect | std/error ρ | edge ρ | s / image "
+                    "| s / step | s / sample |",
+                    "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+                ]
                 for label, r in res["rows"].items():
                     lines.append(
                         f"| {label} | {r.get('steps', '—')} | {r.get('samples', '—')} | {_fmt(r.get('psnr'), 2)} "
                         f"| {_fmt(r.get('ssim'), 4)} | {_fmt(r.get('blur_effect'), 3)} "
                         f"| {_fmt(r.get('std_error_spearman'), 3)} | {_fmt(r.get('edge_error_spearman'), 3)} "
                         f"| {_fmt(r.get('seconds'), 2)} "
-                        f"| {_fmt(r.get('seconds_per_step'), 3)} | {_fmt(r.get('seconds_per_sample'), 2)} |")
+                        f"| {_fmt(r.get('seconds_per_step'), 3)} | {_fmt(r.get('seconds_per_sample'), 2)} |"
+                    )
                 lines.append("")
         met = ", ".join(f"{label}: **{'yes' if entry['targets'].get(k) else 'no'}**" for k, label in names.items())
         lines += [f"Targets (all noise levels): {met}. {entry['seconds']:.1f} s in all.", ""]
     timing = section.get("speed")
     if timing:
         est = ", ".join(f"T={t}: {v:.1f} s" for t, v in timing["seconds_per_sample_estimated"].items())
-        lines += [f"Speed at {'x'.join(str(v) for v in timing['shape'][-2:])} px ({timing['model']} on "
-                  f"{timing['device']}, {timing['precision']}, {timing['tiles']} tile(s), after a warm-up): "
-                  f"**{timing['seconds_per_step']:.3f} s per step**, {timing['seconds_per_sample']:.2f} s per sample "
-                  f"at T={timing['steps']} (predictor and set-up {timing['overhead_seconds']:.2f} s); estimated per "
-                  f"sample: {est}.", ""]
+        lines += [
+            f"Speed at {'x'.join(str(v) for v in timing['shape'][-2:])} px ({timing['model']} on "
+            f"{timing['device']}, {timing['precision']}, {timing['tiles']} tile(s), after a warm-up): "
+            f"**{timing['seconds_per_step']:.3f} s per step**, {timing['seconds_per_sample']:.2f} s per sample "
+            f"at T={timing['steps']} (predictor and set-up {timing['overhead_seconds']:.2f} s); estimated per "
+            f"sample: {est}.",
+            "",
+        ]
     return lines

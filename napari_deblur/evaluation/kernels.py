@@ -61,8 +61,10 @@ def arc_motion(radius: float, sweep: float, rotation: float = 0.0, size: int | N
 
 def polyline_motion(lengths, angles, size: int | None = None) -> np.ndarray:
     """Uniform-speed motion along connected straight segments of ``lengths`` px at ``angles`` degrees."""
-    steps = [np.array([-length * math.sin(math.radians(a)), length * math.cos(math.radians(a))])
-             for length, a in zip(lengths, angles)]
+    steps = [
+        np.array([-length * math.sin(math.radians(a)), length * math.cos(math.radians(a))])
+        for length, a in zip(lengths, angles)
+    ]
     vertices = np.cumsum(np.vstack([np.zeros(2), *steps]), axis=0)
     pts = _path_points(vertices)
     return splat(pts, _fit(pts, size))
@@ -100,8 +102,11 @@ def random_photo_kernel(rng, family: str) -> tuple[np.ndarray, dict]:
     """A benchmark photo kernel of one family and the parameters drawn for it."""
     rng = as_numpy_rng(rng)
     if family == "arc":
-        params = {"radius": float(rng.uniform(8, 14)), "sweep": float(rng.uniform(90, 160)),
-                  "rotation": float(rng.uniform(0, 360))}
+        params = {
+            "radius": float(rng.uniform(8, 14)),
+            "sweep": float(rng.uniform(90, 160)),
+            "rotation": float(rng.uniform(0, 360)),
+        }
         return arc_motion(**params), params
     if family == "polyline":
         a = float(rng.uniform(0, 180))

@@ -59,7 +59,7 @@ def invented_structure(output: np.ndarray, blurred: np.ndarray, truth: np.ndarra
     high = lambda e: e - gaussian(e, sigma)  # noqa: E731
     out_err = high(np.asarray(output, np.float64) - truth)[mask]
     in_err = high(np.asarray(blurred, np.float64) - truth)[mask]
-    return float((out_err ** 2).sum() / max((in_err ** 2).sum(), 1e-12))
+    return float((out_err**2).sum() / max((in_err**2).sum(), 1e-12))
 
 
 def _oracles(cases) -> dict:
@@ -117,10 +117,11 @@ def evaluate_real_track(track: str, cases, models: list, device: str, log=print)
         means[name] = {k: float(np.mean([v[k] for v in vals])) for k in ("psnr", "ssim", "invented") if k in vals[0]}
         means[name]["worse_than_input"] = int(sum(v["psnr"] < r["methods"][INPUT]["psnr"] for v, r in zip(vals, rows)))
         means[name]["n"] = len(vals)
-    log(f"{track}: {len(rows)} images, {time.perf_counter() - started:.0f} s: "
-        + ", ".join(f"{n} {m['psnr']:.2f} dB" for n, m in means.items()))
-    return {"images": rows, "means": means,
-            "oracle_settings": {n: s for n, (_, s) in oracles.items()}}
+    log(
+        f"{track}: {len(rows)} images, {time.perf_counter() - started:.0f} s: "
+        + ", ".join(f"{n} {m['psnr']:.2f} dB" for n, m in means.items())
+    )
+    return {"images": rows, "means": means, "oracle_settings": {n: s for n, (_, s) in oracles.items()}}
 
 
 FIDELITY = {"steps": 10, "samples": 8}
@@ -134,21 +135,26 @@ def evaluate_denoiser(cases, denoiser: dict, device: str, k: int) -> dict:
     rows = []
     for c in cases[:k]:
         axes = "YXC" if c.image.ndim == 3 else "YX"
-        result = refine(c.image, denoiser["source"], axes=axes, device=device, seed=0, out_dtype="float32",
-                        **FIDELITY)
+        result = refine(c.image, denoiser["source"], axes=axes, device=device, seed=0, out_dtype="float32", **FIDELITY)
         mean, x_init = c.to_unit(result.mean), c.to_unit(result.x_init)
         std = result.std / c.gain
         std = std.transpose(2, 0, 1) if std.ndim == 3 else std
-        rows.append({"id": c.id, INPUT: score(c.sharp, c.blurred_unit), "predictor": score(c.sharp, x_init),
-                     denoiser["name"]: score(c.sharp, mean), "std_error_rho": uncertainty_correlation(std, mean, c.sharp)})
+        rows.append(
+            {
+                "id": c.id,
+                INPUT: score(c.sharp, c.blurred_unit),
+                "predictor": score(c.sharp, x_init),
+                denoiser["name"]: score(c.sharp, mean),
+                "std_error_rho": uncertainty_correlation(std, mean, c.sharp),
+            }
+        )
     means = {}
     for name in (INPUT, "predictor", denoiser["name"]):
         means[name] = {m: float(np.mean([r[name][m] for r in rows])) for m in ("psnr", "ssim")}
         means[name]["worse_than_input"] = int(sum(r[name]["psnr"] < r[INPUT]["psnr"] for r in rows))
         means[name]["n"] = len(rows)
     rhos = [r["std_error_rho"] for r in rows if r["std_error_rho"] is not None]
-    return {"preset": FIDELITY, "images": rows, "means": means,
-            "std_error_rho": float(np.mean(rhos)) if rhos else None}
+    return {"preset": FIDELITY, "images": rows, "means": means, "std_error_rho": float(np.mean(rhos)) if rhos else None}
 
 
 def _jsonable(d: dict) -> dict:
@@ -175,9 +181,14 @@ def contact_sheet(root: Path, model, device: str, out: Path, limit: int | None, 
         pair[: arr.shape[0], : arr.shape[1]] = arr
         pair[: arr.shape[0], side + 8 : side + 8 + arr.shape[1]] = restored
         rows.append(pair)
-        record.append({"file": str(path.relative_to(root)), "crop": [y, x, side],
-                       "blur_effect_input": sharpness(arr.transpose(2, 0, 1) / 255),
-                       "blur_effect_output": sharpness(restored.transpose(2, 0, 1) / 255)})
+        record.append(
+            {
+                "file": str(path.relative_to(root)),
+                "crop": [y, x, side],
+                "blur_effect_input": sharpness(arr.transpose(2, 0, 1) / 255),
+                "blur_effect_output": sharpness(restored.transpose(2, 0, 1) / 255),
+            }
+        )
     if rows:
         Image.fromarray(np.concatenate(rows)).save(out)
     return {"file": out.name, "layout": "input | output, one real blurry photo per row", "images": record}
@@ -199,23 +210,42 @@ def gate(report: dict, name: str) -> dict:
         if m is None:
             continue
         if track.startswith("identity"):
-            checks.append({"track": track, "check": f"PSNR vs the sharp input >= {IDENTITY_MIN_PSNR} dB",
-                           "value": round(m["psnr"], 2), "passed": m["psnr"] >= IDENTITY_MIN_PSNR})
+            checks.append(
+                {
+                    "track": track,
+                    "check": f"PSNR vs the sharp input >= {IDENTITY_MIN_PSNR} dB",
+                    "value": round(m["psnr"], 2),
+                    "passed": m["psnr"] >= IDENTITY_MIN_PSNR,
+                }
+            )
             continue
         share = m["worse_than_input"] / max(m["n"], 1)
         checks += [
-            {"track": track, "check": "mean PSNR >= input", "value": round(m["psnr"] - base["psnr"], 3),
-             "passed": m["psnr"] >= base["psnr"]},
-            {"track": track, "check": "mean SSIM >= input", "value": round(m["ssim"] - base["ssim"], 4),
-             "passed": m["ssim"] >= base["ssim"]},
-            {"track": track, "check": f"images below the input's PSNR <= {MAX_WORSE_SHARE:.0%}",
-             "value": f"{m['worse_than_input']}/{m['n']}", "passed": share <= MAX_WORSE_SHARE},
+            {
+                "track": track,
+                "check": "mean PSNR >= input",
+                "value": round(m["psnr"] - base["psnr"], 3),
+                "passed": m["psnr"] >= base["psnr"],
+            },
+            {
+                "track": track,
+                "check": "mean SSIM >= input",
+                "value": round(m["ssim"] - base["ssim"], 4),
+                "passed": m["ssim"] >= base["ssim"],
+            },
+            {
+                "track": track,
+                "check": f"images below the input's PSNR <= {MAX_WORSE_SHARE:.0%}",
+                "value": f"{m['worse_than_input']}/{m['n']}",
+                "passed": share <= MAX_WORSE_SHARE,
+            },
         ]
     return {"model": name, "passed": bool(checks) and all(c["passed"] for c in checks), "checks": checks}
 
 
-def run_real_benchmark(root, out_dir, *, models=None, denoisers=(), quick=False, device="auto",
-                       diffusion_cases: int = 3, log=print) -> dict:
+def run_real_benchmark(
+    root, out_dir, *, models=None, denoisers=(), quick=False, device="auto", diffusion_cases: int = 3, log=print
+) -> dict:
     """Score ``models`` (``[{'name', 'source', 'channels'}]``, default every bundled XYDeblur) and
     ``denoisers`` (Fidelity preset, on the first ``diffusion_cases`` images of each track) on the real
     tracks; writes ``real.json``, ``real.md`` and ``contact_sheet.png`` into ``out_dir``."""
@@ -250,20 +280,32 @@ def run_real_benchmark(root, out_dir, *, models=None, denoisers=(), quick=False,
             started_d = time.perf_counter()
             res = evaluate_denoiser(cases, den, str(dev), diffusion_cases)
             tracks[track].setdefault("diffusion", {})[den["name"]] = res
-            log(f"{track}: {den['name']} Fidelity mean {res['means'][den['name']]['psnr']:.2f} dB, predictor "
+            log(
+                f"{track}: {den['name']} Fidelity mean {res['means'][den['name']]['psnr']:.2f} dB, predictor "
                 f"{res['means']['predictor']['psnr']:.2f} dB, input {res['means'][INPUT]['psnr']:.2f} dB "
-                f"({res['means'][INPUT]['n']} images, {time.perf_counter() - started_d:.0f} s)")
+                f"({res['means'][INPUT]['n']} images, {time.perf_counter() - started_d:.0f} s)"
+            )
     photo = [m for m in models if m["channels"] == 3]
-    sheet = (contact_sheet(root, photo[0]["source"], str(dev), out_dir / "contact_sheet.png", 3 if quick else None)
-             if photo else {"skipped": "no photo model"})
+    sheet = (
+        contact_sheet(root, photo[0]["source"], str(dev), out_dir / "contact_sheet.png", 3 if quick else None)
+        if photo
+        else {"skipped": "no photo model"}
+    )
     report = {
-        "benchmark": "napari-deblur eval --real", "mode": mode,
+        "benchmark": "napari-deblur eval --real",
+        "mode": mode,
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "napari_deblur": __version__, "git_commit": checkout_commit(), "torch": torch.__version__,
-        "python": platform.python_version(), "device": describe(dev), "torch_threads": torch.get_num_threads(),
-        "data": str(root), "models": [{k: m[k] for k in ("name", "source", "channels")} for m in models],
+        "napari_deblur": __version__,
+        "git_commit": checkout_commit(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "device": describe(dev),
+        "torch_threads": torch.get_num_threads(),
+        "data": str(root),
+        "models": [{k: m[k] for k in ("name", "source", "channels")} for m in models],
         "denoisers": [{k: d[k] for k in ("name", "source", "channels", "predictor")} for d in denoisers],
-        "tracks": tracks, "contact_sheet": sheet,
+        "tracks": tracks,
+        "contact_sheet": sheet,
     }
     report["gate"] = {m["name"]: gate(report, m["name"]) for m in list(models) + list(denoisers)}
     report["seconds_total"] = time.perf_counter() - started
@@ -273,38 +315,56 @@ def run_real_benchmark(root, out_dir, *, models=None, denoisers=(), quick=False,
 
 
 def to_markdown(report: dict) -> str:
-    lines = [f"# napari-deblur real-data benchmark ({report['mode']})", "",
-             f"- {report['date']}, commit {report['git_commit']}, device {report['device']}, "
-             f"torch {report['torch']}",
-             "- PSNR (dB) / SSIM against the sharp reference, data range 1; oracles get the true kernel and "
-             "their best setting on the track; `invented`: high-pass error energy of the output over the "
-             "input's, in the in-focus structure (below 1 is better); `worse`: images below the input's PSNR.",
-             ""]
+    lines = [
+        f"# napari-deblur real-data benchmark ({report['mode']})",
+        "",
+        f"- {report['date']}, commit {report['git_commit']}, device {report['device']}, torch {report['torch']}",
+        "- PSNR (dB) / SSIM against the sharp reference, data range 1; oracles get the true kernel and "
+        "their best setting on the track; `invented`: high-pass error energy of the output over the "
+        "input's, in the in-focus structure (below 1 is better); `worse`: images below the input's PSNR.",
+        "",
+    ]
     for track, data in report["tracks"].items():
         n = next(iter(data["means"].values()), {}).get("n", 0)
-        lines += [f"## {track} ({n} images)", "", "| method | PSNR | SSIM | invented | worse |", "|---|---:|---:|---:|---:|"]
+        lines += [
+            f"## {track} ({n} images)",
+            "",
+            "| method | PSNR | SSIM | invented | worse |",
+            "|---|---:|---:|---:|---:|",
+        ]
         for name, m in data["means"].items():
             inv = f"{m['invented']:.3f}" if "invented" in m else ""
             lines.append(f"| {name} | {m['psnr']:.2f} | {m['ssim']:.4f} | {inv} | {m['worse_than_input']} |")
         lines.append("")
         for den, res in data.get("diffusion", {}).items():
             rho = "n/a" if res["std_error_rho"] is None else f"{res['std_error_rho']:.3f}"
-            lines += [f"Diffusion {den} (Fidelity: {res['preset']['steps']} steps x {res['preset']['samples']} "
-                      f"samples, mean) on the first {res['means'][INPUT]['n']} images; std/error rank "
-                      f"correlation {rho}:", "", "| | PSNR | SSIM | worse |", "|---|---:|---:|---:|"]
-            lines += [f"| {n} | {m['psnr']:.2f} | {m['ssim']:.4f} | {m['worse_than_input']} |"
-                      for n, m in res["means"].items()]
+            lines += [
+                f"Diffusion {den} (Fidelity: {res['preset']['steps']} steps x {res['preset']['samples']} "
+                f"samples, mean) on the first {res['means'][INPUT]['n']} images; std/error rank "
+                f"correlation {rho}:",
+                "",
+                "| | PSNR | SSIM | worse |",
+                "|---|---:|---:|---:|",
+            ]
+            lines += [
+                f"| {n} | {m['psnr']:.2f} | {m['ssim']:.4f} | {m['worse_than_input']} |"
+                for n, m in res["means"].items()
+            ]
             lines.append("")
     lines += ["## Gate (do no harm)", ""]
     for name, g in report["gate"].items():
         lines.append(f"- **{name}: {'passed' if g['passed'] else 'FAILED'}**")
-        lines += [f"  - {c['track']}: {c['check']}: {c['value']} ({'ok' if c['passed'] else 'fails'})"
-                  for c in g["checks"]]
+        lines += [
+            f"  - {c['track']}: {c['check']}: {c['value']} ({'ok' if c['passed'] else 'fails'})" for c in g["checks"]
+        ]
     sheet = report["contact_sheet"]
     if "images" in sheet:
         be_in = np.mean([r["blur_effect_input"] for r in sheet["images"]])
         be_out = np.mean([r["blur_effect_output"] for r in sheet["images"]])
-        lines += ["", f"`{sheet['file']}`: {len(sheet['images'])} real blurry photos, {sheet['layout']}; mean "
-                      f"blur_effect (0 sharp .. 1 blurry) input {be_in:.3f}, output {be_out:.3f}."]
+        lines += [
+            "",
+            f"`{sheet['file']}`: {len(sheet['images'])} real blurry photos, {sheet['layout']}; mean "
+            f"blur_effect (0 sharp .. 1 blurry) input {be_in:.3f}, output {be_out:.3f}.",
+        ]
     lines += ["", f"Total {report['seconds_total']:.0f} s.", ""]
     return "\n".join(lines)

@@ -82,8 +82,15 @@ def gopro_cases(root: Path, mode: str) -> list[RealCase]:
         if size:
             y, x = (blurred.shape[0] - size) // 2, (blurred.shape[1] - size) // 2
             blurred, sharp = blurred[y : y + size, x : x + size], sharp[y : y + size, x : x + size]
-        cases.append(RealCase(path.stem, "gopro", np.ascontiguousarray(blurred),
-                              (sharp.transpose(2, 0, 1) / 255).astype(np.float32), params={"file": path.name}))
+        cases.append(
+            RealCase(
+                path.stem,
+                "gopro",
+                np.ascontiguousarray(blurred),
+                (sharp.transpose(2, 0, 1) / 255).astype(np.float32),
+                params={"file": path.name},
+            )
+        )
     return cases
 
 
@@ -106,10 +113,16 @@ def photo_blur_cases(root: Path, mode: str) -> list[RealCase]:
         lin = srgb_to_linear(tile) * (1 + 2.0 * np.clip((srgb_to_linear(tile) - 0.9) / 0.1, 0, 1))  # hot highlights
         blurred = linear_to_srgb(blur_valid(lin, kernel)) + rng.normal(0, 1 / 255, (3, side, side))
         sharp = tile[:, m : m + side, m : m + side]
-        cases.append(RealCase(
-            f"{path.stem}-{family}", "photo_blur", np.round(np.clip(blurred, 0, 1) * 255).astype(np.uint8).transpose(1, 2, 0),
-            sharp.astype(np.float32), kernel=kernel, params={"file": path.name, "crop": yx, "family": family, **kparams},
-        ))
+        cases.append(
+            RealCase(
+                f"{path.stem}-{family}",
+                "photo_blur",
+                np.round(np.clip(blurred, 0, 1) * 255).astype(np.uint8).transpose(1, 2, 0),
+                sharp.astype(np.float32),
+                kernel=kernel,
+                params={"file": path.name, "crop": yx, "family": family, **kparams},
+            )
+        )
     return cases
 
 
@@ -135,11 +148,23 @@ def fluorescence_cases(root: Path, mode: str) -> list[RealCase]:
             photons = FLUO_PHOTONS[n % len(FLUO_PHOTONS)] / max(float(clean.max()), 1e-6)
             n += 1
             counts = rng.poisson(np.clip(clean, 0, None) * photons) + rng.normal(0, 2.0, clean.shape) + 100
-            cases.append(RealCase(
-                f"w2s_{fieldname}-{psf_name}", "fluorescence", np.clip(np.round(counts), 0, 65535).astype(np.uint16),
-                tile[m : m + size, m : m + size].astype(np.float32), offset=100.0, gain=photons, kernel=kernel,
-                params={"file": path.name, "crop": yx, "psf": psf_name, "photons_at_peak": FLUO_PHOTONS[(n - 1) % 2]},
-            ))
+            cases.append(
+                RealCase(
+                    f"w2s_{fieldname}-{psf_name}",
+                    "fluorescence",
+                    np.clip(np.round(counts), 0, 65535).astype(np.uint16),
+                    tile[m : m + size, m : m + size].astype(np.float32),
+                    offset=100.0,
+                    gain=photons,
+                    kernel=kernel,
+                    params={
+                        "file": path.name,
+                        "crop": yx,
+                        "psf": psf_name,
+                        "photons_at_peak": FLUO_PHOTONS[(n - 1) % 2],
+                    },
+                )
+            )
     return cases
 
 
@@ -150,22 +175,37 @@ def identity_cases(root: Path, mode: str) -> list[RealCase]:
     cases = []
     for i, path in enumerate(heldout_photo_files(root)):
         image, yx = _crop(photo_planes(path)[0][0], size, np.random.default_rng([SEED, 3, i]))
-        cases.append(RealCase(f"{path.stem}", "identity_photo",
-                              np.round(image * 255).astype(np.uint8).transpose(1, 2, 0), image.astype(np.float32),
-                              params={"file": path.name, "crop": yx}))
+        cases.append(
+            RealCase(
+                f"{path.stem}",
+                "identity_photo",
+                np.round(image * 255).astype(np.uint8).transpose(1, 2, 0),
+                image.astype(np.float32),
+                params={"file": path.name, "crop": yx},
+            )
+        )
     volume = tifffile.imread(root / "fluorescence" / "sdeconv" / "pollen.tif")
     energy = volume.reshape(len(volume), -1).astype(np.float64).std(1)
-    planes = sorted(np.argsort(energy)[-(2 if mode == "quick" else 6):].tolist())  # the in-focus planes
+    planes = sorted(np.argsort(energy)[-(2 if mode == "quick" else 6) :].tolist())  # the in-focus planes
     for z in planes:
         raw = volume[z]
         lo, hi = np.percentile(raw, [0.1, 99.9])
-        cases.append(RealCase(f"pollen-z{z}", "identity_microscopy", np.ascontiguousarray(raw),
-                              ((raw - lo) / (hi - lo)).astype(np.float32), offset=float(lo), gain=float(hi - lo),
-                              params={"file": "pollen.tif", "plane": int(z)}))
+        cases.append(
+            RealCase(
+                f"pollen-z{z}",
+                "identity_microscopy",
+                np.ascontiguousarray(raw),
+                ((raw - lo) / (hi - lo)).astype(np.float32),
+                offset=float(lo),
+                gain=float(hi - lo),
+                params={"file": "pollen.tif", "plane": int(z)},
+            )
+        )
     return cases
 
 
 def real_blur_only_files(root: Path) -> list[Path]:
     folder = root / "real_blur_only"
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg")
-                  and "kernel" not in p.name.lower())
+    return sorted(
+        p for p in folder.rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg") and "kernel" not in p.name.lower()
+    )

@@ -18,22 +18,38 @@ def model_results(benchmark: dict, name: str) -> dict:
             if not mine:
                 continue
             rows = {**{m: v for m, v in means.items() if m not in mine and "xydeblur" not in m}, **mine}
-            out[f"{track}/{noise}"] = {m: {"psnr": round(v["psnr"], 2), "ssim": round(v["ssim"], 4)}
-                                       for m, v in rows.items()}
+            out[f"{track}/{noise}"] = {
+                m: {"psnr": round(v["psnr"], 2), "ssim": round(v["ssim"], 4)} for m, v in rows.items()
+            }
     diffusion = benchmark.get("diffusion", {})
     entry = diffusion.get("models", {}).get(name)
     if entry is not None:
         out.update(_diffusion_results(entry))
         timing = diffusion.get("speed")
         if timing and timing.get("model") == name:
-            out["speed"] = {k: timing[k] for k in ("device", "shape", "steps", "seconds_per_step",
-                                                        "seconds_per_sample", "seconds_per_sample_estimated")
-                                 if k in timing}
+            out["speed"] = {
+                k: timing[k]
+                for k in (
+                    "device",
+                    "shape",
+                    "steps",
+                    "seconds_per_step",
+                    "seconds_per_sample",
+                    "seconds_per_sample_estimated",
+                )
+                if k in timing
+            }
     return out
 
 
-_DIGITS = {"psnr": 2, "ssim": 4, "blur_effect": 4, "std_error_spearman": 3, "edge_error_spearman": 3,
-           "seconds_per_step": 4}
+_DIGITS = {
+    "psnr": 2,
+    "ssim": 4,
+    "blur_effect": 4,
+    "std_error_spearman": 3,
+    "edge_error_spearman": 3,
+    "seconds_per_step": 4,
+}
 
 
 def _diffusion_results(entry: dict) -> dict:

@@ -11,8 +11,9 @@ import time
 import numpy as np
 
 
-def timed_refine(image: np.ndarray, source, *, steps: int, samples: int, device: str, seed: int = 0,
-                 sampler: str = "ddpm"):
+def timed_refine(
+    image: np.ndarray, source, *, steps: int, samples: int, device: str, seed: int = 0, sampler: str = "ddpm"
+):
     """Refine a case's (C, H, W) or (H, W) image; returns ``(result, timing)``.
 
     ``timing``: ``seconds`` (the whole call: predictor, set-up and every step),
@@ -29,8 +30,18 @@ def timed_refine(image: np.ndarray, source, *, steps: int, samples: int, device:
     photo = image.ndim == 3
     data = image.transpose(1, 2, 0) if photo else image
     started = time.perf_counter()
-    run = refine_iter(data, source, steps=steps, samples=samples, seed=seed, sampler=sampler,
-                      axes="YXC" if photo else "YX", device=device, normalize="dtype", out_dtype="float32")
+    run = refine_iter(
+        data,
+        source,
+        steps=steps,
+        samples=samples,
+        seed=seed,
+        sampler=sampler,
+        axes="YXC" if photo else "YX",
+        device=device,
+        normalize="dtype",
+        out_dtype="float32",
+    )
     stamps = []
     while True:
         try:
@@ -42,11 +53,14 @@ def timed_refine(image: np.ndarray, source, *, steps: int, samples: int, device:
         stamps.append(time.perf_counter())
     seconds = time.perf_counter() - started
     if photo:
-        result.mean, result.std, result.x_init = (a.transpose(2, 0, 1) for a in (result.mean, result.std,
-                                                                                  result.x_init))
+        result.mean, result.std, result.x_init = (
+            a.transpose(2, 0, 1) for a in (result.mean, result.std, result.x_init)
+        )
     per_step = (stamps[-1] - stamps[0]) / (len(stamps) - 1) if len(stamps) > 1 else seconds
     return result, {
-        "seconds": seconds, "seconds_per_step": per_step, "seconds_per_sample": seconds / samples,
+        "seconds": seconds,
+        "seconds_per_step": per_step,
+        "seconds_per_sample": seconds / samples,
         "in_flight": int(result.info["in_flight"]),
     }
 
@@ -64,9 +78,16 @@ def time_speed(model: dict, cfg: dict, device: str) -> dict:
     result, timing = timed_refine(image, model["source"], steps=steps, samples=samples, device=device)
     overhead = max(0.0, timing["seconds"] - steps * -(-samples // timing["in_flight"]) * timing["seconds_per_step"])
     return {
-        "model": model["name"], "device": describe(pick_device(device)), "shape": list(shape), "steps": steps,
-        "samples": samples, **timing, "overhead_seconds": overhead, "tiles": result.info["tiles"],
-        "tile": result.info["tile"], "precision": result.info["precision"],
+        "model": model["name"],
+        "device": describe(pick_device(device)),
+        "shape": list(shape),
+        "steps": steps,
+        "samples": samples,
+        **timing,
+        "overhead_seconds": overhead,
+        "tiles": result.info["tiles"],
+        "tile": result.info["tile"],
+        "precision": result.info["precision"],
     }
 
 

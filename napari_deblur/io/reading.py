@@ -126,8 +126,10 @@ def _read_tiff(path: Path, lazy: bool = False, chunk_planes: int = 1) -> ImageFi
         scale, unit, metadata = tiff_metadata(tif, series, path)
         array = _tiff_dask(tif, series, axes, path, chunk_planes) if lazy else series.asarray()
         if array.shape != tuple(series.shape):  # tifffile could not reshape the pages as the metadata says
-            raise ValueError(f"its pixels come as shape {array.shape}, not the {tuple(series.shape)} ({axes}) "
-                             "its metadata says: the file is inconsistent")
+            raise ValueError(
+                f"its pixels come as shape {array.shape}, not the {tuple(series.shape)} ({axes}) "
+                "its metadata says: the file is inconsistent"
+            )
     except BaseException:
         tif.close()
         raise
@@ -157,8 +159,10 @@ def _tiff_dask(tif, series, axes: str, path: Path, chunk_planes: int):
     if tuple(stored.shape) != tuple(series.shape):
         raise ValueError(f"tifffile's zarr view has shape {stored.shape}, not {series.shape}")
     if any(chunk > side for chunk, side in zip(stored.chunks, stored.shape)):  # stacks of 1x1-pixel planes
-        raise NotImplementedError(f"cannot open {path} lazily: tifffile's zarr store maps its pages wrongly "
-                                  f"(chunks {tuple(stored.chunks)} for shape {tuple(stored.shape)}); use read_image")
+        raise NotImplementedError(
+            f"cannot open {path} lazily: tifffile's zarr store maps its pages wrongly "
+            f"(chunks {tuple(stored.chunks)} for shape {tuple(stored.shape)}); use read_image"
+        )
     stack = [i for i, letter in enumerate(axes) if letter not in "YXS"]
     chunks = [1 if i in stack else -1 for i in range(len(axes))]
     if stack:

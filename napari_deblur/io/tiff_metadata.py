@@ -52,8 +52,10 @@ def check_image_shape(shape, axes: str):
         raise ValueError(f"the image is empty (shape {tuple(shape)}); every axis needs a size of at least 1")
     dimensions = sum(1 for letter in axes if letter != "S")
     if dimensions < 2:
-        raise ValueError(f"the image has {dimensions} dimension{'s' * (dimensions != 1)} (shape {tuple(shape)}); "
-                         "an image needs at least 2 (Y and X)")
+        raise ValueError(
+            f"the image has {dimensions} dimension{'s' * (dimensions != 1)} (shape {tuple(shape)}); "
+            "an image needs at least 2 (Y and X)"
+        )
 
 
 def tiff_metadata(tif, series, path: Path) -> tuple[dict, str | None, dict]:
@@ -136,8 +138,9 @@ def _positive(value, path: Path, field: str) -> float | None:
         number = math.nan
     if 0 < number < math.inf:
         return number
-    warnings.warn(f"ignored {field}={value!r} in {path}: not a positive finite number, "
-                  "so that axis gets scale 1", stacklevel=2)
+    warnings.warn(
+        f"ignored {field}={value!r} in {path}: not a positive finite number, so that axis gets scale 1", stacklevel=2
+    )
     return None
 
 

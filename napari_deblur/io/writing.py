@@ -16,10 +16,36 @@ from .reading import TIFF_SUFFIXES
 _IMAGEJ_DTYPES = (np.uint8, np.uint16, np.float32)
 _IMAGEJ_TAGS = {"Info", "Labels", "Ranges", "LUTs", "Plot", "ROI", "Overlays", "Properties"}
 # ImageJ keys that are rebuilt from the array, the scale and the unit, and our own keys
-_NOT_FORWARDED = {"ImageJ", "images", "channels", "slices", "frames", "hyperstack", "axes", "shape",
-                  "spacing", "unit", "finterval", "description", "photometric", "format", "dpi", "pil_mode"}
-_LENGTH_TO_CM = {"cm": 1.0, "centimeter": 1.0, "mm": 0.1, "millimeter": 0.1, "micron": 1e-4, "um": 1e-4,
-                 "µm": 1e-4, "micrometer": 1e-4, "nm": 1e-7, "nanometer": 1e-7}
+_NOT_FORWARDED = {
+    "ImageJ",
+    "images",
+    "channels",
+    "slices",
+    "frames",
+    "hyperstack",
+    "axes",
+    "shape",
+    "spacing",
+    "unit",
+    "finterval",
+    "description",
+    "photometric",
+    "format",
+    "dpi",
+    "pil_mode",
+}
+_LENGTH_TO_CM = {
+    "cm": 1.0,
+    "centimeter": 1.0,
+    "mm": 0.1,
+    "millimeter": 0.1,
+    "micron": 1e-4,
+    "um": 1e-4,
+    "µm": 1e-4,
+    "micrometer": 1e-4,
+    "nm": 1e-7,
+    "nanometer": 1e-7,
+}
 _BIG = 2**32 - 2**25  # beyond this a classic TIFF cannot hold the data
 
 

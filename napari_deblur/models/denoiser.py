@@ -108,18 +108,38 @@ class ResidualDenoiser(nn.Module):
     :attr:`multiple`.
     """
 
-    def __init__(self, channels: int = 3, width: int = 32, mults=(1, 2, 3, 4), blocks: int = 2,
-                 residual_scale: float = 1.0, sigma_data: float = 0.0):
+    def __init__(
+        self,
+        channels: int = 3,
+        width: int = 32,
+        mults=(1, 2, 3, 4),
+        blocks: int = 2,
+        residual_scale: float = 1.0,
+        sigma_data: float = 0.0,
+    ):
         super().__init__()
         mults = tuple(int(m) for m in mults)
-        if channels < 1 or width < 1 or blocks < 1 or not mults or min(mults) < 1 or not residual_scale > 0 \
-                or not sigma_data >= 0:
+        if (
+            channels < 1
+            or width < 1
+            or blocks < 1
+            or not mults
+            or min(mults) < 1
+            or not residual_scale > 0
+            or not sigma_data >= 0
+        ):
             raise ValueError(
                 f"invalid ResidualDenoiser config channels={channels} width={width} mults={mults} blocks={blocks} "
                 f"residual_scale={residual_scale} sigma_data={sigma_data}"
             )
-        self.config = {"channels": int(channels), "width": int(width), "mults": list(mults), "blocks": int(blocks),
-                       "residual_scale": float(residual_scale), "sigma_data": float(sigma_data)}
+        self.config = {
+            "channels": int(channels),
+            "width": int(width),
+            "mults": list(mults),
+            "blocks": int(blocks),
+            "residual_scale": float(residual_scale),
+            "sigma_data": float(sigma_data),
+        }
         emb_dim = 4 * width
         self.embed = NoiseEmbedding(width, emb_dim)
         self.input = nn.Conv2d(3 * channels, width, 3, padding=1)
@@ -215,5 +235,11 @@ def denoiser_config_from_state_dict(state: dict) -> dict:
     if not mults:
         raise KeyError("down.0.0.conv1.weight")
     # the weights do not tell the diffusion's residual scale or preconditioning: the defaults
-    return {"channels": channels, "width": width, "mults": mults, "blocks": blocks,
-            "residual_scale": 1.0, "sigma_data": 0.0}
+    return {
+        "channels": channels,
+        "width": width,
+        "mults": mults,
+        "blocks": blocks,
+        "residual_scale": 1.0,
+        "sigma_data": 0.0,
+    }

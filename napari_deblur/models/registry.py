@@ -91,8 +91,9 @@ def is_bundled_name(name_or_path) -> bool:
     separator or a suffix that names a bundled model (a :class:`~pathlib.Path` is a path)."""
     if not isinstance(name_or_path, str):
         return False
-    bare = not ("/" in name_or_path or "\\" in name_or_path or Path(name_or_path).suffix
-                or name_or_path.startswith("~"))
+    bare = not (
+        "/" in name_or_path or "\\" in name_or_path or Path(name_or_path).suffix or name_or_path.startswith("~")
+    )
     return bare and name_or_path in bundled_models()
 
 
@@ -109,8 +110,12 @@ def weights_key(name_or_path) -> str:
 def warn_if_shadowed(name: str) -> None:
     """A :class:`ShadowedFileWarning` when the bundled ``name`` is also a file or folder here."""
     if Path(name).exists():
-        warnings.warn(f"{name!r} is a bundled model and also a file in the current folder; using the bundled "
-                      f"model (write ./{name} for the file)", ShadowedFileWarning, stacklevel=4)
+        warnings.warn(
+            f"{name!r} is a bundled model and also a file in the current folder; using the bundled "
+            f"model (write ./{name} for the file)",
+            ShadowedFileWarning,
+            stacklevel=4,
+        )
 
 
 # ---------------------------------------------------------------- the default model

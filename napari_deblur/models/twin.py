@@ -77,12 +77,17 @@ class TwinDecoderXYDeblur(nn.Module):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         self.config, self.mode = dict(model.config), mode
-        self.Encoder1, self.Encoder2, self.Encoder3 = (copy.deepcopy(s) for s in
-                                                       (model.Encoder1, model.Encoder2, model.Encoder3))
+        self.Encoder1, self.Encoder2, self.Encoder3 = (
+            copy.deepcopy(s) for s in (model.Encoder1, model.Encoder2, model.Encoder3)
+        )
 
         def stage(layers):
-            return nn.Sequential(*(TwinResBlock(layer, mode) if isinstance(layer, ResBlock)
-                                   else _twin_basic(layer, mode) for layer in layers))
+            return nn.Sequential(
+                *(
+                    TwinResBlock(layer, mode) if isinstance(layer, ResBlock) else _twin_basic(layer, mode)
+                    for layer in layers
+                )
+            )
 
         self.decode3 = stage(model.Decoder1_1.layers)  # residual blocks at 1/4, then up to 1/2
         self.merge2 = _twin_basic(model.Convs1_1, mode, turn=False)

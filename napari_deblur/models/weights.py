@@ -77,8 +77,14 @@ __all__ = [
 
 # What a config may say: (type, smallest, largest); list: 1 to 8 integers. The official XYDeblur is 32/6/3.
 XYDEBLUR_CONFIG = {"width": (int, 1, 1024), "blocks": (int, 0, 64), "channels": (int, 1, 16)}
-DENOISER_CONFIG = {"channels": (int, 1, 16), "width": (int, 1, 1024), "mults": (list, 1, 64),
-                   "blocks": (int, 1, 64), "residual_scale": (float, 1e-6, 1e6), "sigma_data": (float, 0.0, 1e6)}
+DENOISER_CONFIG = {
+    "channels": (int, 1, 16),
+    "width": (int, 1, 1024),
+    "mults": (list, 1, 64),
+    "blocks": (int, 1, 64),
+    "residual_scale": (float, 1e-6, 1e6),
+    "sigma_data": (float, 0.0, 1e6),
+}
 
 
 # ---------------------------------------------------------------- checksums and bundled files
@@ -102,8 +108,9 @@ def model_manifest(name: str) -> dict:
     return dict(entries[name][1])
 
 
-def bundled_file(name: str, verify: bool = True, architecture: str | None = None,
-                 kind: str = "model") -> tuple[Path, dict]:
+def bundled_file(
+    name: str, verify: bool = True, architecture: str | None = None, kind: str = "model"
+) -> tuple[Path, dict]:
     """The weights file and manifest of a bundled model, its checksum verified.
 
     A ``name`` that looks like a path (a suffix or a slash) and is not bundled is reported
@@ -129,8 +136,9 @@ def bundled_file(name: str, verify: bool = True, architecture: str | None = None
     return path, manifest
 
 
-def resolve_weights(name_or_path, verify: bool = True, architecture: str | None = None, kind: str = "model",
-                    warn: bool = True) -> tuple[Path, dict | None]:
+def resolve_weights(
+    name_or_path, verify: bool = True, architecture: str | None = None, kind: str = "model", warn: bool = True
+) -> tuple[Path, dict | None]:
     """``(file, manifest)`` for a bundled name or a weights path (manifest ``None`` for a path).
 
     The rule: a bundled name (:func:`~.registry.is_bundled_name`) is the bundled model, even
@@ -162,15 +170,22 @@ def checked_config(config: dict, rules: dict, source: str) -> dict:
             continue
         value = config[key]
         if kind is list:
-            ok = isinstance(value, (list, tuple)) and 1 <= len(value) <= 8 and all(
-                isinstance(v, int) and not isinstance(v, bool) and low <= v <= high for v in value)
+            ok = (
+                isinstance(value, (list, tuple))
+                and 1 <= len(value) <= 8
+                and all(isinstance(v, int) and not isinstance(v, bool) and low <= v <= high for v in value)
+            )
             allowed = f"a list of 1 to 8 integers from {low} to {high}"
         elif kind is int:
             ok = isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
             allowed = f"an integer from {low} to {high}"
         else:
-            ok = (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-                  and low <= value <= high)
+            ok = (
+                isinstance(value, (int, float))
+                and not isinstance(value, bool)
+                and math.isfinite(value)
+                and low <= value <= high
+            )
             allowed = f"a number from {low} to {high}"
         if not ok:
             raise WeightsError(f"{source}: config {key} must be {allowed}, got {value!r:.80}")
@@ -232,8 +247,14 @@ class Architecture:
 
 ARCHITECTURES = {
     XYDEBLUR: Architecture(XYDeblur, XYDEBLUR_CONFIG, config_from_state_dict),
-    DENOISER: Architecture(ResidualDenoiser, DENOISER_CONFIG, denoiser_config_from_state_dict,
-                           declared_only=("residual_scale", "sigma_data"), kind="diffusion denoiser", strict=True),
+    DENOISER: Architecture(
+        ResidualDenoiser,
+        DENOISER_CONFIG,
+        denoiser_config_from_state_dict,
+        declared_only=("residual_scale", "sigma_data"),
+        kind="diffusion denoiser",
+        strict=True,
+    ),
 }
 
 
@@ -295,8 +316,10 @@ def _origin(architecture: str, path: Path, manifest: dict, header: dict) -> dict
     predictor = manifest.get("predictor") or header.get(PREDICTOR_KEY) or None
     if predictor and not Path(predictor).is_absolute() and (path.parent / predictor).is_file():
         predictor = str(path.parent / predictor)
-    return {"predictor": predictor,
-            "predictor_sha256": manifest.get("predictor_sha256") or header.get(PREDICTOR_SHA_KEY) or None}
+    return {
+        "predictor": predictor,
+        "predictor_sha256": manifest.get("predictor_sha256") or header.get(PREDICTOR_SHA_KEY) or None,
+    }
 
 
 def load_model(name_or_path, *, verify: bool = True, warn: bool = True) -> XYDeblur:

@@ -52,7 +52,7 @@ def _planes(n_leading: int, spatial: str, shape) -> str:
             f"cannot tell the axes of a {len(shape)}-dimensional layer {tuple(shape)}: give its axes "
             f"single-letter labels (layer.axis_labels = ('T', 'Z', 'C', 'Y', 'X'), for example)"
         )
-    return _LEADING[len(_LEADING) - n_leading:] + spatial
+    return _LEADING[len(_LEADING) - n_leading :] + spatial
 
 
 def labelled_axes(layer) -> str | None:

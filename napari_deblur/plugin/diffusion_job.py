@@ -121,8 +121,15 @@ def run_diffusion(job: DiffusionJob):
     part = np.asarray(job.data if part_index is None else job.data[part_index])
     trajectory = Trajectory(job.steps, part.shape, job.max_frames, job.max_bytes)
     gen = engine.refine_iter(
-        part, job.model, steps=job.steps, samples=job.samples, seed=job.seed, sampler=job.sampler,
-        axes=job.axes, keep_samples=job.keep_samples, **job.options,
+        part,
+        job.model,
+        steps=job.steps,
+        samples=job.samples,
+        seed=job.seed,
+        sampler=job.sampler,
+        axes=job.axes,
+        keep_samples=job.keep_samples,
+        **job.options,
     )
     last_preview = -math.inf
     while True:
@@ -161,8 +168,14 @@ def run_diffusion(job: DiffusionJob):
         metrics = reference_metrics(reference, part, mean, job.axes, job.rgb)
 
     return DiffusionOutput(
-        mean=mean, std=std,
-        trajectory=trajectory.stack(), trajectory_steps=tuple(trajectory.at),
-        samples=result.samples, seeds=tuple(result.seeds), index=job.index, info=dict(result.info),
-        metrics=metrics, limits={"std": (0.0, upper_limit(std))},
+        mean=mean,
+        std=std,
+        trajectory=trajectory.stack(),
+        trajectory_steps=tuple(trajectory.at),
+        samples=result.samples,
+        seeds=tuple(result.seeds),
+        index=job.index,
+        info=dict(result.info),
+        metrics=metrics,
+        limits={"std": (0.0, upper_limit(std))},
     )

@@ -51,8 +51,9 @@ PRESETS = {"Fidelity": (10, 8), "Perceptual": (500, 1)}  # (steps, samples)
 MAX_STEPS = 1000
 MAX_SEED = 2**31 - 1
 LIVE = ("x0", "z_t")
-NO_DENOISER = ("No denoiser weights are bundled yet: load a ResidualDenoiser file "
-               "(.safetensors, .pt) with 'Load weights...'.")
+NO_DENOISER = (
+    "No denoiser weights are bundled yet: load a ResidualDenoiser file (.safetensors, .pt) with 'Load weights...'."
+)
 
 
 class DiffusionDeblurWidget(DockWidget):
@@ -98,12 +99,24 @@ class DiffusionDeblurWidget(DockWidget):
         presets, seed_row = self._build_sampling()
         self.keep_samples_check = QCheckBox("keep samples")
         self.keep_samples_check.setToolTip("Also show every sample as one stack layer (N full images in memory)")
-        rows = [("image", self.input_combo), ("denoiser", self.denoiser_combo), ("", self.choice_label),
-                ("", self.model_label), (self.options,), ("steps", self.steps_slider), ("presets", presets),
-                ("samples", self.samples_spin), ("seed", seed_row), ("sampler", self.sampler_combo),
-                ("", self.keep_samples_check), ("scope", self.scope_combo), ("reference", self.reference_combo)]
-        self.lay_out(rows, (self.run_button, self.cancel_button),
-                     (self.progress_bar, self.status_label, self.metrics_label))
+        rows = [
+            ("image", self.input_combo),
+            ("denoiser", self.denoiser_combo),
+            ("", self.choice_label),
+            ("", self.model_label),
+            (self.options,),
+            ("steps", self.steps_slider),
+            ("presets", presets),
+            ("samples", self.samples_spin),
+            ("seed", seed_row),
+            ("sampler", self.sampler_combo),
+            ("", self.keep_samples_check),
+            ("scope", self.scope_combo),
+            ("reference", self.reference_combo),
+        ]
+        self.lay_out(
+            rows, (self.run_button, self.cancel_button), (self.progress_bar, self.status_label, self.metrics_label)
+        )
 
     def _build_sampling(self):
         """The steps slider, preset buttons, samples, seed (with its dice) and sampler controls;
@@ -113,8 +126,10 @@ class DiffusionDeblurWidget(DockWidget):
         self.steps_slider = QLabeledSlider(Qt.Orientation.Horizontal)
         self.steps_slider.setRange(1, MAX_STEPS)
         self.steps_slider.setValue(PRESETS["Fidelity"][0])
-        self.steps_slider.setToolTip("Diffusion steps: few steps and several samples give a low-distortion mean, "
-                                     "many steps sharper single samples")
+        self.steps_slider.setToolTip(
+            "Diffusion steps: few steps and several samples give a low-distortion mean, "
+            "many steps sharper single samples"
+        )
         self.preset_buttons = {}
         presets = QHBoxLayout()
         for name, (steps, samples) in PRESETS.items():
@@ -244,8 +259,9 @@ class DiffusionDeblurWidget(DockWidget):
             else:
                 self.load_denoiser(denoiser)
         if predictor is not None:
-            self.options.add_model(getattr(predictor, "weights_info", {}).get("name") or "XYDeblur (in memory)",
-                                   predictor)
+            self.options.add_model(
+                getattr(predictor, "weights_info", {}).get("name") or "XYDeblur (in memory)", predictor
+            )
 
     # --- settings ----------------------------------------------------------------------------
     def apply_preset(self, name: str) -> None:
@@ -271,15 +287,29 @@ class DiffusionDeblurWidget(DockWidget):
         model = denoiser if predictor is None else (predictor, denoiser)  # a bundled denoiser names its own
         axes, _, index, reference, notes = self.run_target(layer)
         job = DiffusionJob(
-            data=layer.data, axes=axes, model=model, steps=int(self.steps_slider.value()),
-            samples=int(self.samples_spin.value()), seed=int(self.seed_spin.value()),
-            sampler=self.sampler_combo.currentText().lower(), options=self.options.engine_options(), index=index,
-            rgb=bool(layer.rgb), reference=None if reference is None else reference.data,
+            data=layer.data,
+            axes=axes,
+            model=model,
+            steps=int(self.steps_slider.value()),
+            samples=int(self.samples_spin.value()),
+            seed=int(self.seed_spin.value()),
+            sampler=self.sampler_combo.currentText().lower(),
+            options=self.options.engine_options(),
+            index=index,
+            rgb=bool(layer.rgb),
+            reference=None if reference is None else reference.data,
             keep_samples=self.keep_samples_check.isChecked(),
         )
         context = self.run_context(
-            layer, axes, index, reference, notes,
-            steps=job.steps, samples=job.samples, seed=job.seed, sampler=job.sampler,
+            layer,
+            axes,
+            index,
+            reference,
+            notes,
+            steps=job.steps,
+            samples=job.samples,
+            seed=job.seed,
+            sampler=job.sampler,
             model_choice=choice_text(self.denoiser_combo.currentText(), self._suggestion),
         )
         return job, context
@@ -300,8 +330,10 @@ class DiffusionDeblurWidget(DockWidget):
     def announce_run(self, layer) -> None:
         self.metrics_label.setText("")
         ctx = self.context
-        self.say(f"Refining {layer.name} ({ctx['scope']}, {ctx['steps']} steps x {ctx['samples']} sample(s), "
-                 f"{ctx['sampler'].upper()}, seed {ctx['seed']})...")
+        self.say(
+            f"Refining {layer.name} ({ctx['scope']}, {ctx['steps']} steps x {ctx['samples']} sample(s), "
+            f"{ctx['sampler'].upper()}, seed {ctx['seed']})..."
+        )
         self._started = time.perf_counter()
 
     def on_yielded(self, tick) -> None:
@@ -392,8 +424,12 @@ class DiffusionDeblurWidget(DockWidget):
                 trajectory_kwargs["metadata"]["napari_deblur"]["trajectory_steps"] = list(output.trajectory_steps)
                 add_or_replace(self.viewer, output.trajectory, output_name(name, "trajectory"), **trajectory_kwargs)
             if output.samples is not None:
-                add_or_replace(self.viewer, output.samples, output_name(name, "samples"),
-                               **stacked_kwargs(kwargs("samples"), "sample"))
+                add_or_replace(
+                    self.viewer,
+                    output.samples,
+                    output_name(name, "samples"),
+                    **stacked_kwargs(kwargs("samples"), "sample"),
+                )
             add_or_replace(self.viewer, output.std, output_name(name, "std"), **std_kwargs)
             add_or_replace(self.viewer, output.mean, output_name(name, "mean"), **kwargs("mean"))
         except (ValueError, TypeError) as err:  # e.g. napari refusing an inherited property
@@ -401,12 +437,17 @@ class DiffusionDeblurWidget(DockWidget):
             return
         self.last = (output, ctx)
         self.metrics_label.setText(self.metrics_text(output, ctx).replace("result", "mean"))
-        self.say(f"Done: {info.get('steps')} steps x {info.get('samples')} sample(s) in {info.get('seconds', 0):.1f} s "
-                 f"on {info.get('device')} ({info.get('precision')}, tile {info.get('tile')}). "
-                 f"Denoiser {ctx['model_choice']}." + notes_text(ctx["notes"]))
+        self.say(
+            f"Done: {info.get('steps')} steps x {info.get('samples')} sample(s) in {info.get('seconds', 0):.1f} s "
+            f"on {info.get('device')} ({info.get('precision')}, tile {info.get('tile')}). "
+            f"Denoiser {ctx['model_choice']}." + notes_text(ctx["notes"])
+        )
 
 
 def _clock(seconds: float) -> str:
     seconds = int(round(max(0.0, seconds)))
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}" if seconds >= 3600 else \
-        f"{seconds // 60}:{seconds % 60:02d}"
+    return (
+        f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+        if seconds >= 3600
+        else f"{seconds // 60}:{seconds % 60:02d}"
+    )

@@ -189,16 +189,29 @@ class DockWidget(QWidget):
         name, notes, and ``extra`` (the widget's settings, its model choice)."""
         props = source_properties(layer)
         plane = None if index is None else {a: i for a, i in zip(axes, index) if not isinstance(i, slice)}
-        return {"name": layer.name, "props": props, "rgb": bool(layer.rgb), "axes": axes,
-                "scope": "whole stack" if index is None else "current slice", "plane": plane,
-                "part_translate": part_translate(props["translate"], props["scale"], index, bool(layer.rgb)),
-                "reference": None if reference is None else reference.name, "notes": notes, **extra}
+        return {
+            "name": layer.name,
+            "props": props,
+            "rgb": bool(layer.rgb),
+            "axes": axes,
+            "scope": "whole stack" if index is None else "current slice",
+            "plane": plane,
+            "part_translate": part_translate(props["translate"], props["scale"], index, bool(layer.rgb)),
+            "reference": None if reference is None else reference.name,
+            "notes": notes,
+            **extra,
+        }
 
     def provenance(self, ctx: dict, info=None) -> dict:
         """``metadata['napari_deblur']`` of a run's layers: source, scope, plane, axes and the
         :attr:`settings`; with the engine's ``info``, its scalars and the model choice too."""
-        out = {"source_layer": ctx["name"], "scope": ctx["scope"], "plane": ctx["plane"], "axes": ctx["axes"],
-               **{key: ctx[key] for key in self.settings}}
+        out = {
+            "source_layer": ctx["name"],
+            "scope": ctx["scope"],
+            "plane": ctx["plane"],
+            "axes": ctx["axes"],
+            **{key: ctx[key] for key in self.settings},
+        }
         if info is not None:
             out.update(engine_info(info))
             out["model_choice"] = ctx["model_choice"]  # the engine was given the widget's model

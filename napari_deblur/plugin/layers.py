@@ -27,13 +27,32 @@ import numpy as np
 RESIDUAL_COLORMAP = "PiYG"
 MAP_COLORMAP = "magma"  # non-negative maps (chroma, std): dark is low, bright high
 OUTPUTS = ("restored", "r_hor", "r_ver", "chroma")
-_SUFFIX = {"restored": "deblurred", "r_hor": "r_hor", "r_ver": "r_ver", "chroma": "chroma",
-           "x0": "x0 estimate", "z_t": "z_t", "mean": "mean", "std": "std",
-           "trajectory": "trajectory", "samples": "samples"}
+_SUFFIX = {
+    "restored": "deblurred",
+    "r_hor": "r_hor",
+    "r_ver": "r_ver",
+    "chroma": "chroma",
+    "x0": "x0 estimate",
+    "z_t": "z_t",
+    "mean": "mean",
+    "std": "std",
+    "trajectory": "trajectory",
+    "samples": "samples",
+}
 # how each kind is drawn: 'input' like the input layer (its contrast limits and colormap),
 # 'residual' symmetric around zero, 'map' a non-negative single-channel map
-STYLES = {"restored": "input", "r_hor": "residual", "r_ver": "residual", "chroma": "map",
-          "x0": "input", "z_t": "input", "mean": "input", "std": "map", "trajectory": "input", "samples": "input"}
+STYLES = {
+    "restored": "input",
+    "r_hor": "residual",
+    "r_ver": "residual",
+    "chroma": "map",
+    "x0": "input",
+    "z_t": "input",
+    "mean": "input",
+    "std": "map",
+    "trajectory": "input",
+    "samples": "input",
+}
 HIDDEN = ("chroma",)  # kinds added hidden
 _SAMPLE = 1 << 20  # pixels looked at to choose contrast limits
 

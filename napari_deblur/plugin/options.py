@@ -117,8 +117,10 @@ class RunOptions(QWidget):
         self.model_combo.setCurrentIndex(index)
         self._last_model = index
         config = model.config
-        self._on_message(f"Loaded {label}: width {config['width']}, {config['blocks']} blocks, "
-                         f"{config['channels']} channel(s).", False)
+        self._on_message(
+            f"Loaded {label}: width {config['width']}, {config['blocks']} blocks, {config['channels']} channel(s).",
+            False,
+        )
         return True
 
     def add_model(self, label: str, model) -> None:

@@ -31,8 +31,10 @@ def region_mask(shapes_layer, image_scale, image_translate, yx_shape) -> np.ndar
         return None
     from napari.layers import Shapes
 
-    moved = [_yx_to_pixels(v, shapes_layer.scale, shapes_layer.translate, image_scale, image_translate)
-             for v in shapes_layer.data]
+    moved = [
+        _yx_to_pixels(v, shapes_layer.scale, shapes_layer.translate, image_scale, image_translate)
+        for v in shapes_layer.data
+    ]
     flat = Shapes(moved, shape_type=list(shapes_layer.shape_type))
     masks = flat.to_masks(mask_shape=tuple(int(n) for n in yx_shape))
     return np.asarray(masks).any(axis=0)
@@ -68,8 +70,7 @@ def _ssim_planes(reference, image, axes, rgb, value_range) -> float:
         if rgb:
             scores.append(ssim(ref[n, :3], img[n, :3], data_range=value_range, channel_axis=0, win_size=win))
         else:
-            scores.extend(ssim(ref[n, c], img[n, c], data_range=value_range, win_size=win)
-                          for c in range(ref.shape[1]))
+            scores.extend(ssim(ref[n, c], img[n, c], data_range=value_range, win_size=win) for c in range(ref.shape[1]))
     return float(np.mean(scores))
 
 
@@ -84,8 +85,10 @@ def quality(reference, image, axes: str, rgb: bool) -> dict:
     ref64, img64 = reference.astype(np.float64), image.astype(np.float64)
     if ok is not None:
         ref64, img64 = ref64[ok], img64[ok]
-    return {"psnr": psnr(ref64, img64, data_range=value_range),
-            "ssim": _ssim_planes(reference, image, axes, rgb, value_range)}
+    return {
+        "psnr": psnr(ref64, img64, data_range=value_range),
+        "ssim": _ssim_planes(reference, image, axes, rgb, value_range),
+    }
 
 
 def reference_metrics(reference, image, restored, axes: str, rgb: bool) -> dict:
@@ -104,8 +107,9 @@ def format_shift(shift, where: str) -> str:
     for label, mean in (("r_hor", shift.mean_hor), ("r_ver", shift.mean_ver), ("sum", shift.mean_sum)):
         rows.append(f"{label:7}" + "".join(f"{float(v):>+9.3g}" for v in mean[:3]))
     names = {"image": "image", "image+r_hor": "+r_hor", "image+r_ver": "+r_ver", "restored": "restored"}
-    temps = [f"{names.get(k, k)} {v:.0f} K" if np.isfinite(v) else f"{names.get(k, k)} n/a"
-             for k, v in shift.cct.items()]
+    temps = [
+        f"{names.get(k, k)} {v:.0f} K" if np.isfinite(v) else f"{names.get(k, k)} n/a" for k, v in shift.cct.items()
+    ]
     rows.append("CCT " + temps[0] + ", " + temps[1])
     rows.append("    " + ", ".join(temps[2:]))
     return "\n".join(rows)
@@ -118,6 +122,8 @@ def format_metrics(metrics: dict | None, reference_name: str = "reference") -> s
     if "error" in metrics:
         return f"metrics: {metrics['error']}"
     before, after = metrics["input"], metrics["result"]
-    return (f"against {reference_name}:\n"
-            f"PSNR  input {before['psnr']:.2f} dB -> result {after['psnr']:.2f} dB\n"
-            f"SSIM  input {before['ssim']:.4f} -> result {after['ssim']:.4f}")
+    return (
+        f"against {reference_name}:\n"
+        f"PSNR  input {before['psnr']:.2f} dB -> result {after['psnr']:.2f} dB\n"
+        f"SSIM  input {before['ssim']:.4f} -> result {after['ssim']:.4f}"
+    )

@@ -15,8 +15,11 @@ def blurred_photo() -> list:
     meta = {"napari_deblur": {"sample": "blurred_photo", "kernel_size": int(sample["kernel"].shape[0])}}
     return [
         (sample["blurred"], {"name": "coffee blurred", "rgb": True, "metadata": meta}, "image"),
-        (sample["sharp"], {"name": "coffee reference", "rgb": True, "visible": False,
-                           "metadata": {**meta, "reference": True}}, "image"),
+        (
+            sample["sharp"],
+            {"name": "coffee reference", "rgb": True, "visible": False, "metadata": {**meta, "reference": True}},
+            "image",
+        ),
     ]
 
 
@@ -35,8 +38,21 @@ def blurred_fluorescence_stack() -> list:
     low = float(min(sample["blurred"].min(), sample["sharp"].min()))
     high = float(max(sample["blurred"].max(), sample["sharp"].max()))
     return [
-        (sample["blurred"], {**common, "name": "cells blurred", "colormap": "green",
-                             "contrast_limits": (low, high), "metadata": meta}, "image"),
-        (sample["sharp"], {**common, "name": "cells reference", "colormap": "green", "visible": False,
-                           "contrast_limits": (low, high), "metadata": {**meta, "reference": True}}, "image"),
+        (
+            sample["blurred"],
+            {**common, "name": "cells blurred", "colormap": "green", "contrast_limits": (low, high), "metadata": meta},
+            "image",
+        ),
+        (
+            sample["sharp"],
+            {
+                **common,
+                "name": "cells reference",
+                "colormap": "green",
+                "visible": False,
+                "contrast_limits": (low, high),
+                "metadata": {**meta, "reference": True},
+            },
+            "image",
+        ),
     ]

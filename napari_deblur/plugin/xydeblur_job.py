@@ -118,8 +118,18 @@ def run_job(job: Job):
         metrics = reference_metrics(reference, part, result.restored, part_axes, job.rgb)
 
     return JobOutput(
-        restored=restored, r_hor=r_hor, r_ver=r_ver, chroma=chroma,
-        part=part, part_r_hor=result.r_hor, part_r_ver=result.r_ver, part_axes=part_axes,
-        index=index, info=dict(result.info), shift=shift, shift_where=where, metrics=metrics,
+        restored=restored,
+        r_hor=r_hor,
+        r_ver=r_ver,
+        chroma=chroma,
+        part=part,
+        part_r_hor=result.r_hor,
+        part_r_ver=result.r_ver,
+        part_axes=part_axes,
+        index=index,
+        info=dict(result.info),
+        shift=shift,
+        shift_where=where,
+        metrics=metrics,
         limits=limits,
     )

@@ -46,8 +46,10 @@ class XYDeblurWidget(DockWidget):
     def _build(self) -> None:
         self.region_combo = QComboBox()
         self.lazy_check = QCheckBox("lazy (restore planes as you view them)")
-        self.lazy_check.setToolTip("For dask or very large layers: adds '<name> deblurred' at once, and each plane "
-                                   "is restored when napari draws it (no residual layers)")
+        self.lazy_check.setToolTip(
+            "For dask or very large layers: adds '<name> deblurred' at once, and each plane "
+            "is restored when napari draws it (no residual layers)"
+        )
         self.lazy_check.setEnabled(False)
         self.input_combo.currentIndexChanged.connect(self._update_lazy)
         self.compare_button = QPushButton("Compare")
@@ -57,10 +59,19 @@ class XYDeblurWidget(DockWidget):
         self.region_combo.currentIndexChanged.connect(self._region_changed)
         self.readout_label = QLabel()
         self.readout_label.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
-        rows = [("image", self.input_combo), (self.options,), ("scope", self.scope_combo), ("", self.lazy_check),
-                ("reference", self.reference_combo), ("colour region", self.region_combo)]
-        self.lay_out(rows, (self.run_button, self.cancel_button, self.compare_button),
-                     (self.progress_bar, self.status_label, self.metrics_label, self.readout_label))
+        rows = [
+            ("image", self.input_combo),
+            (self.options,),
+            ("scope", self.scope_combo),
+            ("", self.lazy_check),
+            ("reference", self.reference_combo),
+            ("colour region", self.region_combo),
+        ]
+        self.lay_out(
+            rows,
+            (self.run_button, self.cancel_button, self.compare_button),
+            (self.progress_bar, self.status_label, self.metrics_label, self.readout_label),
+        )
 
     # --- layer lists ---------------------------------------------------------------------
     def layers_changed(self) -> None:
@@ -101,8 +112,16 @@ class XYDeblurWidget(DockWidget):
         if layer.rgb:
             yx = (shape[axes.index("Y")], shape[axes.index("X")])
             region = region_mask(self.combo_layer(self.region_combo), layer.scale, layer.translate, yx)
-        job = Job(data=layer.data, axes=axes, model=model, options=self.options.engine_options(), index=index,
-                  rgb=bool(layer.rgb), reference=None if reference is None else reference.data, region=region)
+        job = Job(
+            data=layer.data,
+            axes=axes,
+            model=model,
+            options=self.options.engine_options(),
+            index=index,
+            rgb=bool(layer.rgb),
+            reference=None if reference is None else reference.data,
+            region=region,
+        )
         context = self.run_context(layer, axes, index, reference, notes, model_choice=self.options.model_choice())
         return job, context
 
@@ -131,25 +150,41 @@ class XYDeblurWidget(DockWidget):
             return None
         axes = layer_axes(layer)
         try:
-            job = Job(data=layer.data, axes=axes, model=model, options=self.options.engine_options(),
-                      rgb=bool(layer.rgb))
+            job = Job(
+                data=layer.data, axes=axes, model=model, options=self.options.engine_options(), rgb=bool(layer.rgb)
+            )
             data, scaling = lazy_restored(job)
         except (ValueError, TypeError, RuntimeError) as err:
             self.say(f"XYDeblur (lazy) failed: {err}", error=True)
             return None
-        provenance = {"source_layer": layer.name, "scope": "lazy", "axes": axes, "normalize": scaling.mode,
-                      "model_choice": self.options.model_choice(),
-                      "scaling_offset": [float(v) for v in scaling.offset],
-                      "scaling_scale": [float(v) for v in scaling.scale], **self.options.engine_options()}
+        provenance = {
+            "source_layer": layer.name,
+            "scope": "lazy",
+            "axes": axes,
+            "normalize": scaling.mode,
+            "model_choice": self.options.model_choice(),
+            "scaling_offset": [float(v) for v in scaling.offset],
+            "scaling_scale": [float(v) for v in scaling.scale],
+            **self.options.engine_options(),
+        }
         provenance = {k: v for k, v in provenance.items() if v is not None}
         try:
-            added = add_outputs(self.viewer, layer.name, {"restored": data}, source_properties(layer), provenance,
-                                rgb=bool(layer.rgb), limits={})
+            added = add_outputs(
+                self.viewer,
+                layer.name,
+                {"restored": data},
+                source_properties(layer),
+                provenance,
+                rgb=bool(layer.rgb),
+                limits={},
+            )
         except (ValueError, TypeError) as err:
             self.say(f"XYDeblur (lazy) could not add the layer: {err}", error=True)
             return None
-        self.say(f"Added {output_name(layer.name, 'restored')!r}: lazy, each plane is restored when it is shown "
-                 f"(intensity {scaling.mode}, the same for every plane).")
+        self.say(
+            f"Added {output_name(layer.name, 'restored')!r}: lazy, each plane is restored when it is shown "
+            f"(intensity {scaling.mode}, the same for every plane)."
+        )
         return added["restored"]
 
     def on_yielded(self, step) -> None:
@@ -170,9 +205,11 @@ class XYDeblurWidget(DockWidget):
         self.last = (output, ctx)
         self.metrics_label.setText(self.metrics_text(output, ctx))
         self.readout_label.setText(format_shift(output.shift, output.shift_where) if output.shift else "")
-        self.say(f"Done in {info.get('seconds', 0):.1f} s on {info.get('device')} ({info.get('precision')}, "
-                 f"tile {info.get('tile')}, {info.get('channel_mode')}). Model {ctx['model_choice']}."
-                 + notes_text(ctx["notes"]))
+        self.say(
+            f"Done in {info.get('seconds', 0):.1f} s on {info.get('device')} ({info.get('precision')}, "
+            f"tile {info.get('tile')}, {info.get('channel_mode')}). Model {ctx['model_choice']}."
+            + notes_text(ctx["notes"])
+        )
 
     # --- colour region and compare ---------------------------------------------------------
     def _region_changed(self, *_) -> None:

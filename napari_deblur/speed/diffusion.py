@@ -31,8 +31,11 @@ def bundled_denoiser(log=print):
         return predictor, denoiser, f"{name} (bundled)"
     log(f"  {name} is not bundled: timing an untrained ResidualDenoiser of the same size")
     torch.manual_seed(0)
-    return (load_model(bundled_name("photo")), ResidualDenoiser(channels=3).eval(),
-            "untrained ResidualDenoiser (timing only)")
+    return (
+        load_model(bundled_name("photo")),
+        ResidualDenoiser(channels=3).eval(),
+        "untrained ResidualDenoiser (timing only)",
+    )
 
 
 def bench_diffusion(device, settings, repeats: int, *, quick: bool = False, log=print) -> dict:
@@ -57,8 +60,10 @@ def bench_diffusion(device, settings, repeats: int, *, quick: bool = False, log=
             seconds = median_seconds(step, device, repeats if batch == 1 else max(1, repeats // 2), warmup=1)
             row["step_ms" if batch == 1 else "step_ms_per_sample_batched8"] = 1000 * seconds / batch
         out["steps"].append(row)
-        log(f"  {row['size']:>10}  denoiser step {row['step_ms']:8.1f} ms  "
-            f"(per sample, 8 batched: {row['step_ms_per_sample_batched8']:8.1f} ms)")
+        log(
+            f"  {row['size']:>10}  denoiser step {row['step_ms']:8.1f} ms  "
+            f"(per sample, 8 batched: {row['step_ms_per_sample_batched8']:8.1f} ms)"
+        )
     if not quick:
         out["fidelity"] = _fidelity(predictor, denoiser, device, settings["fidelity_size"], log)
     return out
@@ -68,8 +73,15 @@ def _fidelity(predictor, denoiser, device, size, log) -> dict:
     """The Fidelity preset (10 steps x 8 samples) once after an untimed warm-up: its wall time."""
     height, width = size
     image = np.ascontiguousarray(sample_frame(height, width).transpose(1, 2, 0))
-    run = lambda: refine(image, (predictor, denoiser), steps=10, samples=8, axes="YXC",  # noqa: E731
-                         device=str(device), normalize="dtype")
+    run = lambda: refine(
+        image,
+        (predictor, denoiser),
+        steps=10,
+        samples=8,
+        axes="YXC",  # noqa: E731
+        device=str(device),
+        normalize="dtype",
+    )
     run()  # warm-up (first-call set-up, cuDNN autotuning)
     start = time.perf_counter()
     run()

@@ -34,9 +34,11 @@ def run_bench(device="auto", *, quick=False, repeats=None, compile_=False, out=N
     sizes = (GPU_SIZES[:2] if quick else GPU_SIZES) if gpu else (CPU_SIZES[:1] if quick else CPU_SIZES)
     name = bundled_name("photo")
     model = load_model(name)
-    log(f"napari-deblur bench on {describe(dev)}, torch {torch.__version__}, "
+    log(
+        f"napari-deblur bench on {describe(dev)}, torch {torch.__version__}, "
         f"precision {precision_name(pick_dtype('auto', dev))}, decoder form {decoder_form(dev)}, "
-        f"{'torch.compile, ' if compile_ else ''}{repeats} repeats")
+        f"{'torch.compile, ' if compile_ else ''}{repeats} repeats"
+    )
     log(f"XYDeblur ({name}) per frame:")
     report = {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -100,36 +102,54 @@ def to_markdown(report: dict) -> str:
     ]
     stacks = [row for row in report.get("stacks", []) if "error" not in row]
     if stacks:
-        lines += ["", "| stack (whole engine call) | ms per frame, transfers overlapped | synchronous copies |",
-                  "|---|---:|---:|"]
+        lines += [
+            "",
+            "| stack (whole engine call) | ms per frame, transfers overlapped | synchronous copies |",
+            "|---|---:|---:|",
+        ]
         for row in stacks:
-            lines.append(f"| {row['frames']} x {row['size']} {row['dtype']} ({row['model']}) "
-                         f"| {_ms(row['overlapped_ms_per_frame'])} | {_ms(row['synchronous_ms_per_frame'])} |")
+            lines.append(
+                f"| {row['frames']} x {row['size']} {row['dtype']} ({row['model']}) "
+                f"| {_ms(row['overlapped_ms_per_frame'])} | {_ms(row['synchronous_ms_per_frame'])} |"
+            )
     if "error" in report.get("memory_cap", {}):
         lines += ["", f"The memory-cap run failed: {report['memory_cap']['error']}"]
     elif "memory_cap" in report:
         cap = report["memory_cap"]
-        lines += ["", f"A {cap['size']} RGB image under a {cap['cap_gib']:g} GiB device-memory cap: {cap['seconds']:.1f} s, "
-                      f"peak {cap['peak_gib']:.2f} GiB, tiles of {cap['tile']}, {cap['oom_retries']} out-of-memory "
-                      f"retries, largest difference from an untiled window across a tile seam "
-                      f"{cap['seam_max_diff']:.1e}."]
+        lines += [
+            "",
+            f"A {cap['size']} RGB image under a {cap['cap_gib']:g} GiB device-memory cap: {cap['seconds']:.1f} s, "
+            f"peak {cap['peak_gib']:.2f} GiB, tiles of {cap['tile']}, {cap['oom_retries']} out-of-memory "
+            f"retries, largest difference from an untiled window across a tile seam "
+            f"{cap['seam_max_diff']:.1e}.",
+        ]
     diffusion = report["diffusion"]
-    lines += ["", f"Diffusion refinement ({diffusion['denoiser']}):", "",
-              "| size | denoiser step, 1 sample (ms) | per sample, 8 batched (ms) |", "|---|---:|---:|"]
+    lines += [
+        "",
+        f"Diffusion refinement ({diffusion['denoiser']}):",
+        "",
+        "| size | denoiser step, 1 sample (ms) | per sample, 8 batched (ms) |",
+        "|---|---:|---:|",
+    ]
     for row in diffusion["steps"]:
         lines.append(f"| {row['size']} | {_ms(row['step_ms'])} | {_ms(row['step_ms_per_sample_batched8'])} |")
     if "fidelity" in diffusion:
         fid = diffusion["fidelity"]
-        lines += ["", f"Fidelity preset ({fid['steps']} steps x {fid['samples']} samples) at {fid['size']}: "
-                      f"{fid['seconds']:.2f} s."]
+        lines += [
+            "",
+            f"Fidelity preset ({fid['steps']} steps x {fid['samples']} samples) at {fid['size']}: "
+            f"{fid['seconds']:.2f} s.",
+        ]
     return "\n".join(lines) + "\n"
 
 
 def _xydeblur_table(report: dict) -> list[str]:
     """The per-frame XYDeblur table's lines (a CUDA-graph column when the report has one)."""
-    lines = ["| XYDeblur frame | reference fp32 (ms) | optimised " + report["precision"] + " (ms) | speed-up "
-             "| whole call (ms) | peak memory ref / opt (MiB) | max difference |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
+    lines = [
+        "| XYDeblur frame | reference fp32 (ms) | optimised " + report["precision"] + " (ms) | speed-up "
+        "| whole call (ms) | peak memory ref / opt (MiB) | max difference |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     graphs = any("graph_ms" in row or "graph_error" in row for row in report["xydeblur"])
     if graphs:
         lines[-2] += " optimised as a CUDA graph (ms) |"
@@ -143,6 +163,8 @@ def _xydeblur_table(report: dict) -> list[str]:
         ref = _ms(row.get("reference_ms"))
         if row.get("reference_tf32_ms"):
             ref += f" (TF32: {_ms(row['reference_tf32_ms'])})"
-        lines.append(f"| {row['size']} | {ref} | {_ms(row['optimised_ms'])} | {speedup} "
-                     f"| {_ms(row['engine_ms'])} | {peak} | {diff} |" + (f" {_ms(row.get('graph_ms'))} |" if graphs else ""))
+        lines.append(
+            f"| {row['size']} | {ref} | {_ms(row['optimised_ms'])} | {speedup} "
+            f"| {_ms(row['engine_ms'])} | {peak} | {diff} |" + (f" {_ms(row.get('graph_ms'))} |" if graphs else "")
+        )
     return lines

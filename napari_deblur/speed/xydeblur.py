@@ -39,8 +39,10 @@ from .timing import PeakMemory, median_seconds, sample_frame, short_error, tf32
 
 GRAPH_MAX_PIXELS = 2048 * 2048  # CUDA-graph replay is timed up to this frame size
 # (bundled model, frames, frame size, dtype) of the stacks timed by bench_stacks
-GPU_STACKS = [(bundled_name("photo"), 48, (720, 1280), np.uint8),
-              (bundled_name("microscopy"), 24, (2048, 2048), np.uint16)]
+GPU_STACKS = [
+    (bundled_name("photo"), 48, (720, 1280), np.uint8),
+    (bundled_name("microscopy"), 24, (2048, 2048), np.uint16),
+]
 
 
 def bench_xydeblur(model, device, sizes, repeats: int, *, compile_: bool = False, log=print) -> list[dict]:
@@ -88,8 +90,18 @@ def bench_xydeblur(model, device, sizes, repeats: int, *, compile_: bool = False
             row.update(_graph_row(run_optimised, device, repeats, got))
         image = np.ascontiguousarray(frame.transpose(1, 2, 0))
         row["engine_ms"] = 1000 * median_seconds(
-            lambda: xydeblur(image, model, axes="YXC" if model.channels == 3 else None, device=str(device),
-                             normalize="dtype", compile=compile_), device, max(1, repeats // 2), warmup=1)
+            lambda: xydeblur(
+                image,
+                model,
+                axes="YXC" if model.channels == 3 else None,
+                device=str(device),
+                normalize="dtype",
+                compile=compile_,
+            ),
+            device,
+            max(1, repeats // 2),
+            warmup=1,
+        )
         rows.append(row)
         log(_row_line(row))
     if compile_ and optimised.error:
@@ -130,8 +142,10 @@ def _row_line(row) -> str:
     diff = f"{row['max_diff']:.1e}" if row.get("max_diff") is not None else "n/a"
     graph = f"  CUDA graph {row['graph_ms']:8.1f} ms" if row.get("graph_ms") else ""
     graph += f"  CUDA graph failed: {row['graph_error']}" if row.get("graph_error") else ""
-    return (f"  {row['size']:>10}  reference {ref} ms  optimised {row['optimised_ms']:8.1f} ms  {ratio}  "
-            f"engine {row['engine_ms']:8.1f} ms  max diff {diff}{graph}")
+    return (
+        f"  {row['size']:>10}  reference {ref} ms  optimised {row['optimised_ms']:8.1f} ms  {ratio}  "
+        f"engine {row['engine_ms']:8.1f} ms  max diff {diff}{graph}"
+    )
 
 
 def bench_memory_cap(model, device, side: int = 16384, cap_gib: float = 4.0, log=print) -> dict:
@@ -174,10 +188,20 @@ def bench_memory_cap(model, device, side: int = 16384, cap_gib: float = 4.0, log
         torch.cuda.set_per_process_memory_fraction(1.0, device)
         release_prepared()
         release_device_cache(device)
-    row = {"size": f"{side}x{side}", "cap_gib": cap_gib, "seconds": seconds, "peak_gib": peak, "tile": tile,
-           "batch": result.info["batch"], "oom_retries": retries, "seam_max_diff": seam_diff}
-    log(f"  {side}x{side} under a {cap_gib:g} GiB cap: {seconds:.1f} s, peak {peak:.2f} GiB, tile {tile}, "
-        f"{retries} out-of-memory retries, seam max diff {seam_diff:.1e}")
+    row = {
+        "size": f"{side}x{side}",
+        "cap_gib": cap_gib,
+        "seconds": seconds,
+        "peak_gib": peak,
+        "tile": tile,
+        "batch": result.info["batch"],
+        "oom_retries": retries,
+        "seam_max_diff": seam_diff,
+    }
+    log(
+        f"  {side}x{side} under a {cap_gib:g} GiB cap: {seconds:.1f} s, peak {peak:.2f} GiB, tile {tile}, "
+        f"{retries} out-of-memory retries, seam max diff {seam_diff:.1e}"
+    )
     return row
 
 
@@ -206,10 +230,13 @@ def bench_stacks(device, repeats: int, stacks=GPU_STACKS, log=print) -> list[dic
             finally:
                 frames.OVERLAP_TRANSFERS = True
         row["path"] = outputs[0].info["path"]
-        row["same_output"] = all(np.array_equal(getattr(outputs[0], k), getattr(outputs[1], k))
-                                 for k in ("restored", "r_hor", "r_ver"))
+        row["same_output"] = all(
+            np.array_equal(getattr(outputs[0], k), getattr(outputs[1], k)) for k in ("restored", "r_hor", "r_ver")
+        )
         rows.append(row)
-        log(f"  {count} x {row['size']} {row['dtype']} ({name}, {row.get('path')} path): "
+        log(
+            f"  {count} x {row['size']} {row['dtype']} ({name}, {row.get('path')} path): "
             f"{row['overlapped_ms_per_frame']:.1f} ms per frame with overlapped transfers, "
-            f"{row['synchronous_ms_per_frame']:.1f} ms with synchronous copies; same output: {row['same_output']}")
+            f"{row['synchronous_ms_per_frame']:.1f} ms with synchronous copies; same output: {row['same_output']}"
+        )
     return rows

@@ -43,9 +43,7 @@ def _unflatten(skeleton, tensors):
         return tensors[skeleton["__tensor__"]]
     if "__dict__" in skeleton:
         ints = set(skeleton.get("__intkeys__", []))
-        return {
-            (int(k) if int_key(k, ints) else k): _unflatten(v, tensors) for k, v in skeleton["__dict__"].items()
-        }
+        return {(int(k) if int_key(k, ints) else k): _unflatten(v, tensors) for k, v in skeleton["__dict__"].items()}
     if "__list__" in skeleton:
         return [_unflatten(v, tensors) for v in skeleton["__list__"]]
     return skeleton["__value__"]

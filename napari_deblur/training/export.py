@@ -25,9 +25,9 @@ DATA_DESCRIPTION = {
 
 DEGRADATION = {
     "photo": "camera-shake trajectories, linear motion, defocus and Gaussian blur in linear light, spatially "
-             "varying blur, saturated highlights, Poisson-Gaussian noise, 8-bit rounding",
+    "varying blur, saturated highlights, Poisson-Gaussian noise, 8-bit rounding",
     "microscopy": "scalar Born-Wolf widefield/confocal PSFs in focus and defocused, Poisson-Gaussian noise at "
-                  "20-1000 photons, percentile scaling",
+    "20-1000 photons, percentile scaling",
 }
 
 
@@ -39,18 +39,31 @@ def data_description(config: dict) -> str:
     if config.get("sharp"):
         kind = "photographs" if config.get("preset") == "photo" else "fluorescence images"
         psfs = f"; measured/computed PSFs {', '.join(config['psfs'])}" if config.get("psfs") else ""
-        return (f"real {kind} from {', '.join(config['sharp'])} (benchmark hold-outs excluded, "
-                f"napari_deblur.data.heldout) for {config.get('real_share', 0.9):.0%} of the sharp tiles, procedural "
-                f"scenes for the rest; identity kernels {config.get('identity_prob', 0):.0%}"
-                + (f", JPEG {config.get('jpeg_prob', 0):.0%}" if config.get("preset") == "photo" else "")
-                + (f", dynamic-scene motion {config['motion_prob']:.0%}" if config.get("motion_prob") else "")
-                + (f", kernels {config['kernel_size']} px" if config.get("kernel_size", 31) != 31 else "")
-                + f"; {DEGRADATION.get(config.get('preset'), '')}{psfs}")
+        return (
+            f"real {kind} from {', '.join(config['sharp'])} (benchmark hold-outs excluded, "
+            f"napari_deblur.data.heldout) for {config.get('real_share', 0.9):.0%} of the sharp tiles, procedural "
+            f"scenes for the rest; identity kernels {config.get('identity_prob', 0):.0%}"
+            + (f", JPEG {config.get('jpeg_prob', 0):.0%}" if config.get("preset") == "photo" else "")
+            + (f", dynamic-scene motion {config['motion_prob']:.0%}" if config.get("motion_prob") else "")
+            + (f", kernels {config['kernel_size']} px" if config.get("kernel_size", 31) != 31 else "")
+            + f"; {DEGRADATION.get(config.get('preset'), '')}{psfs}"
+        )
     return DATA_DESCRIPTION.get(config.get("preset"), "")
 
 
-def gated_export(export, run_dir, name: str, out_dir, real_data, *, quick=False, run_device="auto",
-                 bench_dir=None, log=print, **kwargs) -> tuple[Path | None, dict]:
+def gated_export(
+    export,
+    run_dir,
+    name: str,
+    out_dir,
+    real_data,
+    *,
+    quick=False,
+    run_device="auto",
+    bench_dir=None,
+    log=print,
+    **kwargs,
+) -> tuple[Path | None, dict]:
     """Export into a staging folder, score the candidate on the real-data tracks and apply the
     do-no-harm gate (:func:`napari_deblur.evaluation.real.gate`); only a model that passes reaches
     ``out_dir``, with the real-track numbers and the gate in its manifest. Returns (manifest or None,
@@ -72,16 +85,28 @@ def gated_export(export, run_dir, name: str, out_dir, real_data, *, quick=False,
         models, denoisers = [], [entry]
     else:
         models, denoisers = [entry], []
-    report = run_real_benchmark(real_data, bench_dir or staging / "real", models=models, denoisers=denoisers,
-                                quick=quick, device=run_device, log=log)
+    report = run_real_benchmark(
+        real_data,
+        bench_dir or staging / "real",
+        models=models,
+        denoisers=denoisers,
+        quick=quick,
+        device=run_device,
+        log=log,
+    )
     verdict = report["gate"][name]
     tracks = {}
     for track, data in report["tracks"].items():
         section = data.get("diffusion", {}).get(name, data)
         if name in section["means"]:
             tracks[track] = {k: section["means"][k] for k in (INPUT, "predictor", name) if k in section["means"]}
-    manifest["real_benchmark"] = {"mode": report["mode"], "device": report["device"], "date": report["date"],
-                                  "tracks": tracks, "gate": verdict}
+    manifest["real_benchmark"] = {
+        "mode": report["mode"],
+        "device": report["device"],
+        "date": report["date"],
+        "tracks": tracks,
+        "gate": verdict,
+    }
     manifest_path.write_text(json.dumps(manifest, indent=1) + "\n")
     if not verdict["passed"]:
         log(f"{name} did not pass the do-no-harm gate; nothing written to {out_dir} (candidate left in {staging})")
@@ -95,23 +120,39 @@ def gated_export(export, run_dir, name: str, out_dir, real_data, *, quick=False,
 
 def git_commit() -> str:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
-                             cwd=Path(__file__).resolve().parent)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            cwd=Path(__file__).resolve().parent,
+        )
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
 
-def write_bundle(run_dir, name: str, out_dir, model, state: dict, *, manifest_extra: dict,
-                 header_extra: dict | None = None, device: str = "", benchmark: dict | None = None,
-                 note: str = "") -> Path:
+def write_bundle(
+    run_dir,
+    name: str,
+    out_dir,
+    model,
+    state: dict,
+    *,
+    manifest_extra: dict,
+    header_extra: dict | None = None,
+    device: str = "",
+    benchmark: dict | None = None,
+    note: str = "",
+) -> Path:
     """Write ``model`` as ``out_dir/<name>.safetensors`` (fp16) and its manifest ``<name>.json``:
     what every bundled model records (checksum, recipe, data, iterations, time, device,
     commit, last validation), plus ``manifest_extra`` (architecture and the like)."""
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     config = json.loads((run_dir / "config.json").read_text())
-    weights = save_safetensors(model, out_dir / f"{name}.safetensors", half=True,
-                               metadata={"name": name, **(header_extra or {})})
+    weights = save_safetensors(
+        model, out_dir / f"{name}.safetensors", half=True, metadata={"name": name, **(header_extra or {})}
+    )
     log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines() if line.strip()]
     validation = [r for r in log if "val_psnr" in r]
     manifest = {

@@ -41,10 +41,13 @@ def export_dvsr_run(run_dir, name: str, out_dir, *, predictor: str | None = None
         "predictor_sha256": predictor_sha,
         "schedule": {
             "training": f"continuous abar, uniform between neighbours of linear betas {BETA_START:g}..{BETA_END:g} "
-                        f"over {TRAIN_STEPS} steps",
+            f"over {TRAIN_STEPS} steps",
             "target": f"eps of {model.residual_scale:g} * (x0 - g(y)), L1"
-                      + (f", EDM-preconditioned output (sigma_data {model.config['sigma_data']:g})"
-                         if model.config["sigma_data"] > 0 else ""),
+            + (
+                f", EDM-preconditioned output (sigma_data {model.config['sigma_data']:g})"
+                if model.config["sigma_data"] > 0
+                else ""
+            ),
         },
     }
     header = {PREDICTOR_KEY: predictor} if predictor else {}

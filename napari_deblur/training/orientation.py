@@ -51,7 +51,9 @@ def specialisation(energies: dict) -> np.ndarray:
     """Per image, how much more the first branch takes of horizontal than of vertical blur,
     relative to the second: > 1 means the first branch is the horizontal one, 1 no split."""
     h, v = energies["horizontal"], energies["vertical"]
-    h1, h2, v1, v2 = (np.maximum(np.asarray(x, dtype=np.float64), 1e-12) for x in (h["first"], h["second"], v["first"], v["second"]))
+    h1, h2, v1, v2 = (
+        np.maximum(np.asarray(x, dtype=np.float64), 1e-12) for x in (h["first"], h["second"], v["first"], v["second"])
+    )
     return (h1 / h2) * (v2 / v1)
 
 
@@ -64,5 +66,8 @@ def orientation(energies: dict) -> dict:
     mean = float(logs.mean())
     branch = "first" if mean >= 0 else "second"
     agree = float(np.mean(logs >= 0) if branch == "first" else np.mean(logs < 0))
-    return {"horizontal_branch": branch, "branch_split": round(float(np.exp(abs(mean))), 3),
-            "branch_agreement": round(agree, 3)}
+    return {
+        "horizontal_branch": branch,
+        "branch_split": round(float(np.exp(abs(mean))), 3),
+        "branch_agreement": round(agree, 3),
+    }

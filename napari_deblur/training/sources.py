@@ -40,8 +40,10 @@ def make_training_pairs(cfg, device, log=print):
     if cfg.sharp and not cfg.pairs:
         images = load_sharp(cfg.sharp, cfg.preset)
         summary = images.summary()
-        log(f"real sharp images: {summary['images']} planes, {summary['pixels'] / 1e6:.1f} Mpx "
-            f"({summary['heldout_skipped']} held-out files left out)")
+        log(
+            f"real sharp images: {summary['images']} planes, {summary['pixels'] / 1e6:.1f} Mpx "
+            f"({summary['heldout_skipped']} held-out files left out)"
+        )
         psfs = load_psf_files(cfg.psfs) + images.psfs if cfg.preset == "microscopy" else []
         options = {"sharp": images, "real_share": cfg.real_share, "psfs": psfs}
     if not cfg.pairs:
@@ -57,6 +59,7 @@ def make_training_pairs(cfg, device, log=print):
     if "sharp" in options:  # validation crops must fit in the largest real image (crop banks are small)
         largest = max(min(im.shape[-2:]) for im in options["sharp"].images)
         val_crop = max(16, min(val_crop, (largest - 2 * (pair_sampler.kernel_size // 2)) // 16 * 16))
-    val = make_sampler(cfg.preset, val_crop, cfg.val_crops, device, 10_000 + cfg.seed, pairs=cfg.pairs,
-                       heldout=True, **options).sample()
+    val = make_sampler(
+        cfg.preset, val_crop, cfg.val_crops, device, 10_000 + cfg.seed, pairs=cfg.pairs, heldout=True, **options
+    ).sample()
     return pair_sampler, val

@@ -89,19 +89,23 @@ class DVSRTrainer(Trainer):
 
         self.predictor = load_model(cfg.predictor)
         if self.predictor.channels != channels:
-            raise ValueError(f"predictor {cfg.predictor!r} has {self.predictor.channels} channels, "
-                             f"preset {cfg.preset} needs {channels}")
+            raise ValueError(
+                f"predictor {cfg.predictor!r} has {self.predictor.channels} channels, "
+                f"preset {cfg.preset} needs {channels}"
+            )
         self.predictor_sha256 = weights_sha256(self.predictor)
         self.predictor.to(self.device).eval().requires_grad_(False)
         if cfg.init:
             self.model = load_denoiser(cfg.init)
             if self.model.channels != channels:
-                raise ValueError(f"--init denoiser has {self.model.channels} channels, "
-                                 f"preset {cfg.preset} needs {channels}")
+                raise ValueError(
+                    f"--init denoiser has {self.model.channels} channels, preset {cfg.preset} needs {channels}"
+                )
         else:
             torch.manual_seed(cfg.seed)
-            self.model = ResidualDenoiser(channels, cfg.width, tuple(cfg.mults), cfg.blocks, cfg.residual_scale,
-                                           cfg.sigma_data)
+            self.model = ResidualDenoiser(
+                channels, cfg.width, tuple(cfg.mults), cfg.blocks, cfg.residual_scale, cfg.sigma_data
+            )
         self.model.to(self.device).train()
         self.ema = {k: v.detach().clone().float() for k, v in self.model.state_dict().items()}
         self.opt = torch.optim.AdamW(
@@ -142,17 +146,22 @@ class DVSRTrainer(Trainer):
         if state.get("architecture") != "ResidualDenoiser":
             raise ValueError(f"{self.out} holds a checkpoint of another architecture; use a new folder")
         if state.get("predictor") != str(self.cfg.predictor):
-            self.log(f"warning: this run was trained with predictor {state.get('predictor')!r}, "
-                     f"now {self.cfg.predictor!r}")
+            self.log(
+                f"warning: this run was trained with predictor {state.get('predictor')!r}, now {self.cfg.predictor!r}"
+            )
         elif state.get("predictor_sha256") not in (None, self.predictor_sha256):
-            self.log(f"warning: predictor {self.cfg.predictor!r} has other weights than when this run "
-                     f"began (sha256 {str(state['predictor_sha256'])[:12]}..., now "
-                     f"{str(self.predictor_sha256)[:12]}...)")
+            self.log(
+                f"warning: predictor {self.cfg.predictor!r} has other weights than when this run "
+                f"began (sha256 {str(state['predictor_sha256'])[:12]}..., now "
+                f"{str(self.predictor_sha256)[:12]}...)"
+            )
         for key, default in (("residual_scale", 1.0), ("sigma_data", 0.0)):
             saved = state.get("config", {}).get(key, default)
             if saved != self.model.config[key]:
-                raise ValueError(f"{self.out} was trained with {key} {saved}, not "
-                                 f"{self.model.config[key]}; use the same value or a new folder")
+                raise ValueError(
+                    f"{self.out} was trained with {key} {saved}, not "
+                    f"{self.model.config[key]}; use the same value or a new folder"
+                )
         self.model.load_state_dict(state["model"])
         self.ema = {k: v.to(self.device) for k, v in state["ema"].items()}
         self.opt.load_state_dict(state["optimizer"])
@@ -217,13 +226,23 @@ def run_from_args(args, data_options: dict) -> int:
     import sys
 
     cfg = DVSRConfig(
-        preset=args.preset, predictor=getattr(args, "predictor", None), iters=args.iters, batch=args.batch,
-        crop=args.crop if args.crop is not None else DVSRConfig.crop, lr=args.lr, warmup=args.warmup,
-        ema=args.ema, seed=args.seed, width=args.width,
+        preset=args.preset,
+        predictor=getattr(args, "predictor", None),
+        iters=args.iters,
+        batch=args.batch,
+        crop=args.crop if args.crop is not None else DVSRConfig.crop,
+        lr=args.lr,
+        warmup=args.warmup,
+        ema=args.ema,
+        seed=args.seed,
+        width=args.width,
         residual_scale=getattr(args, "residual_scale", None) or DVSRConfig.residual_scale,
         sigma_data=DVSRConfig.sigma_data if getattr(args, "sigma_data", None) is None else args.sigma_data,
-        blocks=args.blocks if args.blocks is not None else DVSRConfig.blocks, init=args.init,
-        val_every=args.val_every, ckpt_every=args.ckpt_every, **data_options,
+        blocks=args.blocks if args.blocks is not None else DVSRConfig.blocks,
+        init=args.init,
+        val_every=args.val_every,
+        ckpt_every=args.ckpt_every,
+        **data_options,
     )
     trainer = DVSRTrainer(cfg, args.out, device=args.device, log=lambda line: print(line, file=sys.stderr))
     print(trainer.run(time_limit=args.time_limit, fit_iters=getattr(args, "fit_iters", False)))

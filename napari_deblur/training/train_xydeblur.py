@@ -87,7 +87,9 @@ class Trainer:
         if cfg.init:
             self.model = load_model(cfg.init)
             if self.model.channels != channels:
-                raise ValueError(f"--init model has {self.model.channels} channels, preset {cfg.preset} needs {channels}")
+                raise ValueError(
+                    f"--init model has {self.model.channels} channels, preset {cfg.preset} needs {channels}"
+                )
         else:
             torch.manual_seed(cfg.seed)
             self.model = XYDeblur(cfg.width, cfg.blocks, channels)
@@ -156,8 +158,10 @@ class Trainer:
         model = XYDeblur(**self.model.config).to(self.device).eval()
         model.load_state_dict(self.ema)
         restored = torch.cat([model(blurred[i : i + 2])[2] for i in range(0, len(blurred), 2)])
-        return {"val_psnr_input": psnr(sharp, blurred, **VALIDATION_PSNR),
-                "val_psnr": psnr(sharp, restored, **VALIDATION_PSNR)}
+        return {
+            "val_psnr_input": psnr(sharp, blurred, **VALIDATION_PSNR),
+            "val_psnr": psnr(sharp, restored, **VALIDATION_PSNR),
+        }
 
     def step(self) -> float:
         cfg = self.cfg
@@ -184,8 +188,10 @@ class Trainer:
         (10% kept back for validation and checkpoints), and record it for a resumed run."""
         fitted = self.iteration + int(0.9 * (time_limit - elapsed) / seconds_per_iter)
         if fitted < self.cfg.iters:
-            self.log(f"--fit-iters: {seconds_per_iter * 1000:.0f} ms per iteration, so the schedule ends at "
-                     f"iteration {fitted} instead of {self.cfg.iters}")
+            self.log(
+                f"--fit-iters: {seconds_per_iter * 1000:.0f} ms per iteration, so the schedule ends at "
+                f"iteration {fitted} instead of {self.cfg.iters}"
+            )
             self.cfg.iters = max(self.iteration + 1, fitted)
             self._write_config()
         (self.out / FITTED).write_text(json.dumps({"iters": self.cfg.iters}) + "\n")
@@ -219,8 +225,12 @@ class Trainer:
                     fitting = False
                 record = None
                 if it % log_every == 0 or it == cfg.iters:
-                    record = {"iter": it, "loss": float(np.mean(losses)), "lr": learning_rate(cfg, it - 1),
-                              "seconds": round(self.seconds, 1)}
+                    record = {
+                        "iter": it,
+                        "loss": float(np.mean(losses)),
+                        "lr": learning_rate(cfg, it - 1),
+                        "seconds": round(self.seconds, 1),
+                    }
                     losses = []
                 if it % cfg.val_every == 0 or it == cfg.iters:
                     last = self.validate()
