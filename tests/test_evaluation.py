@@ -170,7 +170,7 @@ def test_eval_quick_end_to_end(tiny_resources, tmp_path, capsys):
     assert report["tracks"]["photo"]["models"][0]["label"] == "xydeblur-tiny"
     assert report["tracks"]["microscopy"]["models"][0]["mode"] == "replicated"
     for track in ("photo", "microscopy"):
-        for noise, res in report["tracks"][track]["results"].items():
+        for _noise, res in report["tracks"][track]["results"].items():
             assert {"wiener_balance", "rl_iterations", "wiener_grid_psnr", "rl_grid_psnr"} <= set(res["tuned"])
             assert res["images"] and all({"psnr", "ssim", "seconds"} <= set(m) for m in res["means"].values())
             assert {"blurry input", "Wiener (true kernel)", "Richardson-Lucy (true kernel)"} <= set(res["means"])

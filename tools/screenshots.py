@@ -116,7 +116,10 @@ def new_user_tiff_stack(viewer, app, xy, diffusion, out: Path):
         settle(app, 1.0)
         viewer.window._qt_window.grab().save(str(out / "tiff_stack.png"))
         viewer.grid.enabled = False
-        print("layers after the new-user run:", [(l.name, l.data.shape, str(l.data.dtype)) for l in viewer.layers])
+        print(
+            "layers after the new-user run:",
+            [(layer.name, layer.data.shape, str(layer.data.dtype)) for layer in viewer.layers],
+        )
 
 
 if __name__ == "__main__":

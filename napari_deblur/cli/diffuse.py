@@ -100,7 +100,7 @@ def run_diffuse(args) -> int:
         # this input goes again (a replaced one too: it was this run's), so a rerun is not blocked
         with removed_on_failure() as written:
 
-            def save(target, array, axes):
+            def save(target, array, axes, write=write):
                 written.append(write_image(target, array, axes, **write))
 
             try:

@@ -16,7 +16,8 @@ def add_train(subparsers):
     parser = subparsers.add_parser(
         "train",
         help="train (or continue training) a model on synthetic or paired data",
-        description="Train XYDeblur (or, with dvsr, a diffusion denoiser for a frozen XYDeblur) in OUT. Running the same command again on the same OUT resumes "
+        description="Train XYDeblur (or, with dvsr, a diffusion denoiser for a frozen XYDeblur) in OUT. "
+        "Running the same command again on the same OUT resumes "
         "exactly where it stopped (checkpoints in shards under 16 MiB).",
     )
     parser.add_argument(

@@ -3,8 +3,9 @@
 Every kernel is a float32 (size, size) array, size odd, non-negative and summing
 to 1, with its centre of mass on the centre pixel (``size // 2``) up to
 rounding. Without ``size``, a kernel takes the smallest odd size that holds it,
-at most ``MAX_SIZE`` (31; pass ``size`` for larger ones). Random generators take ``rng``: a ``numpy.random.Generator``, a
-``torch.Generator`` or an int seed; the same rng state gives the same kernel.
+at most ``MAX_SIZE`` (31; pass ``size`` for larger ones). Random generators take
+``rng``: a ``numpy.random.Generator``, a ``torch.Generator`` or an int seed; the
+same rng state gives the same kernel.
 
 Camera shake follows the trajectory model of Boracchi & Foi, *Modeling the
 performance of image restoration from motion blur* (IEEE TIP 2012): a particle

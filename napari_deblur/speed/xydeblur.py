@@ -58,11 +58,11 @@ def bench_xydeblur(model, device, sizes, repeats: int, *, compile_: bool = False
         if device.type == "cuda":
             xopt = xopt.contiguous(memory_format=torch.channels_last)
 
-        def run_reference():
+        def run_reference(x32=x32):
             with torch.no_grad():
                 return reference(x32)[2]
 
-        def run_optimised():
+        def run_optimised(xopt=xopt):
             with torch.inference_mode():
                 r_hor, r_ver = optimised.residuals(xopt)
                 return xopt + r_hor + r_ver
@@ -90,7 +90,7 @@ def bench_xydeblur(model, device, sizes, repeats: int, *, compile_: bool = False
             row.update(_graph_row(run_optimised, device, repeats, got))
         image = np.ascontiguousarray(frame.transpose(1, 2, 0))
         row["engine_ms"] = 1000 * median_seconds(
-            lambda: xydeblur(
+            lambda image=image: xydeblur(
                 image,
                 model,
                 axes="YXC" if model.channels == 3 else None,
@@ -223,7 +223,10 @@ def bench_stacks(device, repeats: int, stacks=GPU_STACKS, log=print) -> list[dic
         for overlap in (True, False):
             frames.OVERLAP_TRANSFERS = overlap
             try:
-                run = lambda: xydeblur(stack, model, axes=axes, device=str(device), normalize="dtype")  # noqa: E731
+
+                def run(stack=stack, model=model, axes=axes):
+                    return xydeblur(stack, model, axes=axes, device=str(device), normalize="dtype")
+
                 seconds = median_seconds(run, device, max(1, repeats // 2), warmup=1)
                 row["overlapped_ms_per_frame" if overlap else "synchronous_ms_per_frame"] = 1000 * seconds / count
                 outputs.append(run())
