@@ -134,7 +134,76 @@ def compile_one(form: str, mode: str, size, device_name: str, repeats: int) -> d
     }
 
 
-def main(argv=None) -> int:
+def time_eager(sizes, device, repeats, report, save) -> tuple:
+    """Every eager form, precision and layout at the first size, the engine's at the others;
+    returns the precisions and layouts tried (the engine's first)."""
+    cuda = device.type == "cuda"
+    low = ("fp16", "bf16") if cuda else ("fp32",)
+    layouts = ("channels_last", "contiguous") if cuda else ("contiguous",)
+    for index, size in enumerate(sizes):
+        expected = reference(size, device)
+        for form in FORMS:
+            for precision in low:
+                for layout in layouts:
+                    if index and (precision != low[0] or layout != layouts[0]):
+                        continue  # the larger sizes: the engine's precision and layout only
+                    row = time_variant(form, precision, layout, size, device, repeats, expected)
+                    report["eager"].append(row)
+                    print(
+                        f"  {row['size']:>10} {form:>12} {precision} {layout:>13}: "
+                        + (f"{row['ms']:8.2f} ms  max diff {row['max_diff']:.1e}" if "ms" in row else row["error"])
+                    )
+        save()
+    return low, layouts
+
+
+def fastest_form(report, first: str, precision: str, layout: str) -> str:
+    """The fastest eager form at size ``first`` within 1e-2 of the fp32 reference."""
+    candidates = [
+        r
+        for r in report["eager"]
+        if r["size"] == first
+        and "ms" in r
+        and r["max_diff"] <= 1e-2
+        and r["precision"] == precision
+        and r["layout"] == layout
+    ]
+    return min(candidates, key=lambda r: r["ms"])["form"]
+
+
+def compile_in_subprocess(args, form: str, mode: str) -> dict:
+    """One compiled variant in a fresh process (its own compile time, a hang cut off)."""
+    size = args.sizes.split(",")[0]
+    cmd = [sys.executable, __file__, "--device", args.device, "--sizes", size, "--repeats", str(args.repeats)]
+    cmd += ["--compile-one", form, mode]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=args.compile_timeout)
+    except subprocess.TimeoutExpired:
+        return {"form": form, "compile_mode": mode, "error": f"over {args.compile_timeout:.0f} s"}
+    lines = done.stdout.strip().splitlines()
+    if done.returncode == 0 and lines:
+        return json.loads(lines[-1])
+    return {"form": form, "compile_mode": mode, "error": done.stderr.strip()[-300:]}
+
+
+def time_compiled(args, fastest: str, report, save) -> None:
+    """The reference form and the fastest eager form through ``torch.compile``, each mode."""
+    runs = [("two-pass", "default")] + ([(fastest, "default")] if fastest != "two-pass" else [])
+    runs += [(fastest, mode) for mode in args.compile_modes.split(",") if mode != "default"]
+    for form, mode in runs:
+        row = compile_in_subprocess(args, form, mode)
+        report["compiled"].append(row)
+        if "ms" in row:
+            result = (
+                f"{row['ms']:8.2f} ms after {row['compile_seconds']:.0f} s of compiling, max diff {row['max_diff']:.1e}"
+            )
+        else:
+            result = row["error"]
+        print(f"  compiled {form:>12} ({mode}): {result}")
+        save()
+
+
+def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--sizes", default="720x1280,2048x2048")
@@ -144,7 +213,11 @@ def main(argv=None) -> int:
     parser.add_argument("--compile-modes", default="default,max-autotune-no-cudagraphs")
     parser.add_argument("--compile-timeout", type=float, default=120, help="seconds per compiled variant")
     parser.add_argument("--compile-one", nargs=2, metavar=("FORM", "MODE"), help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
     if args.compile_one:
         print(json.dumps(compile_one(*args.compile_one, sizes[0], args.device, args.repeats)))
@@ -152,7 +225,6 @@ def main(argv=None) -> int:
 
     device = pick_device(args.device)
     torch.backends.cudnn.benchmark = True
-    cuda = device.type == "cuda"
     report = {
         "device": describe(device),
         "torch": torch.__version__,
@@ -168,36 +240,12 @@ def main(argv=None) -> int:
             args.out.write_text(json.dumps(report, indent=2) + "\n")
 
     print(f"XYDeblur forward forms on {report['device']}, torch {torch.__version__}, median of {args.repeats}")
-    low = ("fp16", "bf16") if cuda else ("fp32",)
-    layouts = ("channels_last", "contiguous") if cuda else ("contiguous",)
-    for index, size in enumerate(sizes):
-        expected = reference(size, device)
-        for form in FORMS:
-            for precision in low:
-                for layout in layouts:
-                    if index and (precision != low[0] or layout != layouts[0]):
-                        continue  # the larger sizes: the engine's precision and layout only
-                    row = time_variant(form, precision, layout, size, device, args.repeats, expected)
-                    report["eager"].append(row)
-                    print(
-                        f"  {row['size']:>10} {form:>12} {precision} {layout:>13}: "
-                        + (f"{row['ms']:8.2f} ms  max diff {row['max_diff']:.1e}" if "ms" in row else row["error"])
-                    )
-        save()
+    low, layouts = time_eager(sizes, device, args.repeats, report, save)
     first = f"{sizes[0][0]}x{sizes[0][1]}"
-    candidates = [
-        r
-        for r in report["eager"]
-        if r["size"] == first
-        and "ms" in r
-        and r["max_diff"] <= 1e-2
-        and r["precision"] == low[0]
-        and r["layout"] == layouts[0]
-    ]
-    report["fastest"] = min(candidates, key=lambda r: r["ms"])["form"]
+    report["fastest"] = fastest_form(report, first, low[0], layouts[0])
     print(f"fastest at {first} ({low[0]}, {layouts[0]}): {report['fastest']}")
     save()
-    if cuda:
+    if device.type == "cuda":
         for form in ("two-pass", "twin-grouped"):
             try:
                 report["profiles"][form] = profile(form, sizes[0], device)
@@ -206,44 +254,7 @@ def main(argv=None) -> int:
             print(f"CUDA kernels of {form} at {first} (5 forwards):\n{report['profiles'][form]}")
         save()
     if not args.no_compile:
-        fastest = report["fastest"]
-        runs = [("two-pass", "default")] + ([(fastest, "default")] if fastest != "two-pass" else [])
-        runs += [(fastest, mode) for mode in args.compile_modes.split(",") if mode != "default"]
-        for form, mode in runs:
-            cmd = [
-                sys.executable,
-                __file__,
-                "--device",
-                args.device,
-                "--sizes",
-                args.sizes.split(",")[0],
-                "--repeats",
-                str(args.repeats),
-                "--compile-one",
-                form,
-                mode,
-            ]
-            try:
-                done = subprocess.run(cmd, capture_output=True, text=True, timeout=args.compile_timeout)
-                lines = done.stdout.strip().splitlines()
-                row = (
-                    json.loads(lines[-1])
-                    if done.returncode == 0 and lines
-                    else {"form": form, "compile_mode": mode, "error": done.stderr.strip()[-300:]}
-                )
-            except subprocess.TimeoutExpired:
-                row = {"form": form, "compile_mode": mode, "error": f"over {args.compile_timeout:.0f} s"}
-            report["compiled"].append(row)
-            print(
-                f"  compiled {form:>12} ({mode}): "
-                + (
-                    f"{row['ms']:8.2f} ms after {row['compile_seconds']:.0f} s of compiling, max diff "
-                    f"{row['max_diff']:.1e}"
-                    if "ms" in row
-                    else row["error"]
-                )
-            )
-            save()
+        time_compiled(args, report["fastest"], report, save)
     return 0
 
 

@@ -29,6 +29,14 @@ def add_train(subparsers):
     parser.add_argument(
         "--pairs", default=None, metavar="DIR", help="a folder with blur/ and sharp/ (or raw/ and target/)"
     )
+    _add_data_arguments(parser)
+    _add_model_arguments(parser)
+    _add_run_arguments(parser)
+    parser.set_defaults(handler=run_train)
+
+
+def _add_data_arguments(parser) -> None:
+    """The real sharp images and how they are degraded (:class:`~napari_deblur.training.sources.DataOptions`)."""
     data = parser.add_argument_group(
         "real sharp images",
         "Synthetic pairs made from your own sharp images: photos, or fluorescence planes and "
@@ -76,6 +84,10 @@ def add_train(subparsers):
         default=31,
         help="side of the synthetic blur kernels and the longest motion path, odd (default 31)",
     )
+
+
+def _add_model_arguments(parser) -> None:
+    """The starting weights, the optimisation schedule and the network's size."""
     parser.add_argument(
         "--init", default=None, metavar="NAME|PATH", help="start from these weights (e.g. a bundled model)"
     )
@@ -111,6 +123,10 @@ def add_train(subparsers):
         default=None,
         help="dvsr: signal std of the output preconditioning (default 0.4; 0 = plain eps output)",
     )
+
+
+def _add_run_arguments(parser) -> None:
+    """Seed, validation and checkpoint cadence, time limit, device and output folder."""
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--val-every", type=int, default=500)
     parser.add_argument("--ckpt-every", type=int, default=500)
@@ -129,7 +145,6 @@ def add_train(subparsers):
     )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR")
-    parser.set_defaults(handler=run_train)
 
 
 def run_train(args) -> int:
