@@ -13,14 +13,14 @@ pytest.importorskip("dask.array")
 
 from factories import tiny_model  # noqa: E402
 
-from napari_deblur import extras, streaming  # noqa: E402
+from napari_deblur import extras, stacks, streaming  # noqa: E402
 from napari_deblur.cli import main  # noqa: E402
 from napari_deblur.extras import MissingExtraError  # noqa: E402
 from napari_deblur.io import write_image  # noqa: E402
 from napari_deblur.models.weights import save_safetensors  # noqa: E402
 
 ADVICE = "pip install 'napari-deblur[dask]'"
-OPEN_STACK = streaming.open_stack
+OPEN_STACK = stacks.open_stack
 
 
 @pytest.fixture

@@ -19,7 +19,8 @@ from napari_deblur.cli import main  # noqa: E402
 from napari_deblur.engine.restore import xydeblur  # noqa: E402
 from napari_deblur.io import read_image, write_image  # noqa: E402
 from napari_deblur.models.weights import save_safetensors  # noqa: E402
-from napari_deblur.streaming import natural_key, open_stack, stream_xydeblur  # noqa: E402
+from napari_deblur.stacks import natural_key, open_stack  # noqa: E402
+from napari_deblur.streaming import stream_xydeblur, tiff_names  # noqa: E402
 
 
 @pytest.fixture
@@ -144,6 +145,22 @@ def test_natural_order():
 
     names = ["t10.tif", "t2.tif", "T1.tif"]
     assert sorted(names, key=lambda n: natural_key(Path(n))) == ["T1.tif", "t2.tif", "t10.tif"]
+
+
+def test_tiff_names_keep_a_folders_names_and_number_the_rest(tmp_path):
+    from pathlib import Path
+
+    from napari_deblur.stacks import Stack
+
+    folder = Stack(None, "TYX", kind="tiff-folder", files=[Path("in/a.tif"), Path("in/b.tif")])
+    assert tiff_names(folder, (2, 8, 8), tmp_path / "out") == ["a.tif", "b.tif"]
+    store = Stack(None, "ZYX", kind="zarr")
+    assert tiff_names(store, (2, 8, 8), tmp_path / "out") == ["out_00000.tif", "out_00001.tif"]
+    with pytest.raises(ValueError, match="needs a leading stack axis"):
+        tiff_names(Stack(None, "YX"), (8, 8), tmp_path / "out")
+    (tmp_path / "out" / "b.tif").mkdir(parents=True)
+    with pytest.raises(ValueError, match=r"b\.tif is a folder where this run writes a TIFF"):
+        tiff_names(folder, (2, 8, 8), tmp_path / "out")
 
 
 PEAK_RSS = """

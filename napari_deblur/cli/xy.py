@@ -104,7 +104,7 @@ def run_xy(args) -> int:
     from ..io import read_image, write_image
     from ..models.weights import load_model
     from ..output_safety import removed_on_failure
-    from ..streaming import is_zarr
+    from ..stacks import is_zarr
 
     streamed = [p for p in args.inputs if p.is_dir() or is_zarr(p) or (args.stream and p.is_file())]
     files = [p for p in args.inputs if p not in streamed]
@@ -162,7 +162,8 @@ def plan_streams(streamed, args) -> list:
     """(input, output) for every streamed input, checked before any work: no two share an output,
     and each output may be written (:func:`napari_deblur.streaming.check_output`)."""
     from ..extras import MissingExtraError, require
-    from ..streaming import check_output, is_zarr, output_path, required_packages
+    from ..stacks import is_zarr, required_packages
+    from ..streaming import check_output, output_path
 
     plan, seen = [], set()
     for source in streamed:
