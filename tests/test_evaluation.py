@@ -203,3 +203,42 @@ def test_models_are_matched_to_tracks(tmp_path):
     assert [m["mode"] for m in track_models(chosen, "microscopy")] == ["per-channel"]
     rgb = [{"name": "rgb", "source": "rgb", "channels": 3}]
     assert track_models(rgb, "microscopy")[0]["label"] == "rgb (replicated to RGB)"
+
+
+def test_write_report_saves_the_markdown_and_the_json(tmp_path):
+    from napari_deblur.evaluation.report import checkout_commit, to_markdown, write_report
+
+    settings = {
+        "metrics": "PSNR",
+        "timing": "seconds",
+        "wiener_balance_grid": [1e-4, 1.0],
+        "rl_iterations_grid": [5, 10],
+        "photo": {"photos": ["coffee"], "crop": 64, "kernel_families": ["arc"]},
+        "microscopy": {"size": 64, "stardist_img2d": "skipped", "psfs": ["airy"]},
+    }
+    means = {"blurry input": {"n": 1, "psnr": 20.0, "ssim": 0.5, "seconds": 0.0}}
+    result = {
+        "noise": "sigma 0.01",
+        "tuned": {"wiener_balance": 0.01, "rl_iterations": 10, "tuning_cases": 1},
+        "means": means,
+        "psnr_by_kernel": {"blurry input": {"arc": 20.0}},
+    }
+    report = {
+        "mode": "quick",
+        "date": "2026-01-01T00:00:00+00:00",
+        "napari_deblur": "0",
+        "git_commit": checkout_commit(),
+        "device": "cpu",
+        "torch": "2",
+        "python": "3",
+        "settings": settings,
+        "tracks": {"photo": {"models": [], "results": {"low": result}}},
+        "clock_motion": {"skipped": "no photo"},
+        "seconds_total": 1.0,
+    }
+    write_report(tmp_path, report)
+    md = (tmp_path / "benchmark.md").read_text()
+    assert md == to_markdown(report)
+    assert "## Photo track" in md and "| blurry input | 1 | 20.00 | 0.5000 | 0.000 | 20.00 |" in md
+    assert "Skipped: no photo." in md
+    assert json.loads((tmp_path / "benchmark.json").read_text()) == report

@@ -1,6 +1,7 @@
 """The benchmark behind ``napari-deblur eval``: held-out images, out-of-training kernels, oracle baselines.
 
 - :mod:`.benchmark`: the run on synthetic cases (baselines, XYDeblur models, the diffusion rows).
+- :mod:`.report`: its Markdown report, the files it writes and the commit it came from.
 - :mod:`.cases` and :mod:`.kernels`: the benchmark images and the blur kernels/PSFs they use.
 - :mod:`.baselines`: Wiener and Richardson-Lucy deconvolution with the true kernel.
 - :mod:`.diffusion` and :mod:`.timing`: predict-and-refine rows, timed per step.

@@ -7,14 +7,12 @@ split) and every bundled XYDeblur that fits the track, scored by PSNR and SSIM
 (data range 1, :func:`napari_deblur.metrics.score`) and timed per image. Every
 diffusion denoiser (bundled or given) adds its predict-and-refine rows on a small
 subset of its track's cases (:mod:`.diffusion`).
-Writes ``benchmark.md``, ``benchmark.json`` and ``clock_motion.png`` (scikit-image's real
-motion-blurred photo, input | restored).
+Writes ``benchmark.md`` and ``benchmark.json`` (:mod:`.report`) and ``clock_motion.png``
+(scikit-image's real motion-blurred photo, input | restored).
 """
 
 import datetime
-import json
 import platform
-import subprocess
 import time
 from pathlib import Path
 
@@ -24,8 +22,8 @@ from ..metrics import linear_to_srgb, score, srgb_to_linear
 from . import baselines
 from .cases import MICROSCOPY_NOISE, PHOTO_NOISE, SEED_TAG, microscopy_cases, photo_cases, stardist_image
 from .diffusion import evaluate_diffusion, select_denoisers
-from .diffusion import to_markdown as diffusion_markdown
 from .kernels import MICROSCOPY_PSFS, PHOTO_FAMILIES
+from .report import checkout_commit, write_report
 
 FULL = {
     "photo": {"crop": 256, "per_photo": 2, "all_families": True, "tune_per_photo": 1},
@@ -267,24 +265,6 @@ def restore_clock(out_dir: Path, models: list[dict], device: str) -> dict:
     }
 
 
-def checkout_commit() -> str | None:
-    repo = Path(__file__).resolve().parents[2]
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=repo,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return commit + ("-dirty" if dirty else "") if commit else None
-
-
 def run_benchmark(out_dir, *, quick=False, models=None, device="auto", diffusion=None, log=print) -> dict:
     """Run the whole benchmark; writes benchmark.md, benchmark.json and clock_motion.png in ``out_dir``."""
     import torch
@@ -322,10 +302,7 @@ def run_benchmark(out_dir, *, quick=False, models=None, device="auto", diffusion
     diffusion = evaluate_diffusion(
         denoisers, {"photo": photo_test, "microscopy": micro_test}, cfg["diffusion"], cfg["noises"], str(dev), log
     )
-    has_stardist = stardist_image() is not None
-    stardist_status = (
-        ("used" if not quick else "skipped in --quick") if has_stardist else "skipped: stardist not installed"
-    )
+    settings = _settings(cfg, quick)
     report = {
         "benchmark": "napari-deblur eval",
         "mode": "quick" if quick else "full",
@@ -337,101 +314,50 @@ def run_benchmark(out_dir, *, quick=False, models=None, device="auto", diffusion
         "device": describe(dev),
         "device_requested": device,
         "torch_threads": torch.get_num_threads(),
-        "settings": {
-            "seed_tag": SEED_TAG,
-            "seed_key": "numpy default_rng([seed_tag, split (test 0, tune 1), track (photo 0, microscopy 1), ...])",
-            "photo": {
-                **pc,
-                "photos": sorted(_heldout_names()),
-                "kernel_families": list(PHOTO_FAMILIES),
-                "noise": {k: PHOTO_NOISE[k]["description"] for k in cfg["noises"]},
-                "blur": "linear light (sRGB decoded), valid region only; baselines deconvolve in linear light",
-            },
-            "microscopy": {
-                **mc,
-                "psfs": list(MICROSCOPY_PSFS),
-                "noise": {k: MICROSCOPY_NOISE[k]["description"] for k in cfg["noises"]},
-                "stardist_img2d": stardist_status,
-            },
-            "wiener_balance_grid": cfg["wiener_balance"],
-            "rl_iterations_grid": cfg["rl_iterations"],
-            "metrics": "PSNR and SSIM (skimage.metrics, data_range 1, outputs clipped to [0, 1]; "
-            "SSIM with channel_axis on RGB)",
-            "timing": "seconds per image per method on the device above; a model's first call (weights, warm-up) "
-            "is not timed",
-            "model_call": "napari_deblur.xydeblur(float32 in [0, 1], normalize='dtype', out_dtype='float32')",
-        },
+        "settings": settings,
         "tracks": tracks,
         "diffusion": diffusion,
     }
     report["clock_motion"] = restore_clock(out_dir, chosen, str(dev))
     report["seconds_total"] = time.perf_counter() - started
-    markdown = to_markdown(report)
-    (out_dir / "benchmark.md").write_text(markdown)
-    (out_dir / "benchmark.json").write_text(json.dumps(report, indent=1))
+    write_report(out_dir, report)
     return report
+
+
+def _settings(cfg: dict, quick: bool) -> dict:
+    """The report's ``settings``: the configuration used, the images, kernels and noise levels, and how
+    methods are scored and timed."""
+    has_stardist = stardist_image() is not None
+    stardist_status = (
+        ("used" if not quick else "skipped in --quick") if has_stardist else "skipped: stardist not installed"
+    )
+    return {
+        "seed_tag": SEED_TAG,
+        "seed_key": "numpy default_rng([seed_tag, split (test 0, tune 1), track (photo 0, microscopy 1), ...])",
+        "photo": {
+            **cfg["photo"],
+            "photos": sorted(_heldout_names()),
+            "kernel_families": list(PHOTO_FAMILIES),
+            "noise": {k: PHOTO_NOISE[k]["description"] for k in cfg["noises"]},
+            "blur": "linear light (sRGB decoded), valid region only; baselines deconvolve in linear light",
+        },
+        "microscopy": {
+            **cfg["microscopy"],
+            "psfs": list(MICROSCOPY_PSFS),
+            "noise": {k: MICROSCOPY_NOISE[k]["description"] for k in cfg["noises"]},
+            "stardist_img2d": stardist_status,
+        },
+        "wiener_balance_grid": cfg["wiener_balance"],
+        "rl_iterations_grid": cfg["rl_iterations"],
+        "metrics": "PSNR and SSIM (skimage.metrics, data_range 1, outputs clipped to [0, 1]; "
+        "SSIM with channel_axis on RGB)",
+        "timing": "seconds per image per method on the device above; a model's first call (weights, warm-up) "
+        "is not timed",
+        "model_call": "napari_deblur.xydeblur(float32 in [0, 1], normalize='dtype', out_dtype='float32')",
+    }
 
 
 def _heldout_names():
     from ..data.sharp import heldout_photos
 
     return list(heldout_photos())
-
-
-def to_markdown(report: dict) -> str:
-    s = report["settings"]
-    lines = [
-        f"# napari-deblur benchmark ({report['mode']})",
-        "",
-        f"- date: {report['date']}; napari-deblur {report['napari_deblur']}, commit {report['git_commit']}",
-        f"- device: {report['device']}; torch {report['torch']}, Python {report['python']}",
-        f"- metrics: {s['metrics']}; timing: {s['timing']}",
-        f"- oracle baselines get the true kernel; their parameters are tuned on a separate split "
-        f"(Wiener balance grid {len(s['wiener_balance_grid'])} values in "
-        f"[{min(s['wiener_balance_grid']):.0e}, {max(s['wiener_balance_grid']):.0e}], RL iterations "
-        f"{s['rl_iterations_grid']})",
-        "",
-    ]
-    about = {
-        "photo": f"held-out photos {', '.join(s['photo']['photos'])}, crops of {s['photo']['crop']} px; "
-        f"kernels: {', '.join(s['photo']['kernel_families'])} (outside the training families)",
-        "microscopy": f"synthetic fluorescence scenes of {s['microscopy']['size']} px (seeds outside training), "
-        f"stardist img2d: {s['microscopy']['stardist_img2d']}; "
-        f"PSFs: {', '.join(s['microscopy']['psfs'])}",
-    }
-    for track, data in report["tracks"].items():
-        lines += [f"## {track.capitalize()} track", "", about[track], ""]
-        if not data["models"]:
-            lines += ["No bundled model fits this track: baselines only.", ""]
-        for noise, res in data["results"].items():
-            kernels = list(next(iter(res["psnr_by_kernel"].values()), {}))
-            lines += [
-                f"### Noise: {noise} ({res['noise']})",
-                "",
-                f"Tuned: Wiener balance **{res['tuned']['wiener_balance']:.3g}**, Richardson-Lucy "
-                f"**{res['tuned']['rl_iterations']}** iterations "
-                f"({res['tuned']['tuning_cases']} tuning images). PSNR per kernel on the right.",
-                "",
-                "| method | images | PSNR (dB) | SSIM | s / image | " + " | ".join(kernels) + " |",
-                "|---|---:|---:|---:|---:|" + "---:|" * len(kernels),
-            ]
-            for method, m in res["means"].items():
-                per = " | ".join(f"{res['psnr_by_kernel'][method][k]:.2f}" for k in kernels)
-                lines.append(
-                    f"| {method} | {m['n']} | {m['psnr']:.2f} | {m['ssim']:.4f} | {m['seconds']:.3f} | {per} |"
-                )
-            lines.append("")
-    if "diffusion" in report:
-        lines += diffusion_markdown(report["diffusion"])
-    clock = report.get("clock_motion", {})
-    lines += ["## Real motion blur: scikit-image clock_motion.png", ""]
-    if "skipped" in clock:
-        lines.append(f"Skipped: {clock['skipped']}.")
-    else:
-        lines.append(
-            f"`{clock['file']}`: {clock['layout']}, restored by {clock['model']} ({clock['channel_mode']}) "
-            f"in {clock['seconds']:.2f} s. No ground truth; scikit-image blur_effect (0 sharp .. 1 blurry): "
-            f"input {clock['blur_effect_input']:.3f}, restored {clock['blur_effect_restored']:.3f}."
-        )
-    lines += ["", f"Total time {report['seconds_total']:.1f} s.", ""]
-    return "\n".join(lines)

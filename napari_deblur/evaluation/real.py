@@ -253,7 +253,8 @@ def run_real_benchmark(
 
     from .. import __version__
     from ..engine.device import describe, pick_device
-    from .benchmark import checkout_commit, select_models
+    from .benchmark import select_models
+    from .report import checkout_commit
 
     root, out_dir = Path(root), Path(out_dir)
     if not (root / "photos").is_dir() or not (root / "fluorescence").is_dir():
