@@ -140,6 +140,28 @@ def test_presets_and_dice(dock):
     assert len(seeds) > 1
 
 
+def test_sampling_controls_read_as_the_engine_names_them(qtbot):
+    from napari_deblur.plugin.sampling import PRESETS, SamplingControls
+
+    controls = SamplingControls()
+    assert controls.values() == {"steps": 10, "samples": 8, "seed": 0, "sampler": "ddpm"}
+    assert [label for label, _ in controls.rows()] == ["steps", "presets", "samples", "seed", "sampler"]
+    controls.apply_preset("Perceptual")
+    controls.seed_spin.setValue(7)
+    controls.sampler_combo.setCurrentText("DDIM")
+    steps, samples = PRESETS["Perceptual"]
+    assert controls.values() == {"steps": steps, "samples": samples, "seed": 7, "sampler": "ddim"}
+
+
+def test_the_widget_exposes_its_sampling_controls(dock):
+    _, widget = dock
+    sampling = widget.sampling
+    assert widget.steps_slider is sampling.steps_slider and widget.samples_spin is sampling.samples_spin
+    assert widget.seed_spin is sampling.seed_spin and widget.sampler_combo is sampling.sampler_combo
+    widget.apply_preset("Perceptual")
+    assert sampling.values()["steps"] == 500
+
+
 def test_load_weights_selects_the_named_predictor_and_bad_files_are_reported(dock, pair_files, tmp_path, monkeypatch):
     import napari_deblur.plugin.diffusion_widget as dw
 

@@ -155,6 +155,35 @@ def test_a_plane_keeps_its_axes_and_is_placed_on_its_plane():
     assert part_translate((1, 2), (1, 1), None, rgb=False) == (1.0, 2.0)
 
 
+def test_live_layers_show_frames_and_are_removed():
+    from types import SimpleNamespace
+
+    from napari.components import ViewerModel
+
+    from napari_deblur.plugin.layers import source_properties
+    from napari_deblur.plugin.live import LiveLayers
+
+    viewer = ViewerModel()
+    data = np.full((3, 8, 10), 50, dtype=np.uint16)
+    layer = viewer.add_image(data, name="cells", colormap="green", contrast_limits=(0, 100))
+    ctx = {"name": "cells", "props": source_properties(layer), "rgb": False, "part_translate": (1.0, 0.0, 0.0)}
+    live = LiveLayers(viewer)
+    live.create(data[1:2], ctx, {"source_layer": "cells"})
+    assert live.names() == ["cells z_t", "cells x0 estimate"] and live.count == 0
+    x0, z_t = viewer.layers["cells x0 estimate"], viewer.layers["cells z_t"]
+    assert viewer.layers[-1] is x0 and np.shares_memory(x0.data, data)
+    assert x0.metadata["napari_deblur"] == {"source_layer": "cells", "output": "x0"}
+    frame = np.ones((1, 8, 10), dtype=np.float32)
+    live.show(SimpleNamespace(x0=frame, z_t=-frame, z_limit=2.0))
+    assert live.count == 1 and x0.data is frame and z_t.colormap.name == "gray"
+    assert tuple(z_t.contrast_limits) == (-2.0, 2.0) and x0.colormap.name == "green"
+    viewer.layers.remove(x0)  # the user deleted one: the other still gets the frames
+    live.show(SimpleNamespace(x0=frame, z_t=frame, z_limit=1.0))
+    assert live.count == 2 and tuple(z_t.contrast_limits) == (-1.0, 1.0)
+    live.remove()
+    assert live.names() == [] and [lay.name for lay in viewer.layers] == ["cells"]
+
+
 def test_job_on_an_rgb_stack_plane(monkeypatch):
     from napari_deblur.engine.restore import run_to_end
     from napari_deblur.models.xydeblur import XYDeblur

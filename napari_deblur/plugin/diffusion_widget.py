@@ -19,38 +19,28 @@ progress bar shows steps/s and the time left. At the end the widget adds (or rep
 ``<name> samples`` (a slider over the samples), and removes its live layers (the
 trajectory's last frame is the final x0 estimate). A cancelled or failed run removes its
 live layers and adds nothing else. What it shares with the XYDeblur widget (layer lists,
-the run and its worker) is in :mod:`napari_deblur.plugin.dock`.
+the run and its worker) is in :mod:`napari_deblur.plugin.dock`; the sampling controls are
+:class:`napari_deblur.plugin.sampling.SamplingControls` and the live layers
+:class:`napari_deblur.plugin.live.LiveLayers`.
 
 torch and the engine are imported when the widget is built or runs, not at import.
 """
 
-import random
 import time
 from pathlib import Path
 
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QFileDialog,
-    QHBoxLayout,
-    QLabel,
-    QPushButton,
-    QSpinBox,
-)
+from qtpy.QtWidgets import QCheckBox, QComboBox, QFileDialog, QLabel
 
 from .diffusion_job import DiffusionJob, run_diffusion
 from .dock import ERROR_STYLE, DockWidget, check_single_scale, notes_text
 from .layers import add_or_replace, output_kwargs, output_name, stacked_kwargs
+from .live import LiveLayers
 from .model_default import choice_text, suggest_denoiser
 from .options import LOAD_WEIGHTS, WEIGHTS_FILTER
 from .plane import keepdims_index
+from .sampling import SamplingControls
 
-SAMPLERS = ("DDPM", "DDIM")
-PRESETS = {"Fidelity": (10, 8), "Perceptual": (500, 1)}  # (steps, samples)
-MAX_STEPS = 1000
-MAX_SEED = 2**31 - 1
-LIVE = ("x0", "z_t")
 NO_DENOISER = (
     "No denoiser weights are bundled yet: load a ResidualDenoiser file (.safetensors, .pt) with 'Load weights...'."
 )
@@ -66,14 +56,13 @@ class DiffusionDeblurWidget(DockWidget):
 
     def __init__(self, napari_viewer):
         super().__init__(napari_viewer)
-        self.preview_count = 0  # preview frames drawn in the current/last run
         self._failed = False
         self._started = 0.0
         self._denoisers = {}  # combo text -> ResidualDenoiser loaded from a file or given in memory
         self._last_denoiser = 0
         self._user_chose_denoiser = False  # until then the bundled denoiser follows the input layer
         self._suggestion = None  # the model_default.Suggestion for the input layer
-        self._live = {}  # kind -> layer of the running job
+        self.live = LiveLayers(napari_viewer)  # the x0 and z_t layers of the running job
         self._build()
         self.input_combo.currentIndexChanged.connect(self._follow_layer)
         self.watch_layers()
@@ -96,7 +85,12 @@ class DiffusionDeblurWidget(DockWidget):
         self.model_label.setWordWrap(True)
         self.choice_label.setWordWrap(True)
         self.options.model_combo.setToolTip("The XYDeblur the denoiser was trained with (its first estimate)")
-        presets, seed_row = self._build_sampling()
+        sampling = self.sampling = SamplingControls()
+        # the sampling controls and actions are the widget's attributes too (scripts and tests use them)
+        self.steps_slider, self.samples_spin = sampling.steps_slider, sampling.samples_spin
+        self.seed_spin, self.dice_button = sampling.seed_spin, sampling.dice_button
+        self.preset_buttons, self.sampler_combo = sampling.preset_buttons, sampling.sampler_combo
+        self.apply_preset, self.roll_seed = sampling.apply_preset, sampling.roll_seed
         self.keep_samples_check = QCheckBox("keep samples")
         self.keep_samples_check.setToolTip("Also show every sample as one stack layer (N full images in memory)")
         rows = [
@@ -105,11 +99,7 @@ class DiffusionDeblurWidget(DockWidget):
             ("", self.choice_label),
             ("", self.model_label),
             (self.options,),
-            ("steps", self.steps_slider),
-            ("presets", presets),
-            ("samples", self.samples_spin),
-            ("seed", seed_row),
-            ("sampler", self.sampler_combo),
+            *self.sampling.rows(),
             ("", self.keep_samples_check),
             ("scope", self.scope_combo),
             ("reference", self.reference_combo),
@@ -118,47 +108,10 @@ class DiffusionDeblurWidget(DockWidget):
             rows, (self.run_button, self.cancel_button), (self.progress_bar, self.status_label, self.metrics_label)
         )
 
-    def _build_sampling(self):
-        """The steps slider, preset buttons, samples, seed (with its dice) and sampler controls;
-        returns the preset and seed rows (layouts)."""
-        from superqt import QLabeledSlider
-
-        self.steps_slider = QLabeledSlider(Qt.Orientation.Horizontal)
-        self.steps_slider.setRange(1, MAX_STEPS)
-        self.steps_slider.setValue(PRESETS["Fidelity"][0])
-        self.steps_slider.setToolTip(
-            "Diffusion steps: few steps and several samples give a low-distortion mean, "
-            "many steps sharper single samples"
-        )
-        self.preset_buttons = {}
-        presets = QHBoxLayout()
-        for name, (steps, samples) in PRESETS.items():
-            button = QPushButton(name)
-            button.setToolTip(f"{steps} steps, {samples} sample(s)")
-            button.clicked.connect(lambda *_, n=name: self.apply_preset(n))
-            self.preset_buttons[name] = button
-            presets.addWidget(button)
-        self.samples_spin = QSpinBox()
-        self.samples_spin.setRange(1, 256)
-        self.samples_spin.setValue(PRESETS["Fidelity"][1])
-        self.samples_spin.setToolTip("Chains: the mean and the std are over them")
-        self.seed_spin = QSpinBox()
-        self.seed_spin.setRange(0, MAX_SEED)
-        self.dice_button = QPushButton("\N{GAME DIE}")
-        self.dice_button.setToolTip("A random seed")
-        self.dice_button.clicked.connect(self.roll_seed)
-        seed_row = QHBoxLayout()
-        seed_row.addWidget(self.seed_spin, 1)
-        seed_row.addWidget(self.dice_button)
-        self.sampler_combo = QComboBox()
-        self.sampler_combo.addItems(SAMPLERS)
-        self.sampler_combo.setToolTip("DDPM: ancestral, as in the paper; DDIM: deterministic given the seed")
-        return presets, seed_row
-
     # --- layer lists ---------------------------------------------------------------------
     def own_layer_names(self) -> list:
         """The live layers of the running job, which are no input."""
-        return [layer.name for layer in self._live.values()]
+        return self.live.names()
 
     def layers_changed(self) -> None:
         self._follow_layer()
@@ -263,16 +216,12 @@ class DiffusionDeblurWidget(DockWidget):
                 getattr(predictor, "weights_info", {}).get("name") or "XYDeblur (in memory)", predictor
             )
 
-    # --- settings ----------------------------------------------------------------------------
-    def apply_preset(self, name: str) -> None:
-        steps, samples = PRESETS[name]
-        self.steps_slider.setValue(steps)
-        self.samples_spin.setValue(samples)
-
-    def roll_seed(self, *_) -> None:
-        self.seed_spin.setValue(random.randint(0, MAX_SEED))
-
     # --- running -------------------------------------------------------------------------
+    @property
+    def preview_count(self) -> int:
+        """The preview frames drawn in the current (or last) run."""
+        return self.live.count
+
     def make_job(self, layer):
         """The DiffusionJob and its context for ``layer`` with the current settings (ValueError if none)."""
         check_single_scale(layer)
@@ -290,10 +239,7 @@ class DiffusionDeblurWidget(DockWidget):
             data=layer.data,
             axes=axes,
             model=model,
-            steps=int(self.steps_slider.value()),
-            samples=int(self.samples_spin.value()),
-            seed=int(self.seed_spin.value()),
-            sampler=self.sampler_combo.currentText().lower(),
+            **self.sampling.values(),
             options=self.options.engine_options(),
             index=index,
             rgb=bool(layer.rgb),
@@ -317,12 +263,11 @@ class DiffusionDeblurWidget(DockWidget):
     def prepare_run(self, layer, job) -> bool:
         """Add the live layers (showing the input's part) before the worker starts."""
         self._failed = False
-        self._live = {}
-        self.preview_count = 0
         try:
-            self._create_live(layer.data if job.index is None else layer.data[keepdims_index(job.index)])
+            start = layer.data if job.index is None else layer.data[keepdims_index(job.index)]
+            self.live.create(start, self.context, self.provenance(self.context))
         except (ValueError, TypeError) as err:  # e.g. napari refusing an inherited property
-            self._remove_live()
+            self.live.remove()
             self.say(f"Cannot show the live layers: {err}", error=True)
             return False
         return True
@@ -349,43 +294,8 @@ class DiffusionDeblurWidget(DockWidget):
             text = tick.message
         self.show_progress(tick.done, tick.total, text)
         if tick.x0 is not None:
-            self._show_live(tick)
+            self.live.show(tick)
         self.update_activity(tick.done, tick.total, tick.message)
-
-    def _create_live(self, start) -> None:
-        """Add (or take over) the live layers before the run starts, showing ``start`` (the part
-        of the input the run refines, a view of it) drawn like the input until the first frame.
-
-        The predictor runs before the first step (seconds on a CPU): meanwhile the canvas shows
-        the input, not a black layer. Adding a layer is the expensive part of showing one in
-        napari (layer controls, the vispy visual, a redraw: a few hundred ms on a slow
-        machine), so it is done once, at the click, and the previews only replace the data.
-        """
-        ctx = self.context
-        rgb, translate = ctx["rgb"], ctx["part_translate"]
-        for kind in LIVE[::-1]:  # z_t below, the x0 estimate on top
-            kwargs = output_kwargs(kind, ctx["props"], self.provenance(ctx), rgb=rgb, translate=translate)
-            self._live[kind] = add_or_replace(self.viewer, start, output_name(ctx["name"], kind), **kwargs)
-            self._live[kind].visible = True
-
-    def _show_live(self, tick) -> None:
-        """Draw a preview frame: new data for the live layers (z_t: grey, symmetric limits)."""
-        for kind, data in (("z_t", tick.z_t), ("x0", tick.x0)):
-            layer = self._live.get(kind)
-            if layer is None or layer not in self.viewer.layers:  # the user deleted it: fine
-                continue
-            layer.data = data
-            if kind == "z_t":
-                if self.preview_count == 0 and not layer.rgb:
-                    layer.colormap = "gray"
-                layer.contrast_limits = (-tick.z_limit, tick.z_limit)
-        self.preview_count += 1
-
-    def _remove_live(self) -> None:
-        for layer in self._live.values():
-            if layer in self.viewer.layers:
-                self.viewer.layers.remove(layer)
-        self._live = {}
 
     def on_error(self, err) -> None:
         self._failed = True
@@ -393,7 +303,7 @@ class DiffusionDeblurWidget(DockWidget):
 
     def run_ended(self) -> None:
         """Remove the live layers (previews only: the result is the mean, std and trajectory)."""
-        self._remove_live()
+        self.live.remove()
         if self._failed:
             self.progress_bar.setValue(0)
 
