@@ -40,12 +40,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..engine.axes import Layout, normalize_axes, to_bcyx
-from ..engine.device import describe, pick_device, pick_dtype, precision_name
+from ..engine.device import describe, precision_name
 from ..engine.intensity import cast_like
 from ..engine.model_input import ModelInput
-from ..engine.options import MIN_TILE, check_parameters
-from ..engine.restore import DEFAULT_OVERLAP, GIVEN, check_finite_output, check_image, plan_memory
+from ..engine.options import MIN_TILE
+from ..engine.restore import DEFAULT_OVERLAP, GIVEN, check_finite_output, plan_memory
 from ..engine.runtime import (
     RELEASE_SHARE,
     device_copy,
@@ -59,8 +58,7 @@ from ..models.registry import default_preset
 from .chains import ChainPlan, Chains, RefineStep, plan_chains, run_chains
 from .images import ResidualImages
 from .pair import residual_scale, resolve_models, size_multiple
-from .sampler import check_sampler
-from .schedule import Schedule, make_schedule
+from .request import RefineRequest, check_request
 from .tiles import halved_tile
 
 __all__ = [
@@ -154,7 +152,7 @@ def refine_iter(
             integers rounded and clipped); ``std`` is always float32.
     """
     started = time.perf_counter()
-    request = _check_request(
+    request = check_request(
         image,
         axes=axes,
         steps=steps,
@@ -229,102 +227,6 @@ def refine(image, model=None, **kwargs) -> RefineResult:
 # ---------------------------------------------------------------- the steps of a call
 
 
-@dataclass
-class _Request:
-    """:func:`refine_iter`'s arguments, checked: the image (``array``, and as ``bcyx`` with
-    its ``layout``), the schedule, the device and dtype, and the other settings."""
-
-    array: np.ndarray
-    axes: str
-    axes_given: bool
-    bcyx: np.ndarray
-    layout: Layout
-    schedule: Schedule
-    samples: int
-    seed: int
-    sampler: str
-    clip: float | None
-    in_flight: int | str
-    tile: int | str
-    overlap: int
-    batch: int | str
-    normalize: object
-    device: object
-    dtype: object
-    keep_samples: bool
-    out_dtype: str
-
-
-def _check_request(
-    image,
-    *,
-    axes,
-    steps,
-    samples,
-    seed,
-    sampler,
-    device,
-    precision,
-    tile,
-    overlap,
-    batch,
-    normalize,
-    clip,
-    keep_samples,
-    in_flight,
-    out_dtype,
-) -> _Request:
-    """The checked :class:`_Request`, or the TypeError/ValueError of the first bad argument."""
-    array = check_image(image)
-    axes_given = axes is not None
-    axes = normalize_axes(axes, array.shape)
-    check_sampler(sampler)
-    schedule = make_schedule(steps)
-    samples = _positive_int(samples, "samples")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    if out_dtype not in ("same", "float32"):
-        raise ValueError(f"out_dtype must be 'same' or 'float32', got {out_dtype!r}")
-    if in_flight != "auto":
-        in_flight = _positive_int(in_flight, "in_flight")
-    if clip is not None and not clip > 0:
-        raise ValueError(f"clip must be positive or None, got {clip!r}")
-    tile, overlap, batch, normalize = check_parameters(tile, overlap, batch, normalize)
-    dev = pick_device(device)
-    dtype = pick_dtype(precision, dev)
-    bcyx, layout = to_bcyx(array, axes)
-    h, w = bcyx.shape[-2:]
-    if h < 4 or w < 4:
-        raise ValueError(f"the image is too small to deblur: {h}x{w} pixels in Y and X (at least 4x4)")
-    return _Request(
-        array,
-        axes,
-        axes_given,
-        bcyx,
-        layout,
-        schedule,
-        samples,
-        int(seed),
-        sampler,
-        clip,
-        in_flight,
-        tile,
-        overlap,
-        batch,
-        normalize,
-        dev,
-        dtype,
-        keep_samples,
-        out_dtype,
-    )
-
-
-def _positive_int(value, name) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
 def _padded(items: np.ndarray, multiple: int) -> np.ndarray:
     """``items`` padded by reflection at the bottom and right to multiples of ``multiple``."""
     h, w = items.shape[-2:]
@@ -334,7 +236,7 @@ def _padded(items: np.ndarray, multiple: int) -> np.ndarray:
     return items
 
 
-def _predict(pred, items: np.ndarray, source: ModelInput, request: _Request) -> np.ndarray:
+def _predict(pred, items: np.ndarray, source: ModelInput, request: RefineRequest) -> np.ndarray:
     """``g(y) - y`` of the padded ``items``, float32 in [0, 1] units: the predictor once over
     tiles; out of memory, again with half the batch or tile. A non-finite output is an error."""
     dev, dtype = request.device, request.dtype
@@ -359,7 +261,7 @@ def _predict(pred, items: np.ndarray, source: ModelInput, request: _Request) -> 
 
 
 def _assemble(
-    request: _Request, plan: ChainPlan, chains: Chains, images: ResidualImages, source: ModelInput, den
+    request: RefineRequest, plan: ChainPlan, chains: Chains, images: ResidualImages, source: ModelInput, den
 ) -> RefineResult:
     """The :class:`RefineResult` (without ``info``) from the chains' statistics: the mean and
     ``x_init`` as images (cast like the input with ``out_dtype='same'``), the standard
@@ -382,7 +284,7 @@ def _assemble(
     )
 
 
-def _run_info(request: _Request, plan: ChainPlan, chains: Chains, den, source: ModelInput) -> dict:
+def _run_info(request: RefineRequest, plan: ChainPlan, chains: Chains, den, source: ModelInput) -> dict:
     """The ``info`` entries that say how the chains ran and where."""
     grid = chains.grid
     return {
