@@ -9,6 +9,7 @@ from napari_deblur import xydeblur
 from napari_deblur.engine import compiled, runtime
 
 IMAGE = np.random.default_rng(2).integers(0, 256, (36, 40)).astype(np.uint8)
+SECOND_IMAGE = np.random.default_rng(3).integers(0, 256, (52, 28)).astype(np.uint8)
 
 
 def a_model():
@@ -51,12 +52,17 @@ def test_out_of_memory_in_the_compiled_network_is_not_swallowed(monkeypatch):
 
 
 @pytest.mark.slow
-def test_the_compiled_network_gives_the_eager_result():
+def test_the_compiled_network_gives_the_eager_result(tmp_path, monkeypatch):
+    """Two frame shapes through one compiled network (dynamic shapes): the eager result, and
+    the compiled code kept on disk for the next process."""
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path))
     runtime.release_prepared()
     model = a_model()
-    eager = xydeblur(IMAGE, model, out_dtype="float32", device="cpu")
-    result = xydeblur(IMAGE, model, out_dtype="float32", device="cpu", compile=True)
-    assert result.info["compile"] == "compiled"
-    for name in ("restored", "r_hor", "r_ver"):
-        np.testing.assert_allclose(getattr(result, name), getattr(eager, name), rtol=1e-4, atol=1e-3)
+    for image in (IMAGE, SECOND_IMAGE):
+        eager = xydeblur(image, model, out_dtype="float32", device="cpu")
+        result = xydeblur(image, model, out_dtype="float32", device="cpu", compile=True)
+        assert result.info["compile"] == "compiled" and result.restored.shape == image.shape
+        for name in ("restored", "r_hor", "r_ver"):
+            np.testing.assert_allclose(getattr(result, name), getattr(eager, name), rtol=1e-4, atol=1e-3)
+    assert any(tmp_path.iterdir())  # the compiled code was kept on disk for the next process
     runtime.release_prepared()

@@ -159,3 +159,29 @@ def test_one_cache_reads_each_architecture_once(tmp_path, monkeypatch):
     assert isinstance(net, XYDeblur) and isinstance(den, ResidualDenoiser)
     assert load_cached("xydeblur-photo") is net and load_cached("dvsr-photo", DENOISER) is den
     assert den.weights_info["predictor"] == "xydeblur-photo"
+
+
+def test_the_cpu_copy_runs_in_channels_last_and_gives_the_nchw_result(monkeypatch):
+    release_prepared()
+    model = tiny_model(channels=3, seed=3)
+    image = np.random.default_rng(0).random((1, 3, 24, 32), dtype=np.float32)
+    outputs = {}
+    for layout in ("0", "1"):
+        monkeypatch.setenv("NAPARI_DEBLUR_CHANNELS_LAST", layout)
+        work = device_copy(model, CPU, torch.float32)
+        weight = next(p for p in work.parameters() if p.dim() == 4)
+        assert weight.is_contiguous(memory_format=torch.channels_last) == (layout == "1")
+        outputs[layout] = runtime.network_fn(work, CPU, torch.float32, 0, False)(image)
+    assert len(cached_device_copies()) == 2  # the layout is part of what a kept copy is
+    for nchw, nhwc in zip(outputs["0"], outputs["1"]):
+        np.testing.assert_allclose(nhwc, nchw, atol=1e-5)
+    release_prepared()
+
+
+def test_channels_last_is_the_cpu_default_and_its_switch_is_checked(monkeypatch):
+    monkeypatch.delenv("NAPARI_DEBLUR_CHANNELS_LAST", raising=False)
+    assert runtime.channels_last(CPU) and runtime.channels_last(torch.device("cuda"))
+    assert not runtime.channels_last(torch.device("mps"))
+    monkeypatch.setenv("NAPARI_DEBLUR_CHANNELS_LAST", "yes")
+    with pytest.raises(ValueError, match="NAPARI_DEBLUR_CHANNELS_LAST must be 0 or 1"):
+        runtime.channels_last(CPU)

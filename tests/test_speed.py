@@ -2,6 +2,7 @@
 figures exist and are sane, and the timing helpers do what they say."""
 
 import json
+import os
 
 import pytest
 
@@ -162,3 +163,45 @@ def test_the_speed_package_needs_no_gui():
     from test_imports import GUI_MODULES, loaded_after_import
 
     assert not loaded_after_import("napari_deblur.speed") & set(GUI_MODULES)
+
+
+def test_the_cpu_candidates_are_checked_against_fp32_and_a_missing_backend_is_a_row(tmp_path, monkeypatch, one_thread):
+    from factories import tiny_model
+
+    from napari_deblur.speed import cpu_variants
+
+    model = tiny_model(channels=3, seed=5)
+    monkeypatch.setattr(cpu_variants, "_onnx_residuals", lambda net, x: (_ for _ in ()).throw(ImportError("no onnx")))
+    forms = ("fp32 NCHW eager", "fp32 channels_last eager", "bf16 channels_last eager", "onnxruntime")
+    rows = cpu_variants.time_forms(model, (32, 48), repeats=1, log=lambda *_: None, forms=forms)
+    assert [row["form"] for row in rows] == list(forms)
+    reference, nhwc, bf16, onnx = rows
+    assert reference["max_diff"] == 0 and reference["speedup"] == 1 and reference["kept"]
+    assert nhwc["max_diff"] <= 1e-5 and nhwc["kept"]  # the layout changes the order of sums, not the result
+    assert bf16["max_diff"] > cpu_variants.TOLERANCE and not bf16["kept"]  # 8-bit mantissa: too far from fp32
+    assert onnx["error"] == "ImportError: no onnx" and "ms" not in onnx
+    report = {
+        "date": "today",
+        "machine": "a test",
+        "torch": torch.__version__,
+        "threads": 1,
+        "bf16_native": False,
+        "tolerance": cpu_variants.TOLERANCE,
+        "repeats": 1,
+        "forms": rows,
+        "calls": [{"call": "xydeblur", "layout": "NCHW", "size": "32x48", "seconds": 0.5}],
+    }
+    table = cpu_variants.cpu_variants_markdown(report)
+    assert "| fp32 channels_last eager | 32x48 |" in table and "| yes |" in table
+    assert "not run: ImportError: no onnx" in table and "| xydeblur | 32x48 | 0.500 | nan |" in table
+
+
+def test_the_engine_layout_switch_is_restored(monkeypatch):
+    from napari_deblur.engine.runtime import channels_last
+    from napari_deblur.speed.cpu_variants import engine_layout
+
+    monkeypatch.delenv("NAPARI_DEBLUR_CHANNELS_LAST", raising=False)
+    with engine_layout(False):
+        assert not channels_last(torch.device("cpu"))
+    assert channels_last(torch.device("cpu"))
+    assert "NAPARI_DEBLUR_CHANNELS_LAST" not in os.environ

@@ -294,7 +294,7 @@ class Session:
                     "--note",
                     note,
                 ],
-                30,
+                90 if self.smoke else 30,  # a loaded 2-core test machine needs longer to start Python and torch
                 env=env,
             ):
                 continue

@@ -33,6 +33,13 @@ def add_bench(subparsers):
         "(eager where it fails; the compile time falls in the warm-up)",
     )
     parser.add_argument(
+        "--cpu-variants",
+        action="store_true",
+        help="instead: the CPU path's candidates side by side (fp32 NCHW / channels_last, compiled, "
+        "bf16, ONNX Runtime when installed), each checked against fp32, then the whole calls "
+        "with the engine's channels_last off and on (default report: benchmarks/cpu-variants.json)",
+    )
+    parser.add_argument(
         "--out",
         type=Path,
         default=None,
@@ -47,6 +54,8 @@ def run_bench_command(args) -> int:
     from ..engine.device import pick_device
     from ..speed import run_bench, to_markdown
 
+    if args.cpu_variants:
+        return _cpu_variants(args)
     out = args.out or Path("benchmarks") / f"performance-{pick_device(args.device).type}.json"
     report = run_bench(
         args.device,
@@ -57,6 +66,25 @@ def run_bench_command(args) -> int:
         log=lambda line: print(line, file=sys.stderr),
     )
     table = to_markdown(report)
+    out.with_suffix(".md").write_text(table)
+    print(table)
+    return 0
+
+
+def _cpu_variants(args) -> int:
+    from ..models.registry import bundled_name
+    from ..models.weights import load_model
+    from ..speed.cpu_variants import cpu_variants_markdown, run_cpu_variants
+
+    out = args.out or Path("benchmarks") / "cpu-variants.json"
+    report = run_cpu_variants(
+        load_model(bundled_name("photo")),
+        repeats=args.repeats or (3 if args.quick else 7),
+        quick=args.quick,
+        out=out,
+        log=lambda line: print(line, file=sys.stderr),
+    )
+    table = cpu_variants_markdown(report)
     out.with_suffix(".md").write_text(table)
     print(table)
     return 0

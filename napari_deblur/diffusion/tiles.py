@@ -9,6 +9,7 @@ with raised-cosine weights, so neighbouring tiles see the same noise and no seam
 import torch
 
 from ..engine.options import MIN_TILE
+from ..engine.runtime import channels_last
 from ..engine.tiling import ramp_window, tile_starts
 
 
@@ -44,9 +45,11 @@ def halved_tile(tile: int, multiple: int) -> int:
 def denoiser_fn(work, device, dtype, channels, replicate_to):
     """(z, cond, abar) on the state device -> eps float32 on the state device."""
 
+    nhwc = channels_last(device)
+
     def fn(z, cond, alpha_bar):
         x = torch.cat([z, cond], dim=1).to(device=device, dtype=dtype)
-        if device.type == "cuda":
+        if nhwc:
             x = x.contiguous(memory_format=torch.channels_last)
         zt, y, xi = x.split(channels, dim=1)
         if replicate_to:

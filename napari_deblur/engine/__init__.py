@@ -9,4 +9,5 @@
 * :mod:`.device`: device and precision choice, and the memory a run may use.
 * :mod:`.options`: the tuning parameters, checked once for every entry point.
 * :mod:`.compiled`: ``torch.compile`` of the networks, with a fallback to eager.
+* :mod:`.compile_cache`: where compiled code is kept on disk, for the next process.
 """

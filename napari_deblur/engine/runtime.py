@@ -37,6 +37,10 @@ DECODER_FORMS = ("two-pass", "twin-grouped", "twin-dense")
 # pass for both branches beats running the decoder twice; on the CPU the two-pass form is
 # fastest, and MPS keeps it (benchmarks/xydeblur-variants-*).
 DEFAULT_DECODER_FORM = {"cpu": "two-pass", "cuda": "twin-dense", "mps": "two-pass"}
+# Memory layout of the networks and their inputs per device type: channels_last (NHWC) lets
+# cuDNN and, on the CPU, oneDNN pick their fastest convolutions; the outputs match NCHW to
+# float rounding (`napari-deblur bench --cpu-variants` measures both on the CPU).
+CHANNELS_LAST = {"cpu": True, "cuda": True, "mps": False}
 RELEASE_SHARE = 0.25  # after a run, cached CUDA blocks above this share of the device go back
 CACHED_MODELS = 8  # models read from files, kept by load_cached
 DEVICE_COPIES = 2  # engine copies of XYDeblur modules kept by device_copy
@@ -48,6 +52,17 @@ def decoder_form(device: torch.device) -> str:
     if form not in DECODER_FORMS:
         raise ValueError(f"NAPARI_DEBLUR_DECODER must be one of {', '.join(DECODER_FORMS)}, got {form!r}")
     return form
+
+
+def channels_last(device: torch.device) -> bool:
+    """Whether the engine runs networks on ``device`` in channels_last; the environment
+    variable NAPARI_DEBLUR_CHANNELS_LAST (0 or 1) overrides :data:`CHANNELS_LAST`."""
+    value = os.environ.get("NAPARI_DEBLUR_CHANNELS_LAST")
+    if value is None or value == "":
+        return CHANNELS_LAST.get(device.type, False)
+    if value not in ("0", "1"):
+        raise ValueError(f"NAPARI_DEBLUR_CHANNELS_LAST must be 0 or 1, got {value!r}")
+    return value == "1"
 
 
 # ---------------------------------------------------------------- the model cache
@@ -107,20 +122,21 @@ def device_copy(
     caller's module is left as it is.
 
     An :class:`~napari_deblur.models.xydeblur.XYDeblur` becomes what the engine runs: the
-    :func:`decoder_form` of that device, on CUDA in channels_last with cuDNN picking the
-    fastest convolution per shape, and with ``compile`` its forward through ``torch.compile``
+    :func:`decoder_form` of that device, in the :func:`channels_last` layout of that device
+    (on CUDA with cuDNN picking the fastest convolution per shape), and with ``compile`` its
+    forward through ``torch.compile``
     (:class:`~.compiled.CompiledResiduals`). That copy is kept for the next call with the
     same model, device, precision and form (a per-frame or per-chunk caller would otherwise
     copy and upload the weights every time); editing the caller's weights in place makes a
     new copy. With ``reference`` it is the network as the official code runs it instead:
     the two-pass decoder, NCHW, eager, not kept.
 
-    Any other module (the diffusion denoiser) is deep-copied, in channels_last on CUDA
-    unless ``reference``.
+    Any other module (the diffusion denoiser) is deep-copied, in the device's
+    :func:`channels_last` layout unless ``reference``.
     """
     if not isinstance(model, XYDeblur):
         work = copy.deepcopy(model).eval().requires_grad_(False).to(device=device, dtype=dtype)
-        if device.type == "cuda" and not reference:
+        if channels_last(device) and not reference:
             work = work.to(memory_format=torch.channels_last)
         return work
     if reference:
@@ -128,7 +144,7 @@ def device_copy(
         work.load_state_dict(model.state_dict())
         return work.eval().to(device=device, dtype=dtype)
     form = decoder_form(device)
-    version = (_module_version(model), form, bool(compile))
+    version = (_module_version(model), form, bool(compile), channels_last(device))
     for ref, seen, dev, dt, work in _COPIES:
         if ref() is model and seen == version and dev == device and dt == dtype:
             return work
@@ -140,6 +156,7 @@ def device_copy(
     work = work.to(device=device, dtype=dtype)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
+    if channels_last(device):
         work = work.to(memory_format=torch.channels_last)
     if compile:
         work = CompiledResiduals(work)
@@ -172,11 +189,13 @@ def network_fn(model, device: torch.device, dtype: torch.dtype, replicate_to: in
     the engine's own work can stand a stub in for the network here.
     """
 
+    layout_nhwc = channels_last(device)
+
     def forward(x: torch.Tensor):
         x = x.to(dtype)
         if replicate_to:
             x = x.expand(-1, replicate_to, -1, -1)
-        if device.type == "cuda":
+        if layout_nhwc:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
             r1, r2 = model.residuals(x)

@@ -8,6 +8,8 @@
 * :mod:`.xydeblur`: XYDeblur per frame (reference against optimised path), on stacks and
   under a device-memory cap;
 * :mod:`.diffusion`: one denoiser step and the Fidelity preset;
+* :mod:`.cpu_variants`: the CPU path's candidates side by side (``--cpu-variants``), with
+  :mod:`.compile_reuse` (what compiling costs a first and a second process);
 * :mod:`.report`: the whole run, :func:`run_bench` (JSON), and :func:`to_markdown` (the
   README's tables).
 

@@ -69,8 +69,11 @@ def bench_diffusion(device, settings, repeats: int, *, quick: bool = False, log=
     return out
 
 
-def _fidelity(predictor, denoiser, device, size, log) -> dict:
-    """The Fidelity preset (10 steps x 8 samples) once after an untimed warm-up: its wall time."""
+def fidelity_seconds(device, size, models=None) -> float:
+    """Wall time of the Fidelity preset (10 steps x 8 samples) on the sample frame at ``size``
+    = (height, width), once after an untimed warm-up; ``models``: (predictor, denoiser),
+    default :func:`bundled_denoiser`'s."""
+    predictor, denoiser = models or bundled_denoiser(log=lambda *_: None)[:2]
     height, width = size
     image = np.ascontiguousarray(sample_frame(height, width).transpose(1, 2, 0))
 
@@ -89,6 +92,13 @@ def _fidelity(predictor, denoiser, device, size, log) -> dict:
     start = time.perf_counter()
     run()
     synchronize(device)
-    fidelity = {"size": f"{height}x{width}", "steps": 10, "samples": 8, "seconds": time.perf_counter() - start}
-    log(f"  Fidelity preset (10 steps x 8 samples) at {height}x{width}: {fidelity['seconds']:.2f} s")
+    return time.perf_counter() - start
+
+
+def _fidelity(predictor, denoiser, device, size, log) -> dict:
+    """The Fidelity preset's wall time, as a report row."""
+    height, width = size
+    seconds = fidelity_seconds(device, size, (predictor, denoiser))
+    fidelity = {"size": f"{height}x{width}", "steps": 10, "samples": 8, "seconds": seconds}
+    log(f"  Fidelity preset (10 steps x 8 samples) at {height}x{width}: {seconds:.2f} s")
     return fidelity

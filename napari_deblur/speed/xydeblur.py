@@ -32,7 +32,7 @@ import torch
 from ..engine import frames
 from ..engine.device import pick_dtype
 from ..engine.restore import xydeblur, xydeblur_iter
-from ..engine.runtime import device_copy, release_device_cache, release_prepared, synchronize
+from ..engine.runtime import channels_last, device_copy, release_device_cache, release_prepared, synchronize
 from ..models.registry import bundled_name
 from ..models.weights import load_model
 from .timing import PeakMemory, median_seconds, sample_frame, short_error, tf32
@@ -55,7 +55,7 @@ def bench_xydeblur(model, device, sizes, repeats: int, *, compile_: bool = False
         frame = sample_frame(height, width, model.channels)
         x32 = torch.from_numpy(frame[None]).to(device)
         xopt = x32.to(dtype)
-        if device.type == "cuda":
+        if channels_last(device):
             xopt = xopt.contiguous(memory_format=torch.channels_last)
 
         def run_reference(x32=x32):

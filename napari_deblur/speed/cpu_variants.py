@@ -1,0 +1,247 @@
+"""The CPU path's candidates side by side (``napari-deblur bench --cpu-variants``).
+
+XYDeblur on one frame (256 x 256 by default) in every form the CPU could run it, each timed
+in the same process and its restored image compared with the fp32 NCHW eager output:
+
+* ``fp32 NCHW eager``: the reference, the network as the official code runs it;
+* ``fp32 channels_last eager``: oneDNN's NHWC convolutions;
+* ``fp32 channels_last compiled``: ``torch.compile`` (Inductor, oneDNN convolutions, fused
+  pointwise work); its compile time is reported apart;
+* ``bf16 channels_last eager``: where the CPU has bfloat16 instructions;
+* ``onnxruntime``: when the optional ``onnxruntime`` package is installed.
+
+A form is *kept* when its largest difference stays within :data:`TOLERANCE`. Then the whole
+call (:func:`napari_deblur.xydeblur` on a uint8 photo) and, unless ``quick``, the Fidelity
+preset of the diffusion refinement, both with the engine's channels_last switch off and on
+(``NAPARI_DEBLUR_CHANNELS_LAST``), and what compiling costs a first and a second process
+(:mod:`.compile_reuse`). torch and numpy only.
+"""
+
+import contextlib
+import datetime
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..engine.restore import xydeblur
+from ..models.xydeblur import XYDeblur
+from .compile_reuse import compile_reuse
+from .diffusion import fidelity_seconds
+from .timing import machine_name, median_seconds, sample_frame, short_error
+
+TOLERANCE = 1e-3  # largest difference from fp32 eager (intensities in [0, 1]) a kept form may have
+CPU = torch.device("cpu")
+
+
+def _network(model, *, channels_last: bool, dtype=torch.float32):
+    net = XYDeblur(**model.config)
+    net.load_state_dict(model.state_dict())
+    net = net.eval().requires_grad_(False).to(dtype=dtype)
+    return net.to(memory_format=torch.channels_last) if channels_last else net
+
+
+def _restore_fn(residuals, x):
+    def run():
+        with torch.inference_mode():
+            r_hor, r_ver = residuals(x)
+            return (x + r_hor + r_ver).float()
+
+    return run
+
+
+def bf16_supported() -> bool:
+    """Whether this CPU has native bfloat16 kernels in oneDNN (AVX512-BF16 or AMX)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def _onnx_residuals(net, x):
+    """A function running ``net.residuals`` through ONNX Runtime, or raise why it cannot."""
+    import io
+    import warnings
+
+    import onnxruntime  # optional extra
+
+    class Residuals(torch.nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            return self.net.residuals(x)
+
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():  # the tracer's note on the shape check, fixed for one shape
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            Residuals(net), (x,), buffer, input_names=["x"], output_names=["r_hor", "r_ver"], dynamo=False
+        )
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    session = onnxruntime.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
+
+    def residuals(t):
+        r_hor, r_ver = session.run(None, {"x": t.numpy()})
+        return torch.from_numpy(r_hor), torch.from_numpy(r_ver)
+
+    return residuals
+
+
+FORMS = (
+    "fp32 NCHW eager",
+    "fp32 channels_last eager",
+    "fp32 channels_last compiled",
+    "bf16 channels_last eager",
+    "onnxruntime",
+)
+
+
+def time_forms(model, size=(256, 256), repeats: int = 5, log=print, forms=FORMS) -> list[dict]:
+    """One row per form of ``forms`` (names from :data:`FORMS`; the first is the reference the
+    others are compared with): ms per frame, speed-up over the reference, max difference, kept."""
+    height, width = size
+    x = torch.from_numpy(sample_frame(height, width, model.channels)[None])
+    reference = _network(model, channels_last=False)
+    expected = _restore_fn(reference.residuals, x)()
+    nhwc = x.contiguous(memory_format=torch.channels_last)
+    builders = [
+        ("fp32 NCHW eager", lambda: (reference.residuals, x)),
+        ("fp32 channels_last eager", lambda: (_network(model, channels_last=True).residuals, nhwc)),
+        (
+            "fp32 channels_last compiled",
+            lambda: (torch.compile(_network(model, channels_last=True).residuals, dynamic=True), nhwc),
+        ),
+        (
+            "bf16 channels_last eager",
+            lambda: (_network(model, channels_last=True, dtype=torch.bfloat16).residuals, nhwc.bfloat16()),
+        ),
+        ("onnxruntime", lambda: (_onnx_residuals(_network(model, channels_last=False), x), x)),
+    ]
+    rows, reference_ms = [], None
+    for name, build in builders:
+        if name not in forms:
+            continue
+        row = {"form": name, "size": f"{height}x{width}"}
+        if name.startswith("bf16") and not bf16_supported():
+            row["note"] = "no native bfloat16 on this CPU (emulated)"
+        try:
+            start = time.perf_counter()
+            residuals, inp = build()
+            run = _restore_fn(residuals, inp)
+            out = run()  # the first call: compiles, where the form compiles
+            row["first_call_s"] = time.perf_counter() - start
+            row["ms"] = 1000 * median_seconds(run, CPU, repeats, warmup=1)
+            row["max_diff"] = float((out - expected).abs().max())
+            row["kept"] = row["max_diff"] <= TOLERANCE
+        except Exception as err:  # an optional backend missing or failing is a row, not a crash  # noqa: BLE001
+            row["error"] = short_error(err)
+            rows.append(row)
+            log(f"  {name:<28} {row['error']}")
+            continue
+        reference_ms = reference_ms or row["ms"]
+        row["speedup"] = reference_ms / row["ms"]
+        rows.append(row)
+        log(
+            f"  {name:<28} {row['ms']:8.1f} ms  x{row['speedup']:.2f}  max diff {row['max_diff']:.1e}  "
+            f"{'kept' if row['kept'] else 'rejected'}  (first call {row['first_call_s']:.1f} s)"
+        )
+    return rows
+
+
+@contextlib.contextmanager
+def engine_layout(channels_last: bool):
+    """The engine's channels_last switch set for the code inside ``with``, restored after."""
+    saved = os.environ.get("NAPARI_DEBLUR_CHANNELS_LAST")
+    os.environ["NAPARI_DEBLUR_CHANNELS_LAST"] = "1" if channels_last else "0"
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ["NAPARI_DEBLUR_CHANNELS_LAST"]
+        else:
+            os.environ["NAPARI_DEBLUR_CHANNELS_LAST"] = saved
+
+
+def time_whole_calls(model, size=(256, 256), repeats: int = 5, fidelity: bool = True, log=print) -> list[dict]:
+    """The engine's whole calls with its layout off and on: ``xydeblur`` on a uint8 photo and,
+    with ``fidelity``, the Fidelity preset (10 steps x 8 samples) of the photo pair."""
+    height, width = size
+    photo = np.ascontiguousarray((sample_frame(height, width, 3).transpose(1, 2, 0) * 255).round().astype(np.uint8))
+    rows = []
+    for layout in (False, True):
+        name = "channels_last" if layout else "NCHW"
+        with engine_layout(layout):
+            seconds = median_seconds(lambda: xydeblur(photo, model, device="cpu"), CPU, repeats, warmup=1)
+            rows.append({"call": "xydeblur", "layout": name, "size": f"{height}x{width}", "seconds": seconds})
+            log(f"  xydeblur() {height}x{width} uint8, {name:<13} {seconds:7.3f} s")
+            if fidelity:
+                seconds = fidelity_seconds(CPU, size)
+                rows.append({"call": "fidelity", "layout": name, "size": f"{height}x{width}", "seconds": seconds})
+                log(f"  Fidelity preset {height}x{width}, {name:<13} {seconds:7.2f} s")
+    return rows
+
+
+def run_cpu_variants(model, *, size=(256, 256), repeats: int = 5, quick: bool = False, out=None, log=print) -> dict:
+    """Both parts as one report (written as JSON to ``out`` when given): the forms of the
+    network and the engine's whole calls; ``quick`` skips the Fidelity preset."""
+    log(f"XYDeblur forms on the CPU at {size[0]}x{size[1]}, {torch.get_num_threads()} threads:")
+    report = {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "machine": machine_name(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "bf16_native": bf16_supported(),
+        "tolerance": TOLERANCE,
+        "repeats": repeats,
+        "forms": time_forms(model, size, repeats, log),
+    }
+    log("The engine's whole calls, its channels_last switch off and on:")
+    report["calls"] = time_whole_calls(model, size, repeats, fidelity=not quick, log=log)
+    if not quick:
+        log("Compiling, once per machine (two fresh processes, one on-disk cache):")
+        report["compile_reuse"] = compile_reuse("cpu", size, log=log)
+    if out is not None:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def cpu_variants_markdown(report: dict) -> str:
+    """The report as the README's tables, with the machine named."""
+    lines = [
+        "# XYDeblur on the CPU: the candidates side by side",
+        "",
+        f"{report['date']}, {report['machine']}, torch {report['torch']}, {report['threads']} threads, "
+        f"median of {report['repeats']}; native bf16: {'yes' if report['bf16_native'] else 'no'}. "
+        f"A form is kept when its restored image is within {report['tolerance']:g} of fp32 NCHW eager.",
+        "",
+        "| form | size | ms per frame | speed-up | max diff | kept | first call (s) |",
+        "|---|---|---:|---:|---:|---|---:|",
+    ]
+    for row in report["forms"]:
+        if "error" in row:
+            lines.append(f"| {row['form']} | {row['size']} | | | | not run: {row['error']} | |")
+            continue
+        note = f" ({row['note']})" if "note" in row else ""
+        lines.append(
+            f"| {row['form']}{note} | {row['size']} | {row['ms']:.1f} | {row['speedup']:.2f} | "
+            f"{row['max_diff']:.1e} | {'yes' if row['kept'] else 'no'} | {row['first_call_s']:.1f} |"
+        )
+    lines += ["", "| whole call | size | NCHW (s) | channels_last (s) |", "|---|---|---:|---:|"]
+    calls: dict = {}
+    for row in report["calls"]:
+        calls.setdefault((row["call"], row["size"]), {})[row["layout"]] = row["seconds"]
+    for (call, size), seconds in calls.items():
+        nchw, nhwc = seconds.get("NCHW", float("nan")), seconds.get("channels_last", float("nan"))
+        lines.append(f"| {call} | {size} | {nchw:.3f} | {nhwc:.3f} |")
+    if "compile_reuse" in report:
+        lines += ["", "| torch.compile (engine copy, on-disk cache) | first compiled result (s) |", "|---|---:|"]
+        for run in report["compile_reuse"]["runs"]:
+            lines.append(f"| {run['process']}, {report['compile_reuse']['size']} | {run['first_call_s']:.1f} |")
+    return "\n".join(lines) + "\n"
