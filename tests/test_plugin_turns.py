@@ -64,14 +64,15 @@ def dock(make_napari_viewer, qtbot):
 
 
 def test_result_layers_arrive_one_per_turn_with_the_workers_contrast_limits(dock, qtbot, monkeypatch):
-    from napari.layers import Image
+    import napari.layers.image.image as image_module
     from qtpy.QtCore import QTimer
 
     viewer, widget = dock
-    scanned = []  # layers napari chose contrast limits for by reading their data
-    real_range = Image._calc_data_range
+    assert widget.estimate_label.text().endswith("on the CPU")  # the CPU time estimate, before the run
+    scanned = []  # arrays napari chose contrast limits for by reading them
+    real_range = image_module.calc_data_range
     monkeypatch.setattr(
-        Image, "_calc_data_range", lambda self, *a, **k: scanned.append(self.name) or real_range(self, *a, **k)
+        image_module, "calc_data_range", lambda data, *a, **k: scanned.append(data.shape) or real_range(data, *a, **k)
     )
     turn = {"n": 0}
     ticker = QTimer()  # counts event-loop turns
