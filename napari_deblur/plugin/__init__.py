@@ -17,6 +17,8 @@ import torch and the engine inside functions, so discovering or opening the plug
 - ``options``: the model, device, precision and tile controls ("Load weights..." included)
 - ``compare``: the side-by-side grid view toggle
 - ``dock``: the base both dock widgets share (layer lists, run and cancel, the worker, progress)
+- ``turns``: main-thread work one step per event-loop turn (result layers added, live layers removed)
+- ``estimate``: how long an XYDeblur run will take on the CPU, said before it starts (no Qt)
 - ``sampling``: the diffusion widget's steps, presets, samples, seed and sampler controls
 - ``live``: the diffusion widget's live ``x0 estimate`` and ``z_t`` layers during a run
 - ``xydeblur_widget``: the XYDeblur dock widget

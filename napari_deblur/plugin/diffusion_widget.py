@@ -17,7 +17,8 @@ progress bar shows steps/s and the time left. At the end the widget adds (or rep
 ``<name> mean``, ``<name> std`` (an uncertainty map, colormap magma), ``<name> trajectory``
 (x0 of sample 0 every k-th step, its own slider axis) and, with "keep samples",
 ``<name> samples`` (a slider over the samples), and removes its live layers (the
-trajectory's last frame is the final x0 estimate). A cancelled or failed run removes its
+trajectory's last frame is the final x0 estimate), one layer per event-loop turn so that
+napari never stalls (:meth:`napari_deblur.plugin.dock.DockWidget.turns`). A cancelled or failed run removes its
 live layers and adds nothing else. What it shares with the XYDeblur widget (layer lists,
 the run and its worker) is in :mod:`napari_deblur.plugin.dock`; the sampling controls are
 :class:`napari_deblur.plugin.sampling.SamplingControls` and the live layers
@@ -34,7 +35,7 @@ from qtpy.QtWidgets import QCheckBox, QComboBox, QFileDialog, QLabel
 
 from .diffusion_job import DiffusionJob, run_diffusion
 from .dock import ERROR_STYLE, DockWidget, check_single_scale, notes_text
-from .layers import add_or_replace, output_kwargs, output_name, stacked_kwargs
+from .layers import add_in_steps, output_kwargs, stacked_kwargs
 from .live import LiveLayers
 from .model_default import choice_text, suggest_denoiser
 from .options import LOAD_WEIGHTS, WEIGHTS_FILTER
@@ -294,16 +295,17 @@ class DiffusionDeblurWidget(DockWidget):
             text = tick.message
         self.show_progress(tick.done, tick.total, text)
         if tick.x0 is not None:
-            self.live.show(tick)
+            self.turns.add(self.live.show_in_steps(tick))  # one live layer per event-loop turn
         self.update_activity(tick.done, tick.total, tick.message)
 
     def on_error(self, err) -> None:
         self._failed = True
         super().on_error(err)
 
-    def run_ended(self) -> None:
-        """Remove the live layers (previews only: the result is the mean, std and trajectory)."""
-        self.live.remove()
+    def run_ended(self):
+        """Remove the live layers one per turn (previews only: the result is the mean, std and
+        trajectory)."""
+        yield from self.live.remove_in_steps()
         if self._failed:
             self.progress_bar.setValue(0)
 
@@ -319,7 +321,9 @@ class DiffusionDeblurWidget(DockWidget):
             self.model_label.setStyleSheet("")
         self.run_button.setEnabled(has_model and self.worker is None)
 
-    def show_result(self, output) -> None:
+    def show_result(self, output):
+        """Add the trajectory, samples, std and mean one per event-loop turn (a generator: see
+        DockWidget.turns), then show the metrics and what the run did."""
         ctx = self.context
         name, rgb, props, info = ctx["name"], ctx["rgb"], ctx["props"], output.info
         provenance, translate = self.provenance(ctx, info), ctx["part_translate"]
@@ -327,24 +331,16 @@ class DiffusionDeblurWidget(DockWidget):
         def kwargs(kind, **extra):
             return output_kwargs(kind, props, provenance, rgb=rgb, translate=translate, **extra)
 
-        try:
-            std_kwargs = kwargs("std", limit=output.limits["std"][1])
-            if output.trajectory.size:
-                trajectory_kwargs = stacked_kwargs(kwargs("trajectory"), "step")
-                trajectory_kwargs["metadata"]["napari_deblur"]["trajectory_steps"] = list(output.trajectory_steps)
-                add_or_replace(self.viewer, output.trajectory, output_name(name, "trajectory"), **trajectory_kwargs)
-            if output.samples is not None:
-                add_or_replace(
-                    self.viewer,
-                    output.samples,
-                    output_name(name, "samples"),
-                    **stacked_kwargs(kwargs("samples"), "sample"),
-                )
-            add_or_replace(self.viewer, output.std, output_name(name, "std"), **std_kwargs)
-            add_or_replace(self.viewer, output.mean, output_name(name, "mean"), **kwargs("mean"))
-        except (ValueError, TypeError) as err:  # e.g. napari refusing an inherited property
-            self.show_failure(err)
-            return
+        planned = []
+        if output.trajectory.size:
+            trajectory_kwargs = stacked_kwargs(kwargs("trajectory"), "step")
+            trajectory_kwargs["metadata"]["napari_deblur"]["trajectory_steps"] = list(output.trajectory_steps)
+            planned.append(("trajectory", output.trajectory, trajectory_kwargs))
+        if output.samples is not None:
+            planned.append(("samples", output.samples, stacked_kwargs(kwargs("samples"), "sample")))
+        planned.append(("std", output.std, kwargs("std", limit=output.limits["std"][1])))
+        planned.append(("mean", output.mean, kwargs("mean")))
+        yield from add_in_steps(self.viewer, name, planned, {})
         self.last = (output, ctx)
         self.metrics_label.setText(self.metrics_text(output, ctx).replace("result", "mean"))
         self.say(

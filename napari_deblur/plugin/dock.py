@@ -11,10 +11,21 @@ signals to :meth:`~DockWidget.on_yielded`, :meth:`~DockWidget.on_returned`,
 :meth:`~DockWidget.on_error` and :meth:`~DockWidget.on_finished`. Cancel asks the worker
 to quit; a result that arrives after Cancel is dropped.
 
+The end of a run is spread over event-loop turns, so that napari never stalls: the
+worker hands over finished layer data with explicit contrast limits, and the widget adds
+the result layers one per turn (and removes its live layers one per turn), through
+:attr:`~DockWidget.turns` (:class:`~napari_deblur.plugin.turns.Turns`: a queue of
+generators, each ``yield`` ending a turn, drained by a zero-delay QTimer). The run counts
+as going (:attr:`~DockWidget.worker` set, Run disabled) until the queue is empty, so the
+widget says "done" only with every layer in place. Once the output has arrived there is
+nothing left to cancel: Cancel is disabled and the layers are added in full; closing the
+widget adds the rest at once.
+
 A subclass sets the class attributes (:attr:`~DockWidget.title`, the job generator,
 messages), builds its own controls and layout (:meth:`~DockWidget.lay_out` puts the rows
 in a form), calls :meth:`~DockWidget.watch_layers`, and implements ``make_job``,
-``on_yielded``, ``show_result`` and ``announce_run``; the other hooks are optional.
+``on_yielded``, ``show_result`` (a generator: one layer per ``yield``) and ``announce_run``;
+the other hooks are optional (``run_ended`` is a generator too).
 
 Nothing here imports torch; napari is imported inside the methods that need it.
 """
@@ -35,6 +46,7 @@ from .layers import source_properties
 from .options import RunOptions
 from .plane import part_translate
 from .readout import format_metrics
+from .turns import Turns
 
 NO_REFERENCE = "(none)"
 SCOPES = ("current slice", "whole stack")
@@ -109,6 +121,9 @@ class DockWidget(QWidget):
         self.progress_bar.setValue(0)
         self.status_label, self.metrics_label = QLabel(), QLabel()
         self.status_label.setWordWrap(True)
+        # the end of a run, one step per turn
+        self.turns = Turns(self, on_failure=self.show_failure, on_abandon=self.forget_run)
+        self.presenting = False  # the output arrived and its layers are being added
 
     def lay_out(self, rows, buttons, below) -> None:
         """The widget's layout: a form of ``rows`` (``addRow`` arguments: ``(label, widget or
@@ -270,8 +285,9 @@ class DockWidget(QWidget):
         return worker
 
     def cancel(self) -> None:
-        """Ask the running worker to stop at its next yield; its result, if any, is dropped."""
-        if self.worker is not None:
+        """Ask the running worker to stop at its next yield; its result, if any, is dropped.
+        Once the output is being shown there is nothing to stop (its layers are added in full)."""
+        if self.worker is not None and not self.presenting:
             self.cancelled = True
             self.worker.quit()
             self.say(self.cancelling_message)
@@ -299,10 +315,12 @@ class DockWidget(QWidget):
         """The job's output: shown unless the run was cancelled (quit() came after the last step)."""
         if self.cancelled:
             return
-        self.show_result(output)
+        self.presenting = True
+        self.cancel_button.setEnabled(False)
+        self.turns.add(self.show_result(output))
 
-    def show_result(self, output) -> None:
-        """Add the output layers and say what the run did."""
+    def show_result(self, output):
+        """A generator that adds the output layers, one per ``yield``, and says what the run did."""
         raise NotImplementedError
 
     def show_failure(self, err) -> None:
@@ -319,22 +337,37 @@ class DockWidget(QWidget):
         self.say(f"{self.title} failed: {err}", error=True)
 
     def on_finished(self) -> None:
-        """The worker is done (returned, failed or cancelled): back to ready."""
+        """The worker is done (returned, failed or cancelled): back to ready once the queued
+        turns (the result layers) are done."""
         if self.activity is not None:
             self.activity.close()
             self.activity = None
+        self.turns.add(self.finish_run())
+
+    def finish_run(self):
+        """A generator: :meth:`run_ended`'s clean-up (one step per turn), then back to ready."""
+        yield from self.run_ended()
         self.worker = None
+        self.presenting = False
         self.cancel_button.setEnabled(False)
         self.progress_bar.setRange(0, 1)
         self.progress_bar.setFormat("%p%")
-        self.run_ended()
         if self.cancelled:
             self.progress_bar.setValue(0)
             self.say(self.cancelled_message)
         self.update_ready()
 
-    def run_ended(self) -> None:
-        """Clean-up after every run, before the cancel message."""
+    def forget_run(self) -> None:
+        """The widget is gone (its viewer closed) before its run ended: no run is going. Plain
+        attributes only: its Qt objects are deleted."""
+        self.worker = None
+        self.activity = None
+        self.presenting = False
+
+    def run_ended(self):
+        """A generator of the clean-up after every run (one step per ``yield``), before the
+        cancel message."""
+        yield from ()
 
     def update_ready(self, *_) -> None:
         """Run is enabled when no run is going."""
@@ -342,4 +375,5 @@ class DockWidget(QWidget):
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
         self.cancel()
+        self.turns.flush()
         super().closeEvent(event)

@@ -152,6 +152,19 @@ def stacked_kwargs(kwargs: dict, label: str) -> dict:
     return out
 
 
+def same_value(layer, key: str, value) -> bool:
+    """Whether ``layer``'s property ``key`` already is ``value`` (a colormap by its name)."""
+    current = getattr(layer, key)
+    if key == "colormap":
+        return getattr(value, "name", value) == current.name
+    if key == "units":
+        return tuple(str(u) for u in current) == tuple(str(u) for u in value)
+    try:
+        return tuple(current) == tuple(value)
+    except TypeError:
+        return False
+
+
 def add_or_replace(viewer, data, name: str, **kwargs):
     """Show ``data`` as the Image layer ``name``: a new layer, or the one already there.
 
@@ -169,7 +182,7 @@ def add_or_replace(viewer, data, name: str, **kwargs):
         if fits:
             old.data = data
             for key in ("scale", "translate", "axis_labels", "units", "colormap", "contrast_limits"):
-                if key in kwargs:
+                if key in kwargs and not same_value(old, key, kwargs[key]):  # each change redraws
                     setattr(old, key, kwargs[key])
             old.metadata = kwargs.get("metadata", {})
             return old
@@ -181,17 +194,45 @@ def add_or_replace(viewer, data, name: str, **kwargs):
     return viewer.add_image(data, name=name, **kwargs)
 
 
-def add_outputs(viewer, source_name: str, outputs: dict, props: dict, provenance: dict, *, rgb: bool, limits: dict):
-    """Add or replace the output layers; ``outputs`` maps kind to data (None: skipped).
+def output_layers(outputs: dict, props: dict, provenance: dict, *, rgb: bool, limits: dict) -> list:
+    """``[(kind, data, add_image kwargs)]`` of the output layers in the order they are added;
+    ``outputs`` maps kind to data (None: skipped). Pure: the worker builds these, with their
+    contrast limits, so the main thread only hands them to napari.
 
     Residuals and chroma go in first and the restored image last, so that a new run shows
     the restored image on top.
     """
-    layers = {}
+    planned = []
     for kind in ("r_hor", "r_ver", "chroma", "restored"):
         if outputs.get(kind) is None:
             continue
         limit = limits.get("chroma" if kind == "chroma" else "residual")
-        kwargs = output_kwargs(kind, props, provenance, rgb=rgb, limit=limit)
-        layers[kind] = add_or_replace(viewer, outputs[kind], output_name(source_name, kind), **kwargs)
-    return layers
+        planned.append((kind, outputs[kind], output_kwargs(kind, props, provenance, rgb=rgb, limit=limit)))
+    return planned
+
+
+def add_in_steps(viewer, source_name: str, planned: list, added: dict):
+    """A generator that adds or replaces the ``planned`` layers (:func:`output_layers`), a
+    step per ``yield`` (the widgets run one step per event-loop turn); ``added`` gets kind ->
+    layer. A new layer takes two steps: it is added hidden, then shown (its slice and first
+    draw); a layer replaced in place takes one."""
+    for kind, data, kwargs in planned:
+        name = output_name(source_name, kind)
+        if name in viewer.layers:  # replaced in place: one step
+            added[kind] = add_or_replace(viewer, data, name, **kwargs)
+            yield
+            continue
+        # a new layer in two steps: napari builds its controls and visual, then slices and draws it
+        added[kind] = add_or_replace(viewer, data, name, **{**kwargs, "visible": False})
+        yield
+        added[kind].visible = kwargs.get("visible", True)
+        yield
+
+
+def add_outputs(viewer, source_name: str, outputs: dict, props: dict, provenance: dict, *, rgb: bool, limits: dict):
+    """Add or replace the output layers at once (:func:`output_layers`); kind -> layer."""
+    added = {}
+    planned = output_layers(outputs, props, provenance, rgb=rgb, limits=limits)
+    for _ in add_in_steps(viewer, source_name, planned, added):
+        pass
+    return added

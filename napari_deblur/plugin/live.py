@@ -4,12 +4,32 @@ While the "Diffusion deblur" widget runs, :class:`LiveLayers` shows the first sa
 is refined: the current estimate of the clean image (x0) and the noisy state (z_t). They are
 added once, when the run starts, showing the part of the input the run refines; each preview
 frame only replaces their data. The widget removes them when the run ends, whatever the
-outcome (the result layers are the mean, std and trajectory).
+outcome (the result layers are the mean, std and trajectory), one per event-loop turn
+(:meth:`LiveLayers.remove_in_steps`).
 """
+
+import gc
 
 from .layers import add_or_replace, output_kwargs, output_name
 
 LIVE = ("x0", "z_t")  # the output kinds of the live layers
+
+
+def remove_without_full_collection(viewer, layer) -> None:
+    """Remove ``layer`` from ``viewer`` without the full garbage collection napari runs for it.
+
+    napari's canvas calls ``gc.collect()`` after removing a layer's visual; in a process that
+    holds torch and napari that walks millions of objects: 0.1-0.2 s on the main thread per
+    layer (measured with tools/gui_latency.py on the 2-core machine). The objects alive before
+    the removal are frozen for that call (:func:`gc.freeze`) and thawed after it, so the
+    collection only looks at the few made since; the removed layer's cycles are collected by
+    Python's own collector later, like any other garbage.
+    """
+    gc.freeze()
+    try:
+        viewer.layers.remove(layer)
+    finally:
+        gc.unfreeze()
 
 
 class LiveLayers:
@@ -43,23 +63,37 @@ class LiveLayers:
             self.layers[kind] = add_or_replace(self.viewer, start, output_name(ctx["name"], kind), **kwargs)
             self.layers[kind].visible = True
 
-    def show(self, tick) -> None:
-        """Draw a preview frame of a DiffusionTick: new data for the live layers (z_t: grey,
-        symmetric limits ``±tick.z_limit``). A live layer the user deleted is skipped."""
-        for kind, data in (("z_t", tick.z_t), ("x0", tick.x0)):
+    def show_in_steps(self, tick):
+        """A generator that draws a preview frame of a DiffusionTick, one live layer per step
+        (``yield`` after each): new data for the live layers (z_t: grey, symmetric limits
+        ``±tick.z_limit``). A live layer the user deleted is skipped."""
+        for kind, data in (("x0", tick.x0), ("z_t", tick.z_t)):
             layer = self.layers.get(kind)
             if layer is None or layer not in self.viewer.layers:
                 continue
-            layer.data = data
             if kind == "z_t":
                 if self.count == 0 and not layer.rgb:
                     layer.colormap = "gray"
                 layer.contrast_limits = (-tick.z_limit, tick.z_limit)
+            layer.data = data
+            yield
         self.count += 1
 
-    def remove(self) -> None:
-        """Remove the live layers still in the viewer and forget them."""
-        for layer in self.layers.values():
+    def show(self, tick) -> None:
+        """Draw a preview frame at once (:meth:`show_in_steps`)."""
+        for _ in self.show_in_steps(tick):
+            pass
+
+    def remove_in_steps(self):
+        """A generator that removes the live layers still in the viewer one per step (``yield``
+        after each: the widget runs one step per event-loop turn) and forgets them."""
+        while self.layers:
+            _, layer = self.layers.popitem()
             if layer in self.viewer.layers:
-                self.viewer.layers.remove(layer)
-        self.layers = {}
+                remove_without_full_collection(self.viewer, layer)
+                yield
+
+    def remove(self) -> None:
+        """Remove the live layers still in the viewer and forget them, at once."""
+        for _ in self.remove_in_steps():
+            pass

@@ -9,7 +9,8 @@ replaces) ``<name> deblurred``, ``<name> r_hor``, ``<name> r_ver`` and, for RGB 
 ``<name> chroma`` (for "current slice", the plane alone, placed on it: see
 :mod:`napari_deblur.plugin.plane`); it shows the colour shift of the residuals over the whole image or a
 Shapes layer's region, and PSNR/SSIM against a reference layer when one is picked.
-Compare shows input, restored and the two residuals side by side in a grid. What it shares
+Compare shows input, restored and the two residuals side by side in a grid. Before a run on
+the CPU, a label says about how long it will take (:mod:`napari_deblur.plugin.estimate`). What it shares
 with the diffusion widget (layer lists, the run and its worker) is in
 :mod:`napari_deblur.plugin.dock`.
 
@@ -19,10 +20,11 @@ torch and the engine are imported when the widget is built or runs, not at impor
 from qtpy.QtGui import QFontDatabase
 from qtpy.QtWidgets import QCheckBox, QComboBox, QLabel, QPushButton
 
-from .axes import layer_axes
+from .axes import layer_axes, layer_shape
 from .compare import CompareView
 from .dock import DockWidget, check_single_scale, notes_text, refill_combo
-from .layers import add_outputs, output_name, source_properties
+from .estimate import CPU_SECONDS_PER_MP, cpu_seconds, format_estimate, passes_per_plane, rate_from_run, run_size
+from .layers import add_in_steps, add_outputs, output_layers, output_name, source_properties
 from .model_default import suggest_predictor
 from .readout import compute_shift, format_shift, region_mask
 from .xydeblur_job import Job, can_be_lazy, lazy_restored, run_job
@@ -39,9 +41,11 @@ class XYDeblurWidget(DockWidget):
     def __init__(self, napari_viewer):
         super().__init__(napari_viewer)
         self._region_layer = None
+        self._rates = {}  # model list text -> seconds per megapixel that model took in a finished CPU run
         self.compare_view = CompareView(napari_viewer)
         self._build()
         self.watch_layers()
+        self.update_estimate()
 
     def _build(self) -> None:
         self.region_combo = QComboBox()
@@ -57,6 +61,12 @@ class XYDeblurWidget(DockWidget):
         self.compare_button.setToolTip("Input, restored, r_hor and r_ver side by side (grid view); again to go back")
         self.compare_button.clicked.connect(self.toggle_compare)
         self.region_combo.currentIndexChanged.connect(self._region_changed)
+        self.estimate_label = QLabel()
+        self.estimate_label.setToolTip(
+            "How long the run will take on this machine's CPU (from the last CPU run once there is one)"
+        )
+        for combo in (self.input_combo, self.scope_combo, self.options.device_combo, self.options.model_combo):
+            combo.currentIndexChanged.connect(self.update_estimate)
         self.readout_label = QLabel()
         self.readout_label.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
         rows = [
@@ -64,6 +74,7 @@ class XYDeblurWidget(DockWidget):
             (self.options,),
             ("scope", self.scope_combo),
             ("", self.lazy_check),
+            ("estimate", self.estimate_label),
             ("reference", self.reference_combo),
             ("colour region", self.region_combo),
         ]
@@ -187,24 +198,78 @@ class XYDeblurWidget(DockWidget):
         )
         return added["restored"]
 
+    # --- the CPU time estimate ----------------------------------------------------------
+    def update_estimate(self, *_) -> None:
+        """'about 12 s on the CPU' for a run with the current layer, scope, model and device
+        (nothing on a GPU, for a lazy run, or when the layer cannot be run)."""
+        self.estimate_label.setText(self.estimate_text())
+
+    def estimate_text(self) -> str:
+        import torch
+
+        from ..engine.device import pick_device
+
+        layer = self.combo_layer(self.input_combo)
+        if layer is None or layer.multiscale or self.options.model() is None:
+            return ""
+        try:
+            if pick_device(self.options.device()).type != "cpu":
+                return ""
+            whole = self.scope_combo.currentText() == "whole stack"
+            height, width, planes, colour = run_size(layer_axes(layer), layer_shape(layer), whole)
+        except (ValueError, RuntimeError):
+            return ""
+        passes = passes_per_plane(colour, self.model_channels())
+        rate = self._rates.get(self.options.model_combo.currentText(), CPU_SECONDS_PER_MP)
+        seconds = cpu_seconds(height, width, planes, passes, seconds_per_mp=rate, threads=torch.get_num_threads())
+        return format_estimate(seconds)
+
+    def model_channels(self):
+        """The chosen model's input channels (None when it cannot be told)."""
+        model = self.options.model()
+        if not isinstance(model, str):
+            return getattr(model, "config", {}).get("channels")
+        from ..models.weights import WeightsError, model_manifest
+
+        try:
+            return model_manifest(model)["architecture"]["channels"]
+        except (WeightsError, KeyError, ValueError, TypeError):
+            return None
+
+    def remember_rate(self, info: dict, part_shape, part_axes: str) -> None:
+        """Keep the per-megapixel rate a finished CPU run showed, for the next estimates."""
+        import torch
+
+        if not str(info.get("device", "")).startswith("cpu"):
+            return
+        try:
+            height, width, planes, colour = run_size(part_axes, part_shape)
+        except ValueError:
+            return
+        passes = colour if info.get("channel_mode") == "per-channel" else 1
+        rate = rate_from_run(info.get("seconds", 0.0), height, width, planes, passes, torch.get_num_threads())
+        if rate is not None:
+            self._rates[self.options.model_combo.currentText()] = rate
+            self.update_estimate()
+
     def on_yielded(self, step) -> None:
         """An engine Progress: the widget's bar and the activity dock follow it."""
         self.show_progress(step.done, step.total, step.message)
         self.update_activity(step.done, step.total, step.message)
 
-    def show_result(self, output) -> None:
+    def show_result(self, output):
+        """Add the output layers one per event-loop turn (a generator: see DockWidget.turns),
+        then show the metrics, the colour shift and what the run did."""
         ctx = self.context
-        name, rgb, info = ctx["name"], ctx["rgb"], output.info
+        name, info = ctx["name"], output.info
         outputs = {"restored": output.restored, "r_hor": output.r_hor, "r_ver": output.r_ver, "chroma": output.chroma}
-        try:
-            props = {**ctx["props"], "translate": ctx["part_translate"]}  # a plane sits on its plane
-            add_outputs(self.viewer, name, outputs, props, self.provenance(ctx, info), rgb=rgb, limits=output.limits)
-        except (ValueError, TypeError) as err:  # e.g. napari refusing an inherited property
-            self.show_failure(err)
-            return
+        props = {**ctx["props"], "translate": ctx["part_translate"]}  # a plane sits on its plane
+        planned = output_layers(outputs, props, self.provenance(ctx, info), rgb=ctx["rgb"], limits=output.limits)
+        yield from add_in_steps(self.viewer, name, planned, {})
         self.last = (output, ctx)
         self.metrics_label.setText(self.metrics_text(output, ctx))
         self.readout_label.setText(format_shift(output.shift, output.shift_where) if output.shift else "")
+        self.remember_rate(info, output.part.shape, output.part_axes)
         self.say(
             f"Done in {info.get('seconds', 0):.1f} s on {info.get('device')} ({info.get('precision')}, "
             f"tile {info.get('tile')}, {info.get('channel_mode')}). Model {ctx['model_choice']}."

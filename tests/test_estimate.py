@@ -1,0 +1,58 @@
+"""The CPU time estimate the XYDeblur widget shows before a run (pure: no Qt, no torch)."""
+
+import pytest
+
+from napari_deblur.plugin.estimate import (
+    CPU_SECONDS_PER_MP,
+    cpu_seconds,
+    format_estimate,
+    passes_per_plane,
+    rate_from_run,
+    run_size,
+)
+
+
+def test_seconds_grow_with_pixels_planes_passes_and_fall_with_threads():
+    one = cpu_seconds(1000, 1000)
+    assert one == pytest.approx(CPU_SECONDS_PER_MP)  # one megapixel at the measured rate
+    assert cpu_seconds(2000, 1000) == pytest.approx(2 * one)
+    assert cpu_seconds(1000, 1000, planes=32) == pytest.approx(32 * one)
+    assert cpu_seconds(1000, 1000, passes=3) == pytest.approx(3 * one)
+    assert cpu_seconds(1000, 1000, threads=4) == pytest.approx(one / 2)
+    assert cpu_seconds(1000, 1000, seconds_per_mp=5.0) == pytest.approx(5.0)
+    with pytest.raises(ValueError):
+        cpu_seconds(0, 10)
+    with pytest.raises(ValueError):
+        cpu_seconds(10, 10, seconds_per_mp=0)
+
+
+def test_a_finished_run_calibrates_the_rate():
+    rate = rate_from_run(12.0, 1000, 500, planes=4, passes=1, threads=2)
+    assert rate == pytest.approx(6.0)  # 12 s for 2 MP
+    assert cpu_seconds(1000, 500, planes=4, seconds_per_mp=rate) == pytest.approx(12.0)
+    assert rate_from_run(24.0, 1000, 500, planes=4, threads=1) == pytest.approx(6.0)  # per 2 threads
+    assert rate_from_run(0.5, 1000, 1000) is None  # too short to tell
+
+
+def test_passes_and_run_size():
+    assert passes_per_plane(3, 1) == 3  # a single-channel model restores RGB channel by channel
+    assert passes_per_plane(3, 3) == passes_per_plane(1, 1) == passes_per_plane(3, None) == 1
+    assert run_size("ZYX", (32, 256, 128)) == (256, 128, 32, 1)
+    assert run_size("ZYX", (32, 256, 128), whole=False) == (256, 128, 1, 1)
+    assert run_size("TZCYX", (2, 5, 3, 64, 64)) == (64, 64, 10, 3)
+    assert run_size("YXC", (40, 50, 3)) == (40, 50, 1, 3)
+    with pytest.raises(ValueError):
+        run_size("ZY", (3, 4))
+
+
+@pytest.mark.parametrize(
+    "seconds, text",
+    [
+        (0.4, "under a second on the CPU"),
+        (12.2, "about 12 s on the CPU"),
+        (200, "about 3 min on the CPU"),
+        (5400, "about 1.5 h on the CPU"),
+    ],
+)
+def test_format(seconds, text):
+    assert format_estimate(seconds) == text
