@@ -116,7 +116,10 @@ def test_cancel_or_closing_the_widget_while_the_layers_are_added_leaves_the_whol
     widget.run()
     widget.worker.returned.connect(arrived)
     qtbot.waitUntil(lambda: widget.worker is None, timeout=120000)
-    assert seen == {"queued": 1, "layers": NAMES[:1], "cancelled": False}
+    # mid-queue: the result's layers are still going in (how many are in already depends on
+    # how the worker thread's queued signal and the zero-delay turns interleave)
+    assert seen["queued"] == 1 and not seen["cancelled"]
+    assert seen["layers"] == NAMES[: len(seen["layers"])] and len(seen["layers"]) < len(NAMES)
     assert [layer.name for layer in viewer.layers] == NAMES
     assert "Done" in widget.status_label.text(), widget.status_label.text()
     assert widget.run_button.isEnabled() and not widget.cancel_button.isEnabled()
