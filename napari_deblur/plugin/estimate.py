@@ -5,16 +5,16 @@ passes per plane (one for a model that sees all colour channels at once, one per
 for a single-channel model on a multi-channel image) x a per-megapixel cost.
 
 :data:`CPU_SECONDS_PER_MP` is measured: ``napari-deblur bench --device cpu`` with the
-bundled XYDeblur (width 32, 6 blocks) on the 2-core AMD EPYC machine, 2 torch threads,
-whole call median of 10 (``benchmarks/performance-cpu.md``): 940 ms at 256 x 256
-(14.3 s/MP) and 5601 ms at 512 x 512 (21.4 s/MP). The larger frame's 21 s/MP is used: the
-runs worth an estimate are large ones, where the per-megapixel cost no longer falls. More
-threads are assumed to divide the cost. Once a run has finished on the CPU, the widget
+bundled XYDeblur (width 32, 6 blocks, channels_last) on the 2-core Intel Xeon machine, 2 torch
+threads, whole call median of 10 (``benchmarks/performance-cpu.md``, 2026-12-06): 783 ms at
+256 x 256 (11.9 s/MP) and 4253 ms at 512 x 512 (16.2 s/MP). The larger frame's 16 s/MP is
+used: the runs worth an estimate are large ones, where the per-megapixel cost no longer falls.
+More threads are assumed to divide the cost. Once a run has finished on the CPU, the widget
 uses that run's own rate (:func:`rate_from_run`) for the same model: a one-time
 calibration on the user's machine, with their model, for free.
 """
 
-CPU_SECONDS_PER_MP = 21.0  # bundled XYDeblur, 2 threads, 2-core AMD EPYC (see the module docstring)
+CPU_SECONDS_PER_MP = 16.0  # bundled XYDeblur, 2 threads, 2-core Intel Xeon (see the module docstring)
 REFERENCE_THREADS = 2
 
 

@@ -8,7 +8,7 @@ in the same process and its restored image compared with the fp32 NCHW eager out
 * ``fp32 channels_last compiled``: ``torch.compile`` (Inductor, oneDNN convolutions, fused
   pointwise work); its compile time is reported apart;
 * ``bf16 channels_last eager``: where the CPU has bfloat16 instructions;
-* ``onnxruntime``: when the optional ``onnxruntime`` package is installed.
+* ``onnxruntime`` and ``openvino`` (fp32): when those optional packages are installed.
 
 A form is *kept* when its largest difference stays within :data:`TOLERANCE`. Then the whole
 call (:func:`napari_deblur.xydeblur` on a uint8 photo) and, unless ``quick``, the Fidelity
@@ -61,6 +61,17 @@ def bf16_supported() -> bool:
         return False
 
 
+class _Residuals(torch.nn.Module):
+    """``net.residuals`` as a module's forward, for the exporters."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return self.net.residuals(x)
+
+
 def _onnx_residuals(net, x):
     """A function running ``net.residuals`` through ONNX Runtime, or raise why it cannot."""
     import io
@@ -68,19 +79,11 @@ def _onnx_residuals(net, x):
 
     import onnxruntime  # optional extra
 
-    class Residuals(torch.nn.Module):
-        def __init__(self, net):
-            super().__init__()
-            self.net = net
-
-        def forward(self, x):
-            return self.net.residuals(x)
-
     buffer = io.BytesIO()
     with warnings.catch_warnings():  # the tracer's note on the shape check, fixed for one shape
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            Residuals(net), (x,), buffer, input_names=["x"], output_names=["r_hor", "r_ver"], dynamo=False
+            _Residuals(net), (x,), buffer, input_names=["x"], output_names=["r_hor", "r_ver"], dynamo=False
         )
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads = torch.get_num_threads()
@@ -93,12 +96,34 @@ def _onnx_residuals(net, x):
     return residuals
 
 
+def _openvino_residuals(net, x):
+    """A function running ``net.residuals`` through OpenVINO in fp32 (its default on CPUs with
+    bfloat16 instructions is bf16, which would not be the same network), or raise why not."""
+    import warnings
+
+    import openvino  # optional extra
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = openvino.convert_model(_Residuals(net), example_input=x)
+    compiled = openvino.Core().compile_model(
+        model, "CPU", {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": torch.get_num_threads()}
+    )
+
+    def residuals(t):
+        out = compiled(t.numpy())
+        return torch.from_numpy(out[0]), torch.from_numpy(out[1])
+
+    return residuals
+
+
 FORMS = (
     "fp32 NCHW eager",
     "fp32 channels_last eager",
     "fp32 channels_last compiled",
     "bf16 channels_last eager",
     "onnxruntime",
+    "openvino",
 )
 
 
@@ -122,6 +147,7 @@ def time_forms(model, size=(256, 256), repeats: int = 5, log=print, forms=FORMS)
             lambda: (_network(model, channels_last=True, dtype=torch.bfloat16).residuals, nhwc.bfloat16()),
         ),
         ("onnxruntime", lambda: (_onnx_residuals(_network(model, channels_last=False), x), x)),
+        ("openvino", lambda: (_openvino_residuals(_network(model, channels_last=False), x), x)),
     ]
     rows, reference_ms = [], None
     for name, build in builders:
@@ -190,7 +216,6 @@ def time_whole_calls(model, size=(256, 256), repeats: int = 5, fidelity: bool = 
 def run_cpu_variants(model, *, size=(256, 256), repeats: int = 5, quick: bool = False, out=None, log=print) -> dict:
     """Both parts as one report (written as JSON to ``out`` when given): the forms of the
     network and the engine's whole calls; ``quick`` skips the Fidelity preset."""
-    log(f"XYDeblur forms on the CPU at {size[0]}x{size[1]}, {torch.get_num_threads()} threads:")
     report = {
         "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "machine": machine_name(),
@@ -199,10 +224,13 @@ def run_cpu_variants(model, *, size=(256, 256), repeats: int = 5, quick: bool = 
         "bf16_native": bf16_supported(),
         "tolerance": TOLERANCE,
         "repeats": repeats,
-        "forms": time_forms(model, size, repeats, log),
     }
+    # the whole calls first: once torch.compile has run in a process, eager NCHW convolutions
+    # ran faster there than in a fresh process (seen on a 2-core Xeon), which would flatter NCHW
     log("The engine's whole calls, its channels_last switch off and on:")
     report["calls"] = time_whole_calls(model, size, repeats, fidelity=not quick, log=log)
+    log(f"XYDeblur forms on the CPU at {size[0]}x{size[1]}, {torch.get_num_threads()} threads:")
+    report["forms"] = time_forms(model, size, repeats, log)
     if not quick:
         log("Compiling, once per machine (two fresh processes, one on-disk cache):")
         report["compile_reuse"] = compile_reuse("cpu", size, log=log)
