@@ -471,3 +471,22 @@ def test_the_denoiser_follows_the_engines_policy_and_says_why(make_napari_viewer
     run_and_wait(qtbot, widget)
     assert f"Denoiser {why}." in widget.status_label.text()
     assert viewer.layers["cells mean"].metadata["napari_deblur"]["model_choice"] == why
+
+
+def test_the_cpu_estimate_follows_steps_samples_and_scope(dock):
+    from napari_deblur.plugin.estimate import diffusion_cpu_seconds, format_estimate
+
+    viewer, widget = dock
+    layer = viewer.add_image(image(), name="cells")  # 2 planes of 40 x 48, one channel
+
+    def expected(planes, steps, samples):
+        seconds = diffusion_cpu_seconds(40, 48, planes, steps=steps, samples=samples, threads=torch.get_num_threads())
+        return format_estimate(seconds)
+
+    configure(widget, layer, steps=10, samples=8, scope="current slice")
+    assert widget.estimate_label.text() == expected(1, 10, 8)
+    widget.steps_slider.setValue(500)
+    widget.samples_spin.setValue(1)
+    assert widget.estimate_label.text() == expected(1, 500, 1) != expected(1, 10, 8)
+    widget.scope_combo.setCurrentText("whole stack")
+    assert widget.estimate_label.text() == expected(2, 500, 1) != expected(1, 500, 1)

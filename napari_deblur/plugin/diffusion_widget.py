@@ -35,6 +35,7 @@ from qtpy.QtWidgets import QCheckBox, QComboBox, QFileDialog, QLabel
 
 from .diffusion_job import DiffusionJob, run_diffusion
 from .dock import ERROR_STYLE, DockWidget, check_single_scale, notes_text
+from .estimate import diffusion_cpu_seconds, format_estimate
 from .layers import add_in_steps, output_kwargs, stacked_kwargs
 from .live import LiveLayers
 from .model_default import choice_text, suggest_denoiser
@@ -69,6 +70,7 @@ class DiffusionDeblurWidget(DockWidget):
         self.watch_layers()
         self._denoiser_chosen(self.denoiser())  # a preselected bundled denoiser brings its predictor
         self.update_ready()
+        self.update_estimate()
 
     # --- building --------------------------------------------------------------------------
     def _build(self) -> None:
@@ -92,6 +94,12 @@ class DiffusionDeblurWidget(DockWidget):
         self.seed_spin, self.dice_button = sampling.seed_spin, sampling.dice_button
         self.preset_buttons, self.sampler_combo = sampling.preset_buttons, sampling.sampler_combo
         self.apply_preset, self.roll_seed = sampling.apply_preset, sampling.roll_seed
+        self.estimate_label = QLabel()
+        self.estimate_label.setToolTip("About how long the run will take on this machine's CPU (a measured rate)")
+        for combo in (self.input_combo, self.scope_combo, self.options.device_combo, self.options.model_combo):
+            combo.currentIndexChanged.connect(self.update_estimate)
+        self.steps_slider.valueChanged.connect(self.update_estimate)
+        self.samples_spin.valueChanged.connect(self.update_estimate)
         self.keep_samples_check = QCheckBox("keep samples")
         self.keep_samples_check.setToolTip("Also show every sample as one stack layer (N full images in memory)")
         rows = [
@@ -103,11 +111,24 @@ class DiffusionDeblurWidget(DockWidget):
             *self.sampling.rows(),
             ("", self.keep_samples_check),
             ("scope", self.scope_combo),
+            ("estimate", self.estimate_label),
             ("reference", self.reference_combo),
         ]
         self.lay_out(
             rows, (self.run_button, self.cancel_button), (self.progress_bar, self.status_label, self.metrics_label)
         )
+
+    def update_estimate(self, *_) -> None:
+        """'about 40 s on the CPU' for the current layer, scope, steps and samples (nothing on a
+        GPU or without a layer)."""
+        import torch
+
+        size = self.cpu_run_size()
+        seconds = None
+        if size is not None:
+            steps, samples = self.steps_slider.value(), self.samples_spin.value()
+            seconds = diffusion_cpu_seconds(*size, steps=steps, samples=samples, threads=torch.get_num_threads())
+        self.estimate_label.setText("" if seconds is None else format_estimate(seconds))
 
     # --- layer lists ---------------------------------------------------------------------
     def own_layer_names(self) -> list:

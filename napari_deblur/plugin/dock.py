@@ -42,6 +42,7 @@ from qtpy.QtWidgets import (
 )
 
 from .axes import is_stack, layer_axes, layer_shape, plane_index
+from .estimate import passes_per_plane, run_size
 from .layers import source_properties
 from .options import RunOptions
 from .plane import part_translate
@@ -372,6 +373,37 @@ class DockWidget(QWidget):
     def update_ready(self, *_) -> None:
         """Run is enabled when no run is going."""
         self.run_button.setEnabled(self.worker is None)
+
+    # --- what a CPU run will cost (the widgets' time estimates) ------------------------------
+    def cpu_run_size(self):
+        """``(height, width, planes, passes per plane)`` of a run of the chosen layer with the
+        current scope and model, when it would run on the CPU; None on a GPU, without a layer
+        or model, or for a layer that cannot be run (:mod:`.estimate` turns it into seconds)."""
+        from ..engine.device import pick_device  # imports torch
+
+        layer = self.combo_layer(self.input_combo)
+        if layer is None or layer.multiscale or self.options.model() is None:
+            return None
+        try:
+            if pick_device(self.options.device()).type != "cpu":
+                return None
+            whole = self.scope_combo.currentText() == "whole stack"
+            height, width, planes, colour = run_size(layer_axes(layer), layer_shape(layer), whole)
+        except (ValueError, RuntimeError):
+            return None
+        return height, width, planes, passes_per_plane(colour, self.model_channels())
+
+    def model_channels(self):
+        """The chosen XYDeblur's input channels (None when it cannot be told)."""
+        model = self.options.model()
+        if not isinstance(model, str):
+            return getattr(model, "config", {}).get("channels")
+        from ..models.weights import WeightsError, model_manifest
+
+        try:
+            return model_manifest(model)["architecture"]["channels"]
+        except (WeightsError, KeyError, ValueError, TypeError):
+            return None
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt's name)
         self.cancel()

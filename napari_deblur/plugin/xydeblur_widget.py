@@ -20,10 +20,10 @@ torch and the engine are imported when the widget is built or runs, not at impor
 from qtpy.QtGui import QFontDatabase
 from qtpy.QtWidgets import QCheckBox, QComboBox, QLabel, QPushButton
 
-from .axes import layer_axes, layer_shape
+from .axes import layer_axes
 from .compare import CompareView
 from .dock import DockWidget, check_single_scale, notes_text, refill_combo
-from .estimate import CPU_SECONDS_PER_MP, cpu_seconds, format_estimate, passes_per_plane, rate_from_run, run_size
+from .estimate import CPU_SECONDS_PER_MP, cpu_seconds, format_estimate, rate_from_run, run_size
 from .layers import add_in_steps, add_outputs, output_layers, output_name, source_properties
 from .model_default import suggest_predictor
 from .readout import compute_shift, format_shift, region_mask
@@ -207,34 +207,11 @@ class XYDeblurWidget(DockWidget):
     def estimate_text(self) -> str:
         import torch
 
-        from ..engine.device import pick_device
-
-        layer = self.combo_layer(self.input_combo)
-        if layer is None or layer.multiscale or self.options.model() is None:
+        size = self.cpu_run_size()
+        if size is None:
             return ""
-        try:
-            if pick_device(self.options.device()).type != "cpu":
-                return ""
-            whole = self.scope_combo.currentText() == "whole stack"
-            height, width, planes, colour = run_size(layer_axes(layer), layer_shape(layer), whole)
-        except (ValueError, RuntimeError):
-            return ""
-        passes = passes_per_plane(colour, self.model_channels())
         rate = self._rates.get(self.options.model_combo.currentText(), CPU_SECONDS_PER_MP)
-        seconds = cpu_seconds(height, width, planes, passes, seconds_per_mp=rate, threads=torch.get_num_threads())
-        return format_estimate(seconds)
-
-    def model_channels(self):
-        """The chosen model's input channels (None when it cannot be told)."""
-        model = self.options.model()
-        if not isinstance(model, str):
-            return getattr(model, "config", {}).get("channels")
-        from ..models.weights import WeightsError, model_manifest
-
-        try:
-            return model_manifest(model)["architecture"]["channels"]
-        except (WeightsError, KeyError, ValueError, TypeError):
-            return None
+        return format_estimate(cpu_seconds(*size, seconds_per_mp=rate, threads=torch.get_num_threads()))
 
     def remember_rate(self, info: dict, part_shape, part_axes: str) -> None:
         """Keep the per-megapixel rate a finished CPU run showed, for the next estimates."""
