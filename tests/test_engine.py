@@ -144,6 +144,10 @@ def test_tiled_equals_untiled():
     whole = xydeblur(image, model, tile=1024)
     tiled = xydeblur(image, model, tile=128, overlap=48)
     assert tiled.info["tile"] == 128 and whole.info["tile"] == 1024
+    for result in (whole, tiled):  # where the time went, in order, adding up to the call
+        stages = result.info["stages"]
+        assert list(stages) == ["prepare", "network", "assemble", "finish"] and min(stages.values()) >= 0
+        assert sum(stages.values()) <= result.info["seconds"]
     err = np.mean((whole.restored - tiled.restored) ** 2)
     psnr = 10 * np.log10(1 / err)
     assert psnr > 45, psnr

@@ -24,6 +24,9 @@ def test_quick_bench_writes_json_and_a_table(tmp_path, monkeypatch, capsys, one_
     [row] = report["xydeblur"]
     assert row["size"] == "64x96"
     assert row["reference_ms"] > 0 and row["optimised_ms"] > 0 and row["engine_ms"] > 0
+    stages = row["engine_stages_ms"]
+    assert list(stages) == ["prepare", "network", "assemble", "finish"] and all(v >= 0 for v in stages.values())
+    assert sum(stages.values()) <= row["engine_ms"] * 3  # medians of parts of the same calls
     assert row["speedup"] == pytest.approx(row["reference_ms"] / row["optimised_ms"])
     assert row["max_diff"] <= 1e-2  # the fast path stays within 1e-2 of fp32
     [step] = report["diffusion"]["steps"]
@@ -31,7 +34,7 @@ def test_quick_bench_writes_json_and_a_table(tmp_path, monkeypatch, capsys, one_
     assert report["diffusion"]["denoiser"] == "dvsr-photo (bundled)"  # the shipped model, not a stand-in
     assert "fidelity" not in report["diffusion"]  # --quick skips the 80-pass preset
     table = (tmp_path / "perf.md").read_text()
-    assert "| 64x96 |" in table and "Diffusion refinement" in table
+    assert "| 64x96 |" in table and "Diffusion refinement" in table and "outside the network" in table
     assert "| 64x96 |" in capsys.readouterr().out
 
 

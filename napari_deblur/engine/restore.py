@@ -191,24 +191,50 @@ def xydeblur_iter(
         raise ValueError(f"the image is too small to deblur: {h}x{w} pixels in Y and X (at least 4x4)")
     net, model_choice = pick_model(model, c, axes, array.dtype, axes_given)
     view = NetworkView(bcyx, layout, array.dtype, net, normalize)
+    clock = StageClock(started)
+    clock.stage("prepare")
     run = yield from _run_network(
         net, view, dev, dtype, tile, overlap, batch, compile, array.dtype if out_dtype == "same" else np.float32
     )
+    clock.stage("network")
     if run.path == "frames":
         restored, r_hor, r_ver = run.outputs
     else:
         restored, r_hor, r_ver = _assemble_tiles(run.outputs, bcyx, view, array.dtype, out_dtype)
+    clock.stage("assemble")
     r_hor, r_ver = r_hor.astype(np.float32, copy=False), r_ver.astype(np.float32, copy=False)
     model_name = net.weights_info["name"] if hasattr(net, "weights_info") else "XYDeblur"
     check_finite_output((r_hor, r_ver), model_name, precision_name(dtype))
+    restored, r_hor, r_ver = (from_bcyx(a, layout) for a in (restored, r_hor, r_ver))
+    clock.stage("finish")
     info = {
         "model": model_name,
         "model_choice": model_choice,  # why this model: the default policy's reason, or the caller's
         **_run_info(dev, dtype, run, overlap, view),
+        "stages": clock.stages,
         "seconds": time.perf_counter() - started,
     }
-    restored, r_hor, r_ver = (from_bcyx(a, layout) for a in (restored, r_hor, r_ver))
     return XYDeblurResult(restored=restored, r_hor=r_hor, r_ver=r_ver, axes=axes, info=info)
+
+
+class StageClock:
+    """Where a call's time went: :meth:`stage` closes the stage that ran since the last mark.
+
+    ``info["stages"]`` of :func:`xydeblur_iter`: *prepare* (checks, axes, the model, scaling),
+    *network* (every pass with its transfers and, on the tiles path, tiling and blending; on
+    the frames path also the scaling and rounding done on the device), *assemble* (the tiles
+    path's residuals back to input units and added), *finish* (float32 residuals, the finite
+    check, the caller's axis order). Seconds, in that order; the time the caller spends
+    between progress steps counts in *network*."""
+
+    def __init__(self, started: float):
+        self.mark = started
+        self.stages = {}
+
+    def stage(self, name: str) -> None:
+        now = time.perf_counter()
+        self.stages[name] = now - self.mark
+        self.mark = now
 
 
 def pick_model(model, channels: int, axes: str, dtype, axes_given: bool) -> tuple:

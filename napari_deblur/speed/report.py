@@ -167,4 +167,18 @@ def _xydeblur_table(report: dict) -> list[str]:
             f"| {row['size']} | {ref} | {_ms(row['optimised_ms'])} | {speedup} "
             f"| {_ms(row['engine_ms'])} | {peak} | {diff} |" + (f" {_ms(row.get('graph_ms'))} |" if graphs else "")
         )
+    staged = [row for row in report["xydeblur"] if row.get("engine_stages_ms")]
+    if staged:
+        names = list(staged[0]["engine_stages_ms"])
+        lines += [
+            "",
+            "Where a whole call's time goes (`info['stages']`, medians, ms):",
+            "",
+            "| XYDeblur frame | " + " | ".join(names) + " | outside the network |",
+            "|---|" + "---:|" * (len(names) + 1),
+        ]
+        for row in staged:
+            stages = row["engine_stages_ms"]
+            outside = sum(v for k, v in stages.items() if k != "network")
+            lines.append(f"| {row['size']} | " + " | ".join(f"{stages[k]:.1f}" for k in names) + f" | {outside:.1f} |")
     return lines

@@ -24,6 +24,7 @@ reference's, in [0, 1] units, on :func:`~.timing.sample_frame`. Peak device memo
 reported on CUDA.
 """
 
+import statistics
 import time
 
 import numpy as np
@@ -89,19 +90,23 @@ def bench_xydeblur(model, device, sizes, repeats: int, *, compile_: bool = False
         if device.type == "cuda" and not compile_ and height * width <= GRAPH_MAX_PIXELS:
             row.update(_graph_row(run_optimised, device, repeats, got))
         image = np.ascontiguousarray(frame.transpose(1, 2, 0))
-        row["engine_ms"] = 1000 * median_seconds(
-            lambda image=image: xydeblur(
-                image,
-                model,
-                axes="YXC" if model.channels == 3 else None,
-                device=str(device),
-                normalize="dtype",
-                compile=compile_,
-            ),
-            device,
-            max(1, repeats // 2),
-            warmup=1,
-        )
+        calls = []
+
+        def whole_call(image=image, calls=calls):
+            calls.append(
+                xydeblur(
+                    image,
+                    model,
+                    axes="YXC" if model.channels == 3 else None,
+                    device=str(device),
+                    normalize="dtype",
+                    compile=compile_,
+                ).info["stages"]
+            )
+
+        row["engine_ms"] = 1000 * median_seconds(whole_call, device, max(1, repeats // 2), warmup=1)
+        timed = calls[1:]  # after the warm-up: each stage's median over the timed calls
+        row["engine_stages_ms"] = {name: 1000 * statistics.median(c[name] for c in timed) for name in timed[0]}
         rows.append(row)
         log(_row_line(row))
     if compile_ and optimised.error:
@@ -142,9 +147,10 @@ def _row_line(row) -> str:
     diff = f"{row['max_diff']:.1e}" if row.get("max_diff") is not None else "n/a"
     graph = f"  CUDA graph {row['graph_ms']:8.1f} ms" if row.get("graph_ms") else ""
     graph += f"  CUDA graph failed: {row['graph_error']}" if row.get("graph_error") else ""
+    stages = ", ".join(f"{k} {v:.1f}" for k, v in row.get("engine_stages_ms", {}).items())
     return (
         f"  {row['size']:>10}  reference {ref} ms  optimised {row['optimised_ms']:8.1f} ms  {ratio}  "
-        f"engine {row['engine_ms']:8.1f} ms  max diff {diff}{graph}"
+        f"engine {row['engine_ms']:8.1f} ms ({stages})  max diff {diff}{graph}"
     )
 
 
