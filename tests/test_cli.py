@@ -122,6 +122,17 @@ def test_existing_output_needs_overwrite(tmp_path, stack, models, capsys):
     assert_like(out / "stack_deblurred.tif", stack)
 
 
+def test_an_output_that_looks_like_a_file_name_is_refused_before_any_work(tmp_path, photo, models, capsys):
+    target = tmp_path / "fishes_deblurred.png"
+    assert main(["xy", str(photo), "-o", str(target), "--model", models[3], "-q"]) == 2
+    err = capsys.readouterr().err
+    assert "looks like an image file name" in err and len(err.splitlines()) == 1
+    assert not target.exists()  # no folder called fishes_deblurred.png
+    target.mkdir()  # a folder of that name, made on purpose, is used
+    assert main(["xy", str(photo), "-o", str(target), "--model", models[3], "-q"]) == 0
+    assert (target / f"{photo.stem}_deblurred.tif").is_file()
+
+
 @pytest.mark.parametrize("overwrite", [[], ["--overwrite"]])
 def test_never_overwrites_an_input(tmp_path, stack, models, capsys, overwrite):
     # stack.tif's output would be stack_deblurred.tif, which is also an input here

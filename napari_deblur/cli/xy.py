@@ -106,6 +106,7 @@ def run_xy(args) -> int:
     from ..output_safety import removed_on_failure
     from ..stacks import is_zarr
 
+    check_output_folder(args.output)
     streamed = [p for p in args.inputs if p.is_dir() or is_zarr(p) or (args.stream and p.is_file())]
     files = [p for p in args.inputs if p not in streamed]
     if streamed and args.residuals:
@@ -156,6 +157,19 @@ def run_xy(args) -> int:
                 file=sys.stderr,
             )
     return 0
+
+
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp")
+
+
+def check_output_folder(output: Path) -> None:
+    """CLIError when ``-o`` names an image file rather than a folder (unless such a folder
+    exists): ``-o fishes.png`` would otherwise make a folder called fishes.png."""
+    if output.suffix.lower() in IMAGE_SUFFIXES and not output.is_dir():
+        raise CLIError(
+            f"-o/--output is a folder, and {output} looks like an image file name; the result is written "
+            f"as <folder>/<input name>_deblurred.tif (e.g. -o {output.parent / 'deblurred'})"
+        )
 
 
 def plan_streams(streamed, args) -> list:
