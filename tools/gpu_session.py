@@ -270,7 +270,9 @@ class Session:
                 "--out",
                 str(run_dir),
             ]
-            if not self.run(f"train-{name}", args, seconds + 30, env=env):
+            # start-up (Python, torch, the data) on top of the training's own time limit; a smoke run
+            # on a loaded 2-core test machine needs more of it than a GPU machine
+            if not self.run(f"train-{name}", args, seconds + (90 if self.smoke else 30), env=env):
                 continue
             log = run_dir / "log.jsonl"
             if log.is_file():
