@@ -65,10 +65,7 @@ def run_bench_command(args) -> int:
         out=out,
         log=lambda line: print(line, file=sys.stderr),
     )
-    table = to_markdown(report)
-    out.with_suffix(".md").write_text(table)
-    print(table)
-    return 0
+    return _table(out, to_markdown(report))
 
 
 def _cpu_variants(args) -> int:
@@ -84,7 +81,11 @@ def _cpu_variants(args) -> int:
         out=out,
         log=lambda line: print(line, file=sys.stderr),
     )
-    table = cpu_variants_markdown(report)
+    return _table(out, cpu_variants_markdown(report))
+
+
+def _table(out: Path, table: str) -> int:
+    """The Markdown table next to the JSON report ``out``, and on stdout; returns 0."""
     out.with_suffix(".md").write_text(table)
     print(table)
     return 0
