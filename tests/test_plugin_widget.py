@@ -358,3 +358,5 @@ def test_a_uint16_channels_first_layer_gets_the_microscopy_model_and_says_why(
     widget.options._model_activated(combo.currentIndex())  # the user's choice is said as such
     run_and_wait(qtbot, widget)
     assert "Model xydeblur-photo (chosen in the widget)." in widget.status_label.text()
+    # these test bundles carry no passed real-data gate, so the status says so
+    assert "the bundled xydeblur-photo has not passed the real-data do-no-harm gate" in widget.status_label.text()

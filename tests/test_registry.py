@@ -107,3 +107,33 @@ def test_the_default_denoiser_reads_the_bundled_ones(tmp_path, monkeypatch):
     monkeypatch.setenv("NAPARI_DEBLUR_RESOURCES", str(tmp_path))
     assert available_models(DENOISER) == []
     assert default_denoiser_name(3) == "dvsr-photo"
+
+
+def test_only_bundled_models_without_a_passed_gate_are_warned_about(tmp_path, monkeypatch, capsys):
+    import json
+
+    from napari_deblur.cli.common import warn_ungated
+    from napari_deblur.models.weights import gate_warning
+
+    monkeypatch.setenv("NAPARI_DEBLUR_RESOURCES", str(tmp_path))
+    bundle_model(tmp_path, "xydeblur-photo", tiny_model(channels=3))
+    bundle_model(tmp_path, "xydeblur-microscopy", tiny_model(channels=1))
+    manifest = json.loads((tmp_path / "xydeblur-microscopy.json").read_text())
+    manifest["real_benchmark"] = {"gate": {"model": "xydeblur-microscopy", "passed": True, "checks": []}}
+    (tmp_path / "xydeblur-microscopy.json").write_text(json.dumps(manifest))
+    assert "has not passed the real-data do-no-harm gate" in gate_warning("xydeblur-photo")
+    assert gate_warning("xydeblur-microscopy") is None  # passed
+    assert gate_warning(str(tmp_path / "xydeblur-photo.safetensors")) is None  # a file: the user's to judge
+    assert gate_warning(None) is None and gate_warning(tiny_model()) is None
+    warn_ungated("xydeblur-photo", "xydeblur-microscopy", "xydeblur-photo")
+    assert capsys.readouterr().err.count("warning: the bundled xydeblur-photo") == 1  # once per name
+
+
+def test_the_shipped_models_say_whether_they_passed_the_gate():
+    from napari_deblur.models.registry import bundled_models
+    from napari_deblur.models.weights import gate_warning
+
+    shipped = bundled_models()
+    for name in ("xydeblur-microscopy", "dvsr-microscopy"):  # exported through the gate
+        if name in shipped:
+            assert gate_warning(name) is None

@@ -162,3 +162,14 @@ def check_writable(folder: Path) -> None:
     from ..output_safety import check_writable as probe
 
     probe(folder)
+
+
+def warn_ungated(*names) -> None:
+    """Say on stderr, once per name, which bundled models among ``names`` have not passed the
+    real-data do-no-harm gate (:func:`napari_deblur.models.weights.gate_warning`)."""
+    from ..models.weights import gate_warning
+
+    for name in dict.fromkeys(names):
+        warning = gate_warning(name)
+        if warning:
+            print(f"napari-deblur: warning: {warning}", file=sys.stderr)

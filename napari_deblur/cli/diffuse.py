@@ -14,6 +14,7 @@ from .common import (
     one_line,
     plan_outputs,
     positive_int,
+    warn_ungated,
 )
 
 
@@ -91,6 +92,7 @@ def run_diffuse(args) -> int:
     # denoiser for its channel count (dvsr-photo for RGB, dvsr-microscopy otherwise)
     models = resolve_models(args.model, args.predictor) if args.model else None
     check_writable(args.output)
+    used = []  # the models that ran, for the do-no-harm warnings at the end
     for path, outputs in zip(args.inputs, planned):
         image = read_image(path)
         plain = {"photometric": image.metadata["photometric"]} if "photometric" in image.metadata else {}
@@ -133,6 +135,8 @@ def run_diffuse(args) -> int:
                 f"{info.get('device')} {info.get('precision')}, {info.get('seconds', 0):.1f} s)",
                 file=sys.stderr,
             )
+            used += [info.get("model"), info.get("predictor")]
+    warn_ungated(*used)
     return 0
 
 

@@ -20,6 +20,7 @@ from .common import (
     one_line,
     plan_outputs,
     positive_int,
+    warn_ungated,
 )
 
 
@@ -120,6 +121,7 @@ def run_xy(args) -> int:
     check_writable(args.output)
     for source, target in stream_plan:
         run_stream(source, target, model, args)
+    used = []  # the models that ran, for the do-no-harm warnings at the end
     for path, outputs in zip(files, planned):
         image = read_image(path)
         gen = xydeblur_iter(
@@ -156,6 +158,8 @@ def run_xy(args) -> int:
                 f"{info.get('seconds', 0):.1f} s)",
                 file=sys.stderr,
             )
+            used.append(info.get("model"))
+    warn_ungated(*used)
     return 0
 
 

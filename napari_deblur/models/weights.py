@@ -108,6 +108,22 @@ def model_manifest(name: str) -> dict:
     return dict(entries[name][1])
 
 
+def gate_warning(name) -> str | None:
+    """One line for a bundled model that has not passed the do-no-harm gate on real data (no
+    passed ``real_benchmark`` gate in its manifest: :mod:`napari_deblur.evaluation.real`);
+    None for one that passed, and for anything that is not a bundled name (a user's own
+    weights are theirs to judge)."""
+    if not isinstance(name, str) or name not in bundled_models():
+        return None
+    gate = model_manifest(name).get("real_benchmark", {}).get("gate", {})
+    if gate.get("passed"):
+        return None
+    return (
+        f"the bundled {name} has not passed the real-data do-no-harm gate: it can make real images "
+        "worse (see the README's Real-data benchmark); compare with the input"
+    )
+
+
 def bundled_file(
     name: str, verify: bool = True, architecture: str | None = None, kind: str = "model"
 ) -> tuple[Path, dict]:

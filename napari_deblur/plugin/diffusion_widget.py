@@ -34,7 +34,7 @@ from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QCheckBox, QComboBox, QFileDialog, QLabel
 
 from .diffusion_job import DiffusionJob, run_diffusion
-from .dock import ERROR_STYLE, DockWidget, check_single_scale, notes_text
+from .dock import ERROR_STYLE, DockWidget, check_single_scale, gate_warnings, notes_text
 from .estimate import diffusion_cpu_seconds, format_estimate
 from .layers import add_in_steps, output_kwargs, stacked_kwargs
 from .live import LiveLayers
@@ -367,7 +367,8 @@ class DiffusionDeblurWidget(DockWidget):
         self.say(
             f"Done: {info.get('steps')} steps x {info.get('samples')} sample(s) in {info.get('seconds', 0):.1f} s "
             f"on {info.get('device')} ({info.get('precision')}, tile {info.get('tile')}). "
-            f"Denoiser {ctx['model_choice']}." + notes_text(ctx["notes"])
+            f"Denoiser {ctx['model_choice']}."
+            + notes_text(ctx["notes"] + gate_warnings(info.get("model"), info.get("predictor")))
         )
 
 

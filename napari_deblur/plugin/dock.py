@@ -85,6 +85,13 @@ def notes_text(notes) -> str:
     return f" Note: {joined}" if joined else ""
 
 
+def gate_warnings(*names) -> list:
+    """The do-no-harm warnings of the bundled models among ``names`` (a run's model names)."""
+    from ..models.weights import gate_warning
+
+    return [w for w in (gate_warning(name) for name in names) if w]
+
+
 def engine_info(info: dict) -> dict:
     """The entries of an engine's info dict that are plain scalars (for layer metadata)."""
     return {k: v for k, v in info.items() if isinstance(v, (str, int, float))}

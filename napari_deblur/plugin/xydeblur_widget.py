@@ -22,7 +22,7 @@ from qtpy.QtWidgets import QCheckBox, QComboBox, QLabel, QPushButton
 
 from .axes import layer_axes
 from .compare import CompareView
-from .dock import DockWidget, check_single_scale, notes_text, refill_combo
+from .dock import DockWidget, check_single_scale, gate_warnings, notes_text, refill_combo
 from .estimate import CPU_SECONDS_PER_MP, cpu_seconds, format_estimate, rate_from_run, run_size
 from .layers import add_in_steps, add_outputs, output_layers, output_name, source_properties
 from .model_default import suggest_predictor
@@ -250,7 +250,7 @@ class XYDeblurWidget(DockWidget):
         self.say(
             f"Done in {info.get('seconds', 0):.1f} s on {info.get('device')} ({info.get('precision')}, "
             f"tile {info.get('tile')}, {info.get('channel_mode')}). Model {ctx['model_choice']}."
-            + notes_text(ctx["notes"])
+            + notes_text(ctx["notes"] + gate_warnings(info.get("model")))
         )
 
     # --- colour region and compare ---------------------------------------------------------
