@@ -106,11 +106,7 @@ class DVSRTrainer(Trainer):
             self.model = ResidualDenoiser(
                 channels, cfg.width, tuple(cfg.mults), cfg.blocks, cfg.residual_scale, cfg.sigma_data
             )
-        self.model.to(self.device).train()
-        self.ema = {k: v.detach().clone().float() for k, v in self.model.state_dict().items()}
-        self.opt = torch.optim.AdamW(
-            self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay
-        )
+        self.start_optimising()
         self.noise = torch.Generator(device=self.device).manual_seed(20_000 + cfg.seed)
         self.pair_sampler, (blurred, sharp) = make_training_pairs(cfg, self.device, log)
         self.val = (blurred, sharp, self._predict(blurred))

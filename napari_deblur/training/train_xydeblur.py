@@ -96,16 +96,21 @@ class Trainer:
             if cfg.zero_init:  # start as the identity: no iterations spent unlearning random residuals
                 torch.nn.init.zeros_(self.model.Decoder1_4.main[0].weight)
                 torch.nn.init.zeros_(self.model.Decoder1_4.main[0].bias)
-        self.model.to(self.device).train()
-        self.ema = {k: v.detach().clone().float() for k, v in self.model.state_dict().items()}
-        self.opt = torch.optim.AdamW(
-            self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay
-        )
+        self.start_optimising()
         self.pair_sampler, self.val = make_training_pairs(cfg, self.device, log)
         self.iteration, self.seconds = 0, 0.0
         if (self.out / "checkpoint" / "index.json").is_file():
             self._resume()
         self._write_config()
+
+    def start_optimising(self) -> None:
+        """The model in training mode on the device, its EMA (float32: what gets exported) and
+        the AdamW optimiser; a resumed run then loads all three from its checkpoint."""
+        self.model.to(self.device).train()
+        self.ema = {k: v.detach().clone().float() for k, v in self.model.state_dict().items()}
+        self.opt = torch.optim.AdamW(
+            self.model.parameters(), lr=self.cfg.lr, betas=(0.9, 0.99), weight_decay=self.cfg.weight_decay
+        )
 
     def _state(self) -> dict:
         return {
