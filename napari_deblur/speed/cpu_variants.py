@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from ..engine.restore import xydeblur
-from ..models.xydeblur import XYDeblur
+from ..engine.runtime import device_copy
 from .compile_reuse import compile_reuse
 from .diffusion import fidelity_seconds
 from .timing import machine_name, median_seconds, sample_frame, short_error
@@ -38,9 +38,8 @@ CPU = torch.device("cpu")
 
 
 def _network(model, *, channels_last: bool, dtype=torch.float32):
-    net = XYDeblur(**model.config)
-    net.load_state_dict(model.state_dict())
-    net = net.eval().requires_grad_(False).to(dtype=dtype)
+    """The official-structure copy the engine's reference path runs, in ``dtype`` and layout."""
+    net = device_copy(model, CPU, dtype, reference=True).requires_grad_(False)
     return net.to(memory_format=torch.channels_last) if channels_last else net
 
 
