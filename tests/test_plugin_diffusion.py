@@ -153,6 +153,29 @@ def test_sampling_controls_read_as_the_engine_names_them(qtbot):
     assert controls.values() == {"steps": steps, "samples": samples, "seed": 7, "sampler": "ddim"}
 
 
+def test_steps_slider_is_logarithmic_and_reports_each_change_once(qtbot):
+    from napari_deblur.plugin.sampling import SLIDER_POSITIONS, StepsSlider
+
+    steps = StepsSlider(1000)
+    seen = []
+    steps.valueChanged.connect(seen.append)
+    assert steps.value() == 1 and steps.slider.value() == 0
+    steps.slider.setValue(SLIDER_POSITIONS // 2)  # the middle of the track: about sqrt(1000) steps
+    assert 30 <= steps.value() <= 33
+    steps.slider.setValue(SLIDER_POSITIONS)
+    assert steps.value() == 1000
+    steps.slider.setValue(0)
+    assert steps.value() == 1
+    assert seen == [steps.steps_at(SLIDER_POSITIONS // 2), 1000, 1]
+    seen.clear()
+    steps.setValue(10)  # typed or set by a preset: the handle follows, one change reported
+    assert seen == [10] and steps.value() == 10
+    assert steps.steps_at(steps.slider.value()) == 10
+    assert steps.slider.value() < SLIDER_POSITIONS // 2  # 10 of 1000 steps sits left of the middle, not at 1 %
+    steps.setValue(5000)  # clipped to the range, never past it
+    assert steps.value() == 1000 == steps.maximum() and steps.minimum() == 1
+
+
 def test_the_widget_exposes_its_sampling_controls(dock):
     _, widget = dock
     sampling = widget.sampling

@@ -1,7 +1,8 @@
 """The sampling controls of the "Diffusion deblur" widget: steps, presets, samples, seed, sampler.
 
 :class:`SamplingControls` builds the Qt controls that say how the reverse diffusion samples:
-the number of steps (a labelled slider), two presets that set steps and samples together
+the number of steps (a slider on a logarithmic scale, so that 1-50 steps get as much of its
+length as 50-1000, beside a box for the exact number), two presets that set steps and samples together
 (few steps and several samples for a low-distortion mean, many steps and one sample for a
 sharper single image), the number of samples (chains), the seed with a dice button that
 rolls a random one, and the sampler (DDPM or DDIM). The widget lays them out as rows of its
@@ -9,16 +10,68 @@ form (:meth:`SamplingControls.rows`) and reads them when it makes a job
 (:meth:`SamplingControls.values`).
 """
 
+import math
 import random
 
-from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QComboBox, QHBoxLayout, QPushButton, QSpinBox
+from qtpy.QtCore import Qt, Signal
+from qtpy.QtWidgets import QComboBox, QHBoxLayout, QPushButton, QSlider, QSpinBox, QWidget
 
 SAMPLERS = ("DDPM", "DDIM")
 PRESETS = {"Fidelity": (10, 8), "Perceptual": (500, 1)}  # (steps, samples)
 MAX_STEPS = 1000
 MAX_SAMPLES = 256
 MAX_SEED = 2**31 - 1
+SLIDER_POSITIONS = 240  # the steps slider's resolution: neighbouring positions differ by under 3 %
+
+
+class StepsSlider(QWidget):
+    """The number of diffusion steps, 1 to ``maximum``: a slider on a logarithmic scale (few
+    steps, where each one matters, get as much room as many) and a spin box with the exact
+    number. The spin box holds the value; ``valueChanged(int)`` fires once per change."""
+
+    valueChanged = Signal(int)
+
+    def __init__(self, maximum: int = MAX_STEPS, parent=None):
+        super().__init__(parent)
+        self._maximum = maximum
+        self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.slider.setRange(0, SLIDER_POSITIONS)
+        self.spin = QSpinBox()
+        self.spin.setRange(1, maximum)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.slider, 1)
+        layout.addWidget(self.spin)
+        self.slider.valueChanged.connect(lambda pos: self.spin.setValue(self.steps_at(pos)))
+        self.spin.valueChanged.connect(self._spin_changed)
+        self._spin_changed(self.spin.value())
+
+    def steps_at(self, position: int) -> int:
+        """The steps a slider position stands for (position 0: 1 step, the last: the maximum)."""
+        return max(1, min(self._maximum, round(self._maximum ** (position / SLIDER_POSITIONS))))
+
+    def position_of(self, steps: int) -> int:
+        """The slider position nearest to ``steps`` on the logarithmic scale."""
+        return round(SLIDER_POSITIONS * math.log(max(1, steps)) / math.log(self._maximum))
+
+    def _spin_changed(self, steps: int) -> None:
+        if self.steps_at(self.slider.value()) != steps:  # a typed value moves the handle without a second change
+            self.slider.blockSignals(True)
+            self.slider.setValue(self.position_of(steps))
+            self.slider.blockSignals(False)
+        self.valueChanged.emit(steps)
+
+    def value(self) -> int:
+        return self.spin.value()
+
+    def setValue(self, steps: int) -> None:  # Qt's name, as on QSlider
+        self.spin.setValue(int(steps))
+
+    def minimum(self) -> int:
+        return self.spin.minimum()
+
+    def maximum(self) -> int:
+        return self.spin.maximum()
 
 
 class SamplingControls:
@@ -31,10 +84,7 @@ class SamplingControls:
     """
 
     def __init__(self):
-        from superqt import QLabeledSlider
-
-        self.steps_slider = QLabeledSlider(Qt.Orientation.Horizontal)
-        self.steps_slider.setRange(1, MAX_STEPS)
+        self.steps_slider = StepsSlider(MAX_STEPS)
         self.steps_slider.setValue(PRESETS["Fidelity"][0])
         self.steps_slider.setToolTip(
             "Diffusion steps: few steps and several samples give a low-distortion mean, "
