@@ -11,6 +11,7 @@ from napari_deblur.plugin.estimate import (
     passes_per_plane,
     rate_from_run,
     run_size,
+    speed_factor,
 )
 
 
@@ -34,6 +35,13 @@ def test_a_finished_run_calibrates_the_rate():
     assert cpu_seconds(1000, 500, planes=4, seconds_per_mp=rate) == pytest.approx(12.0)
     assert rate_from_run(24.0, 1000, 500, planes=4, threads=1) == pytest.approx(6.0)  # per 2 threads
     assert rate_from_run(0.5, 1000, 1000) is None  # too short to tell
+
+
+def test_a_finished_diffusion_run_gives_the_factor_of_the_next_estimates():
+    assert speed_factor(60.0, 35.0) == pytest.approx(60 / 35)  # a slower CPU than the reference
+    assert speed_factor(10.0, 20.0) == pytest.approx(0.5)
+    assert speed_factor(0.4, 20.0) is None  # too short to tell
+    assert speed_factor(30.0, None) is None and speed_factor(30.0, 0.0) is None  # nothing was estimated
 
 
 def test_passes_and_run_size():

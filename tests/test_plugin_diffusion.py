@@ -513,3 +513,21 @@ def test_the_cpu_estimate_follows_steps_samples_and_scope(dock):
     assert widget.estimate_label.text() == expected(1, 500, 1) != expected(1, 10, 8)
     widget.scope_combo.setCurrentText("whole stack")
     assert widget.estimate_label.text() == expected(2, 500, 1) != expected(1, 500, 1)
+
+
+def test_a_finished_cpu_run_rescales_the_next_estimates(dock):
+    from napari_deblur.plugin.estimate import format_estimate
+
+    viewer, widget = dock
+    layer = viewer.add_image(image(), name="cells")
+    configure(widget, layer, steps=10, samples=8, scope="current slice")
+    before = widget.reference_estimate()
+    assert widget.estimate_label.text() == format_estimate(before)
+    widget.make_job(layer)  # what Run does first: the run's estimate is kept
+    widget.remember_speed({"device": "cpu", "seconds": 3 * before})  # the run took three times as long
+    assert widget.estimate_label.text() == format_estimate(3 * before) != format_estimate(before)
+    widget.steps_slider.setValue(20)  # the factor holds for other settings of the same denoiser
+    assert widget.estimate_label.text() == format_estimate(3 * widget.reference_estimate())
+    widget.make_job(layer)
+    widget.remember_speed({"device": "cuda:0", "seconds": 1000.0})  # a GPU run says nothing about the CPU
+    assert widget.estimate_label.text() == format_estimate(3 * widget.reference_estimate())

@@ -35,7 +35,7 @@ from qtpy.QtWidgets import QCheckBox, QComboBox, QFileDialog, QLabel
 
 from .diffusion_job import DiffusionJob, run_diffusion
 from .dock import ERROR_STYLE, DockWidget, check_single_scale, gate_warnings, notes_text
-from .estimate import diffusion_cpu_seconds, format_estimate
+from .estimate import diffusion_cpu_seconds, format_estimate, speed_factor
 from .layers import add_in_steps, output_kwargs, stacked_kwargs
 from .live import LiveLayers
 from .model_default import choice_text, suggest_denoiser
@@ -64,6 +64,8 @@ class DiffusionDeblurWidget(DockWidget):
         self._last_denoiser = 0
         self._user_chose_denoiser = False  # until then the bundled denoiser follows the input layer
         self._suggestion = None  # the model_default.Suggestion for the input layer
+        self._speed = {}  # denoiser list text -> measured / estimated seconds of its last finished CPU run
+        self._run_estimate = (None, None)  # (denoiser list text, estimated seconds) of the run under way
         self.live = LiveLayers(napari_viewer)  # the x0 and z_t layers of the running job
         self._build()
         self.input_combo.currentIndexChanged.connect(self._follow_layer)
@@ -120,15 +122,34 @@ class DiffusionDeblurWidget(DockWidget):
 
     def update_estimate(self, *_) -> None:
         """'about 40 s on the CPU' for the current layer, scope, steps and samples (nothing on a
-        GPU or without a layer)."""
+        GPU or without a layer), scaled by how the denoiser's last CPU run compared with its
+        estimate on this machine."""
+        seconds = self.reference_estimate()
+        if seconds is not None:
+            seconds *= self._speed.get(self.denoiser_combo.currentText(), 1.0)
+        self.estimate_label.setText("" if seconds is None else format_estimate(seconds))
+
+    def reference_estimate(self) -> float | None:
+        """Seconds of a run with the current settings at the reference machine's rates (None
+        when it would not run on the CPU)."""
         import torch
 
         size = self.cpu_run_size()
-        seconds = None
-        if size is not None:
-            steps, samples = self.steps_slider.value(), self.samples_spin.value()
-            seconds = diffusion_cpu_seconds(*size, steps=steps, samples=samples, threads=torch.get_num_threads())
-        self.estimate_label.setText("" if seconds is None else format_estimate(seconds))
+        if size is None:
+            return None
+        steps, samples = self.steps_slider.value(), self.samples_spin.value()
+        return diffusion_cpu_seconds(*size, steps=steps, samples=samples, threads=torch.get_num_threads())
+
+    def remember_speed(self, info: dict) -> None:
+        """After a finished CPU run: keep how far off its estimate was, for the next estimates."""
+        name, estimated = self._run_estimate
+        self._run_estimate = (None, None)
+        if name is None or not str(info.get("device", "")).startswith("cpu"):
+            return
+        factor = speed_factor(info.get("seconds", 0.0), estimated)
+        if factor is not None:
+            self._speed[name] = factor
+            self.update_estimate()
 
     # --- layer lists ---------------------------------------------------------------------
     def own_layer_names(self) -> list:
@@ -257,6 +278,7 @@ class DiffusionDeblurWidget(DockWidget):
             raise ValueError("Pick the predictor (the XYDeblur the denoiser was trained with).")
         model = denoiser if predictor is None else (predictor, denoiser)  # a bundled denoiser names its own
         axes, _, index, reference, notes = self.run_target(layer)
+        self._run_estimate = (self.denoiser_combo.currentText(), self.reference_estimate())
         job = DiffusionJob(
             data=layer.data,
             axes=axes,
@@ -363,6 +385,7 @@ class DiffusionDeblurWidget(DockWidget):
         planned.append(("mean", output.mean, kwargs("mean")))
         yield from add_in_steps(self.viewer, name, planned, {})
         self.last = (output, ctx)
+        self.remember_speed(info)
         self.metrics_label.setText(self.metrics_text(output, ctx).replace("result", "mean"))
         self.say(
             f"Done: {info.get('steps')} steps x {info.get('samples')} sample(s) in {info.get('seconds', 0):.1f} s "

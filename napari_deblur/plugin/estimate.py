@@ -18,7 +18,10 @@ A diffusion run is its predictor's XYDeblur pass plus one denoiser pass per step
 (on the CPU the chains of a plane run one after another). :data:`DENOISER_SECONDS_PER_MP` is
 the bundled ``dvsr-photo`` denoiser's step at 256 x 256, one sample, 2 threads, on the same
 machine and in the same bench run: 429 ms (6.5 s/MP); with it the Fidelity preset (10 steps x
-8 samples) on a 256 x 256 photo comes to 35 s, against 30.3 s measured in that run.
+8 samples) on a 256 x 256 photo comes to 35 s, against 30.3 s measured in that run. Other
+CPUs differ (on the 2-core AMD EPYC machine without AVX-512, one Fidelity step of 8 chains
+at 256 x 256 took 5.8 s, 11 s/MP per pass), so once a diffusion run has finished on the CPU
+the widget scales its next estimates by how far off the last one was (:func:`speed_factor`).
 """
 
 CPU_SECONDS_PER_MP = 16.0  # bundled XYDeblur, 2 threads, 2-core Intel Xeon (see the module docstring)
@@ -73,6 +76,14 @@ def rate_from_run(seconds: float, height: int, width: int, planes: int = 1, pass
     if seconds < 1.0 or min(height, width, planes, passes, threads) < 1:
         return None
     return seconds / (megapixels(height, width) * planes * passes) * threads / REFERENCE_THREADS
+
+
+def speed_factor(measured_seconds: float, estimated_seconds) -> float | None:
+    """How much longer (> 1) or shorter a finished run took than estimated, or None when the
+    run was too short to tell (under a second) or had no estimate."""
+    if not estimated_seconds or estimated_seconds <= 0 or measured_seconds < 1.0:
+        return None
+    return measured_seconds / estimated_seconds
 
 
 def passes_per_plane(colour_channels: int, model_channels) -> int:
