@@ -258,6 +258,7 @@ def xydeblur_lazy(
     out="restored",
     scaling=None,
     out_dtype="same",
+    residual_dtype="float32",
     halo=DEFAULT_HALO,
     sample_planes=DEFAULT_SAMPLE_PLANES,
     compile=False,  # noqa: A002
@@ -265,7 +266,7 @@ def xydeblur_lazy(
     """A lazy dask array of ``array`` restored by XYDeblur (``out``: 'restored', 'r_hor', 'r_ver').
 
     Same shape as ``array``; dtype as the engine's: ``restored`` keeps the input's dtype
-    (``out_dtype='float32'`` for floats), the residuals are float32. Arguments as in
+    (``out_dtype='float32'`` for floats), the residuals are float32 (or ``residual_dtype``). Arguments as in
     :func:`napari_deblur.engine.restore.xydeblur_iter`, plus ``scaling`` (a fitted
     :class:`~napari_deblur.engine.intensity.Scaling`, overriding ``normalize``), ``halo``
     (pixels of context around a Y/X block, rounded up to a multiple of 4; ``"auto"``: the
@@ -276,11 +277,13 @@ def xydeblur_lazy(
 
     from .engine.device import pick_device
     from .engine.options import check_parameters
+    from .engine.restore import check_residual_dtype
 
     if out not in OUTPUTS:
         raise ValueError(f"out must be one of {OUTPUTS}, got {out!r}")
     if out_dtype not in ("same", "float32"):
         raise ValueError(f"out_dtype must be 'same' or 'float32', got {out_dtype!r}")
+    residual_dtype = check_residual_dtype(residual_dtype)
     tile, _, _, normalize = check_parameters(tile, 0, "auto", normalize)  # the engine's own checks, before any work
     pick_device(device)
     data = as_dask(array, axes)
@@ -304,9 +307,10 @@ def xydeblur_lazy(
     if out == "restored":
         result_dtype = dtype if out_dtype == "same" else np.dtype(np.float32)
     else:
-        result_dtype = np.dtype(np.float32)
+        result_dtype = residual_dtype
     data = plane_chunks(data, axes)
     options = {"device": device, "precision": precision, "tile": tile, "out_dtype": out_dtype, "compile": compile}
+    options["residual_dtype"] = residual_dtype.name
     kwargs = {"model_ref": model_ref, "axes": axes, "scaling": scaling, "out": out, "options": options}
     meta = np.empty((0,) * data.ndim, dtype=result_dtype)
     yi, xi = axes.index("Y"), axes.index("X")

@@ -26,8 +26,22 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+RESIDUAL_DTYPES = (np.dtype(np.float32), np.dtype(np.float16))  # what the residuals can come back as
 OVERLAP_TRANSFERS = True  # the default of frames_apply_iter's overlap_transfers (the bench times both)
 FRAME_DTYPES = tuple(np.dtype(t) for t in (np.uint8, np.uint16, np.int8, np.int16, np.float16, np.float32))
+
+
+def residuals_as(values: torch.Tensor, dtype) -> torch.Tensor:
+    """Residuals in ``dtype`` (float32 or float16): float16 saturates finite values at its
+    largest (65504) and keeps NaN and inf as they are, so that the engine's finite check still
+    sees a broken network."""
+    dtype = np.dtype(dtype)
+    if dtype == np.float32:
+        return values.to(torch.float32)
+    if dtype != np.float16:
+        raise ValueError(f"residuals come back as float32 or float16, not {dtype}")
+    limit = float(np.finfo(np.float16).max)
+    return torch.where(values.isinf(), values, values.clamp(-limit, limit)).to(torch.float16)
 
 
 def frames_fit(array_dtype, rgba: bool, colour: int, model_channels: int) -> bool:
@@ -110,6 +124,7 @@ def frames_apply_iter(
     batch: int,
     device: torch.device,
     out_dtype,
+    residual_dtype=np.float32,
     overlap_transfers: bool | None = None,
 ) -> Iterator[tuple[int, int]]:
     """Restore the frames of ``bcyx`` (N, C, H, W) ``batch`` at a time; yields ``(done, total)``
@@ -118,8 +133,10 @@ def frames_apply_iter(
     ``fn`` maps a float32 device batch in [0, 1] units, padded by ``pad`` (rows, columns) to
     the network's multiple, to the two float32 residuals in the same units. ``offset`` and
     ``scale`` (per channel) map input units to [0, 1]. ``out_dtype`` is the restored image's:
-    integers are rounded and clipped to their range, float16 clipped to its finite range. On CUDA the
-    transfers of a stack overlap the network (``overlap_transfers``, see :class:`Transfers`).
+    integers are rounded and clipped to their range, float16 clipped to its finite range. The
+    residuals come back as ``residual_dtype`` (:func:`residuals_as`; float16 halves their
+    copy to the host). On CUDA the transfers of a stack overlap the network
+    (``overlap_transfers``, see :class:`Transfers`).
     """
     n, c, h, w = bcyx.shape
     out_dtype = np.dtype(out_dtype)
@@ -127,7 +144,8 @@ def frames_apply_iter(
     off = torch.as_tensor(np.asarray(offset, np.float32).reshape(1, -1, 1, 1), device=device)
     sc = torch.as_tensor(np.asarray(scale, np.float32).reshape(1, -1, 1, 1), device=device)
     restored = np.empty((n, c, h, w), out_dtype)
-    r_hor, r_ver = np.empty((n, c, h, w), np.float32), np.empty((n, c, h, w), np.float32)
+    residual_dtype = np.dtype(residual_dtype)
+    r_hor, r_ver = np.empty((n, c, h, w), residual_dtype), np.empty((n, c, h, w), residual_dtype)
     limits = np.iinfo(out_dtype) if out_dtype.kind in "ui" else None
     float_limit = float(np.finfo(out_dtype).max) if out_dtype == np.float16 else None  # saturate, never inf
     narrow = NARROW.get(out_dtype)  # None for wider integers: int32 comes back
@@ -155,7 +173,11 @@ def frames_apply_iter(
             incoming = moves.send(bcyx[last : last + batch])
         if outgoing is not None:
             yield _finish(moves, outgoing, restored, r_hor, r_ver), n
-        outgoing = (first, last, *moves.fetch([out, r1, r2]))
+        outgoing = (
+            first,
+            last,
+            *moves.fetch([out, residuals_as(r1, residual_dtype), residuals_as(r2, residual_dtype)]),
+        )
     yield _finish(moves, outgoing, restored, r_hor, r_ver), n
     return restored, r_hor, r_ver
 

@@ -25,7 +25,7 @@ from . import runtime
 from .axes import from_bcyx, normalize_axes, to_bcyx
 from .compiled import CompiledResiduals
 from .device import describe, free_memory, pick_device, pick_dtype, precision_name
-from .frames import frames_apply_iter, frames_fit
+from .frames import RESIDUAL_DTYPES, frames_apply_iter, frames_fit, residuals_as
 from .intensity import add_rounded, cast_like
 from .model_input import ModelInput
 from .options import MIN_TILE, check_parameters
@@ -61,7 +61,8 @@ class Progress:
 @dataclass
 class XYDeblurResult:
     """``restored`` has the input's shape (and dtype unless ``out_dtype='float32'``);
-    ``r_hor`` and ``r_ver`` are float32 residuals in input units, same shape."""
+    ``r_hor`` and ``r_ver`` are residuals in input units, same shape, float32 (or float16 with
+    ``residual_dtype='float16'``)."""
 
     restored: np.ndarray
     r_hor: np.ndarray
@@ -100,6 +101,26 @@ def check_image(image) -> np.ndarray:
 
 class NonFiniteOutputError(ValueError):
     """A network returned NaN or infinite values for an image whose values were finite."""
+
+
+def check_residual_dtype(residual_dtype) -> np.dtype:
+    """``residual_dtype`` as a numpy dtype of :data:`~.frames.RESIDUAL_DTYPES`, or a ValueError."""
+    try:
+        checked = np.dtype(residual_dtype)
+    except TypeError:
+        checked = None
+    if checked not in RESIDUAL_DTYPES:
+        raise ValueError(f"residual_dtype must be 'float32' or 'float16', got {residual_dtype!r}")
+    return checked
+
+
+def _residuals_as(r: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """A host residual in ``dtype`` (as it is when it already is; see :func:`~.frames.residuals_as`)."""
+    if r.dtype == dtype:
+        return r
+    if dtype == np.float32:
+        return r.astype(np.float32)
+    return residuals_as(torch.from_numpy(np.ascontiguousarray(r, np.float32)), dtype).numpy()
 
 
 def check_finite_output(arrays, model_name: str, precision: str) -> None:
@@ -149,6 +170,7 @@ def xydeblur_iter(
     batch="auto",
     normalize="auto",
     out_dtype="same",
+    residual_dtype="float32",
     compile=False,  # noqa: A002 (the name users know from torch)
 ) -> Generator[Progress, None, XYDeblurResult]:
     """Restore ``image`` with XYDeblur, yielding progress; returns an :class:`XYDeblurResult`.
@@ -172,6 +194,9 @@ def xydeblur_iter(
             float16 clipped to its finite range, wider floats unclipped) or ``"float32"``.
             Wide integers are computed in float64 (64-bit ones added exactly) and saturate at
             their bounds; finite float values beyond :data:`MAX_MAGNITUDE` are refused.
+        residual_dtype: ``"float32"`` or ``"float16"`` for ``r_hor`` and ``r_ver``: half the
+            memory (and, on a GPU, half the copy back); float16 keeps about 3 significant
+            digits and saturates at +-65504 (a NaN or inf still raises).
         compile: run the network through ``torch.compile`` (faster on a GPU after a
             compile of about 15 s per frame or tile shape; eager if it fails, which
             ``info["compile"]`` then says). See :mod:`napari_deblur.engine.compiled`.
@@ -182,6 +207,7 @@ def xydeblur_iter(
     axes = normalize_axes(axes, array.shape)
     if out_dtype not in ("same", "float32"):
         raise ValueError(f"out_dtype must be 'same' or 'float32', got {out_dtype!r}")
+    residual_dtype = check_residual_dtype(residual_dtype)
     tile, overlap, batch, normalize = check_parameters(tile, overlap, batch, normalize)
     dev = pick_device(device)
     dtype = pick_dtype(precision, dev)
@@ -193,16 +219,15 @@ def xydeblur_iter(
     view = NetworkView(bcyx, layout, array.dtype, net, normalize)
     clock = StageClock(started)
     clock.stage("prepare")
-    run = yield from _run_network(
-        net, view, dev, dtype, tile, overlap, batch, compile, array.dtype if out_dtype == "same" else np.float32
-    )
+    frames_dtype = array.dtype if out_dtype == "same" else np.float32
+    run = yield from _run_network(net, view, dev, dtype, tile, overlap, batch, compile, frames_dtype, residual_dtype)
     clock.stage("network")
     if run.path == "frames":
         restored, r_hor, r_ver = run.outputs
     else:
         restored, r_hor, r_ver = _assemble_tiles(run.outputs, bcyx, view, array.dtype, out_dtype)
     clock.stage("assemble")
-    r_hor, r_ver = r_hor.astype(np.float32, copy=False), r_ver.astype(np.float32, copy=False)
+    r_hor, r_ver = (_residuals_as(r, residual_dtype) for r in (r_hor, r_ver))
     model_name = net.weights_info["name"] if hasattr(net, "weights_info") else "XYDeblur"
     check_finite_output((r_hor, r_ver), model_name, precision_name(dtype))
     restored, r_hor, r_ver = (from_bcyx(a, layout) for a in (restored, r_hor, r_ver))
@@ -211,6 +236,7 @@ def xydeblur_iter(
         "model": model_name,
         "model_choice": model_choice,  # why this model: the default policy's reason, or the caller's
         **_run_info(dev, dtype, run, overlap, view),
+        "residual_dtype": residual_dtype.name,
         "stages": clock.stages,
         "seconds": time.perf_counter() - started,
     }
@@ -223,7 +249,7 @@ class StageClock:
     ``info["stages"]`` of :func:`xydeblur_iter`: *prepare* (checks, axes, the model, scaling),
     *network* (every pass with its transfers and, on the tiles path, tiling and blending; on
     the frames path also the scaling and rounding done on the device), *assemble* (the tiles
-    path's residuals back to input units and added), *finish* (float32 residuals, the finite
+    path's residuals back to input units and added), *finish* (the residuals in their dtype, the finite
     check, the caller's axis order). Seconds, in that order; the time the caller spends
     between progress steps counts in *network*."""
 
@@ -291,7 +317,7 @@ class NetworkRun:
     compile_status: str
 
 
-def _run_network(net, view: NetworkView, dev, dtype, tile, overlap, batch, compile_, frames_dtype):
+def _run_network(net, view: NetworkView, dev, dtype, tile, overlap, batch, compile_, frames_dtype, residual_dtype):
     """The network over the whole image, yielding :class:`Progress`: one frame per pass on the
     device when a frame fits a tile, else blended tiles; out of memory, again with half the
     batch or tile (:func:`~.runtime.retry_out_of_memory_iter`). Returns a :class:`NetworkRun`."""
@@ -312,6 +338,7 @@ def _run_network(net, view: NetworkView, dev, dtype, tile, overlap, batch, compi
                     batch=per_batch,
                     device=dev,
                     out_dtype=frames_dtype,
+                    residual_dtype=residual_dtype,
                 ),
                 "frames",
             )
