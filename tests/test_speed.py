@@ -129,6 +129,9 @@ def test_a_failed_memory_cap_run_is_reported_in_the_table():
     table = to_markdown(report)
     assert "The memory-cap run failed: ValueError: no index" in table
     assert "| 256x256 | 9.0 (TF32: 6.4) | 4.8 | 1.9x |" in table and table.splitlines()[4].endswith("| 2.1 |")
+    assert "float16 residuals" not in table  # timed only where the residuals cross to the host
+    report["xydeblur"][0]["engine_fp16_residuals_ms"] = 12.3
+    assert "| 256x256 | 16.5 | 12.3 |" in to_markdown(report)
 
 
 def test_stacks_are_timed_both_ways_and_tabled(one_thread):

@@ -181,4 +181,8 @@ def _xydeblur_table(report: dict) -> list[str]:
             stages = row["engine_stages_ms"]
             outside = sum(v for k, v in stages.items() if k != "network")
             lines.append(f"| {row['size']} | " + " | ".join(f"{stages[k]:.1f}" for k in names) + f" | {outside:.1f} |")
+    halves = [row for row in report["xydeblur"] if row.get("engine_fp16_residuals_ms")]
+    if halves:
+        lines += ["", "| XYDeblur frame | whole call (ms) | with float16 residuals (ms) |", "|---|---:|---:|"]
+        lines += [f"| {r['size']} | {_ms(r['engine_ms'])} | {_ms(r['engine_fp16_residuals_ms'])} |" for r in halves]
     return lines

@@ -19,11 +19,13 @@ On CUDA the optimised forward is also captured once in a CUDA graph and replayed
 Both times are the network alone on a frame already on the device (median of
 ``repeats`` after warm-up, synchronised). ``engine_ms`` is the whole call
 :func:`napari_deblur.xydeblur` on a numpy frame (transfers, padding, scaling, tiling
-included). ``max_diff`` is the largest difference of the optimised output from the
-reference's, in [0, 1] units, on :func:`~.timing.sample_frame`. Peak device memory is
-reported on CUDA.
+included); on a GPU ``engine_fp16_residuals_ms`` is the same call with
+``residual_dtype='float16'`` (half the bytes copied back). ``max_diff`` is the largest
+difference of the optimised output from the reference's, in [0, 1] units, on
+:func:`~.timing.sample_frame`. Peak device memory is reported on CUDA.
 """
 
+import functools
 import statistics
 import time
 
@@ -92,7 +94,7 @@ def bench_xydeblur(model, device, sizes, repeats: int, *, compile_: bool = False
         image = np.ascontiguousarray(frame.transpose(1, 2, 0))
         calls = []
 
-        def whole_call(image=image, calls=calls):
+        def whole_call(image=image, calls=calls, residual_dtype="float32"):
             calls.append(
                 xydeblur(
                     image,
@@ -101,12 +103,16 @@ def bench_xydeblur(model, device, sizes, repeats: int, *, compile_: bool = False
                     device=str(device),
                     normalize="dtype",
                     compile=compile_,
+                    residual_dtype=residual_dtype,
                 ).info["stages"]
             )
 
         row["engine_ms"] = 1000 * median_seconds(whole_call, device, max(1, repeats // 2), warmup=1)
         timed = calls[1:]  # after the warm-up: each stage's median over the timed calls
         row["engine_stages_ms"] = {name: 1000 * statistics.median(c[name] for c in timed) for name in timed[0]}
+        if device.type != "cpu":  # where the residuals cross to the host
+            half = functools.partial(whole_call, residual_dtype="float16")
+            row["engine_fp16_residuals_ms"] = 1000 * median_seconds(half, device, max(1, repeats // 2), warmup=1)
         rows.append(row)
         log(_row_line(row))
     if compile_ and optimised.error:
