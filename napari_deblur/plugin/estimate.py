@@ -19,9 +19,9 @@ A diffusion run is its predictor's XYDeblur pass plus one denoiser pass per step
 the bundled ``dvsr-photo`` denoiser's step at 256 x 256, one sample, 2 threads, on the same
 machine and in the same bench run: 429 ms (6.5 s/MP); with it the Fidelity preset (10 steps x
 8 samples) on a 256 x 256 photo comes to 35 s, against 30.3 s measured in that run. Other
-CPUs differ (on the 2-core AMD EPYC machine without AVX-512, one Fidelity step of 8 chains
-at 256 x 256 took 5.8 s, 11 s/MP per pass), so once a diffusion run has finished on the CPU
-the widget scales its next estimates by how far off the last one was (:func:`speed_factor`).
+CPUs differ (the same bench on a 2-core AMD EPYC machine without AVX-512 is slower), so once a
+diffusion run has finished on the CPU the widget scales its next estimates by how far off the
+last one was (:func:`speed_factor`).
 """
 
 CPU_SECONDS_PER_MP = 16.0  # bundled XYDeblur, 2 threads, 2-core Intel Xeon (see the module docstring)
