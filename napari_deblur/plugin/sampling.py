@@ -104,7 +104,7 @@ class SamplingControls:
         self.samples_spin.setToolTip("Chains: the mean and the std are over them")
         self.seed_spin = QSpinBox()
         self.seed_spin.setRange(0, MAX_SEED)
-        self.dice_button = QPushButton("\N{GAME DIE}")
+        self.dice_button = QPushButton("random")  # a word: the die emoji shows as a box without an emoji font
         self.dice_button.setToolTip("A random seed")
         self.dice_button.clicked.connect(self.roll_seed)
         self.seed_row = QHBoxLayout()
