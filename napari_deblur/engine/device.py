@@ -86,7 +86,8 @@ def describe(device: torch.device) -> str:
         return f"cuda ({torch.cuda.get_device_name(device)}, {free_gib:.1f} GiB free)"
     if device.type == "mps":
         return f"mps (Apple GPU, {free_gib:.1f} GiB available)"
-    return f"cpu ({torch.get_num_threads()} threads, {free_gib:.1f} GiB free)"
+    threads = torch.get_num_threads()
+    return f"cpu ({threads} thread{'s' if threads != 1 else ''}, {free_gib:.1f} GiB free)"
 
 
 def is_out_of_memory(err: BaseException) -> bool:
