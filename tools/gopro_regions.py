@@ -1,0 +1,88 @@
+"""Where a photo model gains or loses on the real GoPro pairs: the PSNR change of each frame
+split by region, to see what a candidate that fails the gate on GoPro does wrong.
+
+Regions: a 32-pixel band along the border against the interior, and the sharp frame's
+texture in thirds by its gradient magnitude (flat, medium, edges). A region's gain is
+``10 log10(MSE_input / MSE_output)`` over its pixels, so the regions' gains are comparable
+with the frame's. Full frames, as the gate scores them.
+
+    .venv/bin/python tools/gopro_regions.py MODEL [--data ../shared/data] [--out FILE.json]
+
+MODEL is a bundled name or a weights file. Prints a markdown table; ``--out`` also writes it
+as JSON.
+"""
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+BORDER = 32
+
+
+def regions(sharp: np.ndarray) -> dict:
+    """Boolean (H, W) masks of ``sharp`` (C, H, W) in [0, 1]: border, interior, texture thirds."""
+    gray = sharp.mean(0)
+    gy, gx = np.gradient(gray)
+    magnitude = np.hypot(gy, gx)
+    low, high = np.quantile(magnitude, [1 / 3, 2 / 3])
+    border = np.zeros(gray.shape, bool)
+    border[:BORDER], border[-BORDER:], border[:, :BORDER], border[:, -BORDER:] = True, True, True, True
+    return {
+        "border": border,
+        "interior": ~border,
+        "flat": magnitude <= low,
+        "medium": (magnitude > low) & (magnitude <= high),
+        "edges": magnitude > high,
+    }
+
+
+def gain(sharp: np.ndarray, before: np.ndarray, after: np.ndarray, mask=None) -> float:
+    """PSNR change (dB) from ``before`` to ``after`` against ``sharp`` over ``mask`` (all pixels if None)."""
+    e0, e1 = (before - sharp) ** 2, (after - sharp) ** 2
+    if mask is not None:
+        e0, e1 = e0[:, mask], e1[:, mask]
+    return float(10 * np.log10(e0.mean() / max(e1.mean(), 1e-12)))
+
+
+def main(argv=None) -> int:
+    from napari_deblur import xydeblur
+    from napari_deblur.evaluation.real_cases import gopro_cases
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("model")
+    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--pad", type=int, default=0, help="reflect-pad each frame by this many pixels (cut after)")
+    args = parser.parse_args(argv)
+    cases = gopro_cases(args.data, "full")
+    if not cases:
+        print(f"no GoPro pairs under {args.data}", file=sys.stderr)
+        return 2
+    rows = []
+    for case in cases:
+        started = time.perf_counter()
+        p = args.pad
+        image = np.pad(case.image, ((p, p), (p, p), (0, 0)), mode="reflect") if p else case.image
+        restored = xydeblur(image, args.model, axes="YXC", device="cpu", out_dtype="float32").restored
+        restored = restored[p : restored.shape[0] - p, p : restored.shape[1] - p] if p else restored
+        before, after = case.blurred_unit, np.clip(case.to_unit(restored), 0, 1)  # as the gate scores them
+        row = {"frame": case.id, "all": gain(case.sharp, before, after)}
+        row.update({name: gain(case.sharp, before, after, mask) for name, mask in regions(case.sharp).items()})
+        row["seconds"] = time.perf_counter() - started
+        rows.append(row)
+    names = ["all", "border", "interior", "flat", "medium", "edges"]
+    print("| frame | " + " | ".join(names) + " |")
+    print("|---|" + "---:|" * len(names))
+    for row in rows:
+        print(f"| {row['frame']} | " + " | ".join(f"{row[n]:+.3f}" for n in names) + " |")
+    if args.out:
+        args.out.write_text(json.dumps({"model": args.model, "border_px": BORDER, "rows": rows}, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
