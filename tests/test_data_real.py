@@ -166,6 +166,28 @@ def test_sampler_cuts_tiles_from_real_images_and_keeps_identity_kernels(tmp_path
         PairSampler("photo", crop=128, batch=2, sharp=images, pool_size=2, kernel_pool=2)
 
 
+def test_soft_tiles_are_enlarged_and_the_default_stream_is_unchanged(tmp_path):
+    from napari_deblur.data.pairs import SOFT_SCALES
+
+    assert 1 < SOFT_SCALES[0] < SOFT_SCALES[1]
+    ramp = np.broadcast_to(np.arange(256, dtype=np.uint8)[None, :, None], (256, 256, 3))
+    Image.fromarray(np.ascontiguousarray(ramp)).save(tmp_path / "ramp.png")  # 1/255 a pixel along x
+    images = load_sharp([tmp_path], "photo")
+    opts = dict(crop=32, batch=2, seed=0, pool_size=2, kernel_pool=2, sharp=images, real_share=1.0)
+    plain, off = PairSampler("photo", **opts), PairSampler("photo", soft_prob=0.0, **opts)
+    soft = PairSampler("photo", soft_prob=1.0, **opts)
+
+    def scales(sampler):  # a crop rescaled by s has the slope 1 / (255 s): resampling keeps a ramp
+        tiles = [sampler._sharp_item(i, 0) for i in range(12)]
+        assert all(t.shape == (3, sampler.tile, sampler.tile) and 0 <= t.min() and t.max() <= 1 for t in tiles)
+        return np.array([1 / (255 * np.diff(t[:, 4:-4, 4:-4], axis=-1).mean()) for t in tiles])
+
+    assert all(np.array_equal(plain._sharp_item(i, 0), off._sharp_item(i, 0)) for i in range(4))
+    assert scales(plain).max() <= 1.01  # downscaled (crisper) or as they are
+    s = scales(soft)
+    assert SOFT_SCALES[0] - 0.01 <= s.min() and s.max() <= SOFT_SCALES[1] + 0.01 and s.std() > 0.1
+
+
 def test_pack_and_train_from_the_command_line(tmp_path):
     from napari_deblur.cli import main
 
@@ -224,10 +246,11 @@ def test_pack_and_train_from_the_command_line(tmp_path):
     assert main(args[:-2] + ["--pairs", str(tmp_path), "--out", str(tmp_path / "r2")]) == 2  # one source only
     assert main(args[:-2] + ["--motion-prob", "1.5", "--out", str(tmp_path / "r3")]) == 2
     assert main(args[:-2] + ["--kernel-size", "30", "--out", str(tmp_path / "r4")]) == 2
-    motion = args[:-2] + ["--motion-prob", "0.5", "--kernel-size", "21", "--out", str(tmp_path / "r5")]
-    assert main(motion) == 0
+    motion = args[:-2] + ["--motion-prob", "0.5", "--soft-prob", "0.3", "--kernel-size", "21"]
+    assert main(motion + ["--out", str(tmp_path / "r5")]) == 0
     config = json.loads((tmp_path / "r5" / "config.json").read_text())
-    assert config["motion_prob"] == 0.5 and config["kernel_size"] == 21
+    assert config["motion_prob"] == 0.5 and config["kernel_size"] == 21 and config["soft_prob"] == 0.3
+    assert main(args[:-2] + ["--soft-prob", "-0.1", "--out", str(tmp_path / "r6")]) == 2
 
 
 def test_a_microscopy_bank_carries_its_psfs(tmp_path):

@@ -79,6 +79,14 @@ def _add_data_arguments(parser) -> None:
         "smooth, spatially varying flows, as in GoPro-style data) instead of a kernel (default 0)",
     )
     data.add_argument(
+        "--soft-prob",
+        type=float,
+        default=0.0,
+        help="share of real sharp tiles enlarged 1.25-2.5x instead of downscaled: soft targets (video "
+        "frames, small-sensor optics, out-of-focus backgrounds) teach the model not to over-sharpen "
+        "soft content (default 0)",
+    )
+    data.add_argument(
         "--kernel-size",
         type=int,
         default=31,
@@ -186,7 +194,7 @@ def data_options(args) -> dict:
     """The :class:`napari_deblur.training.sources.DataOptions` fields from ``train``'s arguments."""
     if args.pairs and args.sharp:
         raise CLIError("--pairs and --sharp are two different data sources; give one")
-    for name in ("real_share", "identity_prob", "jpeg_prob", "motion_prob"):
+    for name in ("real_share", "identity_prob", "jpeg_prob", "motion_prob", "soft_prob"):
         if not 0 <= getattr(args, name) <= 1:
             raise CLIError(f"--{name.replace('_', '-')} must be between 0 and 1, got {getattr(args, name)}")
     if args.kernel_size < 3 or args.kernel_size % 2 == 0:
@@ -199,5 +207,6 @@ def data_options(args) -> dict:
         "identity_prob": args.identity_prob,
         "jpeg_prob": args.jpeg_prob,
         "motion_prob": args.motion_prob,
+        "soft_prob": args.soft_prob,
         "kernel_size": args.kernel_size,
     }

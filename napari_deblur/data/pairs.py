@@ -58,20 +58,37 @@ def _photo_tile(rng, photos: dict, tile: int) -> np.ndarray | None:
     return _rescaled_crop(rng, photos[names[rng.integers(len(names))]], tile, 0.35)
 
 
-def _real_tile(rng, images: SharpImages, eligible: np.ndarray, tile: int, min_scale: float) -> np.ndarray:
-    """A random crop of a real image (drawn by weight among those at least ``tile`` on a side), rescaled."""
-    return _rescaled_crop(rng, images.images[int(rng.choice(eligible[0], p=eligible[1]))], tile, min_scale)
+def _real_tile(
+    rng, images: SharpImages, eligible: np.ndarray, tile: int, min_scale: float, soft_prob: float = 0.0
+) -> np.ndarray:
+    """A random crop of a real image (drawn by weight among those at least ``tile`` on a side), rescaled.
+
+    A share ``soft_prob`` of the tiles is enlarged instead (:data:`SOFT_SCALES`), so that the
+    sharp targets include soft content, as real photos and video frames do."""
+    im = images.images[int(rng.choice(eligible[0], p=eligible[1]))]
+    if soft_prob and rng.random() < soft_prob:  # no draw when off: streams stay as they were
+        return _rescaled_crop(rng, im, tile, *SOFT_SCALES)
+    return _rescaled_crop(rng, im, tile, min_scale)
 
 
-def _rescaled_crop(rng, im: np.ndarray, tile: int, min_scale: float) -> np.ndarray:
-    """A ``tile``-sided crop of ``im`` after a random downscale by 1 to 1 / ``min_scale`` (antialiased)."""
+SOFT_SCALES = (1.25, 2.5)  # the enlargement of the soft tiles (bicubic)
+
+
+def _rescaled_crop(rng, im: np.ndarray, tile: int, min_scale: float, max_scale: float = 1.0) -> np.ndarray:
+    """A ``tile``-sided crop of ``im`` rescaled by a random factor in [``min_scale``, ``max_scale``].
+
+    Below 1 the crop is downscaled (antialiased: crisper, less noise and JPEG trace); above 1
+    it is enlarged (bicubic: soft, like out-of-focus backgrounds, small-sensor optics and
+    video frames)."""
     h, w = im.shape[1:]
-    scale = rng.uniform(max(min_scale, tile / min(h, w)), 1.0)
+    scale = rng.uniform(max(min_scale, tile / min(h, w)), max(max_scale, tile / min(h, w)))
     side = min(h, w, int(round(tile / scale)))
     y, x = rng.integers(0, h - side + 1), rng.integers(0, w - side + 1)
     crop = torch.from_numpy(np.array(im[:, y : y + side, x : x + side], np.float32))[None]  # a writable copy
-    if side != tile:
+    if side > tile:
         crop = F.interpolate(crop, size=(tile, tile), mode="bilinear", antialias=True, align_corners=False)
+    elif side < tile:
+        crop = F.interpolate(crop, size=(tile, tile), mode="bicubic", align_corners=False)
     return crop[0].clamp(0, 1).numpy()
 
 
@@ -110,6 +127,7 @@ class PairSampler:
         psf_share=0.25,
         identity_prob=0.0,
         motion_prob=0.0,
+        soft_prob=0.0,
     ):
         if preset not in PRESETS:
             raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
@@ -130,6 +148,7 @@ class PairSampler:
             self._photos = sources.heldout_photos() if heldout else sources.training_photos()
         self.real_share, self.psf_share, self.identity_prob = float(real_share), float(psf_share), float(identity_prob)
         self.motion_prob = float(motion_prob) if preset == "photo" else 0.0
+        self.soft_prob = float(soft_prob)
         self._real, self._eligible = sharp, None
         if sharp is not None:
             sides = np.array([min(im.shape[-2:]) for im in sharp.images])
@@ -153,7 +172,8 @@ class PairSampler:
     def _sharp_item(self, i: int, version: int) -> np.ndarray:
         rng = _rng(self.seed, 0, i, version, self.heldout)
         if self._real is not None and rng.random() < self.real_share:
-            return _real_tile(rng, self._real, self._eligible, self.tile, 0.35 if self.preset == "photo" else 0.5)
+            min_scale = 0.35 if self.preset == "photo" else 0.5
+            return _real_tile(rng, self._real, self._eligible, self.tile, min_scale, self.soft_prob)
         if self.preset == "photo":
             if self._photos and (self.heldout or rng.random() < 0.6):
                 tile = _photo_tile(rng, self._photos, self.tile)

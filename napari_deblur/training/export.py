@@ -45,6 +45,7 @@ def data_description(config: dict) -> str:
             f"scenes for the rest; identity kernels {config.get('identity_prob', 0):.0%}"
             + (f", JPEG {config.get('jpeg_prob', 0):.0%}" if config.get("preset") == "photo" else "")
             + (f", dynamic-scene motion {config['motion_prob']:.0%}" if config.get("motion_prob") else "")
+            + (f", soft (enlarged) tiles {config['soft_prob']:.0%}" if config.get("soft_prob") else "")
             + (f", kernels {config['kernel_size']} px" if config.get("kernel_size", 31) != 31 else "")
             + f"; {DEGRADATION.get(config.get('preset'), '')}{psfs}"
         )

@@ -26,6 +26,7 @@ class DataOptions:
     identity_prob: float = 0.08  # share of identity kernels: sharp (noisy) inputs must stay sharp
     jpeg_prob: float = 0.25  # photos: share of blurred inputs JPEG-compressed (quality 70-95)
     motion_prob: float = 0.0  # photos: share blurred by dynamic-scene motion (data.motion) instead of a kernel
+    soft_prob: float = 0.0  # share of real sharp tiles enlarged 1.25-2.5x (soft targets)
     kernel_size: int = 31  # side of the blur kernels (and the longest motion path), odd
 
 
@@ -46,6 +47,8 @@ def make_training_pairs(cfg, device, log=print):
         )
         psfs = load_psf_files(cfg.psfs) + images.psfs if cfg.preset == "microscopy" else []
         options = {"sharp": images, "real_share": cfg.real_share, "psfs": psfs}
+        if cfg.soft_prob:  # only when set: older configs and their samplers stay as they were
+            options["soft_prob"] = cfg.soft_prob
     if not cfg.pairs:
         options["identity_prob"] = cfg.identity_prob
         if cfg.kernel_size != 31:  # only when changed: older configs and their samplers stay as they were
