@@ -202,6 +202,19 @@ def test_the_cpu_candidates_are_checked_against_fp32_and_a_missing_backend_is_a_
     assert "not run: ImportError: no onnx" in table and "| xydeblur | 32x48 | 0.500 | nan |" in table
 
 
+def test_the_frozen_compiled_form_matches_fp32_and_leaves_freezing_off(one_thread):
+    from factories import tiny_model
+    from torch._inductor import config as inductor_config
+
+    from napari_deblur.speed import cpu_variants
+
+    forms = ("fp32 NCHW eager", "fp32 channels_last compiled, frozen")
+    rows = cpu_variants.time_forms(tiny_model(channels=3, seed=6), (32, 48), repeats=1, log=print, forms=forms)
+    assert [row["form"] for row in rows] == list(forms) and "error" not in rows[1]
+    assert rows[1]["max_diff"] <= 1e-5 and rows[1]["kept"]
+    assert not inductor_config.freezing  # only inside the form's calls
+
+
 def test_the_engine_layout_switch_is_restored(monkeypatch):
     from napari_deblur.engine.runtime import channels_last
     from napari_deblur.speed.cpu_variants import engine_layout
