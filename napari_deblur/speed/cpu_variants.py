@@ -54,12 +54,20 @@ def _restore_fn(residuals, x):
     return run
 
 
+def _compiled_residuals(net):
+    """``net.residuals`` through ``torch.compile`` (dynamic shapes), compiled afresh: Dynamo's
+    in-memory cache is cleared first, or a second copy of the same network would reuse the code
+    an earlier form compiled (its guards do not tell two copies apart)."""
+    torch._dynamo.reset()
+    return torch.compile(net.residuals, dynamic=True)
+
+
 def _frozen_residuals(net):
     """``net.residuals`` compiled with Inductor's ``freezing`` on (it must be on when the first
     call compiles; it stays on for every call, so a recompilation freezes too)."""
     from torch._inductor import config as inductor_config
 
-    compiled = torch.compile(net.residuals, dynamic=True)
+    compiled = _compiled_residuals(net)
 
     def residuals(x):
         with inductor_config.patch(freezing=True):
@@ -154,10 +162,7 @@ def time_forms(model, size=(256, 256), repeats: int = 5, log=print, forms=FORMS)
     builders = [
         ("fp32 NCHW eager", lambda: (reference.residuals, x)),
         ("fp32 channels_last eager", lambda: (_network(model, channels_last=True).residuals, nhwc)),
-        (
-            "fp32 channels_last compiled",
-            lambda: (torch.compile(_network(model, channels_last=True).residuals, dynamic=True), nhwc),
-        ),
+        ("fp32 channels_last compiled", lambda: (_compiled_residuals(_network(model, channels_last=True)), nhwc)),
         ("fp32 channels_last compiled, frozen", lambda: (_frozen_residuals(_network(model, channels_last=True)), nhwc)),
         (
             "bf16 channels_last eager",
