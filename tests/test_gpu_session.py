@@ -71,6 +71,10 @@ def test_smoke_session_trains_exports_probes_and_packs_within_the_lease_limits(t
     assert [results[stage]["exit"] for stage in stages] == [0] * 5
     assert log.index("train-xydeblur-photo:") < log.index("train-dvsr-photo:")
     assert "use the new xydeblur-photo" in log
+    commands = [line for line in log.splitlines() if "napari_deblur train " in line]
+    assert len(commands) == 2 and "train-xydeblur-photo: " in commands[0]
+    assert "--init" not in commands[0] and "--soft-prob 0.3" not in commands[0]  # from scratch; smoke recipe
+    assert "--init dvsr-photo" in commands[1]
     assert "x_init" in probe and "T=2, N=2: PSNR" in probe
     manifest = json.loads((out / "dvsr-photo.json").read_text())
     assert manifest["device"] == "CPU (smoke run)" and "gpu_session" in manifest["note"]
