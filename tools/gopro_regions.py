@@ -51,11 +51,11 @@ def gain(sharp: np.ndarray, before: np.ndarray, after: np.ndarray, mask=None) ->
 
 
 def unsharp_oracle(blurred: np.ndarray, sharp: np.ndarray) -> np.ndarray:
-    """The best unsharp mask ``x + a (x - G_sigma x)`` of (H, W, C) ``blurred`` against ``sharp`` (an oracle)."""
+    """The best unsharp mask ``x + a (x - G_sigma x)`` of (C, H, W) ``blurred`` against ``sharp`` (an oracle)."""
     import torch
     import torch.nn.functional as F
 
-    x = torch.from_numpy(np.ascontiguousarray(blurred.transpose(2, 0, 1), np.float32))[:, None]
+    x = torch.from_numpy(np.ascontiguousarray(blurred, np.float32))[:, None]
     best, best_error = blurred, float(((blurred - sharp) ** 2).mean())
     for sigma in (0.7, 1.0, 1.5, 2.0, 3.0):
         r = int(3 * sigma + 0.5)
@@ -63,7 +63,7 @@ def unsharp_oracle(blurred: np.ndarray, sharp: np.ndarray) -> np.ndarray:
         g = g / g.sum()
         smooth = F.pad(x, (r, r, r, r), mode="reflect")
         smooth = F.conv2d(F.conv2d(smooth, g.view(1, 1, 1, -1)), g.view(1, 1, -1, 1))
-        detail = (x - smooth)[:, 0].numpy().transpose(1, 2, 0)
+        detail = (x - smooth)[:, 0].numpy()
         for amount in (-0.5, -0.25, 0.1, 0.2, 0.3, 0.5, 0.8):
             out = np.clip(blurred + amount * detail, 0, 1)
             error = float(((out - sharp) ** 2).mean())
@@ -93,7 +93,7 @@ def main(argv=None) -> int:
         image = np.pad(case.image, ((p, p), (p, p), (0, 0)), mode="reflect") if p else case.image
         before = case.blurred_unit
         if args.model == "unsharp":
-            after = unsharp_oracle(before.transpose(1, 2, 0), case.sharp.transpose(1, 2, 0)).transpose(2, 0, 1)
+            after = unsharp_oracle(before, case.sharp)
         else:
             restored = xydeblur(image, args.model, axes="YXC", device="cpu", out_dtype="float32").restored
             restored = restored[p : restored.shape[0] - p, p : restored.shape[1] - p] if p else restored
