@@ -259,7 +259,9 @@ class Session:
             bank = self.banks / f"{preset}.npz" if self.banks else None
             if bank is not None and bank.is_file():  # real sharp images (napari-deblur pack), PSFs included
                 recipe = [*recipe, "--sharp", str(bank)]
-            start = [] if name in FROM_SCRATCH else ["--init", name]
+            scratch = name in FROM_SCRATCH
+            start = [] if scratch else ["--init", name]
+            warmup = 1 if self.smoke else (300 if scratch else 100)  # a fresh network warms up longer
             args = [
                 "train",
                 *recipe,
@@ -267,7 +269,7 @@ class Session:
                 "--iters",
                 str(iters),
                 "--warmup",
-                str(1 if self.smoke else 300 if name in FROM_SCRATCH else 100),
+                str(warmup),
                 "--val-every",
                 str(1 if self.smoke else 1000),
                 "--ckpt-every",
