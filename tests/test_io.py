@@ -86,6 +86,23 @@ def test_imagej_unit_escape_and_ranges(tmp_path):
     assert back.metadata.get("channels") == 3
 
 
+def test_the_source_display_range_is_not_forwarded(tmp_path):
+    """A deblurred result's peaks exceed the input's: the input's ImageJ display range (min/max)
+    would show it clipped in Fiji, so the written file has none and ImageJ scales to the data."""
+    data = rng.random((3, 20, 24), dtype=np.float32) * 120
+    path = tmp_path / "r.tif"
+    meta = {"axes": "ZYX", "unit": "micron", "min": 0.0, "max": 120.0, "Labels": ["a", "b", "c"]}
+    tifffile.imwrite(path, data, imagej=True, resolution=(5.0, 5.0), metadata=meta)
+    with tifffile.TiffFile(path) as tif:
+        assert tif.imagej_metadata["max"] == 120.0  # as Fiji saves it
+    image = read_image(path)
+    out = write_image(tmp_path / "restored.tif", data * 2, image.axes, source=image)
+    with tifffile.TiffFile(out) as tif:
+        ij = tif.imagej_metadata
+    assert "min" not in ij and "max" not in ij and "Ranges" not in ij
+    assert ij["Labels"] == ["a", "b", "c"]  # the rest is kept
+
+
 @pytest.mark.parametrize(
     "shape, axes, dtype",
     [

@@ -14,9 +14,15 @@ import numpy as np
 from .reading import TIFF_SUFFIXES
 
 _IMAGEJ_DTYPES = (np.uint8, np.uint16, np.float32)
-_IMAGEJ_TAGS = {"Info", "Labels", "Ranges", "LUTs", "Plot", "ROI", "Overlays", "Properties"}
-# ImageJ keys that are rebuilt from the array, the scale and the unit, and our own keys
+_IMAGEJ_TAGS = {"Info", "Labels", "LUTs", "Plot", "ROI", "Overlays", "Properties"}
+# ImageJ keys that are rebuilt from the array, the scale and the unit, and our own keys.
+# The display range (min/max, per-channel Ranges) describes the source's intensities: a
+# deblurred result's peaks are higher, and Fiji would show it clipped at the old maximum.
+# Without it, ImageJ scales the display to the written array.
 _NOT_FORWARDED = {
+    "min",
+    "max",
+    "Ranges",
     "ImageJ",
     "images",
     "channels",
@@ -53,7 +59,8 @@ def write_image(path, array, axes, *, scale=None, unit=None, metadata=None, sour
     """Write ``array`` (dimensions named by ``axes``) as a TIFF; returns the path.
 
     ``scale``, ``unit`` and ``metadata`` default to those of ``source`` (an
-    :class:`~napari_deblur.io.ImageFile`). An existing file is replaced only with
+    :class:`~napari_deblur.io.ImageFile`); ImageJ's display range (``min``, ``max``,
+    ``Ranges``) is not forwarded, so Fiji scales the display to ``array``. An existing file is replaced only with
     ``overwrite=True`` (else FileExistsError); the file appears complete or not at all. A
     failed write raises :class:`~napari_deblur.output_safety.OutputError` (an OSError) naming
     the file and the reason: ``disk full``, ``read-only file system``, ``permission denied``...
