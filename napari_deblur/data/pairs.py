@@ -42,8 +42,9 @@ from .real import SharpImages
 
 PRESETS = {"photo": 3, "microscopy": 1}
 ROUNDS = 8  # a pool is fully renewed after this many refreshes
+REFRESH_EVERY = 100  # batches between two refreshes (the default of PairSampler)
 
-__all__ = ["PRESETS", "FolderPairs", "PairSampler", "make_sampler"]
+__all__ = ["PRESETS", "REFRESH_EVERY", "FolderPairs", "PairSampler", "make_sampler"]
 
 
 def _rng(*key) -> np.random.Generator:
@@ -115,7 +116,7 @@ class PairSampler:
         heldout=False,
         pool_size=48,
         kernel_pool=192,
-        refresh_every=100,
+        refresh_every=REFRESH_EVERY,
         kernel_size=31,
         max_blur=None,
         spatial_prob=0.25,

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..data.pairs import REFRESH_EVERY
 from ..engine.device import pick_device
 from ..metrics import psnr
 from ..models.weights import load_model
@@ -74,10 +75,10 @@ def restoration_loss(restored, sharp, fft_weight: float):
 
 FITTED = "fitted_iters.json"  # the schedule length --fit-iters chose, kept for a resumed run
 # Iterations after the start that --fit-iters times: set-up and autotuning excluded, and one whole
-# pool refresh included (the sampler renews its tiles every 100 batches, in a thread that shares the
-# CPU). Timed over iterations 5-25 only, a 2-core CPU run measured 3.18 s/it and then ran at
+# refresh period of the sampler's tile pool included (its tiles are renewed in a thread that shares
+# the CPU). Timed over iterations 5-25 only, a 2-core CPU run measured 3.18 s/it and then ran at
 # 3.6 s/it, so the time limit cut it before the end of its schedule.
-FIT_WINDOW = (5, 105)
+FIT_WINDOW = (5, 5 + REFRESH_EVERY)
 
 
 class Trainer:
