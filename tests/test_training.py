@@ -56,6 +56,10 @@ def test_time_limit_stops_with_a_checkpoint(tmp_path):
     summary = trainer.run(time_limit=0.0)
     assert summary["iteration"] == 1
     assert (tmp_path / "run" / "checkpoint" / "index.json").is_file()
+    # stopped between validations (val_every 3), it still validates the weights it stops with,
+    # so that export records their validation, not an earlier one (or none)
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert log[-1]["iter"] == 1 and "val_psnr" in log[-1] and summary["val_psnr"] == log[-1]["val_psnr"]
 
 
 def test_fit_iters_ends_the_schedule_inside_the_time_limit_and_a_resumed_run_keeps_it(tmp_path, monkeypatch):

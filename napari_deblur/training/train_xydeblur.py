@@ -242,14 +242,16 @@ class Trainer:
                         "seconds": round(self.seconds, 1),
                     }
                     losses = []
-                if it % cfg.val_every == 0 or it == cfg.iters:
+                out_of_time = time_limit is not None and time.perf_counter() - start > time_limit
+                # a run stopped by its time limit validates too, so the log's last validation (what
+                # export records) is that of the weights it stopped with
+                if it % cfg.val_every == 0 or it == cfg.iters or out_of_time:
                     last = self.validate()
                     record = {**(record or {"iter": it}), **last}
                 if record:
                     logf.write(json.dumps(record) + "\n")
                     logf.flush()
                     self.log(json.dumps(record))
-                out_of_time = time_limit is not None and time.perf_counter() - start > time_limit
                 if it % cfg.ckpt_every == 0 or it == cfg.iters or out_of_time:
                     self.save()
                 if out_of_time:
