@@ -1,6 +1,7 @@
 """How noisy real single-frame widefield images are: each W2S raw frame (``input_avg1_*.tif``)
-against its 400-frame average (``target_avg400_*.tif``), to compare with the noise the
-training and the fluorescence track draw (20-1000 and 60/300 photons at the peak).
+against its 400-frame average (``target_avg400_*.tif``): the noise a model meets on real
+single frames. (The training draws 20-1000 photons at the peak, the fluorescence track 60 or
+300; this measure is not computed for them.)
 
 The average is fitted to the frame (gain and offset, least squares); the noise is the
 residual's standard deviation and the signal is the fitted average's span (max - min).
