@@ -224,3 +224,43 @@ def test_the_engine_layout_switch_is_restored(monkeypatch):
         assert not channels_last(torch.device("cpu"))
     assert channels_last(torch.device("cpu"))
     assert "NAPARI_DEBLUR_CHANNELS_LAST" not in os.environ
+
+
+def test_the_fp32_floor_counts_a_convolution_exactly_and_divides_by_the_measured_rate(one_thread):
+    from napari_deblur.speed.roofline import count_gflop, floor_row, matmul_gflops
+
+    conv = torch.nn.Conv2d(4, 6, 3, padding=1)
+    x = torch.rand(1, 4, 10, 12)
+    assert count_gflop(lambda: conv(x)) == pytest.approx(2 * 4 * 6 * 9 * 10 * 12 / 1e9)  # a multiply-add is two
+    assert matmul_gflops(size=64, repeats=2) > 0
+    row = floor_row("xydeblur", gflop=100.0, rate=200.0, measured_s=0.8, target_s=0.5)
+    assert row["floor_s"] == 0.5 and row["reached_gflops"] == 125.0 and row["target_s"] == 0.5
+    assert "measured_s" not in floor_row("fidelity", 10.0, 200.0, None, 15.0)
+
+
+def test_the_cpu_report_gives_the_floor_of_the_whole_call_beside_what_it_measured(one_thread):
+    from factories import tiny_model
+
+    from napari_deblur.speed import cpu_variants
+
+    model = tiny_model(channels=3, seed=5)
+    calls = [{"call": "xydeblur", "layout": "channels_last", "size": "32x48", "seconds": 0.25}]
+    floor = cpu_variants.fp32_floor(model, (32, 48), calls, fidelity=False, log=lambda *_: None)
+    (row,) = floor["rows"]
+    assert row["call"] == "xydeblur" and row["gflop"] > 0 and row["measured_s"] == 0.25
+    assert row["floor_s"] == pytest.approx(row["gflop"] / floor["matmul_gflops"])
+    report = {
+        "date": "today",
+        "machine": "a test",
+        "torch": torch.__version__,
+        "threads": 1,
+        "bf16_native": False,
+        "tolerance": cpu_variants.TOLERANCE,
+        "repeats": 1,
+        "forms": [],
+        "calls": calls,
+        "floor": floor,
+    }
+    table = cpu_variants.cpu_variants_markdown(report)
+    assert f"| xydeblur | 32x48 | {row['gflop']:.1f} | {row['floor_s']:.3f} | 0.250 |" in table
+    assert table.rstrip().endswith("| 0.5 |")  # the target

@@ -37,7 +37,8 @@ def add_bench(subparsers):
         action="store_true",
         help="instead: the CPU path's candidates side by side (fp32 NCHW / channels_last, compiled, "
         "bf16, ONNX Runtime when installed), each checked against fp32, then the whole calls "
-        "with the engine's channels_last off and on (default report: benchmarks/cpu-variants.json)",
+        "with the engine's channels_last off and on, and their fp32 floor (operations at the rate of an fp32 "
+        "matrix product) beside the CPU targets (default report: benchmarks/cpu-variants.json)",
     )
     parser.add_argument(
         "--out",

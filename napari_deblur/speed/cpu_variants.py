@@ -15,8 +15,10 @@ in the same process and its restored image compared with the fp32 NCHW eager out
 A form is *kept* when its largest difference stays within :data:`TOLERANCE`. Then the whole
 call (:func:`napari_deblur.xydeblur` on a uint8 photo) and, unless ``quick``, the Fidelity
 preset of the diffusion refinement, both with the engine's channels_last switch off and on
-(``NAPARI_DEBLUR_CHANNELS_LAST``), and what compiling costs a first and a second process
-(:mod:`.compile_reuse`). torch and numpy only.
+(``NAPARI_DEBLUR_CHANNELS_LAST``), what compiling costs a first and a second process
+(:mod:`.compile_reuse`), and how fast the machine's fp32 arithmetic allows those calls to be
+(:mod:`.roofline`: their operations at the rate of an fp32 matrix product), beside the
+issue's targets. torch and numpy only.
 """
 
 import contextlib
@@ -32,10 +34,12 @@ import torch
 from ..engine.restore import xydeblur
 from ..engine.runtime import device_copy
 from .compile_reuse import compile_reuse
-from .diffusion import fidelity_seconds
+from .diffusion import bundled_denoiser, fidelity_image, fidelity_refine, fidelity_seconds
+from .roofline import count_gflop, floor_row, matmul_gflops
 from .timing import machine_name, median_seconds, sample_frame, short_error
 
 TOLERANCE = 1e-3  # largest difference from fp32 eager (intensities in [0, 1]) a kept form may have
+TARGETS_S = {"xydeblur": 0.5, "fidelity": 15.0}  # the CPU targets at 256 x 256 on 2 cores (issue 20)
 CPU = torch.device("cpu")
 
 
@@ -217,11 +221,16 @@ def engine_layout(channels_last: bool):
             os.environ["NAPARI_DEBLUR_CHANNELS_LAST"] = saved
 
 
+def _sample_photo(size) -> np.ndarray:
+    """The sample frame at ``size`` as the uint8 (H, W, 3) photo a user would pass."""
+    return np.ascontiguousarray((sample_frame(*size, 3).transpose(1, 2, 0) * 255).round().astype(np.uint8))
+
+
 def time_whole_calls(model, size=(256, 256), repeats: int = 5, fidelity: bool = True, log=print) -> list[dict]:
     """The engine's whole calls with its layout off and on: ``xydeblur`` on a uint8 photo and,
     with ``fidelity``, the Fidelity preset (10 steps x 8 samples) of the photo pair."""
     height, width = size
-    photo = np.ascontiguousarray((sample_frame(height, width, 3).transpose(1, 2, 0) * 255).round().astype(np.uint8))
+    photo = _sample_photo(size)
     rows = []
     for layout in (False, True):
         name = "channels_last" if layout else "NCHW"
@@ -234,6 +243,30 @@ def time_whole_calls(model, size=(256, 256), repeats: int = 5, fidelity: bool = 
                 rows.append({"call": "fidelity", "layout": name, "size": f"{height}x{width}", "seconds": seconds})
                 log(f"  Fidelity preset {height}x{width}, {name:<13} {seconds:7.2f} s")
     return rows
+
+
+def fp32_floor(model, size, calls: list[dict], *, fidelity: bool = True, log=print) -> dict:
+    """The whole calls' operations (``xydeblur`` and, with ``fidelity``, the Fidelity preset)
+    against this machine's fp32 matrix-product rate: the fastest each could run in fp32 here,
+    beside what ``calls`` (:func:`time_whole_calls`' rows) measured with channels_last and the
+    targets in :data:`TARGETS_S`."""
+    rate = matmul_gflops()
+    log(f"  fp32 matrix product (2048 x 2048): {rate:.0f} GFLOP/s")
+    measured = {row["call"]: row["seconds"] for row in calls if row["layout"] == "channels_last"}
+    photo = _sample_photo(size)
+    work = {"xydeblur": lambda: xydeblur(photo, model, device="cpu")}
+    if fidelity:
+        models, image = bundled_denoiser(log=lambda *_: None)[:2], fidelity_image(size)
+        work["fidelity"] = lambda: fidelity_refine(image, models, CPU)
+    rows = []
+    for call, fn in work.items():
+        row = floor_row(call, count_gflop(fn), rate, measured.get(call), TARGETS_S[call])
+        rows.append(row)
+        log(
+            f"  {call:<9} {row['gflop']:8.1f} GFLOP: at least {row['floor_s']:.2f} s in fp32 here "
+            f"(target {row['target_s']:g} s)"
+        )
+    return {"size": f"{size[0]}x{size[1]}", "matmul_gflops": rate, "rows": rows}
 
 
 def run_cpu_variants(model, *, size=(256, 256), repeats: int = 5, quick: bool = False, out=None, log=print) -> dict:
@@ -257,6 +290,8 @@ def run_cpu_variants(model, *, size=(256, 256), repeats: int = 5, quick: bool = 
     if not quick:
         log("Compiling, once per machine (two fresh processes, one on-disk cache):")
         report["compile_reuse"] = compile_reuse("cpu", size, log=log)
+    log("The fp32 floor (operations at the rate of an fp32 matrix product):")
+    report["floor"] = fp32_floor(model, size, report["calls"], fidelity=not quick, log=log)
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         Path(out).write_text(json.dumps(report, indent=2) + "\n")
@@ -295,4 +330,20 @@ def cpu_variants_markdown(report: dict) -> str:
         lines += ["", "| torch.compile (engine copy, on-disk cache) | first compiled result (s) |", "|---|---:|"]
         for run in report["compile_reuse"]["runs"]:
             lines.append(f"| {run['process']}, {report['compile_reuse']['size']} | {run['first_call_s']:.1f} |")
+    if "floor" in report:
+        floor = report["floor"]
+        lines += [
+            "",
+            f"The fp32 floor: each call's operations (convolutions and matrix products) at this machine's "
+            f"fp32 matrix-product rate, {floor['matmul_gflops']:.0f} GFLOP/s (2048 x 2048).",
+            "",
+            "| call | size | GFLOP | fp32 floor (s) | measured, channels_last (s) | GFLOP/s reached | target (s) |",
+            "|---|---|---:|---:|---:|---:|---:|",
+        ]
+        for row in floor["rows"]:
+            measured = f"{row['measured_s']:.3f} | {row['reached_gflops']:.0f}" if "measured_s" in row else " | "
+            lines.append(
+                f"| {row['call']} | {floor['size']} | {row['gflop']:.1f} | {row['floor_s']:.3f} | {measured} | "
+                f"{row['target_s']:g} |"
+            )
     return "\n".join(lines) + "\n"

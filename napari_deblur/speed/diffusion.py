@@ -73,26 +73,29 @@ def fidelity_seconds(device, size, models=None) -> float:
     """Wall time of the Fidelity preset (10 steps x 8 samples) on the sample frame at ``size``
     = (height, width), once after an untimed warm-up; ``models``: (predictor, denoiser),
     default :func:`bundled_denoiser`'s."""
-    predictor, denoiser = models or bundled_denoiser(log=lambda *_: None)[:2]
-    height, width = size
-    image = np.ascontiguousarray(sample_frame(height, width).transpose(1, 2, 0))
+    models = models or bundled_denoiser(log=lambda *_: None)[:2]
+    image = fidelity_image(size)
 
     def run():
-        return refine(
-            image,
-            (predictor, denoiser),
-            steps=10,
-            samples=8,
-            axes="YXC",
-            device=str(device),
-            normalize="dtype",
-        )
+        return fidelity_refine(image, models, device)
 
     run()  # warm-up (first-call set-up, cuDNN autotuning)
     start = time.perf_counter()
     run()
     synchronize(device)
     return time.perf_counter() - start
+
+
+def fidelity_image(size) -> np.ndarray:
+    """The sample frame at ``size`` = (height, width) as the float (H, W, 3) image the Fidelity
+    preset is timed on."""
+    return np.ascontiguousarray(sample_frame(*size).transpose(1, 2, 0))
+
+
+def fidelity_refine(image, models, device):
+    """The Fidelity preset (10 steps x 8 samples) of ``models`` = (predictor, denoiser) on
+    ``image`` (:func:`fidelity_image`)."""
+    return refine(image, models, steps=10, samples=8, axes="YXC", device=str(device), normalize="dtype")
 
 
 def _fidelity(predictor, denoiser, device, size, log) -> dict:
