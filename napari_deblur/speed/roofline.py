@@ -4,10 +4,11 @@ an fp32 matrix product.
 :func:`count_gflop` runs a call under PyTorch's FLOP counter (convolutions and matrix
 products, the work that dominates both networks; elementwise work is not counted, so the
 floor it gives is a lower bound). :func:`matmul_gflops` times a large fp32 matrix product,
-the best rate the BLAS reaches on these cores, which a convolution does not exceed in practice.
-Their ratio is the fastest the call could run in fp32 here: a target below it needs fewer
-operations (a narrower network, fewer steps or samples) or lower precision, not a faster
-code path. torch only.
+the best rate the BLAS reaches on these cores. A convolution that does every multiplication
+(direct, or as a matrix product) runs at most at about that rate, so their ratio is the
+fastest the call could run in fp32 here: a target below it needs fewer operations (a narrower
+network, fewer steps or samples, or a convolution that multiplies less, such as Winograd's) or
+lower precision, not a faster code path. torch only.
 """
 
 import time
