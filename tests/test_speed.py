@@ -171,6 +171,23 @@ def test_the_speed_package_needs_no_gui():
     assert not loaded_after_import("napari_deblur.speed") & set(GUI_MODULES)
 
 
+def cpu_report(forms: list, calls: list) -> dict:
+    """A ``run_cpu_variants`` report around ``forms`` and ``calls``, for its Markdown table."""
+    from napari_deblur.speed import cpu_variants
+
+    return {
+        "date": "today",
+        "machine": "a test",
+        "torch": torch.__version__,
+        "threads": 1,
+        "bf16_native": False,
+        "tolerance": cpu_variants.TOLERANCE,
+        "repeats": 1,
+        "forms": forms,
+        "calls": calls,
+    }
+
+
 def test_the_cpu_candidates_are_checked_against_fp32_and_a_missing_backend_is_a_row(tmp_path, monkeypatch, one_thread):
     from factories import tiny_model
 
@@ -186,17 +203,7 @@ def test_the_cpu_candidates_are_checked_against_fp32_and_a_missing_backend_is_a_
     assert nhwc["max_diff"] <= 1e-5 and nhwc["kept"]  # the layout changes the order of sums, not the result
     assert bf16["max_diff"] > cpu_variants.TOLERANCE and not bf16["kept"]  # 8-bit mantissa: too far from fp32
     assert onnx["error"] == "ImportError: no onnx" and "ms" not in onnx
-    report = {
-        "date": "today",
-        "machine": "a test",
-        "torch": torch.__version__,
-        "threads": 1,
-        "bf16_native": False,
-        "tolerance": cpu_variants.TOLERANCE,
-        "repeats": 1,
-        "forms": rows,
-        "calls": [{"call": "xydeblur", "layout": "NCHW", "size": "32x48", "seconds": 0.5}],
-    }
+    report = cpu_report(rows, [{"call": "xydeblur", "layout": "NCHW", "size": "32x48", "seconds": 0.5}])
     table = cpu_variants.cpu_variants_markdown(report)
     assert "| fp32 channels_last eager | 32x48 |" in table and "| yes |" in table
     assert "not run: ImportError: no onnx" in table and "| xydeblur | 32x48 | 0.500 | nan |" in table
@@ -249,18 +256,7 @@ def test_the_cpu_report_gives_the_floor_of_the_whole_call_beside_what_it_measure
     (row,) = floor["rows"]
     assert row["call"] == "xydeblur" and row["gflop"] > 0 and row["measured_s"] == 0.25
     assert row["floor_s"] == pytest.approx(row["gflop"] / floor["matmul_gflops"])
-    report = {
-        "date": "today",
-        "machine": "a test",
-        "torch": torch.__version__,
-        "threads": 1,
-        "bf16_native": False,
-        "tolerance": cpu_variants.TOLERANCE,
-        "repeats": 1,
-        "forms": [],
-        "calls": calls,
-        "floor": floor,
-    }
+    report = {**cpu_report([], calls), "floor": floor}
     table = cpu_variants.cpu_variants_markdown(report)
     assert f"| xydeblur | 32x48 | {row['gflop']:.1f} | {row['floor_s']:.3f} | 0.250 |" in table
     assert table.rstrip().endswith("| 0.5 |")  # the target

@@ -70,9 +70,12 @@ def main() -> None:
     args = parser.parse_args()
     folder = Path(args.data) / "fluorescence" / "w2s_widefield"
     print("| field | gain | noise std | signal span | span / noise (dB) |\n|---|---:|---:|---:|---:|")
+    frames = {}  # field -> (raw, average, its noise row), read once
     for raw_path in sorted(folder.glob("input_avg1_*.tif")):
         field = raw_path.stem.removeprefix("input_avg1_")
-        row = noise_row(tifffile.imread(raw_path), tifffile.imread(folder / f"target_avg400_{field}.tif"))
+        raw, average = tifffile.imread(raw_path), tifffile.imread(folder / f"target_avg400_{field}.tif")
+        row = noise_row(raw, average)
+        frames[field] = raw, average, row
         print(
             f"| {field} | {row['gain']:.3f} | {row['noise_std']:.1f} | {row['signal_span']:.1f} | {row['snr_db']:.1f} |"
         )
@@ -88,9 +91,7 @@ def main() -> None:
     for name in args.models:
         model = load_model(name, warn=False)
         for field in W2S_HELDOUT_FIELDS:
-            raw = tifffile.imread(folder / f"input_avg1_{field}.tif")
-            average = tifffile.imread(folder / f"target_avg400_{field}.tif")
-            fit = noise_row(raw, average)
+            raw, average, fit = frames[field]
             row = noise_response(model, raw, average, fit["gain"], fit["offset"])
             print(f"| {name} | {field} | {row['response']:.2f} | {row['psnr_out']:.2f} | {row['psnr_in']:.2f} |")
 
