@@ -129,6 +129,19 @@ def test_only_bundled_models_without_a_passed_gate_are_warned_about(tmp_path, mo
     assert capsys.readouterr().err.count("warning: the bundled xydeblur-photo") == 1  # once per name
 
 
+def test_a_users_file_named_like_an_ungated_bundled_model_is_not_warned_about(tmp_path, monkeypatch):
+    resources, mine = tmp_path / "resources", tmp_path / "mine"
+    resources.mkdir(), mine.mkdir()
+    monkeypatch.setenv("NAPARI_DEBLUR_RESOURCES", str(resources))
+    bundle_model(resources, "xydeblur-photo", tiny_model(channels=3))
+    own = bundle_model(mine, "xydeblur-photo", tiny_model(channels=3, seed=1))  # same name, not bundled
+    image = np.zeros((16, 16, 3), np.uint8)
+    bundled = xydeblur(image, "xydeblur-photo", axes="YXC", device="cpu").info
+    users = xydeblur(image, str(own), axes="YXC", device="cpu").info
+    assert bundled["bundled_weights"] == ["xydeblur-photo"]
+    assert users["model"] == "xydeblur-photo" and users["bundled_weights"] == []  # named alike, not the bundled one
+
+
 def test_the_shipped_models_say_whether_they_passed_the_gate():
     from napari_deblur.models.registry import bundled_models
     from napari_deblur.models.weights import gate_warning

@@ -135,7 +135,7 @@ def run_diffuse(args) -> int:
                 f"{info.get('device')} {info.get('precision')}, {info.get('seconds', 0):.1f} s)",
                 file=sys.stderr,
             )
-            used += [info.get("model"), info.get("predictor")]
+            used += info.get("bundled_weights", [])
     warn_ungated(*used)
     return 0
 

@@ -168,7 +168,7 @@ def run_xy(args) -> int:
                 f"{info.get('seconds', 0):.1f} s)",
                 file=sys.stderr,
             )
-            used.append(info.get("model"))
+            used += info.get("bundled_weights", [])
     warn_ungated(*used)
     return 0
 

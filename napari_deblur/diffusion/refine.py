@@ -55,6 +55,7 @@ from ..engine.runtime import (
 )
 from ..engine.tiling import ALIGN, tile_apply_iter
 from ..models.registry import default_preset
+from ..models.weights import bundled_names
 from .chains import ChainPlan, Chains, RefineStep, plan_chains, run_chains
 from .images import ResidualImages
 from .pair import residual_scale, resolve_models, size_multiple
@@ -211,6 +212,7 @@ def refine_iter(
     result = _assemble(request, plan, chains, images, source, den)
     result.info = {
         "model": _weights_name(den, type(den).__name__),
+        "bundled_weights": bundled_names(den, pred),  # the names the do-no-harm gate warnings are for
         "model_choice": choice.describe(_weights_name(den, "?")) if choice else GIVEN,
         "predictor": _predictor_name(pred),
         **_run_info(request, plan, chains, den, source),

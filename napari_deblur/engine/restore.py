@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from ..models.registry import bundled_name, default_preset
+from ..models.weights import bundled_names
 from ..models.xydeblur import XYDeblur
 from . import runtime
 from .axes import from_bcyx, normalize_axes, to_bcyx
@@ -234,6 +235,7 @@ def xydeblur_iter(
     clock.stage("finish")
     info = {
         "model": model_name,
+        "bundled_weights": bundled_names(net),  # the names the do-no-harm gate warnings are for
         "model_choice": model_choice,  # why this model: the default policy's reason, or the caller's
         **_run_info(dev, dtype, run, overlap, view),
         "residual_dtype": residual_dtype.name,

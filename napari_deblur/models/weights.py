@@ -108,6 +108,13 @@ def model_manifest(name: str) -> dict:
     return dict(entries[name][1])
 
 
+def bundled_names(*modules) -> list:
+    """The bundled names of those ``modules`` whose weights are a bundled model's (a user's
+    file keeps its own name, which may equal a bundled one; it is left out)."""
+    infos = (getattr(module, "weights_info", None) or {} for module in modules)
+    return [info["name"] for info in infos if info.get("bundled")]
+
+
 def gate_warning(name) -> str | None:
     """One line for a bundled model that has not passed the do-no-harm gate on real data (no
     passed ``real_benchmark`` gate in its manifest: :mod:`napari_deblur.evaluation.real`);

@@ -391,7 +391,7 @@ class DiffusionDeblurWidget(DockWidget):
             f"Done: {info.get('steps')} steps x {info.get('samples')} sample(s) in {info.get('seconds', 0):.1f} s "
             f"on {info.get('device')} ({info.get('precision')}, tile {info.get('tile')}). "
             f"Denoiser {ctx['model_choice']}."
-            + notes_text(ctx["notes"] + gate_warnings(info.get("model"), info.get("predictor")))
+            + notes_text(ctx["notes"] + gate_warnings(*info.get("bundled_weights", [])))
         )
 
 

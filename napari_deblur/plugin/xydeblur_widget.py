@@ -250,7 +250,7 @@ class XYDeblurWidget(DockWidget):
         self.say(
             f"Done in {info.get('seconds', 0):.1f} s on {info.get('device')} ({info.get('precision')}, "
             f"tile {info.get('tile')}, {info.get('channel_mode')}). Model {ctx['model_choice']}."
-            + notes_text(ctx["notes"] + gate_warnings(info.get("model")))
+            + notes_text(ctx["notes"] + gate_warnings(*info.get("bundled_weights", [])))
         )
 
     # --- colour region and compare ---------------------------------------------------------
