@@ -120,6 +120,29 @@ def test_export_writes_a_bundled_model(tmp_path, monkeypatch):
     assert model.weights_info["bundled"] and model.config["channels"] == 3
 
 
+def test_export_validates_the_checkpoints_own_weights(tmp_path):
+    """A checkpoint copied between validations (the iteration a gate picked) is exported with the
+    validation of its own weights, not with a later one from the log, nor with none."""
+    import shutil
+
+    trainer = Trainer(_config(iters=6, val_every=6, ckpt_every=2), tmp_path / "run", log=lambda s: None)
+    for _ in range(2):
+        trainer.step()
+    trainer.save()
+    own = trainer.validate()
+    shutil.copytree(tmp_path / "run", tmp_path / "snapshot")  # iteration 2: nothing validated yet
+    trainer.run()  # on to 6, validated there
+    shutil.copy(tmp_path / "run" / "log.jsonl", tmp_path / "snapshot" / "log.jsonl")  # a log that ran ahead
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["iter"] for r in log if "val_psnr" in r] == [6]
+    manifest = json.loads(export_run(tmp_path / "snapshot", "xydeblur-tiny", tmp_path / "res").read_text())
+    assert manifest["iterations"] == 2 and manifest["validation"]["iter"] == 2
+    assert manifest["validation"]["val_psnr"] == own["val_psnr"] != log[-1]["val_psnr"]
+    assert manifest["validation"]["computed"] == "at export"
+    full = json.loads(export_run(tmp_path / "run", "xydeblur-tiny", tmp_path / "res2").read_text())
+    assert full["validation"] == log[-1]  # the log's own record when it has one for the checkpoint
+
+
 def test_train_and_export_commands(tmp_path, capsys):
     from napari_deblur.cli import main
 

@@ -145,17 +145,19 @@ def write_bundle(
     device: str = "",
     benchmark: dict | None = None,
     note: str = "",
+    validate=None,
 ) -> Path:
     """Write ``model`` as ``out_dir/<name>.safetensors`` (fp16) and its manifest ``<name>.json``:
     what every bundled model records (checksum, recipe, data, iterations, time, device,
-    commit, last validation), plus ``manifest_extra`` (architecture and the like)."""
+    commit, the validation of these weights), plus ``manifest_extra`` (architecture and the like).
+    ``validate`` (no arguments, returns the validation dict) is called when the run's log has no
+    validation at the checkpoint's iteration (see :func:`checkpoint_validation`)."""
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     config = json.loads((run_dir / "config.json").read_text())
     weights = save_safetensors(
         model, out_dir / f"{name}.safetensors", half=True, metadata={"name": name, **(header_extra or {})}
     )
-    log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines() if line.strip()]
-    validation = [r for r in log if "val_psnr" in r]
+    validation = checkpoint_validation(run_dir, int(state["iteration"]), validate)
     manifest = {
         "name": name,
         "file": weights.name,
@@ -169,13 +171,28 @@ def write_bundle(
         "device": device,
         "commit": git_commit(),
         "exported": time.strftime("%Y-%m-%d"),
-        "validation": validation[-1] if validation else {},
+        "validation": validation,
         "benchmark": benchmark or {},
         "note": note,
     }
     path = out_dir / f"{name}.json"
     path.write_text(json.dumps(manifest, indent=1) + "\n")
     return path
+
+
+def checkpoint_validation(run_dir, iteration: int, validate=None) -> dict:
+    """The validation of the weights in ``run_dir``'s checkpoint (at ``iteration``): the log's
+    record at that iteration, else ``validate()`` run now, else ``{}``.
+
+    The log's last validation can belong to other weights: a checkpoint copied in the middle of
+    a run (the iteration a gate picked) or one written between two validations."""
+    log = [json.loads(line) for line in (Path(run_dir) / "log.jsonl").read_text().splitlines() if line.strip()]
+    logged = [r for r in log if "val_psnr" in r and r.get("iter") == iteration]
+    if logged:
+        return logged[-1]
+    if validate is None:
+        return {}
+    return {"iter": iteration, **validate(), "computed": "at export"}
 
 
 def export_run(run_dir, name: str, out_dir, **kwargs) -> Path:
@@ -188,4 +205,8 @@ def export_run(run_dir, name: str, out_dir, **kwargs) -> Path:
     model.load_state_dict({k: v.float() for k, v in state["ema"].items()})
     energies = branch_energies(model)
     extra = {"architecture": {"class": "XYDeblur", **model.config}, **orientation(energies)}
-    return write_bundle(run_dir, name, out_dir, model, state, manifest_extra=extra, **kwargs)
+    from .train_xydeblur import validate_run
+
+    return write_bundle(
+        run_dir, name, out_dir, model, state, manifest_extra=extra, validate=lambda: validate_run(run_dir), **kwargs
+    )

@@ -7,7 +7,7 @@ The manifest has the architecture (class ``ResidualDenoiser`` and its config), t
 ``predictor`` it pairs with (the XYDeblur the run was trained against: a bundled name, or
 a path) and the sha256 of that predictor's weights (``predictor_sha256``: loading warns when
 the predictor under that name has changed since), the sampling schedule it was trained for,
-the recipe, the iterations, the device and the last validation. The safetensors header
+the recipe, the iterations, the device and the validation of these weights. The safetensors header
 carries the predictor and its checksum too, so a loose file still knows its pair.
 """
 
@@ -53,4 +53,16 @@ def export_dvsr_run(run_dir, name: str, out_dir, *, predictor: str | None = None
     header = {PREDICTOR_KEY: predictor} if predictor else {}
     if predictor_sha:
         header[PREDICTOR_SHA_KEY] = predictor_sha
-    return write_bundle(run_dir, name, out_dir, model, state, manifest_extra=extra, header_extra=header, **kwargs)
+    from .train_dvsr import validate_run
+
+    return write_bundle(
+        run_dir,
+        name,
+        out_dir,
+        model,
+        state,
+        manifest_extra=extra,
+        header_extra=header,
+        validate=lambda: validate_run(run_dir),
+        **kwargs,
+    )

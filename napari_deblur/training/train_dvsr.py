@@ -21,6 +21,7 @@ deterministic DDIM sample of ``val_steps`` steps (EMA weights) on a fixed held-o
 Export with :mod:`.export_dvsr`.
 """
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -243,3 +244,10 @@ def run_from_args(args, data_options: dict) -> int:
     trainer = DVSRTrainer(cfg, args.out, device=args.device, log=lambda line: print(line, file=sys.stderr))
     print(trainer.run(time_limit=args.time_limit, fit_iters=getattr(args, "fit_iters", False)))
     return 0
+
+
+def validate_run(run_dir, device="auto", log=lambda line: None) -> dict:
+    """The validation of the EMA weights in ``run_dir``'s checkpoint, computed now (see
+    :func:`.train_xydeblur.validate_run`)."""
+    cfg = DVSRConfig(**json.loads((Path(run_dir) / "config.json").read_text()))
+    return DVSRTrainer(cfg, run_dir, device=device, log=log).validate()

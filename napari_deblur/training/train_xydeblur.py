@@ -258,3 +258,10 @@ class Trainer:
                     self.log(f"time limit reached at iteration {it}; run the same command again to resume")
                     break
         return {"iteration": self.iteration, "seconds": self.seconds, **last}
+
+
+def validate_run(run_dir, device="auto", log=lambda line: None) -> dict:
+    """The validation of the EMA weights in ``run_dir``'s checkpoint, computed now on the run's own
+    held-out batch (its config names the data, which must be where it was)."""
+    cfg = TrainConfig(**json.loads((Path(run_dir) / "config.json").read_text()))
+    return Trainer(cfg, run_dir, device=device, log=log).validate()
