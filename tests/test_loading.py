@@ -25,6 +25,21 @@ def test_safetensors_round_trip_keeps_architecture(tmp_path):
     assert loaded.weights_info["path"] == str(path)
 
 
+def test_the_same_weights_always_give_the_same_file(tmp_path):
+    """A re-export of identical weights keeps its sha256 (a denoiser is pinned to it): safetensors
+    alone writes the header's metadata in a different order from one save to the next."""
+    from safetensors import safe_open
+
+    model = tiny_model(channels=3)
+    metadata = {f"key{i}": f"value {i}" for i in range(6)}
+    paths = [save_safetensors(model, tmp_path / f"m{i}.safetensors", half=True, metadata=metadata) for i in range(8)]
+    assert len({sha256_of(p) for p in paths}) == 1
+    with safe_open(str(paths[0]), "pt") as f:
+        assert {k: f.metadata()[k] for k in metadata} == metadata
+    loaded = load_model(paths[0])
+    assert all(torch.equal(v.half().float(), loaded.state_dict()[k]) for k, v in model.state_dict().items())
+
+
 def test_fp16_safetensors_load_as_fp32(tmp_path):
     model = tiny_model()
     loaded = load_model(save_safetensors(model, tmp_path / "h.safetensors", half=True))

@@ -157,4 +157,25 @@ def save_safetensors(model: torch.nn.Module, path, *, half: bool = False, metada
     meta = {ARCH_KEY: type(model).__name__, CONFIG_KEY: json.dumps(getattr(model, "config", {}))}
     meta.update({str(k): str(v) for k, v in (metadata or {}).items()})
     save_file(state, str(path), metadata=meta)
+    canonical_header(path)
     return path
+
+
+def canonical_header(path) -> None:
+    """Rewrite a safetensors file's header with its metadata keys sorted (and the tensors in data
+    order), so the same weights and metadata always give the same bytes and sha256.
+
+    safetensors writes the metadata in hash-map order, which changes from one save to the next:
+    re-exporting identical weights gave a new checksum and broke a denoiser's pin to them."""
+    path = Path(path)
+    raw = path.read_bytes()
+    size = int.from_bytes(raw[:8], "little")
+    header = json.loads(raw[8 : 8 + size])
+    meta = header.pop("__metadata__", None)
+    ordered = {"__metadata__": dict(sorted(meta.items()))} if meta else {}
+    ordered.update(sorted(header.items(), key=lambda item: item[1]["data_offsets"]))
+    text = json.dumps(ordered, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)  # the data starts 8-byte aligned, as safetensors pads it
+    staged = path.with_name(path.name + ".tmp")
+    staged.write_bytes(len(text).to_bytes(8, "little") + text + raw[8 + size :])
+    staged.replace(path)
