@@ -147,6 +147,6 @@ def test_the_shipped_models_say_whether_they_passed_the_gate():
     from napari_deblur.models.weights import gate_warning
 
     shipped = bundled_models()
-    for name in ("xydeblur-microscopy", "dvsr-microscopy"):  # exported through the gate
+    for name in ("xydeblur-microscopy", "dvsr-microscopy", "xydeblur-photo"):  # exported through the gate
         if name in shipped:
             assert gate_warning(name) is None
