@@ -16,10 +16,10 @@ is logged, and the next one still runs.
 1. ``napari-deblur bench --device cuda``: XYDeblur from 256x256 to 4096x4096 (eager and
    as a CUDA graph), a 16384x16384 image under a 4 GiB cap, denoiser steps, the Fidelity
    preset at 720p.
-2. Training: each model named by ``--train`` continues from its bundled weights (all four
-   pass the do-no-harm gate or are pinned to one that does; a model in ``FROM_SCRATCH`` would
-   start afresh), and the time left (less ``--compile-seconds``) is split between them. Each is then exported
-   (fp16 + manifest) with the GPU named. XYDeblurs train first; a denoiser whose predictor
+2. Training: each model named by ``--train`` continues from its bundled weights (a model in
+   ``FROM_SCRATCH``, none today, would start afresh), and the time left (less
+   ``--compile-seconds``) is split between them. Each is then exported (fp16 + manifest)
+   with the GPU named. XYDeblurs train first; a denoiser whose predictor
    was just retrained (``--train xydeblur-photo dvsr-photo``) then trains against the new
    one, and its manifest pins that one's checksum, so the two ship together.
 3. ``tools/probe_denoiser.py`` on each trained denoiser: Fidelity against x_init on

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from .registry import DENOISER, available_models
 
@@ -156,26 +156,21 @@ def save_safetensors(model: torch.nn.Module, path, *, half: bool = False, metada
     state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in model.state_dict().items()}
     meta = {ARCH_KEY: type(model).__name__, CONFIG_KEY: json.dumps(getattr(model, "config", {}))}
     meta.update({str(k): str(v) for k, v in (metadata or {}).items()})
-    save_file(state, str(path), metadata=meta)
-    canonical_header(path)
+    path.write_bytes(canonical_header(save(state, metadata=meta)))
     return path
 
 
-def canonical_header(path) -> None:
-    """Rewrite a safetensors file's header with its metadata keys sorted (and the tensors in data
+def canonical_header(data: bytes) -> bytes:
+    """A safetensors file's bytes with its header's metadata keys sorted (and the tensors in data
     order), so the same weights and metadata always give the same bytes and sha256.
 
     safetensors writes the metadata in hash-map order, which changes from one save to the next:
     re-exporting identical weights gave a new checksum and broke a denoiser's pin to them."""
-    path = Path(path)
-    raw = path.read_bytes()
-    size = int.from_bytes(raw[:8], "little")
-    header = json.loads(raw[8 : 8 + size])
+    size = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + size])
     meta = header.pop("__metadata__", None)
     ordered = {"__metadata__": dict(sorted(meta.items()))} if meta else {}
     ordered.update(sorted(header.items(), key=lambda item: item[1]["data_offsets"]))
     text = json.dumps(ordered, separators=(",", ":")).encode()
     text += b" " * (-len(text) % 8)  # the data starts 8-byte aligned, as safetensors pads it
-    staged = path.with_name(path.name + ".tmp")
-    staged.write_bytes(len(text).to_bytes(8, "little") + text + raw[8 + size :])
-    staged.replace(path)
+    return len(text).to_bytes(8, "little") + text + data[8 + size :]

@@ -205,8 +205,15 @@ def export_run(run_dir, name: str, out_dir, **kwargs) -> Path:
     model.load_state_dict({k: v.float() for k, v in state["ema"].items()})
     energies = branch_energies(model)
     extra = {"architecture": {"class": "XYDeblur", **model.config}, **orientation(energies)}
-    from .train_xydeblur import validate_run
+    from .train_xydeblur import Trainer
 
     return write_bundle(
-        run_dir, name, out_dir, model, state, manifest_extra=extra, validate=lambda: validate_run(run_dir), **kwargs
+        run_dir,
+        name,
+        out_dir,
+        model,
+        state,
+        manifest_extra=extra,
+        validate=lambda: Trainer.validate_run(run_dir),
+        **kwargs,
     )

@@ -53,7 +53,7 @@ def export_dvsr_run(run_dir, name: str, out_dir, *, predictor: str | None = None
     header = {PREDICTOR_KEY: predictor} if predictor else {}
     if predictor_sha:
         header[PREDICTOR_SHA_KEY] = predictor_sha
-    from .train_dvsr import validate_run
+    from .train_dvsr import DVSRTrainer
 
     return write_bundle(
         run_dir,
@@ -63,6 +63,6 @@ def export_dvsr_run(run_dir, name: str, out_dir, *, predictor: str | None = None
         state,
         manifest_extra=extra,
         header_extra=header,
-        validate=lambda: validate_run(run_dir),
+        validate=lambda: DVSRTrainer.validate_run(run_dir),
         **kwargs,
     )

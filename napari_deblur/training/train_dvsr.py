@@ -21,7 +21,6 @@ deterministic DDIM sample of ``val_steps`` steps (EMA weights) on a fixed held-o
 Export with :mod:`.export_dvsr`.
 """
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,6 +72,8 @@ class DVSRTrainer(Trainer):
     Reuses :class:`.train_xydeblur.Trainer`'s loop (``run``), checkpoint writing (``save``) and EMA
     update; the model, the step, the validation and the state differ.
     """
+
+    config_class = DVSRConfig
 
     def __init__(self, cfg: DVSRConfig, out, device="auto", log=print):
         if cfg.preset not in PRESETS:
@@ -244,10 +245,3 @@ def run_from_args(args, data_options: dict) -> int:
     trainer = DVSRTrainer(cfg, args.out, device=args.device, log=lambda line: print(line, file=sys.stderr))
     print(trainer.run(time_limit=args.time_limit, fit_iters=getattr(args, "fit_iters", False)))
     return 0
-
-
-def validate_run(run_dir, device="auto", log=lambda line: None) -> dict:
-    """The validation of the EMA weights in ``run_dir``'s checkpoint, computed now (see
-    :func:`.train_xydeblur.validate_run`)."""
-    cfg = DVSRConfig(**json.loads((Path(run_dir) / "config.json").read_text()))
-    return DVSRTrainer(cfg, run_dir, device=device, log=log).validate()

@@ -84,6 +84,15 @@ FIT_WINDOW = (5, 5 + REFRESH_EVERY)
 class Trainer:
     """One training run in ``out`` (created or resumed)."""
 
+    config_class = TrainConfig  # what ``config.json`` of a run holds
+
+    @classmethod
+    def validate_run(cls, run_dir, device="auto") -> dict:
+        """The validation of the EMA weights in ``run_dir``'s checkpoint, computed now on the run's
+        own held-out batch (its config names the data, which must be where it was)."""
+        cfg = cls.config_class(**json.loads((Path(run_dir) / "config.json").read_text()))
+        return cls(cfg, run_dir, device=device, log=lambda line: None).validate()
+
     def __init__(self, cfg: TrainConfig, out, device="auto", log=print):
         self.cfg, self.out, self.log = cfg, Path(out), log
         self.out.mkdir(parents=True, exist_ok=True)
@@ -258,10 +267,3 @@ class Trainer:
                     self.log(f"time limit reached at iteration {it}; run the same command again to resume")
                     break
         return {"iteration": self.iteration, "seconds": self.seconds, **last}
-
-
-def validate_run(run_dir, device="auto", log=lambda line: None) -> dict:
-    """The validation of the EMA weights in ``run_dir``'s checkpoint, computed now on the run's own
-    held-out batch (its config names the data, which must be where it was)."""
-    cfg = TrainConfig(**json.loads((Path(run_dir) / "config.json").read_text()))
-    return Trainer(cfg, run_dir, device=device, log=log).validate()
