@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 
 from napari_deblur.models.weights import load_model
@@ -34,15 +35,16 @@ def test_loss_goes_down(tmp_path):
     assert sum(losses[-8:]) / 8 < 0.7 * sum(losses[:8]) / 8, losses
 
 
-def test_resume_continues_identically(tmp_path):
-    straight = Trainer(_config(), tmp_path / "a", log=lambda s: None)
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_resume_continues_identically(tmp_path, precision):
+    straight = Trainer(_config(precision=precision), tmp_path / "a", log=lambda s: None)
     straight.run()
-    interrupted = Trainer(_config(), tmp_path / "b", log=lambda s: None)
+    interrupted = Trainer(_config(precision=precision), tmp_path / "b", log=lambda s: None)
     for _ in range(3):
         interrupted.step()
     interrupted.save()
     del interrupted
-    resumed = Trainer(_config(), tmp_path / "b", log=lambda s: None)
+    resumed = Trainer(_config(precision=precision), tmp_path / "b", log=lambda s: None)
     assert resumed.iteration == 3
     resumed.run()
     for key, value in straight.model.state_dict().items():
@@ -246,3 +248,36 @@ def test_the_ema_warms_up_so_a_short_run_is_not_stuck_at_its_initial_weights(tmp
     assert to_model < to_initial  # the EMA has followed the training, not stayed at the random start
     trainer.iteration = 10**6
     assert trainer.ema_decay() == 0.999  # a long run averages with the configured decay
+
+
+def test_training_precision_follows_the_hardware(monkeypatch):
+    from napari_deblur.training import precision
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: True)
+    assert precision.training_precision("auto", cpu) == "bf16"
+    monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: False)  # an AVX2 CPU: emulated bf16 is slow
+    assert precision.training_precision("auto", cpu) == "fp32"
+    assert precision.training_precision("auto", torch.device("mps")) == "fp32"
+    assert precision.training_precision("auto", cuda) == "bf16"
+    assert precision.training_precision("bf16", cpu) == "bf16"  # asked for: given, even if emulated
+    assert precision.training_precision("fp32", cuda) == "fp32"
+    with pytest.raises(ValueError, match="precision must be one of"):
+        precision.training_precision("fp16", cpu)
+
+
+def test_a_bf16_run_trains_in_bf16_keeps_float32_state_and_records_it(tmp_path):
+    trainer = Trainer(_config(precision="bf16"), tmp_path / "run", log=lambda s: None)
+    seen = []
+    hook = trainer.model.register_forward_hook(lambda _m, _i, out: seen.append(out[0].dtype))
+    trainer.run()
+    hook.remove()
+    assert seen and all(dtype == torch.bfloat16 for dtype in seen)  # the step ran under bf16 autocast
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())  # float32 master weights
+    assert all(v.dtype == torch.float32 and v.is_contiguous() for v in trainer.ema.values())
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["precision"] == "bf16"
+    manifest = json.loads(export_run(tmp_path / "run", "xydeblur-bf16", tmp_path / "res").read_text())
+    assert manifest["recipe"]["precision"] == "bf16"
+    model = load_model(tmp_path / "res" / manifest["file"])
+    with torch.no_grad():
+        assert torch.isfinite(model(torch.rand(1, 3, 32, 32))[2]).all()

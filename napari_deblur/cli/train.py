@@ -152,6 +152,13 @@ def _add_run_arguments(parser) -> None:
         "learning-rate schedule ends within the time limit (a resumed run keeps that length)",
     )
     parser.add_argument("--device", default="auto")
+    parser.add_argument(
+        "--precision",
+        choices=["auto", "fp32", "bf16"],
+        default="auto",
+        help="number format of the training step: bf16 autocast (float32 weights and loss) or fp32; "
+        "auto = bf16 on CUDA and on CPUs with AVX512-BF16 or AMX, fp32 elsewhere",
+    )
     parser.add_argument("--out", required=True, type=Path, metavar="DIR")
 
 
@@ -181,6 +188,7 @@ def run_train(args) -> int:
         init=args.init,
         val_every=args.val_every,
         ckpt_every=args.ckpt_every,
+        precision=args.precision,
         **data_options(args),
     )
     summary = Trainer(cfg, args.out, device=args.device, log=lambda line: print(line, file=sys.stderr)).run(

@@ -48,6 +48,14 @@ def with_index(device: torch.device) -> torch.device:
     return device
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU runs bfloat16 in hardware through oneDNN (AVX512-BF16 or AMX)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def pick_dtype(precision, device: torch.device) -> torch.dtype:
     """``"auto"``: fp16 on CUDA and MPS, fp32 on the CPU."""
     if precision == "auto":

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..engine.device import cpu_has_native_bf16
 from ..engine.restore import xydeblur
 from ..engine.runtime import device_copy
 from .compile_reuse import compile_reuse
@@ -79,14 +80,6 @@ def _frozen_residuals(net):
             return compiled(x)
 
     return residuals
-
-
-def bf16_supported() -> bool:
-    """Whether this CPU has native bfloat16 kernels in oneDNN (AVX512-BF16 or AMX)."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
 
 
 class _Residuals(torch.nn.Module):
@@ -181,7 +174,7 @@ def time_forms(model, size=(256, 256), repeats: int = 5, log=print, forms=FORMS)
         if name not in forms:
             continue
         row = {"form": name, "size": f"{height}x{width}"}
-        if name.startswith("bf16") and not bf16_supported():
+        if name.startswith("bf16") and not cpu_has_native_bf16():
             row["note"] = "no native bfloat16 on this CPU (emulated)"
         try:
             start = time.perf_counter()
@@ -277,7 +270,7 @@ def run_cpu_variants(model, *, size=(256, 256), repeats: int = 5, quick: bool = 
         "machine": machine_name(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
-        "bf16_native": bf16_supported(),
+        "bf16_native": cpu_has_native_bf16(),
         "tolerance": TOLERANCE,
         "repeats": repeats,
     }

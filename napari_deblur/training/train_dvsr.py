@@ -10,8 +10,9 @@ The predictor ``g`` (a trained XYDeblur, ``predictor=``) is frozen. For every ba
     loss = L1(f(z, y, x_init, abar), eps)
 
 with AdamW, linear warm-up then cosine decay and an EMA of the weights (the EMA is what gets
-exported), bf16 autocast for the denoiser on CUDA and fp16 for the predictor (as the engine
-runs it). The noise levels and noises come from one generator whose state is checkpointed,
+exported), bf16 autocast for the denoiser where the hardware runs it natively (CUDA, CPUs with
+AVX512-BF16 or AMX; :mod:`.precision`) and the predictor as the engine runs it (fp16 on CUDA,
+float32 on the CPU). The noise levels and noises come from one generator whose state is checkpointed,
 so a resumed run continues exactly.
 
 A run lives in one folder, like an XYDeblur run (:mod:`.train_xydeblur`, whose loop this reuses):
@@ -36,6 +37,7 @@ from ..models.denoiser import ResidualDenoiser
 from ..models.registry import bundled_name
 from ..models.weights import load_denoiser, load_model, weights_sha256
 from .checkpoint import load_checkpoint
+from .precision import autocast
 from .sources import DataOptions, make_training_pairs
 from .train_xydeblur import VALIDATION_PSNR, Trainer, learning_rate
 
@@ -64,6 +66,7 @@ class DVSRConfig(DataOptions):
     val_crops: int = 8
     val_crop: int = 128
     val_steps: int = 10
+    precision: str = "auto"  # of the denoiser's step (the predictor runs as the engine does)
 
 
 class DVSRTrainer(Trainer):
@@ -180,8 +183,8 @@ class DVSRTrainer(Trainer):
         eps = torch.randn(r0.shape, generator=self.noise, device=self.device)
         a = alpha_bar[:, None, None, None]
         z = a.sqrt() * r0 + (1 - a).sqrt() * eps
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
-        with autocast:
+        with autocast(self.device, cfg.precision):
+            z, blurred, x_init = (t.contiguous(memory_format=self.layout) for t in (z, blurred, x_init))
             eps_hat = self.model(z, blurred, x_init, alpha_bar)
         loss = F.l1_loss(eps_hat.float(), eps)
         self.opt.zero_grad(set_to_none=True)
@@ -240,6 +243,7 @@ def run_from_args(args, data_options: dict) -> int:
         init=args.init,
         val_every=args.val_every,
         ckpt_every=args.ckpt_every,
+        precision=getattr(args, "precision", "auto"),
         **data_options,
     )
     trainer = DVSRTrainer(cfg, args.out, device=args.device, log=lambda line: print(line, file=sys.stderr))

@@ -1,6 +1,7 @@
 """Training XYDeblur on synthetic (or the user's paired) data, resumable across commands.
 
-Recipe: AdamW, linear warm-up then cosine decay, bf16 autocast on CUDA, an EMA of
+Recipe: AdamW, linear warm-up then cosine decay, bf16 autocast where the hardware runs it
+natively (CUDA, CPUs with AVX512-BF16 or AMX; :mod:`.precision`), an EMA of
 the weights (the EMA is what gets exported), L1 on the restored image plus an
 optional L1 on the Fourier amplitudes. Batches come from
 :class:`napari_deblur.data.pairs.PairSampler` (flips and 90-degree rotations
@@ -28,6 +29,7 @@ from ..metrics import psnr
 from ..models.weights import load_model
 from ..models.xydeblur import XYDeblur
 from .checkpoint import load_checkpoint, save_checkpoint
+from .precision import autocast, memory_format, training_precision
 from .sources import DataOptions, make_training_pairs
 
 PRESET_CHANNELS = {"photo": 3, "microscopy": 1}
@@ -56,6 +58,7 @@ class TrainConfig(DataOptions):
     val_crops: int = 8
     val_crop: int = 256
     zero_init: bool = True
+    precision: str = "auto"  # "auto", "fp32" or "bf16" (autocast); config.json records the resolved one
 
 
 def learning_rate(cfg: TrainConfig, it: int) -> float:
@@ -118,10 +121,16 @@ class Trainer:
         self._write_config()
 
     def start_optimising(self) -> None:
-        """The model in training mode on the device, its EMA (float32: what gets exported) and
-        the AdamW optimiser; a resumed run then loads all three from its checkpoint."""
-        self.model.to(self.device).train()
-        self.ema = {k: v.detach().clone().float() for k, v in self.model.state_dict().items()}
+        """The model in training mode on the device (in the layout and number format of
+        :mod:`.precision`), its EMA (float32: what gets exported) and the AdamW optimiser; a
+        resumed run then loads all three from its checkpoint."""
+        self.cfg.precision = training_precision(self.cfg.precision, self.device)
+        self.layout = memory_format(self.device)
+        self.model.to(self.device, memory_format=self.layout).train()
+        self.ema = {
+            k: v.detach().float().clone(memory_format=torch.contiguous_format)
+            for k, v in self.model.state_dict().items()
+        }
         self.opt = torch.optim.AdamW(
             self.model.parameters(), lr=self.cfg.lr, betas=(0.9, 0.99), weight_decay=self.cfg.weight_decay
         )
@@ -187,9 +196,8 @@ class Trainer:
         for group in self.opt.param_groups:
             group["lr"] = learning_rate(cfg, self.iteration)
         blurred, sharp = self.pair_sampler.sample()
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
-        with autocast:
-            restored = self.model(blurred)[2]
+        with autocast(self.device, cfg.precision):
+            restored = self.model(blurred.contiguous(memory_format=self.layout))[2]
         loss = restoration_loss(restored.float(), sharp, cfg.fft_weight)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
