@@ -11,7 +11,6 @@ here. On a CPU without native bfloat16 (no AVX512-BF16 or AMX) the bf16 rows are
 
 import argparse
 import json
-import platform
 import statistics
 import tempfile
 import time
@@ -45,6 +44,7 @@ def step_seconds(kind: str, options: dict, precision: str, device: str, steps: i
 
 def main() -> None:
     from napari_deblur.engine.device import cpu_has_native_bf16, pick_device
+    from napari_deblur.speed.timing import machine_name
     from napari_deblur.training.precision import training_precision
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -53,13 +53,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="also write the results as JSON")
     args = parser.parse_args()
     device = pick_device(args.device)
-    machine = platform.processor() or platform.machine()
-    if device.type == "cpu":
-        try:
-            names = [line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")]
-            machine = names[0] if names else machine
-        except OSError:
-            pass
+    machine = machine_name()
     print(
         f"{machine}, {device}, torch {torch.__version__}, {torch.get_num_threads()} threads; "
         f"native bf16 on this CPU: {cpu_has_native_bf16()}; precision 'auto' = "
