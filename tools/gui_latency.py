@@ -40,16 +40,6 @@ SETTLE_S = 0.5
 CASES = ("xydeblur plane 2048x2048", "xydeblur stack 32x256x256", "diffusion plane 256x256")
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def busy_processes(seconds: float = 1.0, threshold: float = 0.2) -> list:
     """``[(command, share of one core)]`` of the other processes busier than ``threshold``
     over ``seconds`` (Linux /proc; empty elsewhere)."""
@@ -226,9 +216,11 @@ def run_case(app, viewer, case: str) -> list:
 def machine(threads: int) -> dict:
     import torch
 
+    from napari_deblur.speed.timing import machine_name
+
     others = busy_processes()
     return {
-        "cpu": cpu_model(),
+        "cpu": machine_name(),
         "cores": os.cpu_count(),
         "torch": torch.__version__,
         "torch_threads": threads,
