@@ -161,8 +161,11 @@ def test_predictor_option_and_errors(tmp_path, stack, models, capsys):
 
 
 def test_parser_defaults():
+    from napari_deblur.cli.diffuse import sampling_of
+
     args = build_parser().parse_args(["diffuse", "a.tif", "-o", "out"])
-    assert (args.steps, args.samples, args.seed, args.sampler, args.save_steps) == (100, 1, 0, "ddpm", None)
+    assert (*sampling_of(args), args.seed, args.sampler, args.save_steps) == (100, 1, 0, "ddpm", None)
+    assert args.preset is None
     assert args.model is None and args.predictor is None and args.tile == "auto"
     train = build_parser().parse_args(["train", "xydeblur", "--out", "run"])
     assert train.crop is None and train.blocks is None  # resolved per architecture (xydeblur: 192 and 6)
@@ -273,3 +276,39 @@ def test_an_interrupted_overwrite_removes_only_what_it_wrote(tmp_path, stack, mo
     # the files the run had not reached yet are as they were
     assert sorted(p.name for p in out.iterdir()) == ["cells_mean.tif", "cells_x0_step0002.tif", "notes.txt"]
     assert all((out / name).read_bytes() == b"older" for name in ("cells_mean.tif", "cells_x0_step0002.tif"))
+
+
+@pytest.mark.parametrize(
+    "given, expected",
+    [
+        ([], (100, 1)),
+        (["--preset", "fidelity"], (2, 16)),
+        (["--preset", "perceptual"], (500, 1)),
+        (["--preset", "fidelity", "--samples", "4"], (2, 4)),
+        (["--preset", "perceptual", "--steps", "50"], (50, 1)),
+        (["--steps", "7"], (7, 1)),
+    ],
+)
+def test_preset_sets_steps_and_samples_unless_given(given, expected):
+    from napari_deblur.cli.diffuse import sampling_of
+    from napari_deblur.diffusion.presets import FIDELITY, PERCEPTUAL
+
+    assert (FIDELITY.steps, FIDELITY.samples, PERCEPTUAL.steps, PERCEPTUAL.samples) == (2, 16, 500, 1)
+    args = build_parser().parse_args(["diffuse", "in.tif", "-o", "out", *given])
+    assert sampling_of(args) == expected
+
+
+def test_fidelity_preset_runs_what_it_names(tmp_path, stack, models):
+    from napari_deblur.diffusion.presets import FIDELITY
+    from napari_deblur.diffusion.refine import refine
+
+    out = tmp_path / "out"
+    args = ["diffuse", str(stack), "-o", str(out), "--model", models["den"], "--preset", "fidelity"]
+    assert main([*args, "--seed", "2", "--device", "cpu", "-q"]) == 0
+    original = read_image(stack)
+    res = refine(
+        original.array, models["den"], steps=FIDELITY.steps, samples=FIDELITY.samples, seed=2, device="cpu", axes="ZYX"
+    )
+    np.testing.assert_allclose(read_image(out / "cells_mean.tif").array, res.mean, rtol=1e-6)
+    np.testing.assert_allclose(read_image(out / "cells_std.tif").array, res.std, rtol=1e-6)
+    assert res.info["steps"] == 2 and res.info["samples"] == 16

@@ -211,3 +211,60 @@ def test_the_gate_fails_a_model_whose_tracks_were_not_all_scored():
     report["models"] = [{"name": "m", "channels": 3}]
     verdict = gate(report, "m")
     assert not verdict["passed"] and any(c["value"] == "missing" and c["track"] == "gopro" for c in verdict["checks"])
+
+
+def _denoiser_report(mode="full", passed=True):
+    means = {
+        INPUT: {"psnr": 27.0, "ssim": 0.6, "n": 3, "worse_than_input": 0},
+        "predictor": {"psnr": 34.0, "ssim": 0.93, "n": 3, "worse_than_input": 0},
+        "den": {"psnr": 34.1, "ssim": 0.93, "n": 3, "worse_than_input": 0},
+    }
+    track = {
+        "means": {INPUT: {"psnr": 26.0, "ssim": 0.5, "n": 9, "worse_than_input": 0}},
+        "diffusion": {"den": {"preset": {"steps": 2, "samples": 16}, "means": means, "std_error_rho": 0.45}},
+    }
+    return {
+        "mode": mode,
+        "device": "cpu (2 threads)",
+        "date": "2026-12-07T00:00:00+00:00",
+        "tracks": {"fluorescence": track},
+        "gate": {"den": {"model": "den", "passed": passed, "checks": []}},
+    }
+
+
+def test_recording_a_real_run_rewrites_only_the_manifests_real_benchmark(tmp_path):
+    import json
+
+    from napari_deblur.training.export import record_real_benchmark
+
+    weights = tmp_path / "den.safetensors"
+    weights.write_bytes(b"weights")
+    manifest = {"name": "den", "file": weights.name, "sha256": "abc", "recipe": {"iters": 5}}
+    manifest["real_benchmark"] = {"gate": {"passed": True}, "fidelity_preset": {"steps": 10, "samples": 8}}
+    (tmp_path / "den.json").write_text(json.dumps(manifest))
+    path = record_real_benchmark(_denoiser_report(passed=False), "den", tmp_path)
+    written = json.loads(path.read_text())
+    assert {k: v for k, v in written.items() if k != "real_benchmark"} == {
+        k: v for k, v in manifest.items() if k != "real_benchmark"
+    }
+    real = written["real_benchmark"]
+    assert real["fidelity_preset"] == {"steps": 2, "samples": 16} and real["gate"]["passed"] is False
+    assert real["tracks"]["fluorescence"]["den"]["psnr"] == 34.1
+    assert real["tracks"]["fluorescence"]["std_error_rho"] == 0.45
+    assert weights.read_bytes() == b"weights"
+    with pytest.raises(ValueError, match="full"):
+        record_real_benchmark(_denoiser_report(mode="quick"), "den", tmp_path)
+    with pytest.raises(ValueError, match="not scored"):
+        record_real_benchmark(_denoiser_report(), "other", tmp_path)
+    report = _denoiser_report()
+    report["gate"]["ghost"] = report["gate"]["den"]
+    with pytest.raises(ValueError, match="not a bundled model"):
+        record_real_benchmark(report, "ghost", tmp_path)
+
+
+def test_eval_record_refuses_a_quick_run_and_files_that_are_not_bundled(tmp_path, data_root, capsys):
+    assert main(["eval", "--real", str(data_root), "--quick", "--record", "--out", str(tmp_path / "q")]) == 2
+    assert "--record" in capsys.readouterr().err and not (tmp_path / "q").exists()
+    loose = _identity_model(tmp_path / "mine.safetensors", 1)
+    assert main(["eval", "--real", str(data_root), "--models", loose, "--record", "--out", str(tmp_path / "r")]) == 2
+    assert "not bundled" in capsys.readouterr().err and not (tmp_path / "r").exists()

@@ -127,11 +127,13 @@ def test_a_bundled_denoiser_is_preselected(dock):
 
 
 def test_presets_and_dice(dock):
+    from napari_deblur.diffusion.presets import FIDELITY
+
     _, widget = dock
     widget.preset_buttons["Perceptual"].click()
     assert widget.steps_slider.value() == 500 and widget.samples_spin.value() == 1
     widget.preset_buttons["Fidelity"].click()
-    assert widget.steps_slider.value() == 10 and widget.samples_spin.value() == 8
+    assert (widget.steps_slider.value(), widget.samples_spin.value()) == (FIDELITY.steps, FIDELITY.samples) == (2, 16)
     assert (widget.steps_slider.minimum(), widget.steps_slider.maximum()) == (1, 1000)
     seeds = set()
     for _ in range(4):
@@ -141,16 +143,17 @@ def test_presets_and_dice(dock):
 
 
 def test_sampling_controls_read_as_the_engine_names_them(qtbot):
-    from napari_deblur.plugin.sampling import PRESETS, SamplingControls
+    from napari_deblur.diffusion.presets import PRESETS
+    from napari_deblur.plugin.sampling import SamplingControls
 
     controls = SamplingControls()
-    assert controls.values() == {"steps": 10, "samples": 8, "seed": 0, "sampler": "ddpm"}
+    assert controls.values() == {"steps": 2, "samples": 16, "seed": 0, "sampler": "ddpm"}
     assert [label for label, _ in controls.rows()] == ["steps", "presets", "samples", "seed", "sampler"]
     controls.apply_preset("Perceptual")
     controls.seed_spin.setValue(7)
     controls.sampler_combo.setCurrentText("DDIM")
-    steps, samples = PRESETS["Perceptual"]
-    assert controls.values() == {"steps": steps, "samples": samples, "seed": 7, "sampler": "ddim"}
+    preset = PRESETS["Perceptual"]
+    assert controls.values() == {"steps": preset.steps, "samples": preset.samples, "seed": 7, "sampler": "ddim"}
 
 
 def test_steps_slider_is_logarithmic_and_reports_each_change_once(qtbot):

@@ -4,6 +4,7 @@ deviation over samples, and optionally the first sample's x0 previews as the cha
 import sys
 from pathlib import Path
 
+from ..diffusion.presets import DEFAULT_STEPS, FIDELITY, PERCEPTUAL, PRESETS
 from .common import (
     CLIError,
     ProgressBar,
@@ -44,12 +45,23 @@ def add_diffuse(subparsers):
         help="the XYDeblur it refines (default: the one the denoiser's manifest names)",
     )
     parser.add_argument(
+        "--preset",
+        choices=["fidelity", "perceptual"],
+        default=None,
+        help=f"steps and samples together: fidelity = {FIDELITY.describe()} (a low-distortion mean and its "
+        f"std), perceptual = {PERCEPTUAL.describe()} (sharper, more distortion); --steps or --samples "
+        "given as well take precedence",
+    )
+    parser.add_argument(
         "--steps",
         type=positive_int,
-        default=100,
-        help="diffusion steps, 1-1000 (many: sharper samples; few plus --samples: lower distortion; default 100)",
+        default=None,
+        help=f"diffusion steps, 1-1000 (many: sharper samples; few plus --samples: lower distortion; "
+        f"default {DEFAULT_STEPS}, or the preset's)",
     )
-    parser.add_argument("--samples", type=positive_int, default=1, help="samples averaged (default 1)")
+    parser.add_argument(
+        "--samples", type=positive_int, default=None, help="samples averaged (default 1, or the preset's)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
     parser.add_argument(
         "--sampler", default="ddpm", choices=["ddpm", "ddim"], help="ancestral DDPM (default) or deterministic DDIM"
@@ -75,6 +87,14 @@ def add_diffuse(subparsers):
     parser.set_defaults(handler=run_diffuse)
 
 
+def sampling_of(args) -> tuple[int, int]:
+    """(steps, samples): those given, else the ``--preset``'s, else 100 steps and 1 sample."""
+    preset = PRESETS[args.preset.capitalize()] if args.preset else None
+    steps = args.steps if args.steps is not None else (preset.steps if preset else DEFAULT_STEPS)
+    samples = args.samples if args.samples is not None else (preset.samples if preset else 1)
+    return steps, samples
+
+
 def run_diffuse(args) -> int:
     """Refine every input and write its mean, std and previews; returns 0."""
     from ..diffusion.pair import resolve_models
@@ -84,6 +104,7 @@ def run_diffuse(args) -> int:
     from ..io import read_image, write_image
     from ..output_safety import removed_on_failure
 
+    args.steps, args.samples = sampling_of(args)
     make_schedule(args.steps)  # a bad step count fails before any work
     previews = list(range(args.save_steps, args.steps + 1, args.save_steps)) if args.save_steps else []
     suffixes = ["_mean", "_std"] + [f"_x0_step{step:04d}" for step in previews]

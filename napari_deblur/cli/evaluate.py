@@ -4,7 +4,7 @@
 import sys
 from pathlib import Path
 
-from .common import positive_int
+from .common import CLIError, positive_int
 
 
 def add_eval(subparsers):
@@ -58,6 +58,12 @@ def add_eval(subparsers):
         "real GoPro pairs, held-out real photos and fluorescence, identity tracks, the "
         "do-no-harm gate and a contact sheet; writes DIR/real.md, real.json, contact_sheet.png",
     )
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help="with --real (full, not --quick): write each bundled model's real-track numbers and gate verdict "
+        "into its manifest in the resources folder (the weights are not touched)",
+    )
     parser.set_defaults(handler=run_eval)
 
 
@@ -65,24 +71,38 @@ def run_eval(args) -> int:
     """Run the benchmark (or the real-data tracks) and print its Markdown report; returns 0."""
     from ..evaluation.benchmark import run_benchmark
 
+    if args.record and (args.real is None or args.quick):
+        raise CLIError("--record needs --real DATA and a full run (no --quick)")
     if args.real is not None:
         from ..evaluation.benchmark import select_models, split_model_names
         from ..evaluation.diffusion import select_denoisers
         from ..evaluation.real import run_real_benchmark
+        from ..models.registry import bundled_models
 
         xy_names, den_names = split_model_names(args.models)
         models = select_models(xy_names) if xy_names is None or xy_names else []
-        run_real_benchmark(
+        denoisers = select_denoisers(den_names)
+        if args.record:
+            loose = [m["source"] for m in [*models, *denoisers] if m["source"] not in bundled_models()]
+            if loose:
+                raise CLIError(f"--record writes bundled manifests only; not bundled: {', '.join(loose)}")
+        report = run_real_benchmark(
             args.real,
             args.out,
             models=models,
-            denoisers=select_denoisers(den_names),
+            denoisers=denoisers,
             quick=args.quick,
             device=args.device,
             diffusion_cases=args.diffusion_cases or 3,
             log=lambda line: print(line, file=sys.stderr),
         )
         print((args.out / "real.md").read_text())
+        if args.record:
+            from ..training.export import record_real_benchmark
+
+            for name in report["gate"]:
+                path = record_real_benchmark(report, name)
+                print(f"recorded in {path}: gate {'passed' if report['gate'][name]['passed'] else 'FAILED'}")
         return 0
 
     diffusion = {k: v for k, v in (("cases", args.diffusion_cases), ("crop", args.diffusion_crop)) if v}

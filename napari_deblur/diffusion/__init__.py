@@ -7,6 +7,7 @@
 - :mod:`.tiles`: the tile grid shared by all chains and the blended noise estimate of a whole state;
 - :mod:`.pair`: which predictor and denoiser work together, and what the denoiser needs of the image;
 - :mod:`.schedule`: the continuous noise levels (training draws and inference schedules);
+- :mod:`.presets`: the Fidelity and Perceptual presets (steps and samples), one definition for every caller;
 - :mod:`.sampler`: one ancestral DDPM or deterministic DDIM step, and a plain sampling loop;
 - :mod:`.stats`: running per-pixel mean and standard deviation (Welford/Chan).
 

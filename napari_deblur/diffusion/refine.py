@@ -59,6 +59,7 @@ from ..models.weights import bundled_names
 from .chains import ChainPlan, Chains, RefineStep, plan_chains, run_chains
 from .images import ResidualImages
 from .pair import residual_scale, resolve_models, size_multiple
+from .presets import DEFAULT_STEPS
 from .request import RefineRequest, check_request
 from .tiles import halved_tile
 
@@ -73,7 +74,6 @@ __all__ = [
     "sample_seeds",
 ]
 
-DEFAULT_STEPS = 100
 DEFAULT_CLIP = 1.0
 CPU_SERIAL_PIXELS = 128 * 256  # on the CPU, chains at least this large run one at a time
 

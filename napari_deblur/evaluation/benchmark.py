@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..diffusion.presets import FIDELITY
 from ..metrics import linear_to_srgb, score, srgb_to_linear
 from . import baselines
 from .cases import MICROSCOPY_NOISE, PHOTO_NOISE, SEED_TAG, microscopy_cases, photo_cases, stardist_image
@@ -34,7 +35,7 @@ FULL = {
     "diffusion": {
         "cases": 4,
         "crop": 256,
-        "fidelity": {"steps": 10, "samples": 8},
+        "fidelity": {"steps": FIDELITY.steps, "samples": FIDELITY.samples},
         "perceptual": [100, 500],
         "timing": {"size": 512, "steps": 5, "samples": 1},
     },
@@ -49,7 +50,7 @@ QUICK = {
     "diffusion": {
         "cases": 1,
         "crop": 64,
-        "fidelity": {"steps": 10, "samples": 8},
+        "fidelity": {"steps": FIDELITY.steps, "samples": FIDELITY.samples},
         "perceptual": [100, 200],
         "timing": {"size": 512, "steps": 3, "samples": 1},
     },

@@ -6,7 +6,8 @@ paired with the frozen XYDeblur predictor ``g`` it names) on the track its chann
 :func:`napari_deblur.diffusion.refine.refine_iter` in the paper's two settings:
 
 - ``x_init = g(y)``, the predictor's output (a by-product of the fidelity run);
-- *fidelity*: the mean of N = 8 samples after T = 10 steps (low distortion);
+- *fidelity*: the mean of N samples after T steps, the Fidelity preset
+  (:data:`napari_deblur.diffusion.presets.FIDELITY`; low distortion);
 - *perceptual*: one sample after T = 100 and after T = 500 steps (sharp, more distortion).
 
 Next to them, the sharp ground truth and the blurry input are reference rows. Every row is

@@ -124,18 +124,20 @@ def evaluate_real_track(track: str, cases, models: list, device: str, log=print)
     return {"images": rows, "means": means, "oracle_settings": {n: s for n, (_, s) in oracles.items()}}
 
 
-FIDELITY = {"steps": 10, "samples": 8}
-
-
 def evaluate_denoiser(cases, denoiser: dict, device: str, k: int) -> dict:
-    """The Fidelity preset (10 steps, 8 samples, mean) of a denoiser and its predictor on the first ``k``
-    cases: PSNR/SSIM of the input, the predictor and the mean, and the std/error rank correlation."""
+    """The Fidelity preset (:data:`~napari_deblur.diffusion.presets.FIDELITY`, the mean) of a denoiser
+    and its predictor on the first ``k`` cases: PSNR/SSIM of the input, the predictor and the mean,
+    and the std/error rank correlation."""
+    from ..diffusion.presets import FIDELITY
     from ..diffusion.refine import refine
 
     rows = []
     for c in cases[:k]:
         axes = "YXC" if c.image.ndim == 3 else "YX"
-        result = refine(c.image, denoiser["source"], axes=axes, device=device, seed=0, out_dtype="float32", **FIDELITY)
+        result = refine(
+            c.image, denoiser["source"], axes=axes, device=device, seed=0, out_dtype="float32",
+            steps=FIDELITY.steps, samples=FIDELITY.samples,
+        )  # fmt: skip
         mean, x_init = c.to_unit(result.mean), c.to_unit(result.x_init)
         std = result.std / c.gain
         std = std.transpose(2, 0, 1) if std.ndim == 3 else std
@@ -154,7 +156,8 @@ def evaluate_denoiser(cases, denoiser: dict, device: str, k: int) -> dict:
         means[name]["worse_than_input"] = int(sum(r[name]["psnr"] < r[INPUT]["psnr"] for r in rows))
         means[name]["n"] = len(rows)
     rhos = [r["std_error_rho"] for r in rows if r["std_error_rho"] is not None]
-    return {"preset": FIDELITY, "images": rows, "means": means, "std_error_rho": float(np.mean(rhos)) if rhos else None}
+    preset = {"steps": FIDELITY.steps, "samples": FIDELITY.samples}
+    return {"preset": preset, "images": rows, "means": means, "std_error_rho": float(np.mean(rhos)) if rhos else None}
 
 
 def _jsonable(d: dict) -> dict:

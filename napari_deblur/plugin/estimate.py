@@ -17,7 +17,7 @@ calibration on the user's machine, with their model, for free.
 A diffusion run is its predictor's XYDeblur pass plus one denoiser pass per step and sample
 (on the CPU the chains of a plane run one after another). :data:`DENOISER_SECONDS_PER_MP` is
 the bundled ``dvsr-photo`` denoiser's step at 256 x 256, one sample, 2 threads, on the same
-machine and in the same bench run: 429 ms (6.5 s/MP); with it the Fidelity preset (10 steps x
+machine and in the same bench run: 429 ms (6.5 s/MP); with it the then Fidelity preset (10 steps x
 8 samples) on a 256 x 256 photo comes to 35 s, against 30.3 s measured in that run. Other
 CPUs differ (the same bench on a 2-core AMD EPYC machine without AVX-512 is slower), so once a
 diffusion run has finished on the CPU the widget scales its next estimates by how far off the

@@ -16,8 +16,9 @@ import random
 from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import QComboBox, QHBoxLayout, QPushButton, QSlider, QSpinBox, QWidget
 
+from ..diffusion.presets import FIDELITY, PRESETS
+
 SAMPLERS = ("DDPM", "DDIM")
-PRESETS = {"Fidelity": (10, 8), "Perceptual": (500, 1)}  # (steps, samples)
 MAX_STEPS = 1000
 MAX_SAMPLES = 256
 MAX_SEED = 2**31 - 1
@@ -85,22 +86,22 @@ class SamplingControls:
 
     def __init__(self):
         self.steps_slider = StepsSlider(MAX_STEPS)
-        self.steps_slider.setValue(PRESETS["Fidelity"][0])
+        self.steps_slider.setValue(FIDELITY.steps)
         self.steps_slider.setToolTip(
             "Diffusion steps: few steps and several samples give a low-distortion mean, "
             "many steps sharper single samples"
         )
         self.preset_buttons = {}
         self.preset_row = QHBoxLayout()
-        for name, (steps, samples) in PRESETS.items():
+        for name, preset in PRESETS.items():
             button = QPushButton(name)
-            button.setToolTip(f"{steps} steps, {samples} sample(s)")
+            button.setToolTip(preset.describe())
             button.clicked.connect(lambda *_, n=name: self.apply_preset(n))
             self.preset_buttons[name] = button
             self.preset_row.addWidget(button)
         self.samples_spin = QSpinBox()
         self.samples_spin.setRange(1, MAX_SAMPLES)
-        self.samples_spin.setValue(PRESETS["Fidelity"][1])
+        self.samples_spin.setValue(FIDELITY.samples)
         self.samples_spin.setToolTip("Chains: the mean and the std are over them")
         self.seed_spin = QSpinBox()
         self.seed_spin.setRange(0, MAX_SEED)
@@ -125,10 +126,11 @@ class SamplingControls:
         ]
 
     def apply_preset(self, name: str) -> None:
-        """Set the steps and samples of the preset ``name`` (a key of :data:`PRESETS`)."""
-        steps, samples = PRESETS[name]
-        self.steps_slider.setValue(steps)
-        self.samples_spin.setValue(samples)
+        """Set the steps and samples of the preset ``name`` (a key of
+        :data:`napari_deblur.diffusion.presets.PRESETS`)."""
+        preset = PRESETS[name]
+        self.steps_slider.setValue(preset.steps)
+        self.samples_spin.setValue(preset.samples)
 
     def roll_seed(self, *_) -> None:
         """Set a random seed in ``[0, MAX_SEED]``."""

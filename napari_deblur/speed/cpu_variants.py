@@ -221,7 +221,7 @@ def _sample_photo(size) -> np.ndarray:
 
 def time_whole_calls(model, size=(256, 256), repeats: int = 5, fidelity: bool = True, log=print) -> list[dict]:
     """The engine's whole calls with its layout off and on: ``xydeblur`` on a uint8 photo and,
-    with ``fidelity``, the Fidelity preset (10 steps x 8 samples) of the photo pair."""
+    with ``fidelity``, the Fidelity preset of the photo pair."""
     height, width = size
     photo = _sample_photo(size)
     rows = []

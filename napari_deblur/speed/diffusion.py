@@ -1,7 +1,7 @@
 """The diffusion refinement's speed: one denoiser step, and the whole "Fidelity" preset.
 
 A step is one eps prediction and the sampler update, at batch 1 and per sample when 8
-samples run batched; the Fidelity preset (10 steps x 8 samples) runs through
+samples run batched; the Fidelity preset (:data:`napari_deblur.diffusion.presets.FIDELITY`) runs through
 :func:`napari_deblur.refine`. The denoiser is the bundled photo one when there is one, else
 an untrained one of the same architecture (the speed is the same; the report says which).
 """
@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from ..diffusion.pair import resolve_models
+from ..diffusion.presets import FIDELITY
 from ..diffusion.refine import refine
 from ..engine.device import pick_dtype
 from ..engine.runtime import device_copy, synchronize
@@ -70,7 +71,7 @@ def bench_diffusion(device, settings, repeats: int, *, quick: bool = False, log=
 
 
 def fidelity_seconds(device, size, models=None) -> float:
-    """Wall time of the Fidelity preset (10 steps x 8 samples) on the sample frame at ``size``
+    """Wall time of the Fidelity preset on the sample frame at ``size``
     = (height, width), once after an untimed warm-up; ``models``: (predictor, denoiser),
     default :func:`bundled_denoiser`'s."""
     models = models or bundled_denoiser(log=lambda *_: None)[:2]
@@ -93,15 +94,16 @@ def fidelity_image(size) -> np.ndarray:
 
 
 def fidelity_refine(image, models, device):
-    """The Fidelity preset (10 steps x 8 samples) of ``models`` = (predictor, denoiser) on
-    ``image`` (:func:`fidelity_image`)."""
-    return refine(image, models, steps=10, samples=8, axes="YXC", device=str(device), normalize="dtype")
+    """The Fidelity preset of ``models`` = (predictor, denoiser) on ``image`` (:func:`fidelity_image`)."""
+    return refine(
+        image, models, steps=FIDELITY.steps, samples=FIDELITY.samples, axes="YXC", device=str(device), normalize="dtype"
+    )
 
 
 def _fidelity(predictor, denoiser, device, size, log) -> dict:
     """The Fidelity preset's wall time, as a report row."""
     height, width = size
     seconds = fidelity_seconds(device, size, (predictor, denoiser))
-    fidelity = {"size": f"{height}x{width}", "steps": 10, "samples": 8, "seconds": seconds}
-    log(f"  Fidelity preset (10 steps x 8 samples) at {height}x{width}: {seconds:.2f} s")
+    fidelity = {"size": f"{height}x{width}", "steps": FIDELITY.steps, "samples": FIDELITY.samples, "seconds": seconds}
+    log(f"  Fidelity preset ({FIDELITY.describe()}) at {height}x{width}: {seconds:.2f} s")
     return fidelity

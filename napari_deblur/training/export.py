@@ -72,7 +72,7 @@ def gated_export(
     import shutil
     import tempfile
 
-    from ..evaluation.real import INPUT, run_real_benchmark
+    from ..evaluation.real import run_real_benchmark
 
     out_dir = Path(out_dir)
     staging = Path(tempfile.mkdtemp(prefix=f"napari-deblur-export-{name}-"))
@@ -96,18 +96,7 @@ def gated_export(
         log=log,
     )
     verdict = report["gate"][name]
-    tracks = {}
-    for track, data in report["tracks"].items():
-        section = data.get("diffusion", {}).get(name, data)
-        if name in section["means"]:
-            tracks[track] = {k: section["means"][k] for k in (INPUT, "predictor", name) if k in section["means"]}
-    manifest["real_benchmark"] = {
-        "mode": report["mode"],
-        "device": report["device"],
-        "date": report["date"],
-        "tracks": tracks,
-        "gate": verdict,
-    }
+    manifest["real_benchmark"] = real_benchmark_entry(report, name)
     manifest_path.write_text(json.dumps(manifest, indent=1) + "\n")
     if not verdict["passed"]:
         log(f"{name} did not pass the do-no-harm gate; nothing written to {out_dir} (candidate left in {staging})")
@@ -117,6 +106,48 @@ def gated_export(
         shutil.copy2(f, out_dir / f.name)
     shutil.rmtree(staging, ignore_errors=True)
     return out_dir / manifest_path.name, verdict
+
+
+def real_benchmark_entry(report: dict, name: str) -> dict:
+    """The ``real_benchmark`` section of model ``name``'s manifest, from a real-data report
+    (:func:`napari_deblur.evaluation.real.run_real_benchmark`): its mean PSNR/SSIM beside the
+    input's (and the predictor's, for a denoiser) on every track it was scored on, the
+    do-no-harm gate, and for a denoiser the sampling preset those numbers were measured with."""
+    from ..evaluation.real import INPUT
+
+    tracks, preset = {}, None
+    for track, data in report["tracks"].items():
+        section = data.get("diffusion", {}).get(name, data)
+        if name in section["means"]:
+            tracks[track] = {k: section["means"][k] for k in (INPUT, "predictor", name) if k in section["means"]}
+            if "preset" in section:  # a denoiser's Fidelity rows
+                preset = section["preset"]
+                tracks[track]["std_error_rho"] = section.get("std_error_rho")
+    entry = {"mode": report["mode"], "device": report["device"], "date": report["date"], "tracks": tracks}
+    if preset is not None:
+        entry["fidelity_preset"] = preset
+    entry["gate"] = report["gate"][name]
+    return entry
+
+
+def record_real_benchmark(report: dict, name: str, folder=None) -> Path:
+    """Write a full real-data report's numbers and gate verdict for the bundled model ``name``
+    into its manifest in ``folder`` (default: the bundled resources); the weights file is not
+    touched. A model whose numbers were measured with another sampling preset, or whose gate
+    verdict changed, is then described as it now behaves. Returns the manifest's path."""
+    from ..resources import resources_dir
+
+    if report.get("mode") != "full":
+        raise ValueError("only a full real-data run (not --quick) may be recorded in a manifest")
+    if name not in report.get("gate", {}):
+        raise ValueError(f"{name} was not scored in this real-data run")
+    path = Path(folder or resources_dir()) / f"{name}.json"
+    manifest = json.loads(path.read_text()) if path.is_file() else {}
+    if manifest.get("name", path.stem) != name or "sha256" not in manifest:
+        raise ValueError(f"{name} is not a bundled model with a manifest in {path.parent}")
+    manifest["real_benchmark"] = real_benchmark_entry(report, name)
+    path.write_text(json.dumps(manifest, indent=1) + "\n")
+    return path
 
 
 def git_commit() -> str:
