@@ -5,7 +5,7 @@
 Opens the photo sample, docks both widgets, runs XYDeblur with the bundled photo model on
 the whole image, and saves: the XYDeblur widget with the restored image, the residuals in
 grid view, and the Diffusion deblur widget. When a trained denoiser is bundled it also runs
-the Fidelity preset (10 steps x 8 samples) and saves the mean and std layers in grid view.
+the Fidelity preset (diffusion/presets.py) and saves the mean and std layers in grid view.
 Then, as a new user would, it writes the fluorescence sample as an ImageJ TIFF stack, opens
 that file in napari (our reader), runs XYDeblur (and the diffusion refinement, when a
 denoiser is bundled: the microscopy one if there is one) on the plane on screen and saves
@@ -29,6 +29,11 @@ def wait_for(app, widget):
     while widget.worker is not None:
         settle(app, 0.2)
     settle(app, 1.0)
+
+
+def report_run(what, widget):
+    """Print what the widget says at the end of a run: its status and its metrics line."""
+    print(f"{what}: {widget.status_label.text()} | {widget.metrics_label.text()}", flush=True)
 
 
 def only_visible(viewer, names):
@@ -74,6 +79,7 @@ def main(argv=None):
         diffusion.apply_preset("Fidelity")
         diffusion.run()
         wait_for(app, diffusion)
+        report_run("photo sample, Fidelity preset", diffusion)
         window.grab().save(str(args.out / "diffusion_widget.png"))
         only_visible(viewer, ["coffee blurred mean", "coffee blurred std"])
         viewer.grid.enabled = True
@@ -111,6 +117,7 @@ def new_user_tiff_stack(viewer, app, xy, diffusion, out: Path):
             diffusion.apply_preset("Fidelity")
             diffusion.run()
             wait_for(app, diffusion)
+            report_run("TIFF stack plane, Fidelity preset", diffusion)
         only_visible(viewer, ["cells", "cells deblurred", "cells mean", "cells std"])
         viewer.grid.enabled = True
         settle(app, 1.0)

@@ -7,13 +7,13 @@ the benchmarks and the do-no-harm gate.
 - **Perceptual**: many steps and one sample: sharper, with more distortion (the paper's T = 500).
 
 The paper's low-distortion setting is T = 10 with averaging; ours is T = 2 with 16 samples,
-chosen by measurement with ``tools/fidelity_sweep.py`` on real-data crops the gate does not
-score (the README's "Choosing the Fidelity preset" has the table). With the bundled
-``dvsr-microscopy``, 10 steps put the mean 0.2-0.3 dB *below* its predictor, because every step
-after the first two adds detail the mean of a few samples cannot average away; 2 steps bring
-it level with the predictor, and 16 samples instead of 8 add about 0.02 dB and a steadier
-uncertainty map. On photos 2 and 10 steps score the same. Two steps are also 5 times fewer
-denoiser passes per sample.
+chosen by measurement with ``tools/fidelity_sweep.py`` on real-data crops the do-no-harm gate
+does not score (the README's "The Fidelity preset" has the table): with the bundled
+``dvsr-microscopy`` on real fluorescence, the mean of 10 x 8 came out 0.27 dB below its
+predictor, 2 x 8 0.035 dB below and 2 x 16 0.016 dB below (and 0.13 dB above on the gate's
+images); one step ties too, but its standard deviation stops following the error. On photos
+the number of steps made no difference. Two steps x 16 samples are 32 denoiser passes per
+image instead of 80.
 """
 
 from dataclasses import dataclass
