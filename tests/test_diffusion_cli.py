@@ -164,7 +164,7 @@ def test_parser_defaults():
     from napari_deblur.cli.diffuse import sampling_of
 
     args = build_parser().parse_args(["diffuse", "a.tif", "-o", "out"])
-    assert (*sampling_of(args), args.seed, args.sampler, args.save_steps) == (100, 1, 0, "ddpm", None)
+    assert (*sampling_of(args), args.seed, args.sampler, args.save_steps) == (2, 16, 0, "ddpm", None)
     assert args.preset is None
     assert args.model is None and args.predictor is None and args.tile == "auto"
     train = build_parser().parse_args(["train", "xydeblur", "--out", "run"])
@@ -281,7 +281,8 @@ def test_an_interrupted_overwrite_removes_only_what_it_wrote(tmp_path, stack, mo
 @pytest.mark.parametrize(
     "given, expected",
     [
-        ([], (100, 1)),
+        ([], (2, 16)),  # the Fidelity preset, as in the widget
+        (["--samples", "3"], (100, 3)),
         (["--preset", "fidelity"], (2, 16)),
         (["--preset", "perceptual"], (500, 1)),
         (["--preset", "fidelity", "--samples", "4"], (2, 4)),

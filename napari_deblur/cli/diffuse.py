@@ -49,18 +49,21 @@ def add_diffuse(subparsers):
         choices=["fidelity", "perceptual"],
         default=None,
         help=f"steps and samples together: fidelity = {FIDELITY.describe()} (a low-distortion mean and its "
-        f"std), perceptual = {PERCEPTUAL.describe()} (sharper, more distortion); --steps or --samples "
-        "given as well take precedence",
+        f"std; what runs when neither --preset, --steps nor --samples is given), perceptual = "
+        f"{PERCEPTUAL.describe()} (sharper, more distortion); --steps or --samples given as well take precedence",
     )
     parser.add_argument(
         "--steps",
         type=positive_int,
         default=None,
         help=f"diffusion steps, 1-1000 (many: sharper samples; few plus --samples: lower distortion; "
-        f"default {DEFAULT_STEPS}, or the preset's)",
+        f"default: the preset's, else {DEFAULT_STEPS} when --samples is given, else the Fidelity preset's)",
     )
     parser.add_argument(
-        "--samples", type=positive_int, default=None, help="samples averaged (default 1, or the preset's)"
+        "--samples",
+        type=positive_int,
+        default=None,
+        help="samples averaged (default: the preset's, else 1 when --steps is given, else the Fidelity preset's)",
     )
     parser.add_argument("--seed", type=int, default=0, help="base seed (default 0)")
     parser.add_argument(
@@ -88,7 +91,10 @@ def add_diffuse(subparsers):
 
 
 def sampling_of(args) -> tuple[int, int]:
-    """(steps, samples): those given, else the ``--preset``'s, else 100 steps and 1 sample."""
+    """(steps, samples): those given, else the ``--preset``'s; with neither, the Fidelity preset (what
+    the widget opens with); with only one of --steps and --samples, the other is 100 steps or 1 sample."""
+    if args.preset is None and args.steps is None and args.samples is None:
+        return FIDELITY.steps, FIDELITY.samples
     preset = PRESETS[args.preset.capitalize()] if args.preset else None
     steps = args.steps if args.steps is not None else (preset.steps if preset else DEFAULT_STEPS)
     samples = args.samples if args.samples is not None else (preset.samples if preset else 1)
