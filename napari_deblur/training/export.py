@@ -146,7 +146,9 @@ def record_real_benchmark(report: dict, name: str, folder=None) -> Path:
     if manifest.get("name", path.stem) != name or "sha256" not in manifest:
         raise ValueError(f"{name} is not a bundled model with a manifest in {path.parent}")
     manifest["real_benchmark"] = real_benchmark_entry(report, name)
-    path.write_text(json.dumps(manifest, indent=1) + "\n")
+    partial = path.with_name(f".{path.name}.part")  # renamed over the manifest: never a half-written one
+    partial.write_text(json.dumps(manifest, indent=1) + "\n")
+    partial.replace(path)
     return path
 
 
