@@ -19,6 +19,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -52,10 +53,9 @@ def main(argv=None) -> int:
 
     import torch
 
-    from napari_deblur.diffusion.refine import refine
     from napari_deblur.engine.device import describe, pick_device
+    from napari_deblur.evaluation.real import refinement_scores
     from napari_deblur.evaluation.real_cases import fluorescence_cases, gopro_cases, photo_blur_cases
-    from napari_deblur.metrics import score, uncertainty_correlation
 
     makers = {"fluorescence": fluorescence_cases, "photo_blur": photo_blur_cases, "gopro": gopro_cases}
     lo, hi = (int(v) for v in args.cases.split(":"))
@@ -63,7 +63,6 @@ def main(argv=None) -> int:
     if not cases:
         parser.error(f"no cases {args.cases} on the {args.track} track")
     photo = args.track != "fluorescence"
-    axes = "YXC" if photo else "YX"
     report = {
         "tool": "tools/fidelity_sweep.py",
         "argv": sys.argv[1:] if argv is None else list(argv),
@@ -80,23 +79,8 @@ def main(argv=None) -> int:
         started = time.perf_counter()
         rows = []
         for c in cases:
-            image, sharp = centre(c.image, args.crop, photo), centre(c.sharp, args.crop, False)
-            result = refine(
-                image, args.model, axes=axes, device=args.device, seed=0, out_dtype="float32",
-                steps=steps, samples=samples, sampler=sampler,
-            )  # fmt: skip
-            mean, x_init = c.to_unit(result.mean), c.to_unit(result.x_init)
-            std = result.std / c.gain
-            std = std.transpose(2, 0, 1) if std.ndim == 3 else std
-            rows.append(
-                {
-                    "id": c.id,
-                    "input": score(sharp, c.to_unit(image)),
-                    "predictor": score(sharp, x_init),
-                    "mean": score(sharp, mean),
-                    "std_error_rho": uncertainty_correlation(std, mean, sharp),
-                }
-            )
+            crop = replace(c, image=centre(c.image, args.crop, photo), sharp=centre(c.sharp, args.crop, False))
+            rows.append({"id": c.id, **refinement_scores(crop, args.model, args.device, steps, samples, sampler)})
         seconds = time.perf_counter() - started
         kinds = ("input", "predictor", "mean")
         means = {k: {m: float(np.mean([r[k][m] for r in rows])) for m in ("psnr", "ssim")} for k in kinds}

@@ -124,30 +124,44 @@ def evaluate_real_track(track: str, cases, models: list, device: str, log=print)
     return {"images": rows, "means": means, "oracle_settings": {n: s for n, (_, s) in oracles.items()}}
 
 
+def refinement_scores(case, model, device: str, steps: int, samples: int, sampler: str = "ddpm") -> dict:
+    """One real case refined by the denoiser ``model`` (seed 0): PSNR/SSIM against the sharp reference
+    of the input (``"input"``), the predictor (``"predictor"``) and the mean of ``samples`` chains of
+    ``steps`` steps (``"mean"``), and the std/error rank correlation (``"std_error_rho"``)."""
+    from ..diffusion.refine import refine
+
+    axes = "YXC" if case.image.ndim == 3 else "YX"
+    result = refine(
+        case.image, model, axes=axes, device=device, seed=0, out_dtype="float32",
+        steps=steps, samples=samples, sampler=sampler,
+    )  # fmt: skip
+    mean, x_init = case.to_unit(result.mean), case.to_unit(result.x_init)
+    std = result.std / case.gain
+    std = std.transpose(2, 0, 1) if std.ndim == 3 else std
+    return {
+        "input": score(case.sharp, case.blurred_unit),
+        "predictor": score(case.sharp, x_init),
+        "mean": score(case.sharp, mean),
+        "std_error_rho": uncertainty_correlation(std, mean, case.sharp),
+    }
+
+
 def evaluate_denoiser(cases, denoiser: dict, device: str, k: int) -> dict:
     """The Fidelity preset (:data:`~napari_deblur.diffusion.presets.FIDELITY`, the mean) of a denoiser
     and its predictor on the first ``k`` cases: PSNR/SSIM of the input, the predictor and the mean,
     and the std/error rank correlation."""
     from ..diffusion.presets import FIDELITY
-    from ..diffusion.refine import refine
 
     rows = []
     for c in cases[:k]:
-        axes = "YXC" if c.image.ndim == 3 else "YX"
-        result = refine(
-            c.image, denoiser["source"], axes=axes, device=device, seed=0, out_dtype="float32",
-            steps=FIDELITY.steps, samples=FIDELITY.samples,
-        )  # fmt: skip
-        mean, x_init = c.to_unit(result.mean), c.to_unit(result.x_init)
-        std = result.std / c.gain
-        std = std.transpose(2, 0, 1) if std.ndim == 3 else std
+        got = refinement_scores(c, denoiser["source"], device, FIDELITY.steps, FIDELITY.samples)
         rows.append(
             {
                 "id": c.id,
-                INPUT: score(c.sharp, c.blurred_unit),
-                "predictor": score(c.sharp, x_init),
-                denoiser["name"]: score(c.sharp, mean),
-                "std_error_rho": uncertainty_correlation(std, mean, c.sharp),
+                INPUT: got["input"],
+                "predictor": got["predictor"],
+                denoiser["name"]: got["mean"],
+                "std_error_rho": got["std_error_rho"],
             }
         )
     means = {}
