@@ -8,8 +8,8 @@ the benchmarks and the do-no-harm gate.
 
 The paper's low-distortion setting is T = 10 with averaging; ours is T = 2 with 16 samples,
 chosen by measurement with ``tools/fidelity_sweep.py`` on real-data crops the do-no-harm gate
-does not score (the README's "The Fidelity preset" has the table): with the bundled
-``dvsr-microscopy`` on real fluorescence, the mean of 10 x 8 came out 0.27 dB below its
+does not score (the README's "The Fidelity preset" has the table): with the ``dvsr-microscopy``
+bundled on 2026-12-07, on real fluorescence, the mean of 10 x 8 came out 0.27 dB below its
 predictor, 2 x 8 0.035 dB below and 2 x 16 0.016 dB below (and 0.13 dB above on the gate's
 images); one step ties too, but its standard deviation stops following the error. On photos
 the number of steps made no difference. Two steps x 16 samples are 32 denoiser passes per
