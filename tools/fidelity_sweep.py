@@ -32,13 +32,6 @@ def parse_setting(text: str) -> tuple[int, int, str]:
     return int(parts[0]), int(parts[1]), parts[2] if len(parts) == 3 else "ddpm"
 
 
-def centre(a: np.ndarray, size: int, channels_last: bool) -> np.ndarray:
-    h, w = a.shape[:2] if channels_last else a.shape[-2:]
-    th, tw = min(size, h), min(size, w)
-    y, x = (h - th) // 2, (w - tw) // 2
-    return np.ascontiguousarray(a[y : y + th, x : x + tw] if channels_last else a[..., y : y + th, x : x + tw])
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("model", help="a denoiser: bundled name or weights file")
@@ -54,6 +47,7 @@ def main(argv=None) -> int:
     import torch
 
     from napari_deblur.engine.device import describe, pick_device
+    from napari_deblur.evaluation.diffusion import center_crop
     from napari_deblur.evaluation.real import refinement_scores
     from napari_deblur.evaluation.real_cases import fluorescence_cases, gopro_cases, photo_blur_cases
 
@@ -79,7 +73,9 @@ def main(argv=None) -> int:
         started = time.perf_counter()
         rows = []
         for c in cases:
-            crop = replace(c, image=centre(c.image, args.crop, photo), sharp=centre(c.sharp, args.crop, False))
+            image = center_crop(np.moveaxis(c.image, -1, 0) if photo else c.image, args.crop)  # photos: (H, W, 3)
+            image = np.moveaxis(image, 0, -1) if photo else image
+            crop = replace(c, image=np.ascontiguousarray(image), sharp=center_crop(c.sharp, args.crop))
             rows.append({"id": c.id, **refinement_scores(crop, args.model, args.device, steps, samples, sampler)})
         seconds = time.perf_counter() - started
         kinds = ("input", "predictor", "mean")

@@ -46,7 +46,7 @@ def add_diffuse(subparsers):
     )
     parser.add_argument(
         "--preset",
-        choices=["fidelity", "perceptual"],
+        choices=[name.lower() for name in PRESETS],
         default=None,
         help=f"steps and samples together: fidelity = {FIDELITY.describe()} (a low-distortion mean and its "
         f"std; what runs when neither --preset, --steps nor --samples is given), perceptual = "

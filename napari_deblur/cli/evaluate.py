@@ -83,7 +83,8 @@ def run_eval(args) -> int:
         models = select_models(xy_names) if xy_names is None or xy_names else []
         denoisers = select_denoisers(den_names)
         if args.record:
-            loose = [m["source"] for m in [*models, *denoisers] if m["source"] not in bundled_models()]
+            bundled = bundled_models()
+            loose = [m["source"] for m in [*models, *denoisers] if m["source"] not in bundled]
             if loose:
                 raise CLIError(f"--record writes bundled manifests only; not bundled: {', '.join(loose)}")
         report = run_real_benchmark(

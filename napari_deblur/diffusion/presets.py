@@ -16,7 +16,7 @@ the number of steps made no difference. Two steps x 16 samples are 32 denoiser p
 image instead of 80.
 """
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,10 @@ class Preset:
 
     def describe(self) -> str:
         return f"{self.steps} steps x {self.samples} samples"
+
+    def as_dict(self) -> dict:
+        """``{"steps": ..., "samples": ...}``: keyword arguments of ``refine`` and a report's record."""
+        return asdict(self)
 
 
 DEFAULT_STEPS = 100  # a call that names neither steps nor a preset: one sample of 100 steps

@@ -35,7 +35,7 @@ FULL = {
     "diffusion": {
         "cases": 4,
         "crop": 256,
-        "fidelity": {"steps": FIDELITY.steps, "samples": FIDELITY.samples},
+        "fidelity": FIDELITY.as_dict(),
         "perceptual": [100, 500],
         "timing": {"size": 512, "steps": 5, "samples": 1},
     },
@@ -50,7 +50,7 @@ QUICK = {
     "diffusion": {
         "cases": 1,
         "crop": 64,
-        "fidelity": {"steps": FIDELITY.steps, "samples": FIDELITY.samples},
+        "fidelity": FIDELITY.as_dict(),
         "perceptual": [100, 200],
         "timing": {"size": 512, "steps": 3, "samples": 1},
     },

@@ -170,8 +170,8 @@ def evaluate_denoiser(cases, denoiser: dict, device: str, k: int) -> dict:
         means[name]["worse_than_input"] = int(sum(r[name]["psnr"] < r[INPUT]["psnr"] for r in rows))
         means[name]["n"] = len(rows)
     rhos = [r["std_error_rho"] for r in rows if r["std_error_rho"] is not None]
-    preset = {"steps": FIDELITY.steps, "samples": FIDELITY.samples}
-    return {"preset": preset, "images": rows, "means": means, "std_error_rho": float(np.mean(rhos)) if rhos else None}
+    rho = float(np.mean(rhos)) if rhos else None
+    return {"preset": FIDELITY.as_dict(), "images": rows, "means": means, "std_error_rho": rho}
 
 
 def _jsonable(d: dict) -> dict:

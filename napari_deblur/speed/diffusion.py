@@ -95,15 +95,13 @@ def fidelity_image(size) -> np.ndarray:
 
 def fidelity_refine(image, models, device):
     """The Fidelity preset of ``models`` = (predictor, denoiser) on ``image`` (:func:`fidelity_image`)."""
-    return refine(
-        image, models, steps=FIDELITY.steps, samples=FIDELITY.samples, axes="YXC", device=str(device), normalize="dtype"
-    )
+    return refine(image, models, **FIDELITY.as_dict(), axes="YXC", device=str(device), normalize="dtype")
 
 
 def _fidelity(predictor, denoiser, device, size, log) -> dict:
     """The Fidelity preset's wall time, as a report row."""
     height, width = size
     seconds = fidelity_seconds(device, size, (predictor, denoiser))
-    fidelity = {"size": f"{height}x{width}", "steps": FIDELITY.steps, "samples": FIDELITY.samples, "seconds": seconds}
+    fidelity = {"size": f"{height}x{width}", **FIDELITY.as_dict(), "seconds": seconds}
     log(f"  Fidelity preset ({FIDELITY.describe()}) at {height}x{width}: {seconds:.2f} s")
     return fidelity
