@@ -178,6 +178,34 @@ def test_train_and_export_commands(tmp_path, capsys):
     manifest = json.loads((tmp_path / "res" / "xydeblur-mic-test.json").read_text())
     assert manifest["iterations"] == 4 and manifest["architecture"]["channels"] == 1
     assert manifest["horizontal_branch"] in ("first", "second")
+    assert manifest["recipe"]["pixel_loss"] == "l1"
+
+
+def test_the_mse_pixel_loss_is_chosen_trains_and_is_recorded(tmp_path, capsys):
+    from napari_deblur.cli import main
+    from napari_deblur.training.train_xydeblur import restoration_loss
+
+    # one large error among small ones: MSE weighs it more than L1 does, which is the point of it
+    sharp = torch.zeros(1, 3, 4, 4)
+    restored = sharp.clone()
+    restored[0, 0, 0, 0] = 1.0
+    assert restoration_loss(restored, sharp, 0.0, "mse") == pytest.approx(1 / 48)
+    assert restoration_loss(restored, sharp, 0.0, "l1") == pytest.approx(1 / 48)
+    restored[0, 0, 0, 0] = 0.1
+    assert restoration_loss(restored, sharp, 0.0, "mse") == pytest.approx(0.01 / 48)
+    with pytest.raises(KeyError):
+        restoration_loss(restored, sharp, 0.0, "l2")
+
+    trainer = Trainer(_config(iters=40, fft_weight=0.0, pixel_loss="mse", zero_init=False), tmp_path / "a", log=lambda s: None)
+    losses = [trainer.step() for _ in range(40)]
+    assert sum(losses[-8:]) / 8 < 0.7 * sum(losses[:8]) / 8, losses
+
+    run = tmp_path / "run"
+    common = ["--iters", "1", "--batch", "1", "--crop", "32", "--width", "4", "--blocks", "1", "--out", str(run)]
+    assert main(["train", "xydeblur", "--pixel-loss", "mse", *common]) == 0
+    assert json.loads((run / "config.json").read_text())["pixel_loss"] == "mse"
+    assert main(["train", "xydeblur", "--pixel-loss", "l2", *common]) == 2
+    assert "invalid choice" in capsys.readouterr().err
 
 
 def test_a_new_model_starts_as_the_identity(tmp_path):

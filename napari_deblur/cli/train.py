@@ -112,6 +112,13 @@ def _add_model_arguments(parser) -> None:
     parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--ema", type=float, default=0.999, help="EMA decay of the exported weights")
     parser.add_argument("--fft-weight", type=float, default=0.05, help="weight of the Fourier-amplitude L1 (0 = off)")
+    parser.add_argument(
+        "--pixel-loss",
+        choices=["l1", "mse"],
+        default="l1",
+        help="xydeblur: the pixel loss; mse trains for the mean estimate, which PSNR scores and which "
+        "hedges where the blur is uncertain, l1 for the median (default l1)",
+    )
     parser.add_argument("--width", type=int, default=32, help="network width (32 = official)")
     parser.add_argument(
         "--blocks",
@@ -181,6 +188,7 @@ def run_train(args) -> int:
         lr=args.lr,
         warmup=args.warmup,
         fft_weight=args.fft_weight,
+        pixel_loss=args.pixel_loss,
         ema=args.ema,
         seed=args.seed,
         width=args.width,

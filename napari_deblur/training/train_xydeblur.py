@@ -49,6 +49,7 @@ class TrainConfig(DataOptions):
     weight_decay: float = 1e-4
     ema: float = 0.999
     fft_weight: float = 0.05
+    pixel_loss: str = "l1"  # "l1" or "mse" (the mean estimate: what PSNR scores)
     seed: int = 0
     width: int = 32
     blocks: int = 6
@@ -68,8 +69,12 @@ def learning_rate(cfg: TrainConfig, it: int) -> float:
     return cfg.lr * warm * cosine
 
 
-def restoration_loss(restored, sharp, fft_weight: float):
-    loss = F.l1_loss(restored, sharp)
+PIXEL_LOSSES = {"l1": F.l1_loss, "mse": F.mse_loss}
+
+
+def restoration_loss(restored, sharp, fft_weight: float, pixel_loss: str = "l1"):
+    """The pixel loss (L1 or MSE) plus ``fft_weight`` times the L1 of the error's Fourier amplitude."""
+    loss = PIXEL_LOSSES[pixel_loss](restored, sharp)
     if fft_weight:
         spec = torch.fft.rfft2(restored.float() - sharp.float(), norm="ortho")
         loss = loss + fft_weight * spec.abs().mean()
@@ -198,7 +203,7 @@ class Trainer:
         blurred, sharp = self.pair_sampler.sample()
         with autocast(self.device, cfg.precision):
             restored = self.model(blurred.contiguous(memory_format=self.layout))[2]
-        loss = restoration_loss(restored.float(), sharp, cfg.fft_weight)
+        loss = restoration_loss(restored.float(), sharp, cfg.fft_weight, cfg.pixel_loss)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
