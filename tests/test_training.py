@@ -196,7 +196,9 @@ def test_the_mse_pixel_loss_is_chosen_trains_and_is_recorded(tmp_path, capsys):
     with pytest.raises(KeyError):
         restoration_loss(restored, sharp, 0.0, "l2")
 
-    trainer = Trainer(_config(iters=40, fft_weight=0.0, pixel_loss="mse", zero_init=False), tmp_path / "a", log=lambda s: None)
+    trainer = Trainer(
+        _config(iters=40, fft_weight=0.0, pixel_loss="mse", zero_init=False), tmp_path / "a", log=lambda s: None
+    )
     losses = [trainer.step() for _ in range(40)]
     assert sum(losses[-8:]) / 8 < 0.7 * sum(losses[:8]) / 8, losses
 
