@@ -53,3 +53,34 @@ def test_sampler_streams_unchanged_without_motion_and_blurred_with_it():
 def test_microscopy_ignores_motion():
     s = PairSampler("microscopy", crop=32, batch=2, pool_size=2, kernel_pool=4, tile_slack=0, motion_prob=1.0)
     assert s.motion_prob == 0.0
+
+
+def test_display_space_blur_keeps_the_srgb_mean_as_gopro_frames_do():
+    """GoPro's blurred frames keep the sharp frame's sRGB mean (their frames were averaged as
+    stored); linear-light blur keeps the linear mean instead. A bright/dark edge tells them apart."""
+    from napari_deblur.data.degrade import degrade_photo
+    from napari_deblur.metrics import srgb_to_linear
+
+    sharp = torch.full((2, 3, 64, 64), 0.1)
+    sharp[..., 32:] = 0.9
+    kernel = torch.zeros(2, 9, 9)
+    kernel[:, 4, :] = 1 / 9  # horizontal box blur across the edge
+    clean = dict(highlight_prob=0.0, exposure=(1.0, 1.0), noise_prob=0.0, quantize_prob=0.0)
+    blurred, target = degrade_photo(sharp, kernel, display=torch.tensor([False, True]), **clean)
+    assert torch.allclose(target, sharp[..., 4:-4, 4:-4], atol=1e-5)
+    linear, display = blurred[0], blurred[1]
+    assert float(srgb_to_linear(linear).mean()) == pytest.approx(float(srgb_to_linear(target[0]).mean()), abs=2e-4)
+    assert float(display.mean()) == pytest.approx(float(target[1].mean()), abs=2e-4)
+    # on the edge the linear-light blur is brighter (light spreads into the dark side)
+    assert float((linear - display).mean()) > 0.01
+    assert torch.allclose(linear[..., :20], display[..., :20], atol=1e-5)  # away from the edge: both the input
+
+
+def test_sampler_streams_unchanged_without_display_blur_and_changed_with_it():
+    opts = dict(crop=32, batch=4, pool_size=4, kernel_pool=8, tile_slack=0, seed=3, motion_prob=0.5)
+    plain, off = PairSampler("photo", **opts), PairSampler("photo", display_prob=0.0, **opts)
+    on = PairSampler("photo", display_prob=1.0, **opts)
+    (b1, s1), (b2, s2), (b3, s3) = plain.sample(), off.sample(), on.sample()
+    assert torch.equal(b1, b2) and torch.equal(s1, s2)
+    assert torch.equal(s1, s3) and not torch.equal(b1, b3)  # same sharp targets, blurred another way
+    assert PairSampler("microscopy", crop=32, batch=2, pool_size=2, kernel_pool=4, display_prob=1.0).display_prob == 0

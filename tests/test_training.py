@@ -181,7 +181,7 @@ def test_train_and_export_commands(tmp_path, capsys):
     assert manifest["recipe"]["pixel_loss"] == "l1"
 
 
-def test_the_mse_pixel_loss_is_chosen_trains_and_is_recorded(tmp_path, capsys):
+def test_the_mse_pixel_loss_and_display_blur_are_chosen_trained_and_recorded(tmp_path, capsys):
     from napari_deblur.cli import main
     from napari_deblur.training.train_xydeblur import restoration_loss
 
@@ -208,6 +208,11 @@ def test_the_mse_pixel_loss_is_chosen_trains_and_is_recorded(tmp_path, capsys):
     assert json.loads((run / "config.json").read_text())["pixel_loss"] == "mse"
     assert main(["train", "xydeblur", "--pixel-loss", "l2", *common]) == 2
     assert "invalid choice" in capsys.readouterr().err
+    assert main(["train", "xydeblur", "--display-blur-prob", "1.5", *common]) == 2
+    assert "--display-blur-prob must be between 0 and 1" in capsys.readouterr().err
+    other = ["--out", str(tmp_path / "display"), *common[:-2]]
+    assert main(["train", "xydeblur", "--display-blur-prob", "0.5", *other]) == 0
+    assert json.loads((tmp_path / "display" / "config.json").read_text())["display_prob"] == 0.5
 
 
 def test_a_new_model_starts_as_the_identity(tmp_path):

@@ -79,6 +79,14 @@ def _add_data_arguments(parser) -> None:
         "smooth, spatially varying flows, as in GoPro-style data) instead of a kernel (default 0)",
     )
     data.add_argument(
+        "--display-blur-prob",
+        dest="display_prob",
+        type=float,
+        default=0.0,
+        help="photo: share of inputs blurred on their clipped, gamma-encoded values instead of in "
+        "linear light, as video-derived datasets such as GoPro were made (default 0)",
+    )
+    data.add_argument(
         "--soft-prob",
         type=float,
         default=0.0,
@@ -210,9 +218,10 @@ def data_options(args) -> dict:
     """The :class:`napari_deblur.training.sources.DataOptions` fields from ``train``'s arguments."""
     if args.pairs and args.sharp:
         raise CLIError("--pairs and --sharp are two different data sources; give one")
-    for name in ("real_share", "identity_prob", "jpeg_prob", "motion_prob", "soft_prob"):
+    for name in ("real_share", "identity_prob", "jpeg_prob", "motion_prob", "soft_prob", "display_prob"):
         if not 0 <= getattr(args, name) <= 1:
-            raise CLIError(f"--{name.replace('_', '-')} must be between 0 and 1, got {getattr(args, name)}")
+            flag = "display-blur-prob" if name == "display_prob" else name.replace("_", "-")
+            raise CLIError(f"--{flag} must be between 0 and 1, got {getattr(args, name)}")
     if args.kernel_size < 3 or args.kernel_size % 2 == 0:
         raise CLIError(f"--kernel-size must be odd and at least 3, got {args.kernel_size}")
     return {
@@ -224,5 +233,6 @@ def data_options(args) -> dict:
         "jpeg_prob": args.jpeg_prob,
         "motion_prob": args.motion_prob,
         "soft_prob": args.soft_prob,
+        "display_prob": args.display_prob,
         "kernel_size": args.kernel_size,
     }

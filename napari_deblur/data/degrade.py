@@ -146,6 +146,7 @@ def degrade_photo(
     jpeg_quality=(70.0, 95.0),
     motion=None,
     motion_extent=31.0,
+    display=None,
 ):
     """sRGB tiles (B, 3, H, W) in [0, 1] -> (blurred, sharp), both cropped by the kernel radius, in [0, 1].
 
@@ -153,7 +154,10 @@ def degrade_photo(
     A share ``jpeg_prob`` of the blurred images is compressed at a JPEG quality drawn from
     ``jpeg_quality`` (:func:`jpeg_like`), after the noise and the 8-bit rounding. The samples
     where the (B,) bool tensor ``motion`` is true are blurred by dynamic-scene motion
-    instead (:func:`.motion.frame_average`, paths up to ``motion_extent`` px).
+    instead (:func:`.motion.frame_average`, paths up to ``motion_extent`` px). The samples where
+    the (B,) bool tensor ``display`` is true are blurred on their clipped, gamma-encoded values
+    instead of in linear light: that is how video-derived datasets such as GoPro were made (their
+    frames averaged as stored), and it leaves edges between bright and dark a different profile.
     """
     dev, b = sharp.device, sharp.shape[0]
     m = torch.as_tensor(kernels).shape[-1] // 2
@@ -161,10 +165,18 @@ def degrade_photo(
     boost = _uniform(*highlight_gain, b, generator, dev, log=True)
     boost = torch.where(torch.rand(b, 1, 1, 1, generator=generator, device=dev) < highlight_prob, boost, 1.0)
     lin = lin * (1 + (boost - 1) * ((lin - 0.8) / 0.2).clamp(0, 1))  # only near-white pixels go beyond 1
-    blurred = _apply_blur(lin, kernels, weights)
+    flows = None
     if motion is not None and bool(motion.any()):
-        v, a = random_flows(b, lin.shape[-2], lin.shape[-1], motion_extent, generator, dev)
-        blurred = torch.where(motion.to(dev).view(b, 1, 1, 1), frame_average(lin, v, a), blurred)
+        flows = random_flows(b, lin.shape[-2], lin.shape[-1], motion_extent, generator, dev)
+
+    def spread(x):  # the kernel blur, or for the moving samples the frame average
+        out = _apply_blur(x, kernels, weights)
+        return out if flows is None else torch.where(motion.to(dev).view(b, 1, 1, 1), frame_average(x, *flows), out)
+
+    blurred = spread(lin)
+    if display is not None and bool(display.any()):
+        encoded = srgb_to_linear(spread(linear_to_srgb(lin)))  # linear_to_srgb clips, as stored frames are
+        blurred = torch.where(display.to(dev).view(b, 1, 1, 1), encoded, blurred)
     blurred = crop_margin(blurred, m)
     lin = crop_margin(lin, m)
     noisy = torch.rand(b, 1, 1, 1, generator=generator, device=dev) < noise_prob

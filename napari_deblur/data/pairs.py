@@ -23,7 +23,9 @@ or computed 3D PSFs, :func:`.psf.psf_slices`) to the microscopy kernel pool; a s
 (noisy) input itself: an already sharp image must come back as it is, not denoised or
 otherwise rewritten. Photos: a share ``motion_prob`` of the samples is blurred by
 dynamic-scene motion instead of a kernel (:mod:`.motion`, paths up to ``kernel_size``
-px). :class:`FolderPairs` serves random aligned crops of a user's paired images instead
+px), and a share ``display_prob`` is blurred on gamma-encoded values instead of in linear
+light (as video-derived data such as GoPro was made). :class:`FolderPairs` serves random
+aligned crops of a user's paired images instead
 (see :mod:`.folder`).
 """
 
@@ -129,6 +131,7 @@ class PairSampler:
         identity_prob=0.0,
         motion_prob=0.0,
         soft_prob=0.0,
+        display_prob=0.0,
     ):
         if preset not in PRESETS:
             raise ValueError(f"preset must be one of {sorted(PRESETS)}, got {preset!r}")
@@ -149,6 +152,7 @@ class PairSampler:
             self._photos = sources.heldout_photos() if heldout else sources.training_photos()
         self.real_share, self.psf_share, self.identity_prob = float(real_share), float(psf_share), float(identity_prob)
         self.motion_prob = float(motion_prob) if preset == "photo" else 0.0
+        self.display_prob = float(display_prob) if preset == "photo" else 0.0
         self.soft_prob = float(soft_prob)
         self._real, self._eligible = sharp, None
         if sharp is not None:
@@ -273,6 +277,8 @@ class PairSampler:
         if self.motion_prob:  # no draw when off: streams stay as they were
             moving = torch.rand(b, generator=cpu) < self.motion_prob
             options.update(motion=moving.to(dev), motion_extent=float(self.kernel_size))
+        if self.display_prob:  # drawn after the motion, and only when on: older streams stay as they were
+            options.update(display=(torch.rand(b, generator=cpu) < self.display_prob).to(dev))
         blurred, sharp = degrade(patch, kernels, weights, gen, **options)
         if self.identity_prob:  # an unblurred input is already sharp: it must come back as it is, noise and all
             unblurred = (self.kernels.flatten(1).amax(1) >= 1)[kidx[:, 0].to(dev)] & ~varying.to(dev)

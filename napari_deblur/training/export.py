@@ -46,6 +46,7 @@ def data_description(config: dict) -> str:
             + (f", JPEG {config.get('jpeg_prob', 0):.0%}" if config.get("preset") == "photo" else "")
             + (f", dynamic-scene motion {config['motion_prob']:.0%}" if config.get("motion_prob") else "")
             + (f", soft (enlarged) tiles {config['soft_prob']:.0%}" if config.get("soft_prob") else "")
+            + (f", blurred on gamma-encoded values {config['display_prob']:.0%}" if config.get("display_prob") else "")
             + (f", kernels {config['kernel_size']} px" if config.get("kernel_size", 31) != 31 else "")
             + f"; {DEGRADATION.get(config.get('preset'), '')}{psfs}"
         )

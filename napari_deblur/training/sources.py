@@ -27,6 +27,7 @@ class DataOptions:
     jpeg_prob: float = 0.25  # photos: share of blurred inputs JPEG-compressed (quality 70-95)
     motion_prob: float = 0.0  # photos: share blurred by dynamic-scene motion (data.motion) instead of a kernel
     soft_prob: float = 0.0  # share of real sharp tiles enlarged 1.25-2.5x (soft targets)
+    display_prob: float = 0.0  # photos: share blurred on gamma-encoded values, as GoPro-style video data was
     kernel_size: int = 31  # side of the blur kernels (and the longest motion path), odd
 
 
@@ -57,6 +58,8 @@ def make_training_pairs(cfg, device, log=print):
             options["degrade_options"] = {"jpeg_prob": cfg.jpeg_prob}
             if cfg.motion_prob:
                 options["motion_prob"] = cfg.motion_prob
+            if cfg.display_prob:
+                options["display_prob"] = cfg.display_prob
     pair_sampler = make_sampler(cfg.preset, cfg.crop, cfg.batch, device, cfg.seed, pairs=cfg.pairs, **options)
     val_crop = cfg.val_crop
     if "sharp" in options:  # validation crops must fit in the largest real image (crop banks are small)
