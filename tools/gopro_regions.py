@@ -8,6 +8,10 @@ with the frame's. Full frames, as the gate scores them.
 
     .venv/bin/python tools/gopro_regions.py MODEL [--data ../shared/data] [--out FILE.json]
 
+``blur-space`` instead asks how the blurred frames were made: per frame, the mean of
+(blurred - sharp) over the interior, on the stored sRGB values and in linear light. Frames
+averaged as stored keep the sRGB mean; frames averaged in linear light keep the linear mean.
+
 MODEL is a bundled name or a weights file, or ``unsharp``: for each frame the best of a grid of
 unsharp masks (Gaussian sigma 0.7-3 px, amount -0.5 to 0.8), picked with the sharp frame (an
 oracle): what plain sharpening can gain on these frames. Prints a markdown table; ``--out``
@@ -67,12 +71,26 @@ def unsharp_oracle(blurred: np.ndarray, sharp: np.ndarray) -> np.ndarray:
     return best
 
 
+def blur_space(cases) -> int:
+    """Print the mean (blurred - sharp) of each frame's interior, in sRGB values and in linear light."""
+    from napari_deblur.metrics import srgb_to_linear
+
+    inner = (slice(None), slice(BORDER, -BORDER), slice(BORDER, -BORDER))
+    print("| frame | mean(blurred - sharp), sRGB values | mean(blurred - sharp), linear light |")
+    print("|---|---:|---:|")
+    for case in cases:
+        blurred, sharp = case.blurred_unit[inner], case.sharp[inner]
+        linear = float((srgb_to_linear(blurred) - srgb_to_linear(sharp)).mean())
+        print(f"| {case.id} | {float((blurred - sharp).mean()):+.5f} | {linear:+.5f} |")
+    return 0
+
+
 def main(argv=None) -> int:
     from napari_deblur import xydeblur
     from napari_deblur.evaluation.real_cases import gopro_cases
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("model")
+    parser.add_argument("model", help="a bundled name or weights file, unsharp, or blur-space")
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--pad", type=int, default=0, help="reflect-pad each frame by this many pixels (cut after)")
@@ -81,6 +99,8 @@ def main(argv=None) -> int:
     if not cases:
         print(f"no GoPro pairs under {args.data}", file=sys.stderr)
         return 2
+    if args.model == "blur-space":
+        return blur_space(cases)
     rows = []
     for case in cases:
         started = time.perf_counter()
