@@ -73,7 +73,7 @@ def test_smoke_session_trains_exports_probes_and_packs_within_the_lease_limits(t
     assert "use the new xydeblur-photo" in log
     commands = [line for line in log.splitlines() if "napari_deblur train " in line]
     assert len(commands) == 2 and "train-xydeblur-photo: " in commands[0]
-    assert "--init xydeblur-photo" in commands[0] and "--soft-prob 0.3" not in commands[0]  # smoke recipe
+    assert "--init xydeblur-photo" in commands[0] and "--display-blur-prob" not in commands[0]  # smoke recipe
     assert "--init dvsr-photo" in commands[1]
     assert "x_init" in probe and "T=2, N=2: PSNR" in probe
     manifest = json.loads((out / "dvsr-photo.json").read_text())

@@ -67,8 +67,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RECIPES = {
     "dvsr-photo": ["dvsr", "--preset", "photo", "--batch", "32", "--crop", "128", "--lr", "2e-4"],
     "dvsr-microscopy": ["dvsr", "--preset", "microscopy", "--batch", "32", "--crop", "128", "--lr", "2e-4"],
-    # continued from the bundled weights (2026-12-07, the first that pass the gate) on the data mix
-    # that took them there (README, training table: candidate 10)
+    # continued from the bundled weights (2026-12-08) on the data mix that took them there (README,
+    # real-data benchmark: candidate 15, with half of the samples blurred on gamma-encoded values)
     "xydeblur-photo": [
         "xydeblur",
         "--preset",
@@ -78,15 +78,17 @@ RECIPES = {
         "--crop",
         "192",
         "--lr",
-        "2e-4",
+        "1e-4",
         "--fft-weight",
-        "0.05",
+        "0",
         "--identity-prob",
-        "0.15",
+        "0.25",
         "--motion-prob",
         "0.3",
         "--soft-prob",
-        "0.3",
+        "0.4",
+        "--display-blur-prob",
+        "0.5",
     ],
     "xydeblur-microscopy": [
         "xydeblur",
