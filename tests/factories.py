@@ -1,12 +1,24 @@
-"""Small XYDeblur models for tests (random or with known residuals), and a bundler that
-puts any model into a resources folder with its manifest."""
+"""Small XYDeblur models for tests (random or with known residuals), a bundler that
+puts any model into a resources folder with its manifest, and a loader for the scripts in
+``tools/``."""
 
+import importlib.util
 import json
+from pathlib import Path
 
 import torch
 
 from napari_deblur.models.weights import save_safetensors, sha256_of
 from napari_deblur.models.xydeblur import XYDeblur
+
+
+def load_tool(name: str):
+    """The module of ``tools/<name>.py`` (the tools are scripts, not a package)."""
+    path = Path(__file__).resolve().parents[1] / "tools" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def tiny_model(channels=1, seed=0, width=4, blocks=1) -> XYDeblur:

@@ -1,22 +1,12 @@
 """tools/gopro_regions.py blur-space: tells frames averaged as stored (sRGB values) from frames
 averaged in linear light, the measurement behind ``train --display-blur-prob``."""
 
-import importlib.util
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+from factories import load_tool
 
 from napari_deblur.metrics import linear_to_srgb, srgb_to_linear
-
-SCRIPT = Path(__file__).resolve().parents[1] / "tools" / "gopro_regions.py"
-
-
-def _tool():
-    spec = importlib.util.spec_from_file_location("gopro_regions", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_blur_space_finds_which_mean_the_averaging_kept(capsys):
@@ -27,7 +17,7 @@ def test_blur_space_finds_which_mean_the_averaging_kept(capsys):
     linear = linear_to_srgb(np.mean([srgb_to_linear(f) for f in frames], axis=0))
     cases = [SimpleNamespace(id="stored", blurred_unit=stored, sharp=sharp)]
     cases.append(SimpleNamespace(id="linear", blurred_unit=linear, sharp=sharp))
-    assert _tool().blur_space(cases) == 0
+    assert load_tool("gopro_regions").blur_space(cases) == 0
     rows = {line.split("|")[1].strip(): line.split("|")[2:4] for line in capsys.readouterr().out.splitlines()[2:]}
     srgb_stored, lin_stored = (float(v) for v in rows["stored"])
     srgb_linear, lin_linear = (float(v) for v in rows["linear"])

@@ -1,7 +1,6 @@
 """tools/gpu_session.py, the prepared GPU-lease command, in miniature on the CPU: training,
 export and probe run, and what it leaves in OUT fits what a lease can bring back."""
 
-import importlib.util
 import json
 import shutil
 import tarfile
@@ -11,14 +10,11 @@ import pytest
 
 pytest.importorskip("torch")
 
-SCRIPT = Path(__file__).resolve().parents[1] / "tools" / "gpu_session.py"
+from factories import load_tool  # noqa: E402
 
 
 def load_script():
-    spec = importlib.util.spec_from_file_location("gpu_session", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("gpu_session")
 
 
 @pytest.mark.slow

@@ -1,22 +1,16 @@
 """tools/probe_denoiser.py's terminal check: the same chains from pure noise and from the
 training marginal, scored against x_init."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
 torch = pytest.importorskip("torch")
 
-SCRIPT = Path(__file__).resolve().parents[1] / "tools" / "probe_denoiser.py"
+from factories import load_tool  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def probe():
-    spec = importlib.util.spec_from_file_location("probe_denoiser", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool("probe_denoiser")
 
 
 class Blur(torch.nn.Module):
