@@ -124,8 +124,8 @@ def _add_model_arguments(parser) -> None:
         "--pixel-loss",
         choices=["l1", "mse"],
         default="l1",
-        help="xydeblur: the pixel loss; mse trains for the mean estimate, which PSNR scores and which "
-        "hedges where the blur is uncertain, l1 for the median (default l1)",
+        help="xydeblur: the pixel loss, l1 (default) or mse (trains for the mean estimate, which PSNR "
+        "scores; on real GoPro blur it did worse than l1, see the README)",
     )
     parser.add_argument("--width", type=int, default=32, help="network width (32 = official)")
     parser.add_argument(
