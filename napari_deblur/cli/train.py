@@ -218,10 +218,17 @@ def data_options(args) -> dict:
     """The :class:`napari_deblur.training.sources.DataOptions` fields from ``train``'s arguments."""
     if args.pairs and args.sharp:
         raise CLIError("--pairs and --sharp are two different data sources; give one")
-    for name in ("real_share", "identity_prob", "jpeg_prob", "motion_prob", "soft_prob", "display_prob"):
+    shares = {
+        "real_share": "--real-share",
+        "identity_prob": "--identity-prob",
+        "jpeg_prob": "--jpeg-prob",
+        "motion_prob": "--motion-prob",
+        "soft_prob": "--soft-prob",
+        "display_prob": "--display-blur-prob",
+    }
+    for name, flag in shares.items():
         if not 0 <= getattr(args, name) <= 1:
-            flag = "display-blur-prob" if name == "display_prob" else name.replace("_", "-")
-            raise CLIError(f"--{flag} must be between 0 and 1, got {getattr(args, name)}")
+            raise CLIError(f"{flag} must be between 0 and 1, got {getattr(args, name)}")
     if args.kernel_size < 3 or args.kernel_size % 2 == 0:
         raise CLIError(f"--kernel-size must be odd and at least 3, got {args.kernel_size}")
     return {
